@@ -1,0 +1,288 @@
+//! The HTTP/1.1 server: listening socket, bounded connections, responses, and graceful shutdown.
+
+use std::convert::Infallible;
+use std::io;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::pin::{pin, Pin};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+
+use crate::args::ServeConfig;
+use crate::site::{Miss, Site};
+
+/// Largest request head accepted; beyond it hyper answers 431. hyper's minimum is 8 KiB.
+const MAX_HEAD_BYTES: usize = 16 * 1024;
+
+/// Binds `[::]:port` dual-stack, or `0.0.0.0:port` where the kernel has IPv6 switched off.
+pub fn bind(port: u16) -> io::Result<TcpListener> {
+    let dual_stack = SocketAddr::from((Ipv6Addr::UNSPECIFIED, port));
+    match listen(dual_stack, true) {
+        Err(e) if e.kind() == io::ErrorKind::AddrInUse || e.kind() == io::ErrorKind::PermissionDenied => Err(e),
+        Err(_) => listen(SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)), false),
+        ok => ok,
+    }
+}
+
+fn listen(addr: SocketAddr, dual_stack: bool) -> io::Result<TcpListener> {
+    let socket = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None)?;
+    if dual_stack {
+        socket.set_only_v6(false)?;
+    }
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    TcpListener::from_std(socket.into())
+}
+
+/// Serves until SIGTERM or SIGINT, then lets in-flight requests finish within the grace period.
+pub async fn run(config: ServeConfig, site: Site, listener: TcpListener) -> io::Result<()> {
+    // PID 1 only receives the signals it has handlers for, so install them before anything else.
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+
+    let site = Arc::new(site);
+    let slots = Arc::new(Semaphore::new(config.max_connections));
+    let graceful = GracefulShutdown::new();
+    let mut http = http1::Builder::new();
+    // hyper restarts its header-read timer as soon as a response is written, so it bounds idle
+    // keep-alive time too; give it the long idle value, and hold slow request heads to the short
+    // one ourselves (`close_when_stalled`).
+    http.timer(TokioTimer::new())
+        .header_read_timeout(config.idle_timeout)
+        .max_buf_size(MAX_HEAD_BYTES);
+    let timeouts = Timeouts { header: config.header_timeout, idle: config.idle_timeout };
+
+    let signal_name = loop {
+        let (stream, peer) = tokio::select! {
+            _ = terminate.recv() => break "SIGTERM",
+            _ = interrupt.recv() => break "SIGINT",
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Usually EMFILE: back off instead of spinning; open connections keep working.
+                    eprintln!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        // Over the cap the connection is closed at once: a fast refusal beats a queue that a
+        // health check would wait in behind slow clients.
+        let Ok(slot) = slots.clone().try_acquire_owned() else { continue };
+        let _ = stream.set_nodelay(true);
+        let site = site.clone();
+        let access_log = config.access_log;
+        let service = service_fn(move |request| {
+            let response = respond(&site, &request);
+            if access_log {
+                log_access(peer, &request, &response);
+            }
+            async move { Ok::<_, Infallible>(response) }
+        });
+        let (io, activity) = ActivityIo::new(stream);
+        let connection = graceful.watch(http.serve_connection(TokioIo::new(io), service));
+        tokio::spawn(async move {
+            let _slot = slot;
+            close_when_stalled(connection, &activity, timeouts).await;
+        });
+    };
+
+    drop(listener); // new connections are refused from here on
+    let open = config.max_connections - slots.available_permits();
+    println!("{signal_name}: stopping, {open} connection(s) open");
+    if tokio::time::timeout(config.shutdown_grace, graceful.shutdown()).await.is_err() {
+        eprintln!("requests still running after {:?}, closing them", config.shutdown_grace);
+    }
+    Ok(())
+}
+
+/// Drives a connection until it ends, a request has taken longer than `header_timeout` from its
+/// first byte to our answer (slowloris), or nothing has moved either way for `idle_timeout`.
+async fn close_when_stalled<F: Future>(connection: F, activity: &Activity, config: Timeouts) {
+    let mut connection = pin!(connection);
+    loop {
+        let deadline = activity.deadline(config);
+        tokio::select! {
+            _ = &mut connection => return,
+            _ = tokio::time::sleep_until(deadline) => {
+                if activity.deadline(config) <= Instant::now() {
+                    return; // dropping the connection closes the socket
+                }
+            }
+        }
+    }
+}
+
+fn respond(site: &Site, request: &Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
+    let uri = request.uri();
+    // Only origin-form targets name a file here; absolute-form asks us to be a proxy, and
+    // authority-form (CONNECT) or `*` name no file at all.
+    if uri.scheme().is_some() || uri.authority().is_some() || !uri.path().starts_with('/') {
+        return plain(StatusCode::BAD_REQUEST);
+    }
+    let head = match *request.method() {
+        Method::GET => false,
+        Method::HEAD => true,
+        _ => {
+            let mut response = plain(StatusCode::METHOD_NOT_ALLOWED);
+            response.headers_mut().insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+            return response;
+        }
+    };
+    let asset = match site.resolve(uri.path()) {
+        Ok(asset) => asset,
+        Err(Miss::BadPath) => return plain(StatusCode::BAD_REQUEST),
+        Err(Miss::NotFound) => return plain(StatusCode::NOT_FOUND),
+    };
+    let body = if head { Bytes::new() } else { asset.body.clone() };
+    let mut response = Response::new(Full::new(body));
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(asset.content_type));
+    headers.insert(CONTENT_LENGTH, HeaderValue::from(asset.body.len()));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// A short text response carrying the status line's reason, e.g. "404 Not Found".
+fn plain(status: StatusCode) -> Response<Full<Bytes>> {
+    let text = format!("{} {}\n", status.as_u16(), status.canonical_reason().unwrap_or(""));
+    let mut response = Response::new(Full::new(Bytes::from(text)));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+fn log_access<B>(peer: SocketAddr, request: &Request<B>, response: &Response<Full<Bytes>>) {
+    let length = response
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .unwrap_or_else(|| hyper::body::Body::size_hint(response.body()).exact().unwrap_or(0).to_string());
+    // The http crate refuses control characters in methods and targets, so a line cannot be forged.
+    println!(
+        "{} \"{} {} {:?}\" {} {length}",
+        SocketAddr::new(peer.ip().to_canonical(), peer.port()),
+        request.method(),
+        request.uri(),
+        request.version(),
+        response.status().as_u16()
+    );
+}
+
+#[derive(Clone, Copy)]
+struct Timeouts {
+    header: Duration,
+    idle: Duration,
+}
+
+/// What a connection's I/O wrapper has seen, for its timer. Times are milliseconds since `start`;
+/// `waiting_since` is 0 when no request is waiting for an answer, else its first byte's time + 1.
+struct Activity {
+    start: Instant,
+    last: AtomicU64,
+    waiting_since: AtomicU64,
+}
+
+impl Activity {
+    fn now(&self) -> u64 {
+        self.start.elapsed().as_millis() as u64
+    }
+
+    fn on_read(&self) {
+        let now = self.now();
+        self.last.store(now, Ordering::Relaxed);
+        let _ = self.waiting_since.compare_exchange(0, now + 1, Ordering::Relaxed, Ordering::Relaxed);
+    }
+
+    fn on_write(&self) {
+        self.last.store(self.now(), Ordering::Relaxed);
+        self.waiting_since.store(0, Ordering::Relaxed);
+    }
+
+    fn deadline(&self, timeouts: Timeouts) -> Instant {
+        let at = |millis: u64| self.start + Duration::from_millis(millis);
+        let idle = at(self.last.load(Ordering::Relaxed)) + timeouts.idle;
+        match self.waiting_since.load(Ordering::Relaxed) {
+            0 => idle,
+            since => idle.min(at(since - 1) + timeouts.header),
+        }
+    }
+}
+
+/// A TCP stream that records when bytes last moved, for the idle timeout.
+struct ActivityIo {
+    stream: TcpStream,
+    activity: Arc<Activity>,
+}
+
+impl ActivityIo {
+    fn new(stream: TcpStream) -> (Self, Arc<Activity>) {
+        let activity = Arc::new(Activity { start: Instant::now(), last: AtomicU64::new(0), waiting_since: AtomicU64::new(0) });
+        (ActivityIo { stream, activity: activity.clone() }, activity)
+    }
+}
+
+impl AsyncRead for ActivityIo {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let result = Pin::new(&mut self.stream).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.activity.on_read();
+        }
+        result
+    }
+}
+
+impl AsyncWrite for ActivityIo {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+        let result = Pin::new(&mut self.stream).poll_write(cx, data);
+        if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.on_write();
+        }
+        result
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let result = Pin::new(&mut self.stream).poll_write_vectored(cx, data);
+        if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.on_write();
+        }
+        result
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}

@@ -1,0 +1,183 @@
+//! The document root, loaded into memory once, and the mapping from request paths to its files.
+//!
+//! Requests are answered from a map keyed by normalised path, never from the file system, so no
+//! request can reach a file outside the root however its path is spelled.
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::Path;
+
+use bytes::Bytes;
+
+/// Refuses to load document roots that would make the placeholder a memory hog.
+const MAX_TOTAL_BYTES: u64 = 64 * 1024 * 1024;
+
+pub struct Asset {
+    pub body: Bytes,
+    pub content_type: &'static str,
+}
+
+pub struct Site {
+    files: HashMap<String, Asset>,
+}
+
+/// Why a request path has no file to serve.
+#[derive(Debug, PartialEq)]
+pub enum Miss {
+    /// Malformed or trying to leave the root: 400.
+    BadPath,
+    /// Well-formed but not there: 404.
+    NotFound,
+}
+
+impl Site {
+    /// Loads every regular file under `root`. Symbolic links are skipped: they could point outside.
+    pub fn load(root: &Path) -> Result<Site, String> {
+        let meta = fs::metadata(root).map_err(|e| format!("document root {}: {e}", root.display()))?;
+        if !meta.is_dir() {
+            return Err(format!("document root {} is not a directory", root.display()));
+        }
+        let mut site = Site { files: HashMap::new() };
+        let mut total = 0;
+        site.load_dir(root, "", &mut total)?;
+        if site.files.is_empty() {
+            return Err(format!("document root {} has no files to serve", root.display()));
+        }
+        Ok(site)
+    }
+
+    fn load_dir(&mut self, dir: &Path, prefix: &str, total: &mut u64) -> Result<(), String> {
+        let entries = fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| format!("{}: {e}", dir.display()))?;
+            let path = entry.path();
+            let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+                continue; // not requestable: request paths must be UTF-8
+            };
+            let kind = entry.file_type().map_err(|e| format!("{}: {e}", path.display()))?;
+            let key = format!("{prefix}/{name}");
+            if kind.is_dir() {
+                self.load_dir(&path, &key, total)?;
+            } else if kind.is_file() {
+                let body = fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+                *total += body.len() as u64;
+                if *total > MAX_TOTAL_BYTES {
+                    return Err(format!("document root holds more than {} MiB", MAX_TOTAL_BYTES >> 20));
+                }
+                self.files.insert(key, Asset { body: Bytes::from(body), content_type: content_type(&name) });
+            }
+        }
+        Ok(())
+    }
+
+    pub fn len(&self) -> usize {
+        self.files.len()
+    }
+
+    pub fn contains(&self, path: &str) -> bool {
+        self.files.contains_key(path)
+    }
+
+    /// Finds the file for an origin-form request path (the part before any `?`).
+    pub fn resolve(&self, raw_path: &str) -> Result<&Asset, Miss> {
+        let path = normalise(raw_path)?;
+        self.files.get(path.as_str()).ok_or(Miss::NotFound)
+    }
+}
+
+/// Splits `raw` into segments, percent-decodes each, and rejects anything that is not a plain path
+/// inside the root: dot segments, empty segments, encoded `/`, backslashes, NUL and other control
+/// characters, invalid UTF-8. A trailing `/` means that directory's `index.html`.
+fn normalise(raw: &str) -> Result<String, Miss> {
+    let rest = raw.strip_prefix('/').ok_or(Miss::BadPath)?;
+    let mut path = String::with_capacity(raw.len() + 10);
+    let mut segments = rest.split('/').peekable();
+    while let Some(segment) = segments.next() {
+        let last = segments.peek().is_none();
+        let decoded = percent_decode(segment.as_bytes()).ok_or(Miss::BadPath)?;
+        let decoded = String::from_utf8(decoded).map_err(|_| Miss::BadPath)?;
+        if decoded.chars().any(|c| c == '/' || c == '\\' || c.is_control()) {
+            return Err(Miss::BadPath);
+        }
+        match decoded.as_str() {
+            "." | ".." => return Err(Miss::BadPath),
+            "" if last => path.push_str("/index.html"),
+            "" => return Err(Miss::BadPath),
+            s => {
+                path.push('/');
+                path.push_str(s);
+            }
+        }
+    }
+    Ok(path)
+}
+
+fn percent_decode(input: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(input.len());
+    let mut bytes = input.iter();
+    while let Some(&b) = bytes.next() {
+        if b == b'%' {
+            let hi = (*bytes.next()? as char).to_digit(16)?;
+            let lo = (*bytes.next()? as char).to_digit(16)?;
+            out.push((hi * 16 + lo) as u8);
+        } else {
+            out.push(b);
+        }
+    }
+    Some(out)
+}
+
+fn content_type(name: &str) -> &'static str {
+    let ext = name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase()).unwrap_or_default();
+    match ext.as_str() {
+        "html" | "htm" => "text/html; charset=utf-8",
+        "css" => "text/css; charset=utf-8",
+        "js" | "mjs" => "text/javascript; charset=utf-8",
+        "json" | "map" => "application/json",
+        "txt" => "text/plain; charset=utf-8",
+        "xml" => "application/xml",
+        "svg" => "image/svg+xml",
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "gif" => "image/gif",
+        "webp" => "image/webp",
+        "ico" => "image/x-icon",
+        "wasm" => "application/wasm",
+        "woff" => "font/woff",
+        "woff2" => "font/woff2",
+        "pdf" => "application/pdf",
+        _ => "application/octet-stream",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_paths_normalise() {
+        assert_eq!(normalise("/"), Ok("/index.html".into()));
+        assert_eq!(normalise("/healthcheck.html"), Ok("/healthcheck.html".into()));
+        assert_eq!(normalise("/a/b.css"), Ok("/a/b.css".into()));
+        assert_eq!(normalise("/docs/"), Ok("/docs/index.html".into()));
+        assert_eq!(normalise("/my%20page.html"), Ok("/my page.html".into()));
+    }
+
+    #[test]
+    fn escapes_are_refused() {
+        for bad in [
+            "", "index.html", "/..", "/../etc/passwd", "/a/../../b", "/./index.html", "/%2e%2e/x", "/%2E%2e%2fx",
+            "/..%2findex.html", "/a%2f..%2f..%2fetc", "/a%2fb.html", "/%2fetc%2fpasswd", "/..\\x", "/%5c..%5cx", "/a%00.html", "/%", "/%zz", "/%c0%ae%c0%ae/",
+            "//etc/passwd", "/a//b",
+        ] {
+            assert_eq!(normalise(bad), Err(Miss::BadPath), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn content_types() {
+        assert_eq!(content_type("index.HTML"), "text/html; charset=utf-8");
+        assert_eq!(content_type("app.js"), "text/javascript; charset=utf-8");
+        assert_eq!(content_type("README"), "application/octet-stream");
+    }
+}
