@@ -20,7 +20,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, Semaphore};
 use tokio::time::Instant;
 
 use crate::args::ServeConfig;
@@ -121,6 +121,7 @@ async fn close_when_stalled<F: Future>(connection: F, activity: &Activity, confi
         let deadline = activity.deadline(config);
         tokio::select! {
             _ = &mut connection => return,
+            _ = activity.request_started.notified() => {} // re-arm with the header deadline
             _ = tokio::time::sleep_until(deadline) => {
                 if activity.deadline(config) <= Instant::now() {
                     return; // dropping the connection closes the socket
@@ -201,6 +202,7 @@ struct Activity {
     start: Instant,
     last: AtomicU64,
     waiting_since: AtomicU64,
+    request_started: Notify,
 }
 
 impl Activity {
@@ -211,7 +213,9 @@ impl Activity {
     fn on_read(&self) {
         let now = self.now();
         self.last.store(now, Ordering::Relaxed);
-        let _ = self.waiting_since.compare_exchange(0, now + 1, Ordering::Relaxed, Ordering::Relaxed);
+        if self.waiting_since.compare_exchange(0, now + 1, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
+            self.request_started.notify_one();
+        }
     }
 
     fn on_write(&self) {
@@ -237,7 +241,12 @@ struct ActivityIo {
 
 impl ActivityIo {
     fn new(stream: TcpStream) -> (Self, Arc<Activity>) {
-        let activity = Arc::new(Activity { start: Instant::now(), last: AtomicU64::new(0), waiting_since: AtomicU64::new(0) });
+        let activity = Arc::new(Activity {
+            start: Instant::now(),
+            last: AtomicU64::new(0),
+            waiting_since: AtomicU64::new(0),
+            request_started: Notify::new(),
+        });
         (ActivityIo { stream, activity: activity.clone() }, activity)
     }
 }

@@ -1,0 +1,13 @@
+# The placeholder image: one static binary and the pages it serves. Nothing to pull.
+# Build the binary first:  cargo build --release -p server --target x86_64-unknown-linux-musl
+# then:                    docker build -t placeholder .
+# For arm64, add --platform linux/arm64 --build-arg SERVER_BINARY=target/aarch64-unknown-linux-musl/release/server
+FROM scratch
+ARG SERVER_BINARY=target/x86_64-unknown-linux-musl/release/server
+COPY ${SERVER_BINARY} /server
+COPY public_html /public_html
+EXPOSE 80
+# ECS ignores this and runs the task definition's check; Docker (and our smoke test) use it.
+# Exec form: a scratch image has no shell.
+HEALTHCHECK --interval=10s --timeout=3s --retries=3 CMD ["/server", "--probe"]
+ENTRYPOINT ["/server"]

@@ -1,0 +1,195 @@
+//! Shared helpers: spawn the real server binary on a free loopback port and talk raw HTTP to it.
+#![allow(dead_code)] // each test file uses its own subset
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdout, Command, ExitStatus, Output, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_server");
+
+/// A document root in a temp dir, with a secret file beside it that no request may reach.
+pub struct Fixture {
+    pub dir: tempfile::TempDir,
+}
+
+pub const SECRET: &str = "TOP-SECRET-OUTSIDE-THE-ROOT";
+
+impl Fixture {
+    pub fn new() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("public_html");
+        std::fs::create_dir_all(root.join("docs")).unwrap();
+        std::fs::write(root.join("index.html"), "<h1>index</h1>\n").unwrap();
+        std::fs::write(root.join("healthcheck.html"), "OK\n").unwrap();
+        std::fs::write(root.join("style.css"), "body{}\n").unwrap();
+        std::fs::write(root.join("docs/index.html"), "docs\n").unwrap();
+        std::fs::write(dir.path().join("secret.txt"), SECRET).unwrap();
+        Fixture { dir }
+    }
+
+    pub fn root(&self) -> PathBuf {
+        self.dir.path().join("public_html")
+    }
+
+    pub fn write(&self, name: &str, contents: impl AsRef<[u8]>) {
+        std::fs::write(self.root().join(name), contents).unwrap();
+    }
+}
+
+/// A running server; killed on drop if the test did not stop it.
+pub struct Server {
+    pub child: Child,
+    pub port: u16,
+    pub started: Instant,
+    stdout: mpsc::Receiver<String>,
+}
+
+impl Server {
+    pub fn start(root: &Path) -> Server {
+        Server::start_with(root, &[], &[])
+    }
+
+    /// Spawns with `--port 0` and learns the port from the start-up line, so no port is raced for.
+    pub fn start_with(root: &Path, args: &[&str], env: &[(&str, &str)]) -> Server {
+        let started = Instant::now();
+        let mut child = Command::new(BIN)
+            .args(["--port", "0", "--root"])
+            .arg(root)
+            .args(args)
+            .envs(env.iter().copied())
+            .env_remove("PORT")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn server");
+        let stdout = lines(child.stdout.take().unwrap());
+        let first = stdout.recv_timeout(Duration::from_secs(10)).expect("server printed no start-up line");
+        let port = first
+            .split("]:")
+            .nth(1)
+            .and_then(|rest| rest.split(',').next())
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("no port in start-up line {first:?}"));
+        Server { child, port, started, stdout }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    /// The next line the server prints on stdout (access log, shutdown message).
+    pub fn next_line(&self, timeout: Duration) -> Option<String> {
+        self.stdout.recv_timeout(timeout).ok()
+    }
+
+    pub fn signal(&self, signal: libc::c_int) {
+        assert_eq!(unsafe { libc::kill(self.child.id() as libc::pid_t, signal) }, 0);
+    }
+
+    /// Waits for exit, failing the test after `timeout`.
+    pub fn wait(&mut self, timeout: Duration) -> ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "server did not exit within {timeout:?}");
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn lines(stdout: ChildStdout) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// A parsed HTTP/1.1 response.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+pub fn connect(addr: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    stream
+}
+
+/// Sends `request` as raw bytes and reads until the server closes the connection.
+pub fn raw(addr: SocketAddr, request: &[u8]) -> Vec<u8> {
+    let mut stream = connect(addr);
+    stream.write_all(request).unwrap();
+    let mut out = Vec::new();
+    let _ = stream.read_to_end(&mut out);
+    out
+}
+
+/// Sends raw bytes and parses the one response; the body is everything after the head.
+pub fn send(addr: SocketAddr, request: &[u8]) -> Reply {
+    let bytes = raw(addr, request);
+    parse(&bytes).unwrap_or_else(|| {
+        panic!("unparseable response to {:?}: {:?}", String::from_utf8_lossy(request), String::from_utf8_lossy(&bytes))
+    })
+}
+
+pub fn get(addr: SocketAddr, path: &str) -> Reply {
+    send(addr, format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").as_bytes())
+}
+
+/// Parses the response at the start of `bytes`; its body is everything after the head.
+pub fn parse(bytes: &[u8]) -> Option<Reply> {
+    let end = bytes.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let text = std::str::from_utf8(&bytes[..end]).ok()?;
+    let mut lines = text.split("\r\n");
+    let status = lines.next()?.split(' ').nth(1)?.parse().ok()?;
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    Some(Reply { status, headers, body: bytes[end + 4..].to_vec() })
+}
+
+/// Runs `server --probe` with `args`, returning its output and how long it took.
+pub fn probe(args: &[&str], env: &[(&str, &str)]) -> (Output, Duration) {
+    let started = Instant::now();
+    let output = Command::new(BIN)
+        .arg("--probe")
+        .args(args)
+        .env_remove("PORT")
+        .envs(env.iter().copied())
+        .output()
+        .expect("run probe");
+    (output, started.elapsed())
+}
