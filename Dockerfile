@@ -3,9 +3,11 @@
 # then:                    docker build -t placeholder .
 # For arm64, add --platform linux/arm64 --build-arg SERVER_BINARY=target/aarch64-unknown-linux-musl/release/server
 FROM scratch
+# A COPY must come first: on the classic builder a metadata step (ARG) straight after
+# `FROM scratch` is stamped with the host's platform, and `--platform linux/arm64` then fails.
+COPY public_html /public_html
 ARG SERVER_BINARY=target/x86_64-unknown-linux-musl/release/server
 COPY ${SERVER_BINARY} /server
-COPY public_html /public_html
 EXPOSE 80
 # ECS ignores this and runs the task definition's check; Docker (and our smoke test) use it.
 # Exec form: a scratch image has no shell.

@@ -1,0 +1,23 @@
+//! Connecting to the Docker engine: `DOCKER_HOST` or the default socket, API version negotiated
+//! so Docker 20.10 (API 1.41) works as well as current Docker Desktop.
+
+use anyhow::{anyhow, Context, Result};
+use bollard::Docker;
+
+pub struct Engine {
+    pub docker: Docker,
+    /// The engine host's CPU architecture as `docker info` reports it, e.g. `x86_64`.
+    pub arch: String,
+}
+
+pub async fn connect() -> Result<Engine> {
+    let host = std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".to_owned());
+    let unreachable = |e: &dyn std::fmt::Display| {
+        anyhow!("cannot reach the Docker engine at {host} ({e}): start Docker, or point DOCKER_HOST at a running engine")
+    };
+    let docker = Docker::connect_with_defaults().map_err(|e| unreachable(&e))?;
+    let docker = docker.negotiate_version().await.map_err(|e| unreachable(&e))?;
+    let info = docker.info().await.map_err(|e| unreachable(&e))?;
+    let arch = info.architecture.context("the Docker engine did not report its architecture")?;
+    Ok(Engine { docker, arch })
+}
