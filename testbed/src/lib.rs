@@ -1,1 +1,342 @@
-//! placeholder
+//! The real services tests run against: the Docker engine, a registry with htpasswd auth, moto's
+//! ECR API, and arm64 emulation. Each service is checked or started here and stopped when its
+//! handle drops; a service that cannot be had is an error, never a silent skip.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use base64::Engine as _;
+
+/// The registry user and password that moto's GetAuthorizationToken hands out for its default
+/// account, so a push with moto's token is accepted by the test registry.
+pub const ECR_USER: &str = "AWS";
+pub const MOTO_PASSWORD: &str = "123456789012-auth-token";
+pub const MOTO_ACCOUNT: &str = "123456789012";
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+// ---------------------------------------------------------------- Docker engine
+
+static DOCKERD: Mutex<()> = Mutex::new(());
+
+/// Makes sure a Docker engine answers: `DOCKER_HOST` if set, else the default socket, starting
+/// `dockerd` (no bridge, no iptables: containers use network `none` or `host`) when none does.
+/// A dockerd started here keeps running for later tests, as a system service would.
+pub fn docker_engine() -> Result<()> {
+    let _once = DOCKERD.lock().unwrap_or_else(|e| e.into_inner());
+    if let Ok(host) = std::env::var("DOCKER_HOST") {
+        if engine_answers(&host) {
+            return Ok(());
+        }
+        bail!("DOCKER_HOST={host} does not answer: start that engine or unset DOCKER_HOST");
+    }
+    let default = "unix:///var/run/docker.sock";
+    if engine_answers(default) {
+        return Ok(());
+    }
+    let log_path = std::env::temp_dir().join("testbed-dockerd.log");
+    let log = std::fs::File::create(&log_path)?;
+    let mut command = Command::new("dockerd");
+    command
+        .args(["--bridge=none", "--iptables=false", "--ip6tables=false"])
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    // Its own session, so it outlives this test process like a system service.
+    unsafe {
+        command.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    command.spawn().context("no Docker engine answers and `dockerd` could not be started (run `bash .ci/install` as root)")?;
+    wait_for(Duration::from_secs(60), || engine_answers(default))
+        .with_context(|| format!("dockerd did not answer within 60 s; its log is {}", log_path.display()))
+}
+
+fn engine_answers(host: &str) -> bool {
+    let request = b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n";
+    let mut reply = String::new();
+    let ok = if let Some(path) = host.strip_prefix("unix://") {
+        UnixStream::connect(path).and_then(|mut s| {
+            s.set_read_timeout(Some(Duration::from_secs(5)))?;
+            s.write_all(request)?;
+            s.read_to_string(&mut reply)
+        })
+    } else if let Some(address) = host.strip_prefix("tcp://") {
+        TcpStream::connect(address).and_then(|mut s| {
+            s.set_read_timeout(Some(Duration::from_secs(5)))?;
+            s.write_all(request)?;
+            s.read_to_string(&mut reply)
+        })
+    } else {
+        return false;
+    };
+    ok.is_ok() && reply.starts_with("HTTP/1.") && reply.contains(" 200 ")
+}
+
+// ---------------------------------------------------------------- arm64 emulation
+
+/// Makes sure the kernel runs arm64 binaries through qemu with the F (fix binary) flag, which
+/// `FROM scratch` containers need: they have no interpreter inside.
+pub fn arm64_emulation() -> Result<()> {
+    let entry = Path::new("/proc/sys/fs/binfmt_misc/qemu-aarch64");
+    let ready = || {
+        std::fs::read_to_string(entry)
+            .map(|text| text.starts_with("enabled") && text.lines().any(|l| l.starts_with("flags:") && l.contains('F')))
+            .unwrap_or(false)
+    };
+    if ready() {
+        return Ok(());
+    }
+    if !Path::new("/proc/sys/fs/binfmt_misc/register").exists() {
+        let _ = Command::new("mount").args(["-t", "binfmt_misc", "binfmt_misc", "/proc/sys/fs/binfmt_misc"]).status();
+    }
+    let _ = Command::new("update-binfmts").args(["--enable", "qemu-aarch64"]).status();
+    if ready() {
+        return Ok(());
+    }
+    bail!("arm64 emulation is not available: install qemu-user-static and binfmt-support (`bash .ci/install`)")
+}
+
+// ---------------------------------------------------------------- helpers
+
+fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn wait_for(limit: Duration, mut ready: impl FnMut() -> bool) -> Result<()> {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if ready() {
+            return Ok(());
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    bail!("not ready within {limit:?}")
+}
+
+/// Spawns a service that dies with the thread that started it, even if the test aborts.
+fn spawn_service(command: &mut Command, log: &Path) -> Result<Child> {
+    let file = std::fs::File::create(log)?;
+    command.stdin(Stdio::null()).stdout(file.try_clone()?).stderr(file);
+    unsafe {
+        command.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    Ok(command.spawn()?)
+}
+
+/// Sends one HTTP/1.0 request to `127.0.0.1:port` and returns the status code.
+pub fn http_status(port: u16, method: &str, path: &str, headers: &[(&str, &str)]) -> Result<u16> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut request = format!("{method} {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes())?;
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head)?;
+    let text = String::from_utf8_lossy(&head);
+    text.get(9..12).and_then(|s| s.parse().ok()).with_context(|| format!("not an HTTP answer: {text:?}"))
+}
+
+pub fn basic_auth(user: &str, password: &str) -> String {
+    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")))
+}
+
+/// A service process and its scratch directory; both go when this drops.
+struct Service {
+    child: Child,
+    dir: tempfile::TempDir,
+}
+
+impl Service {
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default()
+    }
+
+    fn exited(&mut self) -> bool {
+        !matches!(self.child.try_wait(), Ok(None))
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Starts `make(dir, port)` on a free port until `ready(port)`. A service that exits at once has
+/// probably lost its port to another process between our probe and its bind: try another.
+fn start_service(
+    name: &str,
+    limit: Duration,
+    mut make: impl FnMut(&Path, u16) -> Result<Command>,
+    ready: impl Fn(u16) -> bool,
+) -> Result<(Service, u16)> {
+    let mut last_log = String::new();
+    for _ in 0..3 {
+        let dir = tempfile::tempdir()?;
+        let port = free_port()?;
+        let child = spawn_service(&mut make(dir.path(), port)?, &dir.path().join("log"))
+            .with_context(|| format!("starting {name}"))?;
+        let mut service = Service { child, dir };
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline && !service.exited() {
+            if ready(port) {
+                return Ok((service, port));
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        last_log = service.log();
+        if !service.exited() {
+            bail!("{name} did not become ready on port {port} within {limit:?}; its log:\n{last_log}");
+        }
+    }
+    bail!("{name} exited at start three times; its last log:\n{last_log}")
+}
+
+// ---------------------------------------------------------------- registry
+
+/// Debian's `docker-registry` (CNCF distribution) on a loopback port, with htpasswd auth for user
+/// `AWS` and the given password. The engine treats 127.0.0.0/8 registries as insecure, so plain
+/// HTTP pushes work.
+pub struct Registry {
+    service: Service,
+    pub port: u16,
+}
+
+impl Registry {
+    pub fn start(password: &str) -> Result<Registry> {
+        let (service, port) = start_service(
+            "docker-registry",
+            Duration::from_secs(15),
+            |dir, port| {
+                let htpasswd = htpasswd(ECR_USER, password)?;
+                std::fs::write(dir.join("htpasswd"), htpasswd)?;
+                let config = format!(
+                    "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {data}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n  secret: testbed-upload-state\nauth:\n  htpasswd:\n    realm: testbed\n    path: {htpasswd}\n",
+                    data = dir.join("data").display(),
+                    htpasswd = dir.join("htpasswd").display(),
+                );
+                std::fs::write(dir.join("config.yml"), config)?;
+                let mut command = Command::new("docker-registry");
+                command.arg("serve").arg(dir.join("config.yml"));
+                Ok(command)
+            },
+            |port| http_status(port, "GET", "/v2/", &[]).map(|s| s == 401).unwrap_or(false),
+        )?;
+        Ok(Registry { service, port })
+    }
+
+    /// `127.0.0.1:PORT`, the registry host part of image references.
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Stops the registry (to test faults); `start_again` brings it back on the same port.
+    pub fn stop(&mut self) {
+        self.service.stop();
+    }
+
+    pub fn start_again(&mut self) -> Result<()> {
+        let mut command = Command::new("docker-registry");
+        command.arg("serve").arg(self.service.dir.path().join("config.yml"));
+        self.service.child = spawn_service(&mut command, &self.service.dir.path().join("log"))?;
+        let port = self.port;
+        wait_for(Duration::from_secs(15), || http_status(port, "GET", "/v2/", &[]).map(|s| s == 401).unwrap_or(false))
+            .context("the registry did not come back")
+    }
+
+    pub fn log(&self) -> String {
+        self.service.log()
+    }
+}
+
+fn htpasswd(user: &str, password: &str) -> Result<String> {
+    let mut child = Command::new("htpasswd")
+        .args(["-iBn", user])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("htpasswd not found (apache2-utils; `bash .ci/install`)")?;
+    child.stdin.take().unwrap().write_all(password.as_bytes())?;
+    let output = child.wait_with_output()?;
+    if !output.status.success() {
+        bail!("htpasswd failed: {}", String::from_utf8_lossy(&output.stderr));
+    }
+    Ok(String::from_utf8(output.stdout)?)
+}
+
+// ---------------------------------------------------------------- moto
+
+/// moto's server, from the project's virtualenv, speaking the ECR API on a loopback port.
+pub struct Moto {
+    service: Service,
+    pub port: u16,
+}
+
+impl Moto {
+    pub fn start() -> Result<Moto> {
+        let binary = workspace().join(".venv/bin/moto_server");
+        if !binary.exists() {
+            bail!("{} not found: run `bash .ci/install` to create the venv with moto[server]", binary.display());
+        }
+        let (service, port) = start_service(
+            "moto_server",
+            Duration::from_secs(60),
+            |_, port| {
+                let mut command = Command::new(&binary);
+                command.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+                Ok(command)
+            },
+            |port| http_status(port, "GET", "/moto-api/", &[]).map(|s| s == 200).unwrap_or(false),
+        )?;
+        Ok(Moto { service, port })
+    }
+
+    /// The value for `AWS_ENDPOINT_URL`.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Environment for a process that talks to this moto: endpoint, region and dummy credentials.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ENDPOINT_URL", self.endpoint()),
+            ("AWS_REGION", "eu-west-1".to_owned()),
+            ("AWS_ACCESS_KEY_ID", "testing".to_owned()),
+            ("AWS_SECRET_ACCESS_KEY", "testing".to_owned()),
+            ("AWS_EC2_METADATA_DISABLED", "true".to_owned()),
+        ]
+    }
+
+    pub fn stop(&mut self) {
+        self.service.stop();
+    }
+
+    pub fn log(&self) -> String {
+        self.service.log()
+    }
+}
