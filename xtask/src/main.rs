@@ -1,15 +1,20 @@
 //! `cargo xtask`: the project's tasks, one module per task.
 
+mod aws;
 mod build;
 mod context;
+mod ecr;
 mod engine;
 mod image;
 mod names;
 mod platform;
 mod progress;
+mod publish;
+mod registry;
 mod repo;
 mod smoke;
 
+use std::fmt;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -25,21 +30,36 @@ struct Cli {
 enum Task {
     /// Build the placeholder image for each platform and prove it healthy.
     Image(image::Args),
+    /// Create ECR repositories and push the placeholder to each as :latest.
+    Publish(publish::Args),
 }
+
+/// Bad input: exit 2, like clap's own usage errors, with nothing changed.
+#[derive(Debug)]
+pub struct Usage(pub String);
+
+impl fmt::Display for Usage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Usage {}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     let result = runtime.block_on(async {
         match cli.task {
-            Task::Image(args) => image::run(args).await,
+            Task::Image(args) => image::run(args).await.map(|()| ExitCode::SUCCESS),
+            Task::Publish(args) => publish::run(args).await,
         }
     });
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error:#}");
-            ExitCode::FAILURE
+            if error.downcast_ref::<Usage>().is_some() { ExitCode::from(2) } else { ExitCode::FAILURE }
         }
     }
 }

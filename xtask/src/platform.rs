@@ -35,6 +35,14 @@ impl Platform {
         }
     }
 
+    /// The `variant` a manifest list gives an arm64 image.
+    pub fn variant(self) -> Option<&'static str> {
+        match self {
+            Platform::Amd64 => None,
+            Platform::Arm64 => Some("v8"),
+        }
+    }
+
     pub fn rust_target(self) -> &'static str {
         match self {
             Platform::Amd64 => "x86_64-unknown-linux-musl",

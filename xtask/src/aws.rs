@@ -1,0 +1,55 @@
+//! AWS access through aws-config's default chain only (environment, profiles, SSO, assume-role,
+//! instance and task roles), and the registry credentials ECR hands out for pushing.
+
+use anyhow::{bail, Context, Result};
+use aws_config::BehaviorVersion;
+use aws_config::retry::RetryConfig;
+use aws_sdk_ecr::error::DisplayErrorContext;
+use base64::Engine as _;
+
+use crate::registry::Credentials;
+use crate::Usage;
+
+pub struct Aws {
+    pub ecr: aws_sdk_ecr::Client,
+    pub region: String,
+}
+
+pub async fn connect(region: Option<&str>, profile: Option<&str>) -> Result<Aws> {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest()).retry_config(RetryConfig::standard().with_max_attempts(5));
+    if let Some(region) = region {
+        loader = loader.region(aws_config::Region::new(region.to_owned()));
+    }
+    if let Some(profile) = profile {
+        loader = loader.profile_name(profile);
+    }
+    let config = loader.load().await;
+    let Some(region) = config.region().map(|r| r.to_string()) else {
+        bail!(Usage("no AWS region: pass --region, set AWS_REGION, or give your profile a region".into()));
+    };
+    let provider = config.credentials_provider().context("no AWS credentials provider")?;
+    if let Err(e) = aws_credential_types::provider::ProvideCredentials::provide_credentials(&provider).await {
+        bail!(Usage(format!(
+            "no AWS credentials ({}): use a profile (--profile or AWS_PROFILE; `aws sso login` for SSO), \
+             environment variables, or an instance/task role",
+            DisplayErrorContext(&e)
+        )));
+    }
+    Ok(Aws { ecr: aws_sdk_ecr::Client::new(&config), region })
+}
+
+/// GetAuthorizationToken: the registry to push to and the credentials for it, kept in memory.
+pub async fn registry_login(ecr: &aws_sdk_ecr::Client) -> Result<(String, Credentials)> {
+    let output = ecr
+        .get_authorization_token()
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!("ECR GetAuthorizationToken failed: {}", DisplayErrorContext(&e)))?;
+    let data = output.authorization_data().first().context("ECR returned no authorization data")?;
+    let token = data.authorization_token().context("ECR returned no token")?;
+    let endpoint = data.proxy_endpoint().context("ECR returned no registry endpoint")?.to_owned();
+    let decoded = base64::engine::general_purpose::STANDARD.decode(token).context("ECR token is not base64")?;
+    let decoded = String::from_utf8(decoded).context("ECR token is not text")?;
+    let (user, password) = decoded.split_once(':').context("ECR token is not user:password")?;
+    Ok((endpoint, Credentials { user: user.to_owned(), password: password.to_owned() }))
+}

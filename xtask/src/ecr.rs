@@ -1,0 +1,149 @@
+//! ECR repositories: create or reuse one with the settings asked for, and its lifecycle policy.
+
+use anyhow::{anyhow, Result};
+use aws_sdk_ecr::error::DisplayErrorContext;
+use aws_sdk_ecr::types::{EncryptionConfiguration, EncryptionType, ImageScanningConfiguration, ImageTagMutability, Tag};
+
+/// The tag that marks a repository as made by this project (`status` lists them).
+pub const MANAGED_TAG_KEY: &str = "managed-by";
+pub const MANAGED_TAG_VALUE: &str = "ecs-minimal-container";
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Encryption {
+    Aes256,
+    /// With no key, ECR uses the AWS-managed key.
+    Kms(Option<String>),
+}
+
+impl Encryption {
+    fn describe(&self) -> String {
+        match self {
+            Encryption::Aes256 => "AES256".to_owned(),
+            Encryption::Kms(None) => "KMS (AWS-managed key)".to_owned(),
+            Encryption::Kms(Some(key)) => format!("KMS ({key})"),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub encryption: Encryption,
+    pub scan_on_push: bool,
+    pub keep: u32,
+}
+
+pub struct Repository {
+    pub uri: String,
+    pub created: bool,
+    pub warnings: Vec<String>,
+}
+
+/// The lifecycle policy text: one rule, keep the last `keep` images of any tag status.
+pub fn lifecycle_policy(keep: u32) -> String {
+    serde_json::json!({
+        "rules": [{
+            "rulePriority": 1,
+            "description": format!("Keep the last {keep} images"),
+            "selection": { "tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": keep },
+            "action": { "type": "expire" }
+        }]
+    })
+    .to_string()
+}
+
+fn aws_error<E: std::error::Error + 'static, R: std::fmt::Debug>(call: &str, e: aws_sdk_ecr::error::SdkError<E, R>) -> anyhow::Error {
+    anyhow!("ECR {call} failed: {}", DisplayErrorContext(&e))
+}
+
+/// Describes `name`: its URI and encryption, or `None` when it does not exist.
+pub async fn describe(ecr: &aws_sdk_ecr::Client, name: &str) -> Result<Option<aws_sdk_ecr::types::Repository>> {
+    match ecr.describe_repositories().repository_names(name).send().await {
+        Ok(output) => Ok(output.repositories.unwrap_or_default().into_iter().next()),
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_repository_not_found_exception()) => Ok(None),
+        Err(e) => Err(aws_error("DescribeRepositories", e)),
+    }
+}
+
+/// Creates `name` if missing, then puts its lifecycle policy: every run, so a repository never
+/// stays without one after an interrupted run.
+pub async fn ensure(ecr: &aws_sdk_ecr::Client, name: &str, settings: &Settings) -> Result<Repository> {
+    let mut warnings = Vec::new();
+    let (uri, created) = match describe(ecr, name).await? {
+        Some(existing) => {
+            let actual = match existing.encryption_configuration() {
+                Some(c) if *c.encryption_type() == EncryptionType::Kms => Encryption::Kms(c.kms_key().map(str::to_owned)),
+                _ => Encryption::Aes256,
+            };
+            let differs = match (&settings.encryption, &actual) {
+                (Encryption::Kms(None), Encryption::Kms(_)) => false, // ECR reports the managed key's ARN
+                (asked, actual) => asked != actual,
+            };
+            if differs {
+                warnings.push(format!(
+                    "repository exists with {} encryption, not the {} asked for; encryption cannot change after \
+                     creation (delete and re-create the repository to change it)",
+                    actual.describe(),
+                    settings.encryption.describe()
+                ));
+            }
+            if existing.image_tag_mutability() == Some(&ImageTagMutability::Immutable) {
+                warnings.push("tags are IMMUTABLE: the real image cannot become the new :latest; make them MUTABLE".to_owned());
+            }
+            (existing.repository_uri().unwrap_or_default().to_owned(), false)
+        }
+        None => {
+            let encryption = match &settings.encryption {
+                Encryption::Aes256 => EncryptionConfiguration::builder().encryption_type(EncryptionType::Aes256).build()?,
+                Encryption::Kms(key) => EncryptionConfiguration::builder()
+                    .encryption_type(EncryptionType::Kms)
+                    .set_kms_key(key.clone())
+                    .build()?,
+            };
+            let created = ecr
+                .create_repository()
+                .repository_name(name)
+                .image_tag_mutability(ImageTagMutability::Mutable)
+                .image_scanning_configuration(ImageScanningConfiguration::builder().scan_on_push(settings.scan_on_push).build())
+                .encryption_configuration(encryption)
+                .tags(Tag::builder().key(MANAGED_TAG_KEY).value(MANAGED_TAG_VALUE).build()?)
+                .send()
+                .await;
+            match created {
+                Ok(output) => {
+                    let repository = output.repository.ok_or_else(|| anyhow!("ECR CreateRepository returned no repository"))?;
+                    (repository.repository_uri().unwrap_or_default().to_owned(), true)
+                }
+                // Made by a concurrent run between our look and our create: reuse it.
+                Err(e) if e.as_service_error().is_some_and(|s| s.is_repository_already_exists_exception()) => {
+                    let existing = describe(ecr, name).await?.ok_or_else(|| anyhow!("repository {name} vanished"))?;
+                    (existing.repository_uri().unwrap_or_default().to_owned(), false)
+                }
+                Err(e) => return Err(aws_error("CreateRepository", e)),
+            }
+        }
+    };
+    ecr.put_lifecycle_policy()
+        .repository_name(name)
+        .lifecycle_policy_text(lifecycle_policy(settings.keep))
+        .send()
+        .await
+        .map_err(|e| aws_error("PutLifecyclePolicy", e))?;
+    Ok(Repository { uri, created, warnings })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lifecycle_policy_is_the_original_rule() {
+        let policy: serde_json::Value = serde_json::from_str(&lifecycle_policy(5)).unwrap();
+        let rule = &policy["rules"][0];
+        assert_eq!(policy["rules"].as_array().unwrap().len(), 1);
+        assert_eq!(rule["rulePriority"], 1);
+        assert_eq!(rule["selection"]["tagStatus"], "any");
+        assert_eq!(rule["selection"]["countType"], "imageCountMoreThan");
+        assert_eq!(rule["selection"]["countNumber"], 5);
+        assert_eq!(rule["action"]["type"], "expire");
+    }
+}

@@ -1,0 +1,184 @@
+//! The registry's HTTP API (Docker Registry v2, which ECR speaks): read what `:latest` is, and put
+//! the manifest list over the per-platform images. Basic auth on every request, as ECR accepts.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use anyhow::{bail, Context, Result};
+use reqwest::header::{ACCEPT, CONTENT_TYPE};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use crate::platform::Platform;
+use crate::repo::PLACEHOLDER_LABEL;
+
+pub const MANIFEST_V2: &str = "application/vnd.docker.distribution.manifest.v2+json";
+pub const MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+
+/// Registry credentials from ECR's GetAuthorizationToken. Never printed, never written to disk.
+#[derive(Clone)]
+pub struct Credentials {
+    pub user: String,
+    pub password: String,
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Credentials {{ user: {:?}, password: <redacted> }}", self.user)
+    }
+}
+
+#[derive(Clone)]
+pub struct Registry {
+    http: reqwest::Client,
+    /// `https://<account>.dkr.ecr.<region>.amazonaws.com`, or the override for tests.
+    base: String,
+    credentials: Credentials,
+}
+
+/// A manifest as the registry holds it.
+pub struct Manifest {
+    pub media_type: String,
+    pub digest: String,
+    pub bytes: Vec<u8>,
+    pub json: Value,
+}
+
+/// What `:latest` of a repository is.
+pub enum Latest {
+    Missing,
+    /// This project's placeholder; the image config digest (image ID) per platform.
+    Placeholder { digest: String, configs: BTreeMap<String, String> },
+    /// Anything else: somebody's real image.
+    Other { digest: String },
+}
+
+impl Registry {
+    pub fn new(base: &str, credentials: Credentials) -> Result<Registry> {
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("ecs-minimal-container/", env!("CARGO_PKG_VERSION")))
+            .timeout(std::time::Duration::from_secs(60))
+            .build()?;
+        Ok(Registry { http, base: base.trim_end_matches('/').to_owned(), credentials })
+    }
+
+    /// `host[:port]`, as image references name the registry.
+    pub fn host(&self) -> &str {
+        self.base.split_once("://").map_or(&self.base, |(_, host)| host)
+    }
+
+    pub fn credentials(&self) -> &Credentials {
+        &self.credentials
+    }
+
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, format!("{}/v2/{path}", self.base))
+            .basic_auth(&self.credentials.user, Some(&self.credentials.password))
+    }
+
+    /// The manifest at `reference` (a tag or digest), or `None` when there is none.
+    pub async fn manifest(&self, repository: &str, reference: &str) -> Result<Option<Manifest>> {
+        let response = self
+            .request(reqwest::Method::GET, &format!("{repository}/manifests/{reference}"))
+            .header(ACCEPT, [MANIFEST_LIST, OCI_INDEX, MANIFEST_V2, OCI_MANIFEST].join(", "))
+            .send()
+            .await
+            .with_context(|| format!("registry {} unreachable", self.host()))?;
+        match response.status() {
+            StatusCode::NOT_FOUND => return Ok(None),
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                bail!("registry {} refused the ECR token ({})", self.host(), response.status())
+            }
+            status if !status.is_success() => bail!("registry answered {status} for {repository}:{reference}"),
+            _ => {}
+        }
+        let header_type = response.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let bytes = response.bytes().await?.to_vec();
+        let json: Value = serde_json::from_slice(&bytes).context("registry sent a manifest that is not JSON")?;
+        let media_type = json["mediaType"].as_str().map(str::to_owned).or(header_type).unwrap_or_default();
+        let digest = format!("sha256:{:x}", Sha256::digest(&bytes));
+        Ok(Some(Manifest { media_type, digest, bytes, json }))
+    }
+
+    async fn blob_json(&self, repository: &str, digest: &str) -> Result<Value> {
+        let response = self
+            .request(reqwest::Method::GET, &format!("{repository}/blobs/{digest}"))
+            .send()
+            .await
+            .with_context(|| format!("registry {} unreachable", self.host()))?;
+        if !response.status().is_success() {
+            bail!("registry answered {} for blob {digest} of {repository}", response.status());
+        }
+        Ok(serde_json::from_slice(&response.bytes().await?)?)
+    }
+
+    /// Reads `:latest` and tells a placeholder of ours from anything else by the image config's
+    /// labels; for a placeholder, collects each platform's config digest (its image ID).
+    pub async fn latest(&self, repository: &str) -> Result<Latest> {
+        let Some(top) = self.manifest(repository, "latest").await? else { return Ok(Latest::Missing) };
+        let is_list = top.media_type == MANIFEST_LIST || top.media_type == OCI_INDEX || top.json.get("manifests").is_some();
+        let mut configs = BTreeMap::new();
+        if is_list {
+            for child in top.json["manifests"].as_array().into_iter().flatten() {
+                let (Some(digest), Some(arch)) = (child["digest"].as_str(), child["platform"]["architecture"].as_str()) else {
+                    continue;
+                };
+                let Some(manifest) = self.manifest(repository, digest).await? else {
+                    bail!("{repository}:latest lists {digest}, which the registry does not have");
+                };
+                if let Some(config) = manifest.json["config"]["digest"].as_str() {
+                    configs.insert(arch.to_owned(), config.to_owned());
+                }
+            }
+        } else if let Some(config) = top.json["config"]["digest"].as_str() {
+            let config_json = self.blob_json(repository, config).await?;
+            let arch = config_json["architecture"].as_str().unwrap_or("unknown").to_owned();
+            configs.insert(arch, config.to_owned());
+        }
+        // Every platform must be ours for the whole to count as a placeholder.
+        let mut ours = !configs.is_empty();
+        for config in configs.values() {
+            let config_json = self.blob_json(repository, config).await?;
+            ours &= config_json["config"]["Labels"][PLACEHOLDER_LABEL] == "true";
+        }
+        Ok(if ours { Latest::Placeholder { digest: top.digest, configs } } else { Latest::Other { digest: top.digest } })
+    }
+
+    /// Puts a manifest list over `children` (each platform's pushed manifest) as `tag`.
+    pub async fn put_manifest_list(&self, repository: &str, tag: &str, children: &[(Platform, Manifest)]) -> Result<String> {
+        let manifests: Vec<Value> = children
+            .iter()
+            .map(|(platform, manifest)| {
+                let mut entry = json!({
+                    "mediaType": manifest.media_type,
+                    "digest": manifest.digest,
+                    "size": manifest.bytes.len(),
+                    "platform": { "architecture": platform.arch(), "os": "linux" },
+                });
+                if let Some(variant) = platform.variant() {
+                    entry["platform"]["variant"] = json!(variant);
+                }
+                entry
+            })
+            .collect();
+        let list = serde_json::to_vec(&json!({ "schemaVersion": 2, "mediaType": MANIFEST_LIST, "manifests": manifests }))?;
+        let digest = format!("sha256:{:x}", Sha256::digest(&list));
+        let response = self
+            .request(reqwest::Method::PUT, &format!("{repository}/manifests/{tag}"))
+            .header(CONTENT_TYPE, MANIFEST_LIST)
+            .body(list)
+            .send()
+            .await
+            .with_context(|| format!("registry {} unreachable", self.host()))?;
+        if !response.status().is_success() {
+            let status = response.status();
+            let body = response.text().await.unwrap_or_default();
+            bail!("registry refused the manifest list for {repository}:{tag}: {status} {}", body.trim());
+        }
+        Ok(digest)
+    }
+}
