@@ -126,7 +126,8 @@ fn wait_for(limit: Duration, mut ready: impl FnMut() -> bool) -> Result<()> {
     bail!("not ready within {limit:?}")
 }
 
-/// Spawns a service that dies with the thread that started it, even if the test aborts.
+/// Spawns a service that dies with the thread that started it, even if the test aborts. Start
+/// services on the test's own thread (not `spawn_blocking`, whose threads come and go).
 fn spawn_service(command: &mut Command, log: &Path) -> Result<Child> {
     let file = std::fs::File::create(log)?;
     command.stdin(Stdio::null()).stdout(file.try_clone()?).stderr(file);

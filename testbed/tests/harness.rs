@@ -40,7 +40,7 @@ fn registry_stops_and_comes_back_on_its_port() {
 
 #[tokio::test]
 async fn moto_answers_a_signed_ecr_call_and_hands_out_the_known_token() {
-    let moto = tokio::task::spawn_blocking(Moto::start).await.unwrap().expect("moto");
+    let moto = Moto::start().expect("moto");
     let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .endpoint_url(moto.endpoint())
         .region(aws_config::Region::new("eu-west-1"))

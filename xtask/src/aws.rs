@@ -4,7 +4,7 @@
 use anyhow::{bail, Context, Result};
 use aws_config::BehaviorVersion;
 use aws_config::retry::RetryConfig;
-use aws_sdk_ecr::error::DisplayErrorContext;
+use aws_sdk_ecr::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use base64::Engine as _;
 
 use crate::registry::Credentials;
@@ -44,7 +44,7 @@ pub async fn registry_login(ecr: &aws_sdk_ecr::Client) -> Result<(String, Creden
         .get_authorization_token()
         .send()
         .await
-        .map_err(|e| anyhow::anyhow!("ECR GetAuthorizationToken failed: {}", DisplayErrorContext(&e)))?;
+        .map_err(|e| call_failed("GetAuthorizationToken", e))?;
     let data = output.authorization_data().first().context("ECR returned no authorization data")?;
     let token = data.authorization_token().context("ECR returned no token")?;
     let endpoint = data.proxy_endpoint().context("ECR returned no registry endpoint")?.to_owned();
@@ -52,4 +52,28 @@ pub async fn registry_login(ecr: &aws_sdk_ecr::Client) -> Result<(String, Creden
     let decoded = String::from_utf8(decoded).context("ECR token is not text")?;
     let (user, password) = decoded.split_once(':').context("ECR token is not user:password")?;
     Ok((endpoint, Credentials { user: user.to_owned(), password: password.to_owned() }))
+}
+
+/// One line for a failed ECR call: the service's own code and message, or why it could not be
+/// reached, instead of the SDK's whole error chain.
+pub fn call_failed<E, R>(call: &str, error: SdkError<E, R>) -> anyhow::Error
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    let why = match &error {
+        SdkError::ServiceError(service) => {
+            let inner = service.err();
+            format!("{}: {}", inner.code().unwrap_or("error"), inner.message().unwrap_or("no message"))
+        }
+        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => {
+            let mut root: &dyn std::error::Error = &error;
+            while let Some(source) = root.source() {
+                root = source;
+            }
+            format!("cannot reach the ECR API ({root})")
+        }
+        _ => DisplayErrorContext(&error).to_string(),
+    };
+    anyhow::anyhow!("ECR {call} failed: {why}")
 }

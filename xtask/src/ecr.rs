@@ -1,7 +1,8 @@
 //! ECR repositories: create or reuse one with the settings asked for, and its lifecycle policy.
 
 use anyhow::{anyhow, Result};
-use aws_sdk_ecr::error::DisplayErrorContext;
+
+use crate::aws::call_failed;
 use aws_sdk_ecr::types::{EncryptionConfiguration, EncryptionType, ImageScanningConfiguration, ImageTagMutability, Tag};
 
 /// The tag that marks a repository as made by this project (`status` lists them).
@@ -51,16 +52,12 @@ pub fn lifecycle_policy(keep: u32) -> String {
     .to_string()
 }
 
-fn aws_error<E: std::error::Error + 'static, R: std::fmt::Debug>(call: &str, e: aws_sdk_ecr::error::SdkError<E, R>) -> anyhow::Error {
-    anyhow!("ECR {call} failed: {}", DisplayErrorContext(&e))
-}
-
 /// Describes `name`: its URI and encryption, or `None` when it does not exist.
 pub async fn describe(ecr: &aws_sdk_ecr::Client, name: &str) -> Result<Option<aws_sdk_ecr::types::Repository>> {
     match ecr.describe_repositories().repository_names(name).send().await {
         Ok(output) => Ok(output.repositories.unwrap_or_default().into_iter().next()),
         Err(e) if e.as_service_error().is_some_and(|s| s.is_repository_not_found_exception()) => Ok(None),
-        Err(e) => Err(aws_error("DescribeRepositories", e)),
+        Err(e) => Err(call_failed("DescribeRepositories", e)),
     }
 }
 
@@ -118,7 +115,7 @@ pub async fn ensure(ecr: &aws_sdk_ecr::Client, name: &str, settings: &Settings) 
                     let existing = describe(ecr, name).await?.ok_or_else(|| anyhow!("repository {name} vanished"))?;
                     (existing.repository_uri().unwrap_or_default().to_owned(), false)
                 }
-                Err(e) => return Err(aws_error("CreateRepository", e)),
+                Err(e) => return Err(call_failed("CreateRepository", e)),
             }
         }
     };
@@ -127,7 +124,7 @@ pub async fn ensure(ecr: &aws_sdk_ecr::Client, name: &str, settings: &Settings) 
         .lifecycle_policy_text(lifecycle_policy(settings.keep))
         .send()
         .await
-        .map_err(|e| aws_error("PutLifecyclePolicy", e))?;
+        .map_err(|e| call_failed("PutLifecyclePolicy", e))?;
     Ok(Repository { uri, created, warnings })
 }
 

@@ -44,3 +44,96 @@ impl Drop for Cleanup {
         }
     }
 }
+
+/// moto and a registry that accepts moto's token, plus the environment that points xtask at them.
+pub struct Bed {
+    pub moto: testbed::Moto,
+    pub registry: testbed::Registry,
+}
+
+impl Bed {
+    pub fn start() -> Bed {
+        testbed::docker_engine().expect("a Docker engine");
+        testbed::arm64_emulation().expect("arm64 emulation");
+        let moto = testbed::Moto::start().expect("moto");
+        let registry = testbed::Registry::start(testbed::MOTO_PASSWORD).expect("registry");
+        Bed { moto, registry }
+    }
+
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        let mut env = self.moto.env();
+        env.push(("ECR_REGISTRY_ENDPOINT", format!("http://{}", self.registry.host())));
+        env
+    }
+
+    pub async fn ecr(&self) -> aws_sdk_ecr::Client {
+        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .endpoint_url(self.moto.endpoint())
+            .region(aws_config::Region::new("eu-west-1"))
+            .credentials_provider(aws_sdk_ecr::config::Credentials::new("testing", "testing", None, None, "tests"))
+            .load()
+            .await;
+        aws_sdk_ecr::Client::new(&config)
+    }
+
+    pub async fn repository_names(&self) -> Vec<String> {
+        let listed = self.ecr().await.describe_repositories().send().await.expect("describe_repositories");
+        listed.repositories().iter().filter_map(|r| r.repository_name().map(str::to_owned)).collect()
+    }
+
+    /// GETs a manifest or blob from the test registry as JSON, with moto's credentials.
+    pub async fn registry_json(&self, path: &str) -> Option<(serde_json::Value, String)> {
+        let accept = "application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json";
+        let response = reqwest::Client::new()
+            .get(format!("http://{}/v2/{path}", self.registry.host()))
+            .basic_auth(testbed::ECR_USER, Some(testbed::MOTO_PASSWORD))
+            .header("Accept", accept)
+            .send()
+            .await
+            .expect("registry request");
+        if response.status() == 404 {
+            return None;
+        }
+        assert!(response.status().is_success(), "{path}: {}", response.status());
+        let bytes = response.bytes().await.unwrap();
+        use sha2::Digest;
+        let digest = format!("sha256:{:x}", sha2::Sha256::digest(&bytes));
+        Some((serde_json::from_slice(&bytes).unwrap(), digest))
+    }
+
+    pub fn registry_credentials(&self) -> bollard::auth::DockerCredentials {
+        bollard::auth::DockerCredentials {
+            username: Some(testbed::ECR_USER.to_owned()),
+            password: Some(testbed::MOTO_PASSWORD.to_owned()),
+            serveraddress: Some(self.registry.host()),
+            ..Default::default()
+        }
+    }
+}
+
+/// Runs `image` with no network until Docker's health check calls it healthy (or fails).
+pub async fn becomes_healthy(docker: &Docker, image: &str) -> Result<(), String> {
+    use bollard::models::{ContainerCreateBody, HealthConfig, HealthStatusEnum, HostConfig};
+    let config = ContainerCreateBody {
+        image: Some(image.to_owned()),
+        healthcheck: Some(HealthConfig { interval: Some(250_000_000), ..Default::default() }),
+        host_config: Some(HostConfig { network_mode: Some("none".into()), ..Default::default() }),
+        ..Default::default()
+    };
+    let id = docker.create_container(None, config).await.map_err(|e| e.to_string())?.id;
+    docker.start_container(&id, None).await.map_err(|e| e.to_string())?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let verdict = loop {
+        let state = docker.inspect_container(&id, None).await.unwrap().state.unwrap_or_default();
+        match state.health.and_then(|h| h.status) {
+            Some(HealthStatusEnum::HEALTHY) => break Ok(()),
+            Some(HealthStatusEnum::UNHEALTHY) => break Err("unhealthy".to_owned()),
+            _ if std::time::Instant::now() > deadline => break Err("not healthy in 20 s".to_owned()),
+            _ => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+        }
+    };
+    let _ = docker
+        .remove_container(&id, Some(bollard::query_parameters::RemoveContainerOptionsBuilder::new().force(true).build()))
+        .await;
+    verdict
+}

@@ -1,0 +1,227 @@
+//! `cargo xtask publish` end to end against the test bed: moto's ECR API, a real registry that
+//! accepts moto's token, and the real Docker engine.
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use bollard::query_parameters::{CreateImageOptionsBuilder, PushImageOptionsBuilder, TagImageOptionsBuilder};
+use common::*;
+use futures_util::TryStreamExt;
+
+const HEALTH_TEST: [&str; 3] = ["CMD", "/server", "--probe"];
+
+async fn assert_placeholder_list(bed: &Bed, name: &str) -> String {
+    let (list, digest) = bed.registry_json(&format!("{name}/manifests/latest")).await.expect(":latest exists");
+    assert_eq!(list["mediaType"], "application/vnd.docker.distribution.manifest.list.v2+json", "{list}");
+    let mut arches = BTreeSet::new();
+    for child in list["manifests"].as_array().unwrap() {
+        let arch = child["platform"]["architecture"].as_str().unwrap().to_owned();
+        assert_eq!(child["platform"]["os"], "linux");
+        let (manifest, child_digest) = bed.registry_json(&format!("{name}/manifests/{}", child["digest"].as_str().unwrap())).await.unwrap();
+        assert_eq!(child_digest, child["digest"].as_str().unwrap());
+        let config_digest = manifest["config"]["digest"].as_str().unwrap();
+        let (config, _) = bed.registry_json(&format!("{name}/blobs/{config_digest}")).await.unwrap();
+        assert_eq!(config["architecture"], arch.as_str());
+        assert_eq!(config["config"]["Healthcheck"]["Test"], serde_json::json!(HEALTH_TEST));
+        assert_eq!(config["config"]["Labels"]["ecs-minimal-container.placeholder"], "true");
+        arches.insert(arch);
+    }
+    assert_eq!(arches, BTreeSet::from(["amd64".to_owned(), "arm64".to_owned()]));
+    digest
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn publishes_two_containers_then_finds_them_up_to_date() {
+    let bed = Bed::start();
+    let docker = docker().await;
+    // A HOME of its own proves nothing is written to ~/.docker (no `docker login`).
+    let home = tempfile::tempdir().unwrap();
+    let mut env = bed.env();
+    env.push(("HOME", home.path().display().to_string()));
+    env.push(("CARGO_HOME", std::env::var("CARGO_HOME").unwrap_or_else(|_| format!("{}/.cargo", std::env::var("HOME").unwrap()))));
+    env.push(("RUSTUP_HOME", std::env::var("RUSTUP_HOME").unwrap_or_else(|_| format!("{}/.rustup", std::env::var("HOME").unwrap()))));
+
+    let (code, stdout, stderr) = xtask(&["publish", "--containers", "alpha, beta"], &env);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    for output in [&stdout, &stderr] {
+        assert!(!output.contains(testbed::MOTO_PASSWORD), "the registry password was printed");
+    }
+    assert!(!home.path().join(".docker").exists(), "something was written to ~/.docker");
+    assert!(stdout.contains(r#"Command: ["CMD", "/server", "--probe"]"#), "{stdout}");
+    assert!(stdout.contains("Image: 123456789012.dkr.ecr.eu-west-1.amazonaws.com/alpha:latest"), "{stdout}");
+    assert!(stdout.contains("new deployment"), "{stdout}");
+
+    let ecr = bed.ecr().await;
+    for name in ["alpha", "beta"] {
+        let described = ecr.describe_repositories().repository_names(name).send().await.unwrap();
+        let repository = &described.repositories()[0];
+        assert_eq!(repository.encryption_configuration().unwrap().encryption_type().as_str(), "KMS");
+        assert_eq!(repository.image_tag_mutability().unwrap().as_str(), "MUTABLE");
+        let policy = ecr.get_lifecycle_policy().repository_name(name).send().await.unwrap();
+        let policy: serde_json::Value = serde_json::from_str(policy.lifecycle_policy_text().unwrap()).unwrap();
+        assert_eq!(
+            policy["rules"][0]["selection"],
+            serde_json::json!({"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": 5})
+        );
+        assert_eq!(policy["rules"][0]["action"]["type"], "expire");
+        let tags = ecr.list_tags_for_resource().resource_arn(repository.repository_arn().unwrap()).send().await.unwrap();
+        assert!(tags.tags().iter().any(|t| t.key() == "managed-by" && t.value() == "ecs-minimal-container"), "{tags:?}");
+        let row = stdout.lines().find(|l| l.starts_with(name)).unwrap();
+        assert!(row.contains("created"), "{row}");
+    }
+    let alpha_digest = assert_placeholder_list(&bed, "alpha").await;
+    assert_placeholder_list(&bed, "beta").await;
+
+    // The engine pulls alpha:latest back from the registry and it becomes healthy.
+    let reference = format!("{}/alpha", bed.registry.host());
+    docker
+        .create_image(
+            Some(CreateImageOptionsBuilder::new().from_image(&reference).tag("latest").build()),
+            None,
+            Some(bed.registry_credentials()),
+        )
+        .try_collect::<Vec<_>>()
+        .await
+        .expect("pull alpha:latest");
+    becomes_healthy(&docker, &format!("{reference}:latest")).await.expect("pulled placeholder healthy");
+    let _ = docker.remove_image(&format!("{reference}:latest"), None::<bollard::query_parameters::RemoveImageOptions>, None).await;
+
+    // A second run changes nothing.
+    let (code, stdout, stderr) = xtask(&["publish", "--containers", "alpha,beta"], &bed.env());
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout.lines().filter(|l| l.contains("up to date")).count(), 2, "{stdout}");
+    assert!(!stderr.contains("pushing"), "{stderr}");
+    assert_eq!(assert_placeholder_list(&bed, "alpha").await, alpha_digest);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_real_image_is_skipped_untouched_and_replaced_only_with_force() {
+    let bed = Bed::start();
+    let docker = docker().await;
+    // Somebody's real image, pushed as gamma:latest before we arrive.
+    let context = {
+        let mut tar = tar::Builder::new(Vec::new());
+        let dockerfile = b"FROM scratch\nCOPY app /app\nLABEL org.example.app=real\n";
+        for (name, data) in [("Dockerfile", &dockerfile[..]), ("app", &b"the real application"[..])] {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(data.len() as u64);
+            header.set_mode(0o644);
+            tar.append_data(&mut header, name, data).unwrap();
+        }
+        tar.into_inner().unwrap()
+    };
+    let real = unique_name("real");
+    let _cleanup = Cleanup { tags: vec![format!("{real}:latest")] };
+    docker
+        .build_image(
+            bollard::query_parameters::BuildImageOptionsBuilder::new().dockerfile("Dockerfile").t(&format!("{real}:latest")).rm(true).build(),
+            None,
+            Some(bollard::body_full(context.into())),
+        )
+        .try_collect::<Vec<_>>()
+        .await
+        .expect("build the real image");
+    let remote = format!("{}/gamma", bed.registry.host());
+    docker.tag_image(&format!("{real}:latest"), Some(TagImageOptionsBuilder::new().repo(&remote).tag("latest").build())).await.unwrap();
+    docker
+        .push_image(&remote, Some(PushImageOptionsBuilder::new().tag("latest").build()), Some(bed.registry_credentials()))
+        .try_collect::<Vec<_>>()
+        .await
+        .expect("push the real image");
+    let _ = docker.remove_image(&format!("{remote}:latest"), None::<bollard::query_parameters::RemoveImageOptions>, None).await;
+    let (_, real_digest) = bed.registry_json("gamma/manifests/latest").await.unwrap();
+
+    let (code, stdout, stderr) = xtask(&["publish", "--containers", "gamma", "--output", "json"], &bed.env());
+    assert_eq!(code, 0, "{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).expect("JSON output");
+    assert_eq!(report["containers"][0]["action"], "skipped", "{report}");
+    assert!(report["containers"][0]["reason"].as_str().unwrap().contains("--force"), "{report}");
+    assert!(stderr.contains("warning: skipped"), "{stderr}");
+    let (_, digest) = bed.registry_json("gamma/manifests/latest").await.unwrap();
+    assert_eq!(digest, real_digest, "the real image was touched");
+
+    let (code, stdout, stderr) = xtask(&["publish", "--containers", "gamma", "--force", "--output", "json"], &bed.env());
+    assert_eq!(code, 0, "{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).expect("JSON output");
+    assert_eq!(report["containers"][0]["action"], "updated", "{report}");
+    let digest = assert_placeholder_list(&bed, "gamma").await;
+    assert_eq!(report["containers"][0]["digest"], digest.as_str());
+}
+
+#[test]
+fn invalid_names_exit_2_and_create_nothing() {
+    let bed = Bed::start();
+    let long = "a".repeat(257);
+    for list in ["Upper-case", "x", long.as_str(), "a//b", "-leading", "", " , ", "good-one,Bad"] {
+        let (code, _, stderr) = xtask(&["publish", &format!("--containers={list}")], &bed.env());
+        assert_eq!(code, 2, "{list:?}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+    }
+    let names = tokio::runtime::Runtime::new().unwrap().block_on(bed.repository_names());
+    assert!(names.is_empty(), "created {names:?}");
+}
+
+#[test]
+fn dry_run_changes_nothing() {
+    let bed = Bed::start();
+    let (code, stdout, stderr) = xtask(&["publish", "--containers", "delta,epsilon", "--dry-run", "--output", "json"], &bed.env());
+    assert_eq!(code, 0, "{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).expect("JSON output");
+    assert_eq!(report["containers"][0]["action"], "would-create");
+    assert_eq!(report["containers"][1]["action"], "would-create");
+    let names = tokio::runtime::Runtime::new().unwrap().block_on(bed.repository_names());
+    assert!(names.is_empty(), "dry run created {names:?}");
+    assert!(!stderr.contains("pushing"), "{stderr}");
+}
+
+#[test]
+fn ecr_api_down_is_one_clear_error() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let env = vec![
+        ("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{port}")),
+        ("AWS_REGION", "eu-west-1".to_owned()),
+        ("AWS_ACCESS_KEY_ID", "testing".to_owned()),
+        ("AWS_SECRET_ACCESS_KEY", "testing".to_owned()),
+    ];
+    let (code, _, stderr) = xtask(&["publish", "--containers", "zeta"], &env);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("ECR GetAuthorizationToken failed"), "{stderr}");
+}
+
+#[test]
+fn no_region_says_how_to_give_one() {
+    let home = tempfile::tempdir().unwrap();
+    let output = std::process::Command::new(XTASK)
+        .args(["publish", "--containers", "eta"])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap())
+        .env("HOME", home.path())
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("no AWS region") && stderr.contains("--region"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn registry_down_fails_each_container_and_a_rerun_converges() {
+    let mut bed = Bed::start();
+    bed.registry.stop();
+    let (code, stdout, stderr) = xtask(&["publish", "--containers", "theta,iota"], &bed.env());
+    assert_eq!(code, 1, "{stdout}\n{stderr}");
+    assert_eq!(stdout.lines().filter(|l| l.contains("failed")).count(), 2, "{stdout}");
+    assert!(stdout.contains("theta: ") && stdout.contains("iota: "), "a reason per container: {stdout}");
+    // The repositories exist and kept their lifecycle policy despite the failure.
+    let ecr = bed.ecr().await;
+    for name in ["theta", "iota"] {
+        ecr.get_lifecycle_policy().repository_name(name).send().await.expect("lifecycle policy after a failed run");
+    }
+
+    bed.registry.start_again().unwrap();
+    let (code, stdout, stderr) = xtask(&["publish", "--containers", "theta,iota"], &bed.env());
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert_placeholder_list(&bed, "theta").await;
+    assert_placeholder_list(&bed, "iota").await;
+}
