@@ -7,8 +7,42 @@ use aws_config::retry::RetryConfig;
 use aws_sdk_ecr::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use base64::Engine as _;
 
-use crate::registry::Credentials;
+use crate::registry::{Credentials, Registry};
 use crate::Usage;
+
+/// Where to find AWS and the registry: flags every task that talks to ECR shares.
+#[derive(clap::Args, Debug)]
+pub struct AwsArgs {
+    /// AWS region [default: from the environment or profile].
+    #[arg(long)]
+    pub region: Option<String>,
+    /// AWS profile from ~/.aws/config [default: AWS_PROFILE or "default"].
+    #[arg(long)]
+    pub profile: Option<String>,
+    /// Use this registry instead of the one GetAuthorizationToken names (for test beds).
+    #[arg(long, env = "ECR_REGISTRY_ENDPOINT", value_name = "URL")]
+    pub registry_endpoint: Option<String>,
+}
+
+impl AwsArgs {
+    /// Checks the flags alone, before anything is contacted.
+    pub fn check(&self) -> Result<()> {
+        if let Some(endpoint) = &self.registry_endpoint {
+            if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+                bail!(Usage(format!("--registry-endpoint {endpoint:?}: give a URL such as https://host:port")));
+            }
+        }
+        Ok(())
+    }
+
+    /// The ECR client and the registry, logged in with a fresh authorization token.
+    pub async fn connect(&self) -> Result<(Aws, Registry)> {
+        let aws = connect(self.region.as_deref(), self.profile.as_deref()).await?;
+        let (endpoint, credentials) = registry_login(&aws.ecr).await?;
+        let registry = Registry::new(self.registry_endpoint.as_deref().unwrap_or(&endpoint), credentials)?;
+        Ok((aws, registry))
+    }
+}
 
 pub struct Aws {
     pub ecr: aws_sdk_ecr::Client,

@@ -61,6 +61,20 @@ pub async fn describe(ecr: &aws_sdk_ecr::Client, name: &str) -> Result<Option<aw
     }
 }
 
+/// Every image ID in the repository (one per tag, and one per untagged image).
+pub async fn image_ids(ecr: &aws_sdk_ecr::Client, name: &str) -> Result<Vec<aws_sdk_ecr::types::ImageIdentifier>> {
+    ecr.list_images()
+        .repository_name(name)
+        .into_paginator()
+        .items()
+        .send()
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| call_failed("ListImages", e))
+}
+
 /// Creates `name` if missing, then puts its lifecycle policy: every run, so a repository never
 /// stays without one after an interrupted run.
 pub async fn ensure(ecr: &aws_sdk_ecr::Client, name: &str, settings: &Settings) -> Result<Repository> {

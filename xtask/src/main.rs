@@ -13,6 +13,8 @@ mod publish;
 mod registry;
 mod repo;
 mod smoke;
+mod status;
+mod teardown;
 
 use std::fmt;
 use std::process::ExitCode;
@@ -32,6 +34,10 @@ enum Task {
     Image(image::Args),
     /// Create ECR repositories and push the placeholder to each as :latest.
     Publish(publish::Args),
+    /// Show the repositories, their settings, and which still serve the placeholder.
+    Status(status::Args),
+    /// Delete repositories that hold nothing but placeholders.
+    Teardown(teardown::Args),
 }
 
 /// Bad input: exit 2, like clap's own usage errors, with nothing changed.
@@ -53,6 +59,8 @@ fn main() -> ExitCode {
         match cli.task {
             Task::Image(args) => image::run(args).await.map(|()| ExitCode::SUCCESS),
             Task::Publish(args) => publish::run(args).await,
+            Task::Status(args) => status::run(args).await,
+            Task::Teardown(args) => teardown::run(args).await,
         }
     });
     match result {

@@ -23,12 +23,8 @@ pub struct Args {
     /// Container names, comma-separated: one ECR repository each.
     #[arg(long, env = "ECS_PLACEHOLDER_CONTAINERS", value_name = "NAMES")]
     pub containers: String,
-    /// AWS region [default: from the environment or profile].
-    #[arg(long)]
-    pub region: Option<String>,
-    /// AWS profile from ~/.aws/config [default: AWS_PROFILE or "default"].
-    #[arg(long)]
-    pub profile: Option<String>,
+    #[command(flatten)]
+    pub aws: aws::AwsArgs,
     /// Encryption for repositories this run creates (fixed at creation).
     #[arg(long, value_enum, default_value_t = EncryptionArg::Kms)]
     pub encryption: EncryptionArg,
@@ -55,9 +51,6 @@ pub struct Args {
     /// Repositories worked on at once.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub concurrency: u16,
-    /// Push to this registry instead of the one GetAuthorizationToken names (for test beds).
-    #[arg(long, env = "ECR_REGISTRY_ENDPOINT", value_name = "URL")]
-    pub registry_endpoint: Option<String>,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq)]
@@ -143,16 +136,9 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         (EncryptionArg::Aes256, None) => Encryption::Aes256,
         (EncryptionArg::Kms, key) => Encryption::Kms(key.clone()),
     };
-    if let Some(endpoint) = &args.registry_endpoint {
-        if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
-            bail!(Usage(format!("--registry-endpoint {endpoint:?}: give a URL such as https://host:port")));
-        }
-    }
+    args.aws.check()?;
     let settings = Settings { encryption, scan_on_push: args.scan_on_push, keep: args.keep };
-
-    let aws = aws::connect(args.region.as_deref(), args.profile.as_deref()).await?;
-    let (endpoint, credentials) = aws::registry_login(&aws.ecr).await?;
-    let registry = Registry::new(args.registry_endpoint.as_deref().unwrap_or(&endpoint), credentials)?;
+    let (aws, registry) = args.aws.connect().await?;
 
     let outcomes = if args.dry_run {
         futures_util::stream::iter(&containers)
@@ -246,7 +232,7 @@ async fn publish_steps(ecr_client: &aws_sdk_ecr::Client, job: &Job, name: &str, 
             outcome.digest = Some(digest);
             return Ok(());
         }
-        Latest::Other { digest } if !job.force => {
+        Latest::Other { digest, .. } if !job.force => {
             let why = format!(":latest ({digest}) is not a placeholder, so it was left untouched; --force replaces it");
             eprintln!("[{name}] warning: skipped: {why}");
             outcome.action = Action::Skipped;
@@ -341,7 +327,7 @@ async fn plan_one(ecr_client: &aws_sdk_ecr::Client, registry: &Registry, name: &
             Some(existing) => {
                 outcome.repository_uri = existing.repository_uri().map(str::to_owned);
                 match registry.latest(name).await? {
-                    Latest::Other { digest } if !force => {
+                    Latest::Other { digest, .. } if !force => {
                         outcome.action = Action::WouldSkip;
                         outcome.reason = Some(format!(":latest ({digest}) is not a placeholder"));
                         outcome.digest = Some(digest);

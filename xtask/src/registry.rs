@@ -47,13 +47,24 @@ pub struct Manifest {
     pub json: Value,
 }
 
+/// An image as the registry holds it, under a tag or digest.
+pub struct Inspected {
+    pub digest: String,
+    /// Each platform's architecture and image config digest (its image ID).
+    pub configs: BTreeMap<String, String>,
+    /// Child manifests, for a manifest list or index.
+    pub children: Vec<String>,
+    /// Every platform's config carries this project's placeholder label.
+    pub placeholder: bool,
+}
+
 /// What `:latest` of a repository is.
 pub enum Latest {
     Missing,
     /// This project's placeholder; the image config digest (image ID) per platform.
     Placeholder { digest: String, configs: BTreeMap<String, String> },
     /// Anything else: somebody's real image.
-    Other { digest: String },
+    Other { digest: String, platforms: Vec<String> },
 }
 
 impl Registry {
@@ -116,20 +127,30 @@ impl Registry {
         Ok(serde_json::from_slice(&response.bytes().await?)?)
     }
 
-    /// Reads `:latest` and tells a placeholder of ours from anything else by the image config's
-    /// labels; for a placeholder, collects each platform's config digest (its image ID).
+    /// Reads `:latest` and tells a placeholder of ours from anything else.
     pub async fn latest(&self, repository: &str) -> Result<Latest> {
-        let Some(top) = self.manifest(repository, "latest").await? else { return Ok(Latest::Missing) };
+        Ok(match self.inspect(repository, "latest").await? {
+            None => Latest::Missing,
+            Some(image) if image.placeholder => Latest::Placeholder { digest: image.digest, configs: image.configs },
+            Some(image) => Latest::Other { digest: image.digest, platforms: image.configs.into_keys().collect() },
+        })
+    }
+
+    /// Reads the image at `reference`, telling a placeholder of ours from anything else by the
+    /// image configs' labels, and collects each platform's config digest.
+    pub async fn inspect(&self, repository: &str, reference: &str) -> Result<Option<Inspected>> {
+        let Some(top) = self.manifest(repository, reference).await? else { return Ok(None) };
         let is_list = top.media_type == MANIFEST_LIST || top.media_type == OCI_INDEX || top.json.get("manifests").is_some();
         let mut configs = BTreeMap::new();
+        let mut children = Vec::new();
         if is_list {
             for child in top.json["manifests"].as_array().into_iter().flatten() {
-                let (Some(digest), Some(arch)) = (child["digest"].as_str(), child["platform"]["architecture"].as_str()) else {
-                    continue;
-                };
+                let Some(digest) = child["digest"].as_str() else { continue };
+                let arch = child["platform"]["architecture"].as_str().unwrap_or("unknown");
                 let Some(manifest) = self.manifest(repository, digest).await? else {
-                    bail!("{repository}:latest lists {digest}, which the registry does not have");
+                    bail!("{repository}:{reference} lists {digest}, which the registry does not have");
                 };
+                children.push(digest.to_owned());
                 if let Some(config) = manifest.json["config"]["digest"].as_str() {
                     configs.insert(arch.to_owned(), config.to_owned());
                 }
@@ -140,12 +161,44 @@ impl Registry {
             configs.insert(arch, config.to_owned());
         }
         // Every platform must be ours for the whole to count as a placeholder.
-        let mut ours = !configs.is_empty();
+        let mut placeholder = !configs.is_empty();
         for config in configs.values() {
             let config_json = self.blob_json(repository, config).await?;
-            ours &= config_json["config"]["Labels"][PLACEHOLDER_LABEL] == "true";
+            placeholder &= config_json["config"]["Labels"][PLACEHOLDER_LABEL] == "true";
         }
-        Ok(if ours { Latest::Placeholder { digest: top.digest, configs } } else { Latest::Other { digest: top.digest } })
+        Ok(Some(Inspected { digest: top.digest, configs, children, placeholder }))
+    }
+
+    /// The repository's tags; none when the registry has never seen it.
+    pub async fn tags(&self, repository: &str) -> Result<Vec<String>> {
+        let response = self
+            .request(reqwest::Method::GET, &format!("{repository}/tags/list"))
+            .send()
+            .await
+            .with_context(|| format!("registry {} unreachable", self.host()))?;
+        if response.status() == StatusCode::NOT_FOUND {
+            return Ok(Vec::new());
+        }
+        if !response.status().is_success() {
+            bail!("registry answered {} listing the tags of {repository}", response.status());
+        }
+        let json: Value = serde_json::from_slice(&response.bytes().await?)?;
+        Ok(json["tags"].as_array().into_iter().flatten().filter_map(|t| t.as_str().map(str::to_owned)).collect())
+    }
+
+    /// Deletes a manifest by digest where the registry's API allows it; `false` where it does
+    /// not (ECR removes images through its own API, and with the repository).
+    pub async fn delete_manifest(&self, repository: &str, digest: &str) -> Result<bool> {
+        let response = self
+            .request(reqwest::Method::DELETE, &format!("{repository}/manifests/{digest}"))
+            .send()
+            .await
+            .with_context(|| format!("registry {} unreachable", self.host()))?;
+        match response.status() {
+            status if status.is_success() => Ok(true),
+            StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED | StatusCode::UNSUPPORTED_MEDIA_TYPE => Ok(false),
+            status => bail!("registry answered {status} deleting {repository}@{digest}"),
+        }
     }
 
     /// Puts a manifest list over `children` (each platform's pushed manifest) as `tag`.

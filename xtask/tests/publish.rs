@@ -5,7 +5,7 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use bollard::query_parameters::{CreateImageOptionsBuilder, PushImageOptionsBuilder, TagImageOptionsBuilder};
+use bollard::query_parameters::CreateImageOptionsBuilder;
 use common::*;
 use futures_util::TryStreamExt;
 
@@ -100,36 +100,7 @@ async fn a_real_image_is_skipped_untouched_and_replaced_only_with_force() {
     let bed = Bed::start();
     let docker = docker().await;
     // Somebody's real image, pushed as gamma:latest before we arrive.
-    let context = {
-        let mut tar = tar::Builder::new(Vec::new());
-        let dockerfile = b"FROM scratch\nCOPY app /app\nLABEL org.example.app=real\n";
-        for (name, data) in [("Dockerfile", &dockerfile[..]), ("app", &b"the real application"[..])] {
-            let mut header = tar::Header::new_gnu();
-            header.set_size(data.len() as u64);
-            header.set_mode(0o644);
-            tar.append_data(&mut header, name, data).unwrap();
-        }
-        tar.into_inner().unwrap()
-    };
-    let real = unique_name("real");
-    let _cleanup = Cleanup { tags: vec![format!("{real}:latest")] };
-    docker
-        .build_image(
-            bollard::query_parameters::BuildImageOptionsBuilder::new().dockerfile("Dockerfile").t(&format!("{real}:latest")).rm(true).build(),
-            None,
-            Some(bollard::body_full(context.into())),
-        )
-        .try_collect::<Vec<_>>()
-        .await
-        .expect("build the real image");
-    let remote = format!("{}/gamma", bed.registry.host());
-    docker.tag_image(&format!("{real}:latest"), Some(TagImageOptionsBuilder::new().repo(&remote).tag("latest").build())).await.unwrap();
-    docker
-        .push_image(&remote, Some(PushImageOptionsBuilder::new().tag("latest").build()), Some(bed.registry_credentials()))
-        .try_collect::<Vec<_>>()
-        .await
-        .expect("push the real image");
-    let _ = docker.remove_image(&format!("{remote}:latest"), None::<bollard::query_parameters::RemoveImageOptions>, None).await;
+    let _real = push_real_image(&bed, &docker, "gamma").await;
     let (_, real_digest) = bed.registry_json("gamma/manifests/latest").await.unwrap();
 
     let (code, stdout, stderr) = xtask(&["publish", "--containers", "gamma", "--output", "json"], &bed.env());

@@ -137,3 +137,40 @@ pub async fn becomes_healthy(docker: &Docker, image: &str) -> Result<(), String>
         .await;
     verdict
 }
+
+/// Builds a small image that is not a placeholder and pushes it as `repository:latest` to the
+/// test registry, as a pipeline would. The returned guard removes the local image.
+pub async fn push_real_image(bed: &Bed, docker: &Docker, repository: &str) -> Cleanup {
+    use bollard::query_parameters::{BuildImageOptionsBuilder, PushImageOptionsBuilder, RemoveImageOptions, TagImageOptionsBuilder};
+    use futures_util::TryStreamExt;
+    let context = {
+        let mut tar = tar::Builder::new(Vec::new());
+        let dockerfile = b"FROM scratch\nCOPY app /app\nLABEL org.example.app=real\n";
+        for (name, data) in [("Dockerfile", &dockerfile[..]), ("app", &b"the real application"[..])] {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(data.len() as u64);
+            header.set_mode(0o644);
+            tar.append_data(&mut header, name, data).unwrap();
+        }
+        tar.into_inner().unwrap()
+    };
+    let local = format!("{}:latest", unique_name("real"));
+    docker
+        .build_image(
+            BuildImageOptionsBuilder::new().dockerfile("Dockerfile").t(&local).rm(true).build(),
+            None,
+            Some(bollard::body_full(context.into())),
+        )
+        .try_collect::<Vec<_>>()
+        .await
+        .expect("build the real image");
+    let remote = format!("{}/{repository}", bed.registry.host());
+    docker.tag_image(&local, Some(TagImageOptionsBuilder::new().repo(&remote).tag("latest").build())).await.unwrap();
+    docker
+        .push_image(&remote, Some(PushImageOptionsBuilder::new().tag("latest").build()), Some(bed.registry_credentials()))
+        .try_collect::<Vec<_>>()
+        .await
+        .expect("push the real image");
+    let _ = docker.remove_image(&format!("{remote}:latest"), None::<RemoveImageOptions>, None).await;
+    Cleanup { tags: vec![local] }
+}

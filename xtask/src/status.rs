@@ -1,0 +1,209 @@
+//! `cargo xtask status`: which repositories exist, how they are set up, and which still serve the
+//! placeholder rather than a real image.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use aws_sdk_ecr::types::{EncryptionType, ImageIdentifier, TagStatus};
+use futures_util::StreamExt;
+use serde::Serialize;
+
+use crate::aws::{self, call_failed};
+use crate::ecr::{self, MANAGED_TAG_KEY, MANAGED_TAG_VALUE};
+use crate::publish::{parse_containers, OutputFormat};
+use crate::registry::{Latest, Registry};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Container names, comma-separated [default: every repository publish made].
+    #[arg(long, env = "ECS_PLACEHOLDER_CONTAINERS", value_name = "NAMES")]
+    pub containers: Option<String>,
+    #[command(flatten)]
+    pub aws: aws::AwsArgs,
+    /// The lifecycle policy counts as expected when it keeps this many images.
+    #[arg(long, default_value_t = 5)]
+    pub keep: u32,
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+}
+
+#[derive(Serialize, Debug, Default)]
+pub struct RepositoryStatus {
+    pub container: String,
+    pub exists: bool,
+    pub repository_uri: Option<String>,
+    pub encryption: Option<String>,
+    pub kms_key: Option<String>,
+    /// `expected`, `different`, or `missing`.
+    pub lifecycle_policy: Option<String>,
+    /// `placeholder`, `real`, or `missing`.
+    pub latest: Option<String>,
+    pub latest_digest: Option<String>,
+    pub latest_pushed_at: Option<String>,
+    pub latest_platforms: Vec<String>,
+    pub image_count: Option<usize>,
+    pub error: Option<String>,
+}
+
+pub async fn run(args: Args) -> Result<ExitCode> {
+    let asked = args.containers.as_deref().map(parse_containers).transpose()?;
+    args.aws.check()?;
+    let (aws, registry) = args.aws.connect().await?;
+    let names = match asked {
+        Some(names) => names,
+        None => managed_repositories(&aws.ecr).await?,
+    };
+    let statuses: Vec<RepositoryStatus> = futures_util::stream::iter(&names)
+        .map(|name| status_of(&aws.ecr, &registry, name, args.keep))
+        .buffered(4)
+        .collect()
+        .await;
+
+    let placeholders = statuses.iter().filter(|s| s.latest.as_deref() == Some("placeholder")).count();
+    let summary = format!("{placeholders} of {} repositories still serve the placeholder", statuses.len());
+    match args.output {
+        OutputFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({ "repositories": statuses, "placeholders": placeholders }))?
+        ),
+        OutputFormat::Text => print_text(&statuses, &summary),
+    }
+    let missing = statuses.iter().any(|s| !s.exists);
+    let errors = statuses.iter().any(|s| s.error.is_some());
+    Ok(if missing || errors { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+/// Every repository carrying the tag publish puts on the repositories it creates.
+async fn managed_repositories(ecr_client: &aws_sdk_ecr::Client) -> Result<Vec<String>> {
+    let mut pages = ecr_client.describe_repositories().into_paginator().send();
+    let mut names = Vec::new();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| call_failed("DescribeRepositories", e))?;
+        for repository in page.repositories() {
+            let (Some(name), Some(arn)) = (repository.repository_name(), repository.repository_arn()) else { continue };
+            let tags = ecr_client
+                .list_tags_for_resource()
+                .resource_arn(arn)
+                .send()
+                .await
+                .map_err(|e| call_failed("ListTagsForResource", e))?;
+            if tags.tags().iter().any(|t| t.key() == MANAGED_TAG_KEY && t.value() == MANAGED_TAG_VALUE) {
+                names.push(name.to_owned());
+            }
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+async fn status_of(ecr_client: &aws_sdk_ecr::Client, registry: &Registry, name: &str, keep: u32) -> RepositoryStatus {
+    let mut status = RepositoryStatus { container: name.to_owned(), ..Default::default() };
+    if let Err(error) = fill(ecr_client, registry, name, keep, &mut status).await {
+        status.error = Some(format!("{error:#}"));
+    }
+    status
+}
+
+async fn fill(ecr_client: &aws_sdk_ecr::Client, registry: &Registry, name: &str, keep: u32, status: &mut RepositoryStatus) -> Result<()> {
+    let Some(repository) = ecr::describe(ecr_client, name).await? else { return Ok(()) };
+    status.exists = true;
+    status.repository_uri = repository.repository_uri().map(str::to_owned);
+    let encryption = repository.encryption_configuration();
+    status.encryption = Some(match encryption.map(|e| e.encryption_type()) {
+        Some(EncryptionType::Kms) => "KMS".to_owned(),
+        Some(other) => other.as_str().to_owned(),
+        None => "AES256".to_owned(),
+    });
+    status.kms_key = encryption.and_then(|e| e.kms_key()).map(str::to_owned);
+
+    status.lifecycle_policy = Some(match ecr_client.get_lifecycle_policy().repository_name(name).send().await {
+        Ok(policy) => {
+            let actual = policy.lifecycle_policy_text().and_then(|t| serde_json::from_str(t).ok());
+            let expected = serde_json::from_str(&ecr::lifecycle_policy(keep))?;
+            if actual.is_some_and(|actual| rules_match(&actual, &expected)) { "expected" } else { "different" }
+        }
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_lifecycle_policy_not_found_exception()) => "missing",
+        Err(e) => return Err(call_failed("GetLifecyclePolicy", e)),
+    }
+    .to_owned());
+
+    let images = ecr::image_ids(ecr_client, name).await?;
+    // ECR lists a manifest once per tag; count distinct images.
+    let mut digests: Vec<&str> = images.iter().filter_map(|i| i.image_digest()).collect();
+    digests.sort();
+    digests.dedup();
+    status.image_count = Some(digests.len());
+
+    let (kind, digest, platforms) = match registry.latest(name).await? {
+        Latest::Missing => ("missing", None, Vec::new()),
+        Latest::Placeholder { digest, configs } => ("placeholder", Some(digest), configs.into_keys().collect()),
+        Latest::Other { digest, platforms } => ("real", Some(digest), platforms),
+    };
+    status.latest = Some(kind.to_owned());
+    status.latest_digest = digest;
+    status.latest_platforms = platforms;
+    if status.latest_digest.is_some() {
+        // When ECR knows the image, it knows when it was pushed.
+        let described = ecr_client
+            .describe_images()
+            .repository_name(name)
+            .image_ids(ImageIdentifier::builder().image_tag("latest").build())
+            .filter(aws_sdk_ecr::types::DescribeImagesFilter::builder().tag_status(TagStatus::Tagged).build())
+            .send()
+            .await;
+        if let Ok(described) = described {
+            status.latest_pushed_at = described
+                .image_details()
+                .first()
+                .and_then(|d| d.image_pushed_at())
+                .and_then(|t| t.fmt(aws_sdk_ecr::primitives::DateTimeFormat::DateTime).ok());
+        }
+    }
+    Ok(())
+}
+
+/// Same rules, whatever their descriptions say.
+fn rules_match(a: &serde_json::Value, b: &serde_json::Value) -> bool {
+    let rules = |policy: &serde_json::Value| {
+        let mut rules = policy["rules"].clone();
+        for rule in rules.as_array_mut().into_iter().flatten() {
+            if let Some(rule) = rule.as_object_mut() {
+                rule.remove("description");
+            }
+        }
+        rules
+    };
+    rules(a) == rules(b)
+}
+
+fn print_text(statuses: &[RepositoryStatus], summary: &str) {
+    let width = statuses.iter().map(|s| s.container.len()).max().unwrap_or(9).max(9);
+    println!(
+        "{:<width$}  {:<7}  {:<10}  {:<9}  {:<11}  {:<11}  {:>6}  {:<20}  PUSHED",
+        "CONTAINER", "EXISTS", "ENCRYPTION", "LIFECYCLE", ":LATEST", "PLATFORMS", "IMAGES", "DIGEST"
+    );
+    for s in statuses {
+        let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".to_owned());
+        println!(
+            "{:<width$}  {:<7}  {:<10}  {:<9}  {:<11}  {:<11}  {:>6}  {:<20}  {}",
+            s.container,
+            if s.exists { "yes" } else { "MISSING" },
+            dash(&s.encryption),
+            dash(&s.lifecycle_policy),
+            dash(&s.latest),
+            if s.latest_platforms.is_empty() { "-".to_owned() } else { s.latest_platforms.join(",") },
+            s.image_count.map_or("-".to_owned(), |n| n.to_string()),
+            s.latest_digest.as_deref().map_or("-", |d| &d[..d.len().min(19)]),
+            dash(&s.latest_pushed_at)
+        );
+    }
+    for s in statuses {
+        if let Some(key) = &s.kms_key {
+            println!("{}: KMS key {key}", s.container);
+        }
+        if let Some(error) = &s.error {
+            println!("{}: error: {error}", s.container);
+        }
+    }
+    println!("{summary}");
+}

@@ -1,0 +1,180 @@
+//! `cargo xtask teardown --containers a,b`: delete repositories that hold nothing but placeholders.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::process::ExitCode;
+
+use anyhow::{bail, Result};
+use serde::Serialize;
+
+use crate::aws::{self, call_failed};
+use crate::ecr;
+use crate::publish::{parse_containers, OutputFormat};
+use crate::registry::Registry;
+use crate::Usage;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Container names, comma-separated: the repositories to delete.
+    #[arg(long, env = "ECS_PLACEHOLDER_CONTAINERS", value_name = "NAMES")]
+    pub containers: String,
+    /// Delete even repositories that hold real images.
+    #[arg(long)]
+    pub force: bool,
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    pub yes: bool,
+    /// List what would be deleted and delete nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub aws: aws::AwsArgs,
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+}
+
+#[derive(Serialize, Clone, Copy, Debug, PartialEq)]
+#[serde(rename_all = "kebab-case")]
+enum Action {
+    Deleted,
+    WouldDelete,
+    NotFound,
+    Refused,
+    Failed,
+}
+
+#[derive(Serialize, Debug)]
+struct Outcome {
+    container: String,
+    action: Action,
+    detail: String,
+}
+
+/// One image in a repository, found by tag (registry) or digest (ECR).
+struct Held {
+    name: String,
+    digests: Vec<String>,
+    placeholder: bool,
+}
+
+pub async fn run(args: Args) -> Result<ExitCode> {
+    let names = parse_containers(&args.containers)?;
+    args.aws.check()?;
+    let (aws, registry) = args.aws.connect().await?;
+
+    // Look at everything first; delete only after the whole list is known and confirmed.
+    let mut outcomes = Vec::new();
+    let mut doomed = Vec::new();
+    for name in &names {
+        match inventory(&aws.ecr, &registry, name).await {
+            Ok(None) => outcomes.push(Outcome { container: name.clone(), action: Action::NotFound, detail: "no such repository".into() }),
+            Ok(Some(held)) => {
+                let real: Vec<&Held> = held.iter().filter(|h| !h.placeholder).collect();
+                if !real.is_empty() && !args.force {
+                    let listed = real.iter().map(|h| h.name.as_str()).collect::<Vec<_>>().join(", ");
+                    outcomes.push(Outcome {
+                        container: name.clone(),
+                        action: Action::Refused,
+                        detail: format!("holds images that are not placeholders: {listed}; --force deletes it anyway"),
+                    });
+                } else {
+                    let detail = format!("{} image(s){}", held.len(), if real.is_empty() { ", all placeholders" } else { ", some real (--force)" });
+                    doomed.push((name.clone(), held, detail));
+                }
+            }
+            Err(error) => outcomes.push(Outcome { container: name.clone(), action: Action::Failed, detail: format!("{error:#}") }),
+        }
+    }
+
+    if args.dry_run {
+        for (name, _, detail) in doomed.drain(..) {
+            outcomes.push(Outcome { container: name, action: Action::WouldDelete, detail });
+        }
+    } else if !doomed.is_empty() && !args.yes {
+        confirm(&doomed)?;
+    }
+    for (name, held, detail) in doomed {
+        let outcome = match delete(&aws.ecr, &registry, &name, &held).await {
+            Ok(()) => Outcome { container: name, action: Action::Deleted, detail },
+            Err(error) => Outcome { container: name, action: Action::Failed, detail: format!("{error:#}") },
+        };
+        outcomes.push(outcome);
+    }
+    outcomes.sort_by_key(|o| names.iter().position(|n| *n == o.container));
+
+    match args.output {
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "repositories": outcomes }))?),
+        OutputFormat::Text => {
+            for o in &outcomes {
+                let action = serde_json::to_value(o.action)?;
+                println!("{}: {}: {}", o.container, action.as_str().unwrap_or(""), o.detail);
+            }
+            if args.dry_run {
+                println!("Dry run: nothing was deleted.");
+            }
+        }
+    }
+    let failed = outcomes.iter().any(|o| matches!(o.action, Action::Failed | Action::Refused));
+    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+/// Asks on the terminal; with no terminal to ask on, refuses.
+fn confirm(doomed: &[(String, Vec<Held>, String)]) -> Result<()> {
+    if !std::io::stdin().is_terminal() {
+        bail!(Usage("refusing to delete repositories without confirmation: no terminal to ask on, pass --yes".into()));
+    }
+    eprintln!("These repositories and every image in them will be deleted:");
+    for (name, _, detail) in doomed {
+        eprintln!("  {name} ({detail})");
+    }
+    eprint!("Delete {} repositories? [y/N] ", doomed.len());
+    std::io::stderr().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    if !matches!(answer.trim(), "y" | "Y" | "yes") {
+        bail!(Usage("nothing deleted".into()));
+    }
+    Ok(())
+}
+
+/// Every image the repository holds, by tag from the registry and by digest from ECR, each
+/// judged by its config labels; `None` when the repository does not exist.
+async fn inventory(ecr_client: &aws_sdk_ecr::Client, registry: &Registry, name: &str) -> Result<Option<Vec<Held>>> {
+    if ecr::describe(ecr_client, name).await?.is_none() {
+        return Ok(None);
+    }
+    let mut held = Vec::new();
+    for tag in registry.tags(name).await? {
+        if let Some(image) = registry.inspect(name, &tag).await? {
+            let mut digests = vec![image.digest.clone()];
+            digests.extend(image.children);
+            held.push(Held { name: format!("{tag} ({})", image.digest), digests, placeholder: image.placeholder });
+        }
+    }
+    for id in ecr::image_ids(ecr_client, name).await? {
+        let Some(digest) = id.image_digest() else { continue };
+        if held.iter().any(|h| h.digests.iter().any(|d| d == digest)) {
+            continue;
+        }
+        let placeholder = registry.inspect(name, digest).await?.is_some_and(|image| image.placeholder);
+        held.push(Held { name: digest.to_owned(), digests: vec![digest.to_owned()], placeholder });
+    }
+    Ok(Some(held))
+}
+
+/// Removes the images through the registry API where it allows that (ECR removes them with the
+/// repository anyway), then the repository itself.
+async fn delete(ecr_client: &aws_sdk_ecr::Client, registry: &Registry, name: &str, held: &[Held]) -> Result<()> {
+    for image in held {
+        for digest in &image.digests {
+            registry.delete_manifest(name, digest).await?;
+        }
+    }
+    ecr_client
+        .delete_repository()
+        .repository_name(name)
+        .force(true)
+        .send()
+        .await
+        .map_err(|e| call_failed("DeleteRepository", e))?;
+    Ok(())
+}
