@@ -26,8 +26,9 @@ use tokio::time::Instant;
 use crate::args::ServeConfig;
 use crate::site::{Miss, Site};
 
-/// Largest request head accepted; beyond it hyper answers 431. hyper's minimum is 8 KiB.
-const MAX_HEAD_BYTES: usize = 16 * 1024;
+/// Largest request head accepted; beyond it hyper answers 431. It also caps each connection's read
+/// buffer, so it decides what an idle or slow connection costs. 8 KiB is hyper's minimum.
+const MAX_HEAD_BYTES: usize = 8 * 1024;
 
 /// Binds `[::]:port` dual-stack, or `0.0.0.0:port` where the kernel has IPv6 switched off.
 pub fn bind(port: u16) -> io::Result<TcpListener> {
@@ -70,11 +71,17 @@ pub async fn run(config: ServeConfig, site: Site, listener: TcpListener) -> io::
     let timeouts = Timeouts { header: config.header_timeout, idle: config.idle_timeout };
 
     let signal_name = loop {
-        let (stream, peer) = tokio::select! {
+        // Take a connection slot before accepting: when all are in use, new connections wait in
+        // the kernel's backlog for one to free (slow clients are cut after the header timeout)
+        // instead of being dropped, which would fail a health check arriving during a flood.
+        let (slot, (stream, peer)) = tokio::select! {
             _ = terminate.recv() => break "SIGTERM",
             _ = interrupt.recv() => break "SIGINT",
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
+            (slot, accepted) = async {
+                let slot = slots.clone().acquire_owned().await.expect("the semaphore is never closed");
+                (slot, listener.accept().await)
+            } => match accepted {
+                Ok(accepted) => (slot, accepted),
                 Err(e) => {
                     // Usually EMFILE: back off instead of spinning; open connections keep working.
                     eprintln!("accept failed: {e}");
@@ -83,9 +90,6 @@ pub async fn run(config: ServeConfig, site: Site, listener: TcpListener) -> io::
                 }
             },
         };
-        // Over the cap the connection is closed at once: a fast refusal beats a queue that a
-        // health check would wait in behind slow clients.
-        let Ok(slot) = slots.clone().try_acquire_owned() else { continue };
         let _ = stream.set_nodelay(true);
         let site = site.clone();
         let access_log = config.access_log;

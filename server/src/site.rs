@@ -174,6 +174,43 @@ mod tests {
         }
     }
 
+    /// What every accepted path must look like: absolute, no dot or empty segments, nothing that
+    /// a file system could read as a separator or terminator.
+    fn assert_plain(input: &str, path: &str) {
+        assert!(path.starts_with('/'), "{input:?} -> {path:?}");
+        assert!(!path.contains("//") && !path.contains('\\'), "{input:?} -> {path:?}");
+        assert!(!path.chars().any(char::is_control), "{input:?} -> {path:?}");
+        assert!(path.split('/').skip(1).all(|s| !s.is_empty() && s != "." && s != ".."), "{input:?} -> {path:?}");
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(5000))]
+
+        #[test]
+        fn any_target_normalises_to_a_plain_path_or_is_refused(target in "\\PC*") {
+            if let Ok(path) = normalise(&target) {
+                assert_plain(&target, &path);
+            }
+        }
+
+        #[test]
+        fn targets_built_from_traversal_pieces_never_escape(
+            pieces in proptest::collection::vec(
+                proptest::sample::select(vec![
+                    "/", "..", ".", "%2e", "%2E", "%2f", "%2F", "%5c", "\\", "%00", "%", "%c0%ae", "%252e",
+                    "a", "index.html", "docs", "?x=..", "%ff", "%20",
+                ]),
+                0..12,
+            )
+        ) {
+            let target = format!("/{}", pieces.concat());
+            let path_part = target.split('?').next().unwrap();
+            if let Ok(path) = normalise(path_part) {
+                assert_plain(&target, &path);
+            }
+        }
+    }
+
     #[test]
     fn content_types() {
         assert_eq!(content_type("index.HTML"), "text/html; charset=utf-8");

@@ -15,6 +15,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use base64::Engine as _;
 
+mod faults;
+pub use faults::{CutProxy, Endpoint, Fault, FaultyEcr};
+
 /// The registry user and password that moto's GetAuthorizationToken hands out for its default
 /// account, so a push with moto's token is accepted by the test registry.
 pub const ECR_USER: &str = "AWS";
@@ -327,6 +330,7 @@ impl Moto {
         vec![
             ("AWS_ENDPOINT_URL", self.endpoint()),
             ("AWS_REGION", "eu-west-1".to_owned()),
+            ("AWS_DEFAULT_REGION", "eu-west-1".to_owned()),
             ("AWS_ACCESS_KEY_ID", "testing".to_owned()),
             ("AWS_SECRET_ACCESS_KEY", "testing".to_owned()),
             ("AWS_EC2_METADATA_DISABLED", "true".to_owned()),

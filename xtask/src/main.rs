@@ -1,6 +1,7 @@
 //! `cargo xtask`: the project's tasks, one module per task.
 
 mod aws;
+mod bench;
 mod build;
 mod context;
 mod ecr;
@@ -38,6 +39,8 @@ enum Task {
     Status(status::Args),
     /// Delete repositories that hold nothing but placeholders.
     Teardown(teardown::Args),
+    /// Measure the placeholder against nginx, Apache and busybox, and publish against the shell way.
+    Bench(bench::Args),
 }
 
 /// Bad input: exit 2, like clap's own usage errors, with nothing changed.
@@ -61,6 +64,7 @@ fn main() -> ExitCode {
             Task::Publish(args) => publish::run(args).await,
             Task::Status(args) => status::run(args).await,
             Task::Teardown(args) => teardown::run(args).await,
+            Task::Bench(args) => bench::run(args).await.map(|()| ExitCode::SUCCESS),
         }
     });
     match result {

@@ -55,8 +55,12 @@ impl Server {
 
     /// Spawns with `--port 0` and learns the port from the start-up line, so no port is raced for.
     pub fn start_with(root: &Path, args: &[&str], env: &[(&str, &str)]) -> Server {
+        Server::start_binary(Path::new(BIN), root, args, env)
+    }
+
+    pub fn start_binary(binary: &Path, root: &Path, args: &[&str], env: &[(&str, &str)]) -> Server {
         let started = Instant::now();
-        let mut child = Command::new(BIN)
+        let mut child = Command::new(binary)
             .args(["--port", "0", "--root"])
             .arg(root)
             .args(args)
@@ -121,6 +125,20 @@ fn lines(stdout: ChildStdout) -> mpsc::Receiver<String> {
         }
     });
     rx
+}
+
+/// The binary that ships in the image: the release build for this machine's musl target. Its
+/// allocator (musl's) decides what memory figures mean, so memory is measured on it.
+pub fn shipping_binary() -> PathBuf {
+    let target = if cfg!(target_arch = "aarch64") { "aarch64-unknown-linux-musl" } else { "x86_64-unknown-linux-musl" };
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .current_dir(workspace)
+        .args(["build", "--release", "-p", "server", "--target", target])
+        .status()
+        .expect("run cargo");
+    assert!(status.success(), "building the shipping server failed (is the {target} target installed? `bash .ci/install`)");
+    workspace.join("target").join(target).join("release/server")
 }
 
 /// A parsed HTTP/1.1 response.

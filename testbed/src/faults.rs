@@ -1,0 +1,274 @@
+//! Faults on demand: an ECR API that fails chosen calls, and connections that die at a chosen
+//! moment. Both are proxies in front of the real services, so everything else stays real.
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use anyhow::Result;
+
+/// One injected ECR error: calls of `operation` (e.g. `CreateRepository`), for `repository` if
+/// given, answer `status` with `error_type` and `message`; only the first `times` such calls when
+/// `times` is given (to test retries).
+#[derive(Clone)]
+pub struct Fault {
+    pub operation: &'static str,
+    pub repository: Option<String>,
+    pub status: u16,
+    pub error_type: &'static str,
+    pub message: &'static str,
+    pub times: Option<usize>,
+}
+
+/// An ECR API endpoint in front of moto that answers matching calls with injected errors.
+pub struct FaultyEcr {
+    pub port: u16,
+    stop: Arc<AtomicBool>,
+    /// How many calls got an injected error.
+    pub injected: Arc<AtomicUsize>,
+}
+
+impl FaultyEcr {
+    pub fn start(moto_port: u16, faults: Vec<Fault>) -> Result<FaultyEcr> {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        listener.set_nonblocking(true)?;
+        let port = listener.local_addr()?.port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let injected = Arc::new(AtomicUsize::new(0));
+        let faults = Arc::new(Mutex::new(faults));
+        let (stop_flag, count) = (stop.clone(), injected.clone());
+        thread::spawn(move || {
+            while !stop_flag.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((client, _)) => {
+                        let (faults, count) = (faults.clone(), count.clone());
+                        thread::spawn(move || {
+                            let _ = serve_ecr(client, moto_port, &faults, &count);
+                        });
+                    }
+                    Err(_) => thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        Ok(FaultyEcr { port, stop, injected })
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for FaultyEcr {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Reads one HTTP request (head and Content-Length body); `None` at end of stream.
+fn read_request(stream: &mut TcpStream) -> Result<Option<(String, Vec<u8>)>> {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if stream.read(&mut byte)? == 0 {
+            return Ok(None);
+        }
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).into_owned();
+    let length = header(&head, "content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
+    let mut body = vec![0u8; length];
+    stream.read_exact(&mut body)?;
+    Ok(Some((head, body)))
+}
+
+fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines().find_map(|line| {
+        let (key, value) = line.split_once(':')?;
+        key.trim().eq_ignore_ascii_case(name).then(|| value.trim())
+    })
+}
+
+fn serve_ecr(mut client: TcpStream, moto_port: u16, faults: &Mutex<Vec<Fault>>, injected: &AtomicUsize) -> Result<()> {
+    while let Some((head, body)) = read_request(&mut client)? {
+        let operation = header(&head, "x-amz-target").and_then(|t| t.rsplit('.').next()).unwrap_or("").to_owned();
+        let request: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        let repository = request["repositoryName"].as_str().map(str::to_owned)
+            .or_else(|| request["repositoryNames"][0].as_str().map(str::to_owned));
+        let fault = {
+            let mut faults = faults.lock().unwrap();
+            let hit = faults.iter_mut().find(|f| {
+                f.operation == operation
+                    && f.times != Some(0)
+                    && f.repository.as_ref().is_none_or(|r| Some(r) == repository.as_ref())
+            });
+            hit.map(|f| {
+                if let Some(times) = f.times.as_mut() {
+                    *times -= 1;
+                }
+                f.clone()
+            })
+        };
+        if let Some(fault) = fault {
+            injected.fetch_add(1, Ordering::SeqCst);
+            let body = serde_json::json!({ "__type": fault.error_type, "message": fault.message }).to_string();
+            write!(
+                client,
+                "HTTP/1.1 {} Injected\r\nContent-Type: application/x-amz-json-1.1\r\nx-amzn-ErrorType: {}\r\nx-amzn-RequestId: injected\r\nContent-Length: {}\r\n\r\n{body}",
+                fault.status,
+                fault.error_type,
+                body.len()
+            )?;
+            continue;
+        }
+        // Forward with `Connection: close`, so the whole answer is what moto sends before closing.
+        let mut upstream = TcpStream::connect(("127.0.0.1", moto_port))?;
+        let forwarded: String = head
+            .trim_end_matches("\r\n")
+            .lines()
+            .filter(|l| !l.to_ascii_lowercase().starts_with("connection:"))
+            .map(|l| format!("{l}\r\n"))
+            .collect();
+        upstream.write_all(forwarded.as_bytes())?;
+        upstream.write_all(b"Connection: close\r\n\r\n")?;
+        upstream.write_all(&body)?;
+        let mut answer = Vec::new();
+        upstream.read_to_end(&mut answer)?;
+        client.write_all(&answer)?;
+    }
+    Ok(())
+}
+
+/// Where a `CutProxy` listens and forwards.
+pub enum Endpoint {
+    Tcp(u16),
+    Unix(PathBuf),
+}
+
+/// Forwards bytes both ways until a client sends `trigger`; then every connection it carries is
+/// cut and new ones are refused: a service dying at a chosen moment.
+pub struct CutProxy {
+    pub listen: Endpoint,
+    cut: Arc<AtomicBool>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+trait Stream: Read + Write + Send + 'static {
+    fn split(&self) -> std::io::Result<Box<dyn Stream>>;
+    fn close(&self);
+}
+
+impl Stream for TcpStream {
+    fn split(&self) -> std::io::Result<Box<dyn Stream>> {
+        Ok(Box::new(self.try_clone()?))
+    }
+    fn close(&self) {
+        let _ = self.shutdown(Shutdown::Both);
+    }
+}
+
+impl Stream for UnixStream {
+    fn split(&self) -> std::io::Result<Box<dyn Stream>> {
+        Ok(Box::new(self.try_clone()?))
+    }
+    fn close(&self) {
+        let _ = self.shutdown(Shutdown::Both);
+    }
+}
+
+impl CutProxy {
+    /// A TCP proxy on a free loopback port in front of `127.0.0.1:upstream`.
+    pub fn tcp(upstream: u16, trigger: &str) -> Result<CutProxy> {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let port = listener.local_addr()?.port();
+        let cut = Arc::new(AtomicBool::new(false));
+        spawn_proxy(
+            move || listener.accept().map(|(s, _)| Box::new(s) as Box<dyn Stream>),
+            move || TcpStream::connect(("127.0.0.1", upstream)).map(|s| Box::new(s) as Box<dyn Stream>),
+            trigger.as_bytes().to_vec(),
+            cut.clone(),
+        );
+        Ok(CutProxy { listen: Endpoint::Tcp(port), cut, _dir: None })
+    }
+
+    /// A Unix-socket proxy in front of the socket at `upstream` (e.g. the Docker engine's).
+    pub fn unix(upstream: &Path, trigger: &str) -> Result<CutProxy> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("proxy.sock");
+        let listener = UnixListener::bind(&path)?;
+        let cut = Arc::new(AtomicBool::new(false));
+        let upstream = upstream.to_path_buf();
+        spawn_proxy(
+            move || listener.accept().map(|(s, _)| Box::new(s) as Box<dyn Stream>),
+            move || UnixStream::connect(&upstream).map(|s| Box::new(s) as Box<dyn Stream>),
+            trigger.as_bytes().to_vec(),
+            cut.clone(),
+        );
+        Ok(CutProxy { listen: Endpoint::Unix(path), cut, _dir: Some(dir) })
+    }
+
+    pub fn was_cut(&self) -> bool {
+        self.cut.load(Ordering::SeqCst)
+    }
+}
+
+fn spawn_proxy(
+    accept: impl Fn() -> std::io::Result<Box<dyn Stream>> + Send + 'static,
+    connect: impl Fn() -> std::io::Result<Box<dyn Stream>> + Send + Sync + 'static,
+    trigger: Vec<u8>,
+    cut: Arc<AtomicBool>,
+) {
+    let open: Arc<Mutex<Vec<Box<dyn Stream>>>> = Arc::new(Mutex::new(Vec::new()));
+    let connect = Arc::new(connect);
+    thread::spawn(move || {
+        while let Ok(client) = accept() {
+            if cut.load(Ordering::SeqCst) {
+                client.close();
+                continue; // refused, as far as the client can tell
+            }
+            let Ok(upstream) = connect() else { client.close(); continue };
+            let (Ok(client_reader), Ok(upstream_writer), Ok(upstream_reader), Ok(client_writer)) =
+                (client.split(), upstream.split(), upstream.split(), client.split())
+            else {
+                continue;
+            };
+            {
+                let mut open = open.lock().unwrap();
+                open.push(client);
+                open.push(upstream);
+            }
+            thread::spawn(move || pump(upstream_reader, client_writer, None));
+            let (cut, open, trigger) = (cut.clone(), open.clone(), trigger.clone());
+            thread::spawn(move || pump(client_reader, upstream_writer, Some((&trigger, &cut, &open))));
+        }
+    });
+}
+
+type Trigger<'a> = (&'a [u8], &'a AtomicBool, &'a Mutex<Vec<Box<dyn Stream>>>);
+
+fn pump(mut from: Box<dyn Stream>, mut to: Box<dyn Stream>, trigger: Option<Trigger<'_>>) {
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if let Some((pattern, cut, open)) = trigger {
+            if cut.load(Ordering::SeqCst) || buf[..n].windows(pattern.len()).any(|w| w == pattern) {
+                cut.store(true, Ordering::SeqCst);
+                for stream in open.lock().unwrap().iter() {
+                    stream.close();
+                }
+                break;
+            }
+        }
+        if to.write_all(&buf[..n]).is_err() {
+            break;
+        }
+    }
+    to.close();
+}

@@ -1,0 +1,598 @@
+//! `cargo xtask bench`: the placeholder server against nginx, Apache httpd (mpm_event) and busybox
+//! httpd, and publish against the shell-script way, measured in one run on one machine; writes
+//! BENCHMARKS.md. Benchmarks report, they do not assert: CI never fails on a figure.
+
+use std::fmt::Write as _;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+use crate::image::{self, Plan};
+use crate::platform::Platform;
+use crate::{engine, repo};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Few repetitions and short loads: checks the benchmark runs, figures are rough.
+    #[arg(long)]
+    pub quick: bool,
+    /// Where to write the report.
+    #[arg(long, default_value = "BENCHMARKS.md")]
+    pub output: PathBuf,
+}
+
+struct Settings {
+    startups: usize,
+    probes: usize,
+    load_seconds: u32,
+    load_runs: usize,
+    connections: &'static [u32],
+    publish_counts: &'static [usize],
+}
+
+const FULL: Settings = Settings {
+    startups: 20,
+    probes: 30,
+    load_seconds: 5,
+    load_runs: 3,
+    connections: &[10, 100],
+    publish_counts: &[1, 5, 20],
+};
+const QUICK: Settings =
+    Settings { startups: 3, probes: 3, load_seconds: 1, load_runs: 1, connections: &[10], publish_counts: &[1] };
+
+/// A set of timings: median and spread.
+struct Sample(Vec<f64>);
+
+impl Sample {
+    fn median(&self) -> f64 {
+        let mut v = self.0.clone();
+        v.sort_by(f64::total_cmp);
+        let n = v.len();
+        if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
+    }
+
+    fn spread(&self) -> (f64, f64) {
+        let min = self.0.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = self.0.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        (min, max)
+    }
+
+    fn show(&self, unit: &str, decimals: usize) -> String {
+        let (min, max) = self.spread();
+        let unit = if unit.is_empty() { String::new() } else { format!(" {unit}") };
+        format!("{:.d$}{unit} ({:.d$}–{:.d$})", self.median(), min, max, d = decimals)
+    }
+}
+
+/// A static file server to compare, started from its own config in a scratch directory.
+struct Peer {
+    name: &'static str,
+    version: String,
+    command: Box<dyn Fn(u16) -> Command>,
+}
+
+pub async fn run(args: Args) -> Result<()> {
+    let settings = if args.quick { &QUICK } else { &FULL };
+    for tool in ["nginx", "apache2", "busybox", "wrk", "curl", "docker"] {
+        if which(tool).is_none() {
+            bail!("{tool} not found: the benchmark needs nginx, apache2, busybox, wrk, curl and docker (`bash .ci/install`)");
+        }
+    }
+    let aws_cli = repo::root().join(".venv/bin/aws");
+    if !aws_cli.exists() {
+        bail!("{} not found: `bash .ci/install` puts the AWS CLI in the project's venv", aws_cli.display());
+    }
+
+    let scratch = tempfile::tempdir()?;
+    // Apache's children run as www-data and must read the pages.
+    std::fs::set_permissions(scratch.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+    let pages = scratch.path().join("public_html");
+    copy_dir(&repo::root().join("public_html"), &pages)?;
+    let server = build_server()?;
+    let peers = peers(scratch.path(), &pages, &server)?;
+    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let pin = cpus >= 2;
+    if pin {
+        pin_to_cpu(1); // this thread (the client side) on CPU 1, servers on CPU 0
+    }
+
+    let mut report = String::new();
+    writeln!(report, "# Benchmarks\n")?;
+    writeln!(report, "Written by `cargo xtask bench{}` on {}. Figures are medians with the range (min–max) in brackets.", if args.quick { " --quick" } else { "" }, humantime::format_rfc3339_seconds(std::time::SystemTime::now()))?;
+    if args.quick {
+        writeln!(report, "\n**Quick mode: few repetitions and short loads. These figures only show the benchmark runs.**")?;
+    }
+    machine_section(&mut report, &peers, cpus)?;
+    method_section(&mut report, settings, pin)?;
+
+    eprintln!("start-up and memory...");
+    let mut startup = Vec::new();
+    for peer in &peers {
+        startup.push((peer.name, measure_startup(peer, settings.startups)?));
+    }
+    writeln!(report, "\n## Start-up and memory\n")?;
+    writeln!(report, "| server | spawn to first 200 | × best peer | resident memory after the first request | × best peer |\n|---|---|---|---|---|")?;
+    let best_start = best(startup.iter().skip(1).map(|(_, (s, _))| s.median()));
+    let best_rss = best(startup.iter().skip(1).map(|(_, (_, rss))| *rss as f64));
+    for (name, (times, rss)) in &startup {
+        writeln!(
+            report,
+            "| {name} | {} | {:.2} | {:.0} KiB | {:.2} |",
+            times.show("ms", 2),
+            times.median() / best_start,
+            *rss as f64,
+            *rss as f64 / best_rss
+        )?;
+    }
+
+    eprintln!("throughput...");
+    writeln!(report, "\n## Throughput and latency (wrk, keep-alive, `/healthcheck.html`)\n")?;
+    writeln!(report, "| server | connections | requests/s | × best peer | p99 latency |\n|---|---|---|---|---|")?;
+    for &connections in settings.connections {
+        let mut rows = Vec::new();
+        for peer in &peers {
+            rows.push((peer.name, measure_load(peer, connections, settings)?));
+        }
+        let best_rps = rows.iter().skip(1).map(|(_, (rps, _))| rps.median()).fold(0.0, f64::max);
+        for (name, (rps, p99)) in rows {
+            writeln!(report, "| {name} | {connections} | {} | {:.2} | {} |", rps.show("", 0), rps.median() / best_rps, p99.show("ms", 2))?;
+        }
+    }
+
+    eprintln!("probes...");
+    writeln!(report, "\n## Health-check client: wall time of one check against the placeholder\n")?;
+    writeln!(report, "| client | wall time | × `server --probe` |\n|---|---|---|")?;
+    let probes = measure_probes(&peers[0], &server, settings.probes)?;
+    let ours = probes[0].1.median();
+    for (name, sample) in &probes {
+        writeln!(report, "| {name} | {} | {:.1} |", sample.show("ms", 2), sample.median() / ours)?;
+    }
+
+    eprintln!("image sizes...");
+    image_section(&mut report).await?;
+
+    eprintln!("publish...");
+    publish_section(&mut report, settings, &aws_cli)?;
+
+    std::fs::write(&args.output, report).with_context(|| format!("writing {}", args.output.display()))?;
+    eprintln!("wrote {}", args.output.display());
+    Ok(())
+}
+
+fn best(values: impl Iterator<Item = f64>) -> f64 {
+    values.fold(f64::INFINITY, f64::min)
+}
+
+fn which(tool: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .chain(["/usr/sbin", "/sbin"])
+        .map(|dir| Path::new(dir).join(tool))
+        .find(|path| path.is_file())
+}
+
+fn output_of(program: &str, args: &[&str]) -> String {
+    Command::new(program)
+        .args(args)
+        .output()
+        .map(|o| format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)))
+        .unwrap_or_default()
+}
+
+fn first_line(text: &str) -> String {
+    text.lines().next().unwrap_or("").trim().to_owned()
+}
+
+fn build_server() -> Result<PathBuf> {
+    let target = if cfg!(target_arch = "aarch64") { Platform::Arm64 } else { Platform::Amd64 };
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .current_dir(repo::root())
+        .args(["build", "--release", "--locked", "-p", "server", "--target", target.rust_target()])
+        .status()?;
+    if !status.success() {
+        bail!("building the server failed");
+    }
+    Ok(repo::root().join("target").join(target.rust_target()).join("release/server"))
+}
+
+fn copy_dir(from: &Path, to: &Path) -> Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target)?;
+        }
+    }
+    Ok(())
+}
+
+fn peers(scratch: &Path, pages: &Path, server: &Path) -> Result<Vec<Peer>> {
+    let nginx_dir = scratch.join("nginx");
+    std::fs::create_dir_all(&nginx_dir)?;
+    let apache_dir = scratch.join("apache");
+    std::fs::create_dir_all(&apache_dir)?;
+    let server = server.to_path_buf();
+    let pages_for_ours = pages.to_path_buf();
+    let pages_for_nginx = pages.display().to_string();
+    let pages_for_apache = pages.display().to_string();
+    let pages_for_busybox = pages.display().to_string();
+    let modules = "/usr/lib/apache2/modules";
+    Ok(vec![
+        Peer {
+            name: "placeholder (ours)",
+            version: first_line(&output_of(server.to_str().unwrap(), &["--version"])),
+            command: Box::new(move |port| {
+                let mut c = Command::new(&server);
+                c.arg("--port").arg(port.to_string()).arg("--root").arg(&pages_for_ours);
+                c
+            }),
+        },
+        Peer {
+            name: "nginx, 1 worker",
+            version: first_line(&output_of("nginx", &["-v"])),
+            command: Box::new(move |port| {
+                let config = format!(
+                    "daemon off; master_process on; worker_processes 1; user root; pid {d}/nginx.pid; error_log {d}/error.log;\n\
+                     events {{ worker_connections 1024; }}\n\
+                     http {{ access_log off; include /etc/nginx/mime.types; keepalive_requests 1000000;\n\
+                     client_body_temp_path {d}/b; proxy_temp_path {d}/p; fastcgi_temp_path {d}/f; uwsgi_temp_path {d}/u; scgi_temp_path {d}/s;\n\
+                     server {{ listen 127.0.0.1:{port}; root {pages_for_nginx}; }} }}\n",
+                    d = nginx_dir.display()
+                );
+                std::fs::write(nginx_dir.join("nginx.conf"), config).expect("nginx config");
+                let mut c = Command::new("nginx");
+                c.arg("-p").arg(&nginx_dir).arg("-c").arg(nginx_dir.join("nginx.conf")).arg("-e").arg(nginx_dir.join("error.log"));
+                c
+            }),
+        },
+        Peer {
+            name: "Apache httpd, mpm_event",
+            version: first_line(&output_of("apache2", &["-v"])),
+            command: Box::new(move |port| {
+                let config = format!(
+                    "LoadModule mpm_event_module {modules}/mod_mpm_event.so\nLoadModule authz_core_module {modules}/mod_authz_core.so\n\
+                     LoadModule dir_module {modules}/mod_dir.so\nLoadModule mime_module {modules}/mod_mime.so\n\
+                     User www-data\nGroup www-data\nServerName localhost\nListen 127.0.0.1:{port}\n\
+                     PidFile {d}/httpd.pid\nErrorLog {d}/error.log\nDefaultRuntimeDir {d}\nMutex file:{d} default\n\
+                     TypesConfig /etc/mime.types\nDocumentRoot \"{pages_for_apache}\"\nDirectoryIndex index.html\n\
+                     <Directory \"{pages_for_apache}\">\nRequire all granted\n</Directory>\nMaxKeepAliveRequests 0\n",
+                    d = apache_dir.display()
+                );
+                std::fs::write(apache_dir.join("httpd.conf"), config).expect("apache config");
+                let mut c = Command::new("apache2");
+                c.arg("-d").arg(&apache_dir).arg("-f").arg(apache_dir.join("httpd.conf")).arg("-DFOREGROUND");
+                c
+            }),
+        },
+        Peer {
+            name: "busybox httpd",
+            version: first_line(&output_of("busybox", &[])),
+            command: Box::new(move |port| {
+                let mut c = Command::new("busybox");
+                c.args(["httpd", "-f", "-p", &format!("127.0.0.1:{port}"), "-h", &pages_for_busybox]);
+                c
+            }),
+        },
+    ])
+}
+
+fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn pin_to_cpu(cpu: usize) {
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
+/// A server process group on CPU 0, killed with its children when dropped.
+struct Running {
+    child: Child,
+    port: u16,
+}
+
+impl Running {
+    fn start(peer: &Peer) -> Result<(Running, Instant)> {
+        let port = free_port()?;
+        let mut command = (peer.command)(port);
+        command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).process_group(0);
+        unsafe {
+            command.pre_exec(|| {
+                let mut set: libc::cpu_set_t = std::mem::zeroed();
+                libc::CPU_SET(0, &mut set);
+                libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+                Ok(())
+            });
+        }
+        let started = Instant::now();
+        let child = command.spawn().with_context(|| format!("starting {}", peer.name))?;
+        Ok((Running { child, port }, started))
+    }
+
+    /// Polls until `/healthcheck.html` answers 200.
+    fn wait_ready(&mut self, name: &str) -> Result<Instant> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if get_ok(self.port) {
+                return Ok(Instant::now());
+            }
+            if Instant::now() > deadline || self.child.try_wait()?.is_some() {
+                bail!("{name} did not answer 200 on /healthcheck.html");
+            }
+            std::thread::sleep(Duration::from_micros(100));
+        }
+    }
+
+    /// Resident memory of every process in the group, in KiB.
+    fn resident_kib(&self) -> u64 {
+        let group = self.child.id() as i32;
+        let mut total = 0;
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+            // Fields after the command name (which may hold spaces): state ppid pgrp ...
+            let pgrp = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(2)).and_then(|p| p.parse::<i32>().ok());
+            if pgrp != Some(group) {
+                continue;
+            }
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+            total += status
+                .lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+        total
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        unsafe {
+            libc::kill(-(self.child.id() as i32), libc::SIGKILL);
+        }
+        let _ = self.child.wait();
+        // Let the port and the peer's pid file go before the next start.
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn get_ok(port: u16) -> bool {
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else { return false };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    if stream.write_all(b"GET /healthcheck.html HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").is_err() {
+        return false;
+    }
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).is_ok() && &head[9..12] == b"200"
+}
+
+fn measure_startup(peer: &Peer, runs: usize) -> Result<(Sample, u64)> {
+    let mut times = Vec::new();
+    let mut rss = 0;
+    for run in 0..runs {
+        let (mut running, started) = Running::start(peer)?;
+        let ready = running.wait_ready(peer.name)?;
+        times.push((ready - started).as_secs_f64() * 1000.0);
+        if run == 0 {
+            std::thread::sleep(Duration::from_millis(100)); // let worker processes settle
+            rss = running.resident_kib();
+        }
+    }
+    Ok((Sample(times), rss))
+}
+
+fn measure_load(peer: &Peer, connections: u32, settings: &Settings) -> Result<(Sample, Sample)> {
+    let (mut running, _) = Running::start(peer)?;
+    running.wait_ready(peer.name)?;
+    let url = format!("http://127.0.0.1:{}/healthcheck.html", running.port);
+    let mut rps = Vec::new();
+    let mut p99 = Vec::new();
+    for _ in 0..settings.load_runs {
+        let output = Command::new("wrk")
+            .args(["-t1", &format!("-c{connections}"), &format!("-d{}s", settings.load_seconds), "--latency", &url])
+            .output()?;
+        let text = String::from_utf8_lossy(&output.stdout);
+        let rate = text.lines().find_map(|l| l.strip_prefix("Requests/sec:")).and_then(|v| v.trim().parse::<f64>().ok());
+        let tail = text.lines().find_map(|l| l.trim().strip_prefix("99%")).and_then(|v| parse_wrk_time(v.trim()));
+        match (rate, tail) {
+            (Some(rate), Some(tail)) => {
+                rps.push(rate);
+                p99.push(tail);
+            }
+            _ => bail!("wrk against {} gave no figures:\n{text}", peer.name),
+        }
+    }
+    Ok((Sample(rps), Sample(p99)))
+}
+
+/// wrk prints latencies as `812.00us`, `1.23ms` or `1.01s`; returns milliseconds.
+fn parse_wrk_time(text: &str) -> Option<f64> {
+    let split = text.find(|c: char| c.is_ascii_alphabetic())?;
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number.parse().ok()?;
+    Some(match unit {
+        "us" => value / 1000.0,
+        "ms" => value,
+        "s" => value * 1000.0,
+        _ => return None,
+    })
+}
+
+fn measure_probes(ours: &Peer, server: &Path, runs: usize) -> Result<Vec<(&'static str, Sample)>> {
+    let (mut running, _) = Running::start(ours)?;
+    running.wait_ready(ours.name)?;
+    let port = running.port.to_string();
+    let url = format!("http://127.0.0.1:{port}/healthcheck.html");
+    let clients: [(&'static str, Vec<String>); 3] = [
+        ("`server --probe`", vec![server.display().to_string(), "--probe".into(), "--port".into(), port.clone()]),
+        ("`curl -fsS`", vec!["curl".into(), "-fsS".into(), "-o".into(), "/dev/null".into(), url.clone()]),
+        ("`busybox wget --spider`", vec!["busybox".into(), "wget".into(), "-q".into(), "--spider".into(), url.clone()]),
+    ];
+    let mut results = Vec::new();
+    for (name, argv) in clients {
+        let mut times = Vec::new();
+        for _ in 0..runs {
+            let started = Instant::now();
+            let status = Command::new(&argv[0]).args(&argv[1..]).stdout(Stdio::null()).stderr(Stdio::null()).status()?;
+            times.push(started.elapsed().as_secs_f64() * 1000.0);
+            if !status.success() {
+                bail!("{name} failed against the placeholder");
+            }
+        }
+        results.push((name, Sample(times)));
+    }
+    Ok(results)
+}
+
+fn machine_section(report: &mut String, peers: &[Peer], cpus: usize) -> Result<()> {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo.lines().find_map(|l| l.strip_prefix("model name")).map(|m| m.trim_start_matches([' ', '\t', ':']).to_owned()).unwrap_or_else(|| "unknown".into());
+    let memory = std::fs::read_to_string("/proc/meminfo").unwrap_or_default().lines().next().unwrap_or("").split_whitespace().nth(1).and_then(|k| k.parse::<u64>().ok()).unwrap_or(0);
+    writeln!(report, "\n## Machine\n")?;
+    writeln!(report, "- CPU: {model}, {cpus} logical CPUs; memory {:.1} GiB; kernel {}", memory as f64 / 1048576.0, first_line(&output_of("uname", &["-r"])))?;
+    for peer in peers {
+        writeln!(report, "- {}: {}", peer.name, peer.version)?;
+    }
+    for (tool, args) in [("wrk", &["-v"][..]), ("curl", &["--version"][..]), ("docker", &["version", "--format", "engine {{.Server.Version}}"][..])] {
+        writeln!(report, "- {tool}: {}", first_line(&output_of(tool, args)))?;
+    }
+    Ok(())
+}
+
+fn method_section(report: &mut String, settings: &Settings, pinned: bool) -> Result<()> {
+    writeln!(report, "\n## Method\n")?;
+    writeln!(report, "- Every server serves the same copy of `public_html/` on a loopback port, from a config of its own (nginx: one worker, access log off; Apache: mpm_event with only the modules it needs; busybox: `httpd -f`). The placeholder is the release build for this machine's musl target.")?;
+    writeln!(report, "- Start-up: {} spawns each, from `spawn()` to the first `200` on `/healthcheck.html` (polled every 0.1 ms on a fresh connection). Memory: resident set summed over the server's whole process group, read from /proc after the first request.", settings.startups)?;
+    writeln!(report, "- Load: `wrk -t1 -cN -d{}s --latency` on `/healthcheck.html` with keep-alive, {} run(s) per setting.{}", settings.load_seconds, settings.load_runs, if pinned { " Servers run on CPU 0, wrk and the measuring thread on CPU 1." } else { " One CPU: no pinning possible." })?;
+    writeln!(report, "- Probe: {} runs of each client against the running placeholder, wall time of the whole process.", settings.probes)?;
+    writeln!(report, "- Ratios are against the best peer (not counting the placeholder itself): below 1 is better for times and memory, above 1 for requests/s.")?;
+    Ok(())
+}
+
+async fn image_section(report: &mut String) -> Result<()> {
+    let engine = engine::connect().await?;
+    let plan = Plan {
+        platforms: vec![Platform::Amd64, Platform::Arm64],
+        name: "ecs-minimal-container".into(),
+        public_html: repo::root().join("public_html"),
+        smoke: false,
+    };
+    let images = image::build_and_prove(&engine, &plan).await?;
+    writeln!(report, "\n## Image size\n")?;
+    writeln!(report, "| image | compressed | uncompressed | source |\n|---|---|---|---|")?;
+    for image in &images {
+        writeln!(
+            report,
+            "| placeholder {} | {:.0} KiB | {:.0} KiB | measured here (gzip of the layer and config, as a registry stores them) |",
+            image.built.platform,
+            image.built.compressed as f64 / 1024.0,
+            image.built.size as f64 / 1024.0
+        )?;
+    }
+    writeln!(report, "| `httpd:2.4` (the original tool's base) | ~55 MB | - | the project's field notes (`ECS-NOTES.md`); not measured here: no image can be pulled on this machine |")?;
+    writeln!(report, "| `nginx:alpine` | not quoted | - | this machine cannot reach Docker Hub, and no stored copy of its page gave a figure |")?;
+    writeln!(report, "| static-web-server (scratch) | not quoted | - | as above |")?;
+    let largest = images.iter().map(|i| i.built.compressed).max().unwrap_or(1) as f64;
+    writeln!(report, "\nAgainst `httpd:2.4` at ~55 MB compressed, the larger placeholder image is {:.0} times smaller.", 55.0 * 1_000_000.0 / largest)?;
+    Ok(())
+}
+
+fn publish_section(report: &mut String, settings: &Settings, aws_cli: &Path) -> Result<()> {
+    writeln!(report, "\n## Publish: wall time against the test bed (moto's ECR API and a local registry)\n")?;
+    writeln!(report, "| containers | `cargo xtask publish` (both platforms, smoke-tested, concurrent) | shell-script way (one platform, sequential) | shell ÷ publish |\n|---|---|---|---|")?;
+    let xtask = std::env::current_exe()?;
+    for &count in settings.publish_counts {
+        let names: Vec<String> = (1..=count).map(|i| format!("bench-{count}-{i:02}")).collect();
+        let ours = {
+            let bed = Bed::start()?;
+            let started = Instant::now();
+            let output = Command::new(&xtask).args(["publish", "--containers", &names.join(",")]).envs(bed.env()).output()?;
+            if !output.status.success() {
+                bail!("publish of {count} failed: {}", String::from_utf8_lossy(&output.stderr));
+            }
+            started.elapsed().as_secs_f64()
+        };
+        let script = {
+            let bed = Bed::start()?;
+            shell_script_way(&bed, &names, aws_cli)?
+        };
+        writeln!(report, "| {count} | {ours:.1} s | {script:.1} s | {:.1} |", script / ours)?;
+    }
+    writeln!(report, "\nThe shell-script way is the original tool's steps per container: `aws ecr create-repository`, `aws ecr put-lifecycle-policy`, `aws ecr get-login-password | docker login`, `docker tag`, `docker push` (AWS CLI from PyPI, Docker CLI), pushing the already-built amd64 placeholder; the original also built an Apache image first, which is not counted. `cargo xtask publish` includes building both platform images and smoke-testing them.")?;
+    Ok(())
+}
+
+/// A fresh moto and registry for one timed run.
+struct Bed {
+    moto: testbed::Moto,
+    registry: testbed::Registry,
+}
+
+impl Bed {
+    fn start() -> Result<Bed> {
+        Ok(Bed { moto: testbed::Moto::start()?, registry: testbed::Registry::start(testbed::MOTO_PASSWORD)? })
+    }
+
+    fn env(&self) -> Vec<(&'static str, String)> {
+        let mut env = self.moto.env();
+        env.push(("ECR_REGISTRY_ENDPOINT", format!("http://{}", self.registry.host())));
+        env
+    }
+}
+
+fn shell_script_way(bed: &Bed, names: &[String], aws_cli: &Path) -> Result<f64> {
+    let docker_config = tempfile::tempdir()?; // `docker login` writes the password here; removed after
+    let script = r#"set -e
+policy='{"rules":[{"rulePriority":1,"description":"keep 5","selection":{"tagStatus":"any","countType":"imageCountMoreThan","countNumber":5},"action":{"type":"expire"}}]}'
+for c in $CONTAINERS; do
+  "$AWS" --endpoint-url "$AWS_ENDPOINT_URL" ecr create-repository --repository-name "$c" --encryption-configuration encryptionType=KMS >/dev/null
+  "$AWS" --endpoint-url "$AWS_ENDPOINT_URL" ecr put-lifecycle-policy --repository-name "$c" --lifecycle-policy-text "$policy" >/dev/null
+  "$AWS" --endpoint-url "$AWS_ENDPOINT_URL" ecr get-login-password | docker login --username AWS --password-stdin "$REGISTRY" >/dev/null 2>&1
+  docker tag ecs-minimal-container:amd64 "$REGISTRY/$c:latest"
+  docker push -q "$REGISTRY/$c:latest" >/dev/null
+  docker rmi "$REGISTRY/$c:latest" >/dev/null
+done"#;
+    let started = Instant::now();
+    let output = Command::new("bash")
+        .args(["-c", script])
+        .envs(bed.moto.env())
+        .env("AWS", aws_cli)
+        .env("CONTAINERS", names.join(" "))
+        .env("REGISTRY", bed.registry.host())
+        .env("DOCKER_CONFIG", docker_config.path())
+        .output()?;
+    let elapsed = started.elapsed().as_secs_f64();
+    if !output.status.success() {
+        bail!("the shell-script way failed: {}", String::from_utf8_lossy(&output.stderr));
+    }
+    Ok(elapsed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrk_times_and_medians() {
+        assert_eq!(parse_wrk_time("812.00us"), Some(0.812));
+        assert_eq!(parse_wrk_time("1.50ms"), Some(1.5));
+        assert_eq!(parse_wrk_time("2.00s"), Some(2000.0));
+        assert_eq!(Sample(vec![3.0, 1.0, 2.0]).median(), 2.0);
+        assert_eq!(Sample(vec![4.0, 1.0, 2.0, 3.0]).median(), 2.5);
+    }
+}

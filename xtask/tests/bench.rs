@@ -1,0 +1,26 @@
+//! `cargo xtask bench --quick`: the benchmark itself still runs and writes every section with
+//! figures. Figures are not judged here; machines are noisy.
+
+mod common;
+
+use common::*;
+
+#[test]
+fn quick_benchmark_writes_every_section_with_figures() {
+    testbed::docker_engine().expect("a Docker engine");
+    let out = tempfile::tempdir().unwrap();
+    let report = out.path().join("BENCHMARKS.md");
+    let (code, _, stderr) = xtask(&["bench", "--quick", "--output", report.to_str().unwrap()], &[]);
+    assert_eq!(code, 0, "{stderr}");
+    let text = std::fs::read_to_string(&report).unwrap();
+    for section in ["## Machine", "## Method", "## Start-up and memory", "## Throughput and latency", "## Health-check client", "## Image size", "## Publish"] {
+        assert!(text.contains(section), "missing {section}:\n{text}");
+    }
+    for server in ["placeholder (ours)", "nginx, 1 worker", "Apache httpd, mpm_event", "busybox httpd"] {
+        let rows = text.lines().filter(|l| l.starts_with(&format!("| {server} |"))).count();
+        assert_eq!(rows, 2, "{server} should have a start-up row and a load row:\n{text}");
+    }
+    // Every table row carries a number where a figure belongs.
+    let publish_row = text.lines().find(|l| l.starts_with("| 1 |")).expect("publish row for one container");
+    assert!(publish_row.matches(" s |").count() == 2, "{publish_row}");
+}

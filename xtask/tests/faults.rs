@@ -1,0 +1,134 @@
+//! Publish under faults, injected into the real test bed: ECR errors (KMS, throttling), a registry
+//! that refuses the token, the Docker engine and the registry dying mid-push. Each failure names
+//! the container and the cause, the other containers complete, nothing half-made is left, and a
+//! re-run converges to the state of a clean run.
+
+mod common;
+
+use common::*;
+use testbed::{CutProxy, Endpoint, Fault, FaultyEcr};
+
+fn with(env: Vec<(&'static str, String)>, key: &'static str, value: String) -> Vec<(&'static str, String)> {
+    let mut env: Vec<_> = env.into_iter().filter(|(k, _)| *k != key).collect();
+    env.push((key, value));
+    env
+}
+
+fn row<'a>(stdout: &'a str, container: &str) -> &'a str {
+    stdout.lines().find(|l| l.starts_with(&format!("{container} "))).unwrap_or_else(|| panic!("no row for {container}:\n{stdout}"))
+}
+
+fn reason<'a>(stdout: &'a str, container: &str) -> &'a str {
+    stdout.lines().find(|l| l.starts_with(&format!("{container}: "))).unwrap_or_else(|| panic!("no reason for {container}:\n{stdout}"))
+}
+
+/// `:latest` is either absent or a whole manifest list whose images all exist.
+async fn latest_absent_or_whole(bed: &Bed, name: &str) -> bool {
+    let Some((list, _)) = bed.registry_json(&format!("{name}/manifests/latest")).await else { return false };
+    for child in list["manifests"].as_array().expect("a manifest list") {
+        let digest = child["digest"].as_str().unwrap();
+        assert!(bed.registry_json(&format!("{name}/manifests/{digest}")).await.is_some(), "{name}:latest points at missing {digest}");
+    }
+    true
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ecr_errors_fail_only_their_container_and_a_rerun_converges() {
+    let bed = Bed::start();
+    let faulty = FaultyEcr::start(
+        bed.moto.port,
+        vec![
+            Fault { operation: "CreateRepository", repository: Some("kms-bad".into()), status: 400, error_type: "KmsException", message: "The KMS key is disabled", times: None },
+            Fault { operation: "PutLifecyclePolicy", repository: Some("throttled".into()), status: 400, error_type: "ThrottlingException", message: "Rate exceeded", times: None },
+        ],
+    )
+    .unwrap();
+    let env = with(bed.env(), "AWS_ENDPOINT_URL", faulty.endpoint());
+    let (code, stdout, stderr) = xtask(&["publish", "--containers", "good-one,kms-bad,throttled"], &env);
+    assert_eq!(code, 1, "{stdout}\n{stderr}");
+    assert!(row(&stdout, "good-one").contains("created"), "{stdout}");
+    assert!(reason(&stdout, "kms-bad").contains("CreateRepository failed: KmsException: The KMS key is disabled"), "{stdout}");
+    assert!(reason(&stdout, "throttled").contains("PutLifecyclePolicy failed: ThrottlingException: Rate exceeded"), "{stdout}");
+    assert!(!stdout.contains(testbed::MOTO_PASSWORD) && !stderr.contains(testbed::MOTO_PASSWORD));
+    assert!(!latest_absent_or_whole(&bed, "throttled").await, "pushed despite a failed lifecycle policy");
+    let mut names = bed.repository_names().await;
+    names.sort();
+    assert_eq!(names, ["good-one", "throttled"]);
+
+    let (code, stdout, stderr) = xtask(&["publish", "--containers", "good-one,kms-bad,throttled"], &bed.env());
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(row(&stdout, "good-one").contains("up to date"), "{stdout}");
+    let ecr = bed.ecr().await;
+    for name in ["good-one", "kms-bad", "throttled"] {
+        ecr.get_lifecycle_policy().repository_name(name).send().await.expect("lifecycle policy after the re-run");
+        assert!(latest_absent_or_whole(&bed, name).await, "{name}:latest missing after the re-run");
+    }
+}
+
+#[test]
+fn throttling_is_retried_by_the_sdk() {
+    let bed = Bed::start();
+    let faulty = FaultyEcr::start(
+        bed.moto.port,
+        vec![Fault { operation: "CreateRepository", repository: None, status: 400, error_type: "ThrottlingException", message: "Rate exceeded", times: Some(2) }],
+    )
+    .unwrap();
+    let env = with(bed.env(), "AWS_ENDPOINT_URL", faulty.endpoint());
+    let (code, stdout, stderr) = xtask(&["publish", "--containers", "retry-me"], &env);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert_eq!(faulty.injected.load(std::sync::atomic::Ordering::SeqCst), 2);
+    assert!(row(&stdout, "retry-me").contains("created"), "{stdout}");
+}
+
+#[test]
+fn a_registry_refusing_the_token_is_named_per_container() {
+    let bed = Bed::start();
+    let wrong = testbed::Registry::start("not-the-ecr-password").unwrap();
+    let env = with(bed.env(), "ECR_REGISTRY_ENDPOINT", format!("http://{}", wrong.host()));
+    let (code, stdout, stderr) = xtask(&["publish", "--containers", "pi,rho"], &env);
+    assert_eq!(code, 1, "{stdout}\n{stderr}");
+    for name in ["pi", "rho"] {
+        assert!(reason(&stdout, name).contains("refused the ECR token (401"), "{stdout}");
+    }
+    assert!(!stdout.contains(testbed::MOTO_PASSWORD) && !stderr.contains(testbed::MOTO_PASSWORD));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_engine_dying_mid_push_leaves_no_half_made_latest_and_a_rerun_converges() {
+    let bed = Bed::start();
+    let engine = CutProxy::unix(std::path::Path::new("/var/run/docker.sock"), "/push").unwrap();
+    let Endpoint::Unix(socket) = &engine.listen else { unreachable!() };
+    let env = with(bed.env(), "DOCKER_HOST", format!("unix://{}", socket.display()));
+    let (code, stdout, stderr) = xtask(&["publish", "--containers", "sigma,tau"], &env);
+    assert!(engine.was_cut(), "the engine was never cut: {stderr}");
+    assert_eq!(code, 1, "{stdout}\n{stderr}");
+    for name in ["sigma", "tau"] {
+        assert!(reason(&stdout, name).contains("pushing the linux/"), "{stdout}");
+        assert!(!latest_absent_or_whole(&bed, name).await, "{name}:latest was put without its images");
+    }
+    let (code, stdout, stderr) = xtask(&["publish", "--containers", "sigma,tau"], &bed.env());
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    for name in ["sigma", "tau"] {
+        assert!(latest_absent_or_whole(&bed, name).await);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_registry_dying_mid_push_leaves_no_half_made_latest_and_a_rerun_converges() {
+    let bed = Bed::start();
+    let registry = CutProxy::tcp(bed.registry.port, "/blobs/uploads/").unwrap();
+    let Endpoint::Tcp(port) = registry.listen else { unreachable!() };
+    let env = with(bed.env(), "ECR_REGISTRY_ENDPOINT", format!("http://127.0.0.1:{port}"));
+    let (code, stdout, stderr) = xtask(&["publish", "--containers", "upsilon,phi"], &env);
+    assert!(registry.was_cut(), "the registry was never cut: {stderr}");
+    assert_eq!(code, 1, "{stdout}\n{stderr}");
+    for name in ["upsilon", "phi"] {
+        assert!(reason(&stdout, name).starts_with(&format!("{name}: ")), "{stdout}");
+        assert!(!latest_absent_or_whole(&bed, name).await, "{name}:latest was put without its images");
+    }
+    let (code, stdout, stderr) = xtask(&["publish", "--containers", "upsilon,phi"], &bed.env());
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    for name in ["upsilon", "phi"] {
+        assert!(latest_absent_or_whole(&bed, name).await);
+    }
+}
