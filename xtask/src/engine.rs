@@ -21,3 +21,19 @@ pub async fn connect() -> Result<Engine> {
     let arch = info.architecture.context("the Docker engine did not report its architecture")?;
     Ok(Engine { docker, arch })
 }
+
+/// Says plainly when a Docker API call failed because the engine went away, not because of what
+/// was asked of it.
+pub fn call_failed(what: &str, error: bollard::errors::Error) -> anyhow::Error {
+    use bollard::errors::Error::*;
+    match &error {
+        HyperLegacyError { .. } | IOError { .. } | RequestTimeoutError | SocketNotFoundError(_) => {
+            let mut root: &dyn std::error::Error = &error;
+            while let Some(source) = root.source() {
+                root = source;
+            }
+            anyhow!("{what}: lost the connection to the Docker engine ({root})")
+        }
+        _ => anyhow!("{what}: {error}"),
+    }
+}

@@ -275,7 +275,7 @@ async fn push_platform(job: &Job, name: &str, image: &Proven) -> Result<Manifest
     job.docker
         .tag_image(&image.built.id, Some(TagImageOptionsBuilder::new().repo(&repository).tag(&tag).build()))
         .await
-        .with_context(|| format!("tagging the {platform} image"))?;
+        .map_err(|e| engine::call_failed(&format!("tagging the {platform} image"), e))?;
     let credentials = DockerCredentials {
         username: Some(job.registry.credentials().user.clone()),
         password: Some(job.registry.credentials().password.clone()),
@@ -292,7 +292,7 @@ async fn push_platform(job: &Job, name: &str, image: &Proven) -> Result<Manifest
         .docker
         .remove_image(&format!("{repository}:{tag}"), Some(RemoveImageOptionsBuilder::new().noprune(true).build()), None)
         .await;
-    pushed.map_err(|e| anyhow::anyhow!("pushing the {platform} image failed: {e}"))?;
+    pushed.map_err(|e| engine::call_failed(&format!("pushing the {platform} image"), e))?;
 
     let manifest = job
         .registry

@@ -103,7 +103,8 @@ async fn the_engine_dying_mid_push_leaves_no_half_made_latest_and_a_rerun_conver
     assert!(engine.was_cut(), "the engine was never cut: {stderr}");
     assert_eq!(code, 1, "{stdout}\n{stderr}");
     for name in ["sigma", "tau"] {
-        assert!(reason(&stdout, name).contains("pushing the linux/"), "{stdout}");
+        // Cut during one container's push, the other may fail at its push or its tag.
+        assert!(reason(&stdout, name).contains("lost the connection to the Docker engine"), "{stdout}");
         assert!(!latest_absent_or_whole(&bed, name).await, "{name}:latest was put without its images");
     }
     let (code, stdout, stderr) = xtask(&["publish", "--containers", "sigma,tau"], &bed.env());
