@@ -100,39 +100,50 @@ fn kib(bytes: u64) -> String {
 pub async fn build_and_prove(engine: &Engine, plan: &Plan) -> Result<Vec<Proven>> {
     check_rust_targets(&plan.platforms)?;
     let binaries = build_servers(&plan.platforms)?;
-    let root = repo::root();
-    let labels = repo::labels();
-    let created = repo::source_date_epoch();
+    let recipe = (repo::labels(), repo::source_date_epoch());
     let progress = Progress::new();
-    let mut proven = Vec::new();
-    for (platform, binary) in plan.platforms.iter().copied().zip(binaries) {
-        progress.working(format!("building the {platform} image"));
-        let started = Instant::now();
-        let context = context::build(&root.join("Dockerfile"), &binary, &plan.public_html, created)?;
-        let recipe = Recipe { context, labels: labels.clone(), created };
-        let built = build::build(&engine.docker, platform, &plan.tag_for(platform), &recipe).await?;
-        progress.done(format!("built {} as {} ({}) in {:.1} s", platform, built.tag, &built.id[..19], started.elapsed().as_secs_f64()));
-
-        let mut healthy_after = None;
-        if plan.smoke {
-            progress.working(format!("waiting for the {platform} placeholder to become healthy"));
-            match smoke::run(&engine.docker, &built.id, platform).await? {
-                smoke::Outcome::Healthy { after } => {
-                    progress.done(format!("{platform} placeholder healthy after {:.2} s", after.as_secs_f64()));
-                    healthy_after = Some(after);
-                }
-                smoke::Outcome::CannotRun => progress.done(format!(
-                    "{platform} not smoke-tested: the engine's {} host has no {} emulation \
-                     (install qemu-user-static and binfmt-support there to test it)",
-                    engine.arch,
-                    platform.arch()
-                )),
-            }
-        }
-        proven.push(Proven { built, healthy_after });
-    }
+    progress.working(format!("building and proving {} image(s)", plan.platforms.len()));
+    // Platforms are independent: build and smoke-test them side by side.
+    let proven = futures_util::future::try_join_all(
+        plan.platforms.iter().copied().zip(binaries).map(|(platform, binary)| prove_one(engine, plan, platform, binary, &recipe, &progress)),
+    )
+    .await;
     progress.finish();
-    Ok(proven)
+    proven
+}
+
+async fn prove_one(
+    engine: &Engine,
+    plan: &Plan,
+    platform: Platform,
+    binary: PathBuf,
+    (labels, created): &(std::collections::HashMap<String, String>, u64),
+    progress: &Progress,
+) -> Result<Proven> {
+    let started = Instant::now();
+    let context = context::build(&repo::root().join("Dockerfile"), &binary, &plan.public_html, *created)?;
+    let recipe = Recipe { context, labels: labels.clone(), created: *created };
+    let built = build::build(&engine.docker, platform, &plan.tag_for(platform), &recipe).await?;
+    progress.done(format!("built {} as {} ({}) in {:.1} s", platform, built.tag, &built.id[..19], started.elapsed().as_secs_f64()));
+    if !plan.smoke {
+        return Ok(Proven { built, healthy_after: None });
+    }
+    let healthy_after = match smoke::run(&engine.docker, &built.id, platform).await? {
+        smoke::Outcome::Healthy { after } => {
+            progress.done(format!("{platform} placeholder healthy after {:.2} s", after.as_secs_f64()));
+            Some(after)
+        }
+        smoke::Outcome::CannotRun => {
+            progress.done(format!(
+                "{platform} not smoke-tested: the engine's {} host has no {} emulation \
+                 (install qemu-user-static and binfmt-support there to test it)",
+                engine.arch,
+                platform.arch()
+            ));
+            None
+        }
+    };
+    Ok(Proven { built, healthy_after })
 }
 
 fn check_rust_targets(platforms: &[Platform]) -> Result<()> {

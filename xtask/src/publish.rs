@@ -49,7 +49,7 @@ pub struct Args {
     #[arg(long, default_value = "linux/amd64,linux/arm64")]
     pub platform: String,
     /// Repositories worked on at once.
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub concurrency: u16,
 }
 

@@ -25,7 +25,7 @@ pub async fn run(docker: &Docker, image: &str, platform: Platform) -> Result<Out
         image: Some(image.to_owned()),
         // Keep the image's test command, check often so the wait is short.
         healthcheck: Some(HealthConfig {
-            interval: Some(Duration::from_millis(250).as_nanos() as i64),
+            interval: Some(Duration::from_millis(100).as_nanos() as i64),
             timeout: Some(Duration::from_secs(3).as_nanos() as i64),
             retries: Some(3),
             ..Default::default()
