@@ -133,3 +133,48 @@ async fn the_registry_dying_mid_push_leaves_no_half_made_latest_and_a_rerun_conv
         assert!(latest_absent_or_whole(&bed, name).await);
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ctrl_c_mid_publish_leaves_every_repository_whole_and_a_rerun_converges() {
+    use std::io::{BufRead, BufReader};
+    let bed = Bed::start();
+    let names: Vec<String> = (1..=6).map(|i| format!("interrupt-{i}")).collect();
+    let list = names.join(",");
+    let mut child = std::process::Command::new(XTASK)
+        .args(["publish", "--concurrency", "2", "--containers", &list])
+        .envs(bed.env())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    let mut line = String::new();
+    while stderr.read_line(&mut line).unwrap() > 0 {
+        seen.push_str(&line);
+        if line.contains("pushing linux/") {
+            unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+            break;
+        }
+        line.clear();
+    }
+    assert!(seen.contains("pushing linux/"), "publish never reached a push:\n{seen}");
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(1), "{seen}{rest}");
+    assert!(rest.contains("interrupted"), "{rest}");
+
+    let ecr = bed.ecr().await;
+    for name in bed.repository_names().await {
+        ecr.get_lifecycle_policy().repository_name(&name).send().await.unwrap_or_else(|_| panic!("{name} has no lifecycle policy"));
+        latest_absent_or_whole(&bed, &name).await;
+    }
+    assert!(bed.repository_names().await.len() < names.len(), "the interrupt started nothing new");
+
+    let (code, stdout, stderr) = xtask(&["publish", "--containers", &list], &bed.env());
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    for name in &names {
+        assert!(latest_absent_or_whole(&bed, name).await, "{name}");
+    }
+}
