@@ -101,7 +101,6 @@ async fn normalise(docker: &Docker, platform: Platform, raw_id: &str, tag: &str,
     let config_bytes = serde_json::to_vec(&config)?;
     let id = format!("sha256:{:x}", Sha256::digest(&config_bytes));
 
-    let previous = docker.inspect_image(tag).await.ok().and_then(|i| i.id);
     let load = saved.rewrite(&config_bytes, &id, tag)?;
     docker
         .import_image(ImportImageOptionsBuilder::new().quiet(true).build(), body_full(load.into()), None)
@@ -112,10 +111,8 @@ async fn normalise(docker: &Docker, platform: Platform, raw_id: &str, tag: &str,
     if inspect.id.as_deref() != Some(id.as_str()) {
         bail!("the engine gave {tag} the ID {:?}, expected {id}", inspect.id);
     }
-    if let Some(old) = previous.filter(|old| *old != id) {
-        // The tag moved on: drop the image it left untagged (refused harmlessly if still in use).
-        let _ = docker.remove_image(&old, None::<bollard::query_parameters::RemoveImageOptions>, None).await;
-    }
+    // An image this tag pointed at before is left as it is: another build or publish running at
+    // the same time may be using it. `docker image prune` removes such dangling images.
 
     let mut gz = GzEncoder::new(Vec::new(), flate2::Compression::default());
     for layer in &saved.layers {

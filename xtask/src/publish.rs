@@ -287,11 +287,16 @@ async fn push_platform(job: &Job, name: &str, image: &Proven) -> Result<Manifest
         .push_image(&repository, Some(PushImageOptionsBuilder::new().tag(&tag).build()), Some(credentials))
         .try_collect::<Vec<_>>()
         .await;
-    // The local tag was only a vehicle for the push.
-    let _ = job
-        .docker
-        .remove_image(&format!("{repository}:{tag}"), Some(RemoveImageOptionsBuilder::new().noprune(true).build()), None)
-        .await;
+    // The local tag was only a vehicle for the push; remove it unless it has become the image's
+    // last tag (a build from other sources moved the project tag meanwhile), as removing the last
+    // tag would delete an image another run may still be pushing.
+    let tags = job.docker.inspect_image(&image.built.id).await.ok().and_then(|i| i.repo_tags).unwrap_or_default();
+    if tags.len() > 1 {
+        let _ = job
+            .docker
+            .remove_image(&format!("{repository}:{tag}"), Some(RemoveImageOptionsBuilder::new().noprune(true).build()), None)
+            .await;
+    }
     pushed.map_err(|e| engine::call_failed(&format!("pushing the {platform} image"), e))?;
 
     let manifest = job
