@@ -196,3 +196,30 @@ async fn registry_down_fails_each_container_and_a_rerun_converges() {
     assert_placeholder_list(&bed, "theta").await;
     assert_placeholder_list(&bed, "iota").await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_existing_repository_with_other_encryption_is_reused_and_reported() {
+    let bed = Bed::start();
+    bed.ecr()
+        .await
+        .create_repository()
+        .repository_name("aes-repo")
+        .encryption_configuration(
+            aws_sdk_ecr::types::EncryptionConfiguration::builder()
+                .encryption_type(aws_sdk_ecr::types::EncryptionType::Aes256)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let (code, stdout, stderr) = xtask(&["publish", "--containers", "aes-repo", "--output", "json"], &bed.env());
+    assert_eq!(code, 0, "{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let container = &report["containers"][0];
+    assert_eq!(container["action"], "updated", "{report}");
+    let warning = container["warnings"][0].as_str().unwrap_or_default();
+    assert!(warning.contains("AES256 encryption, not the KMS"), "{report}");
+    assert!(warning.contains("cannot change after creation"), "{report}");
+    assert!(stderr.contains("warning: repository exists with AES256"), "{stderr}");
+}
