@@ -1,5 +1,4 @@
-//! The HTTP server (HTTP/1.1, and HTTP/2 with prior knowledge): listening socket, bounded
-//! connections, responses, and graceful shutdown.
+//! The HTTP/1.1 server: listening socket, bounded connections, responses, and graceful shutdown.
 
 use std::convert::Infallible;
 use std::io;
@@ -13,10 +12,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper::{Method, Request, Response, StatusCode, Version};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
@@ -62,20 +61,13 @@ pub async fn run(config: ServeConfig, site: Site, listener: TcpListener) -> io::
     let site = Arc::new(site);
     let slots = Arc::new(Semaphore::new(config.max_connections));
     let graceful = GracefulShutdown::new();
-    // HTTP/1.1, or HTTP/2 when a client opens with its preface (h2c prior knowledge, as ECS
-    // Service Connect's proxy does for `http2` ports).
-    let mut http = auto::Builder::new(TokioExecutor::new());
+    let mut http = http1::Builder::new();
     // hyper restarts its header-read timer as soon as a response is written, so it bounds idle
     // keep-alive time too; give it the long idle value, and hold slow request heads to the short
     // one ourselves (`close_when_stalled`).
-    http.http1()
-        .timer(TokioTimer::new())
+    http.timer(TokioTimer::new())
         .header_read_timeout(config.idle_timeout)
         .max_buf_size(MAX_HEAD_BYTES);
-    http.http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(MAX_HEAD_BYTES as u32)
-        .max_concurrent_streams(100);
     let timeouts = Timeouts { header: config.header_timeout, idle: config.idle_timeout };
 
     let signal_name = loop {
@@ -109,10 +101,9 @@ pub async fn run(config: ServeConfig, site: Site, listener: TcpListener) -> io::
             async move { Ok::<_, Infallible>(response) }
         });
         let (io, activity) = ActivityIo::new(stream);
-        let (http, watcher) = (http.clone(), graceful.watcher());
+        let connection = graceful.watch(http.serve_connection(TokioIo::new(io), service));
         tokio::spawn(async move {
             let _slot = slot;
-            let connection = watcher.watch(http.serve_connection(TokioIo::new(io), service));
             close_when_stalled(connection, &activity, timeouts).await;
         });
     };
@@ -146,11 +137,9 @@ async fn close_when_stalled<F: Future>(connection: F, activity: &Activity, confi
 
 fn respond(site: &Site, request: &Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
     let uri = request.uri();
-    // In HTTP/1 only origin-form targets name a file here: absolute-form asks us to be a proxy, and
-    // authority-form (CONNECT) or `*` name no file at all. HTTP/2 always carries scheme and
-    // authority (its pseudo-headers), so there only the path counts.
-    let proxy_form = request.version() < Version::HTTP_2 && (uri.scheme().is_some() || uri.authority().is_some());
-    if proxy_form || !uri.path().starts_with('/') {
+    // Only origin-form targets name a file here; absolute-form asks us to be a proxy, and
+    // authority-form (CONNECT) or `*` name no file at all.
+    if uri.scheme().is_some() || uri.authority().is_some() || !uri.path().starts_with('/') {
         return plain(StatusCode::BAD_REQUEST);
     }
     let head = match *request.method() {

@@ -276,23 +276,3 @@ fn help_and_version() {
     let version = Command::new(BIN).arg("--version").output().unwrap();
     assert_eq!(String::from_utf8_lossy(&version.stdout).trim(), format!("server {}", env!("CARGO_PKG_VERSION")));
 }
-
-#[test]
-fn http2_with_prior_knowledge_serves_the_same_files() {
-    let fixture = Fixture::new();
-    let server = Server::start(&fixture.root());
-    for (path, body, code) in [
-        ("/healthcheck.html", "OK\n", "200"),
-        ("/", "<h1>index</h1>\n", "200"),
-        ("/nope", "404 Not Found\n", "404"),
-        ("/../secret.txt", "400 Bad Request\n", "400"),
-    ] {
-        let output = Command::new("curl")
-            .args(["-sS", "--http2-prior-knowledge", "--path-as-is", "-w", "|%{http_version} %{http_code}"])
-            .arg(format!("http://127.0.0.1:{}{path}", server.port))
-            .output()
-            .expect("curl (installed by .ci/install)");
-        let text = String::from_utf8_lossy(&output.stdout);
-        assert_eq!(text, format!("{body}|2 {code}"), "{path}: {}", String::from_utf8_lossy(&output.stderr));
-    }
-}
