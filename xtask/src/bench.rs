@@ -33,6 +33,7 @@ struct Settings {
     load_runs: usize,
     connections: &'static [u32],
     publish_counts: &'static [usize],
+    publish_runs: usize,
 }
 
 const FULL: Settings = Settings {
@@ -42,9 +43,10 @@ const FULL: Settings = Settings {
     load_runs: 3,
     connections: &[10, 100],
     publish_counts: &[1, 5, 20],
+    publish_runs: 3,
 };
 const QUICK: Settings =
-    Settings { startups: 3, probes: 3, load_seconds: 1, load_runs: 1, connections: &[10], publish_counts: &[1] };
+    Settings { startups: 3, probes: 3, load_seconds: 1, load_runs: 1, connections: &[10], publish_counts: &[1], publish_runs: 1 };
 
 /// A set of timings: median and spread.
 struct Sample(Vec<f64>);
@@ -510,6 +512,7 @@ fn method_section(report: &mut String, settings: &Settings, pinned: bool) -> Res
     writeln!(report, "- Start-up: {} spawns each, from `spawn()` to the first `200` on `/healthcheck.html` (polled every 0.1 ms on a fresh connection). Memory: resident set summed over the server's whole process group, read from /proc after the first request.", settings.startups)?;
     writeln!(report, "- Load: `wrk -t1 -cN -d{}s --latency` on `/healthcheck.html` with keep-alive, {} run(s) per setting.{}", settings.load_seconds, settings.load_runs, if pinned { " Servers run on CPU 0, wrk and the measuring thread on CPU 1." } else { " One CPU: no pinning possible." })?;
     writeln!(report, "- Probe: {} runs of each client against the running placeholder, wall time of the whole process.", settings.probes)?;
+    writeln!(report, "- Publish: {} run(s) of each way per number of containers, each against a fresh moto and registry.", settings.publish_runs)?;
     writeln!(report, "- Ratios are against the best peer (not counting the placeholder itself): below 1 is better for times and memory, above 1 for requests/s.")?;
     Ok(())
 }
@@ -552,22 +555,24 @@ fn publish_section(report: &mut String, settings: &Settings, aws_cli: &Path) -> 
     let xtask = std::env::current_exe()?;
     for &count in settings.publish_counts {
         let names: Vec<String> = (1..=count).map(|i| format!("bench-{count}-{i:02}")).collect();
-        let ours = {
+        let (mut ours, mut script) = (Vec::new(), Vec::new());
+        for _ in 0..settings.publish_runs {
+            // A fresh moto and registry for every run: each starts from empty repositories.
             let bed = Bed::start()?;
             let started = Instant::now();
             let output = Command::new(&xtask).args(["publish", "--containers", &names.join(",")]).envs(bed.env()).output()?;
             if !output.status.success() {
                 bail!("publish of {count} failed: {}", String::from_utf8_lossy(&output.stderr));
             }
-            started.elapsed().as_secs_f64()
-        };
-        let script = {
+            ours.push(started.elapsed().as_secs_f64());
             let bed = Bed::start()?;
-            shell_script_way(&bed, &names, aws_cli)?
-        };
-        writeln!(report, "| {count} | {ours:.1} s | {script:.1} s | {:.1} |", script / ours)?;
+            script.push(shell_script_way(&bed, &names, aws_cli)?);
+        }
+        let (ours, script) = (Sample(ours), Sample(script));
+        let ratio = script.median() / ours.median();
+        writeln!(report, "| {count} | {} | {} | {ratio:.1} |", ours.show("s", 1), script.show("s", 1))?;
         if count == 20 {
-            ratio_for_20 = Some(script / ours);
+            ratio_for_20 = Some(ratio);
         }
     }
     writeln!(report, "\nThe shell-script way is the original tool's steps per container: `aws ecr create-repository`, `aws ecr put-lifecycle-policy`, `aws ecr get-login-password | docker login`, `docker tag`, `docker push` (AWS CLI from PyPI, Docker CLI), pushing the already-built amd64 placeholder; the original also built an Apache image first, which is not counted. `cargo xtask publish` includes building both platform images and smoke-testing them (about 3 s, once per run); repositories are worked on 8 at a time.")?;
