@@ -58,6 +58,7 @@ fn main() -> ExitCode {
 }
 
 async fn serve(config: args::ServeConfig) -> Result<(), String> {
+    let stop = serve::StopSignals::install().map_err(|e| format!("cannot handle signals: {e}"))?;
     let site = site::Site::load(&config.root)?;
     let listener = serve::bind(config.port).map_err(|e| match e.kind() {
         std::io::ErrorKind::AddrInUse => format!("port {} is already in use: stop the other server or set PORT", config.port),
@@ -69,5 +70,5 @@ async fn serve(config: args::ServeConfig) -> Result<(), String> {
     if !site.contains(args::DEFAULT_PROBE_PATH) {
         eprintln!("warning: {} has no healthcheck.html, so the default --probe will fail", config.root.display());
     }
-    serve::run(config, site, listener).await.map_err(|e| e.to_string())
+    serve::run(config, site, listener, stop).await.map_err(|e| e.to_string())
 }

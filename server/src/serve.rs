@@ -19,7 +19,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::signal::unix::{signal, SignalKind};
+use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::{Notify, Semaphore};
 use tokio::time::Instant;
 
@@ -52,11 +52,29 @@ fn listen(addr: SocketAddr, dual_stack: bool) -> io::Result<TcpListener> {
     TcpListener::from_std(socket.into())
 }
 
+/// SIGTERM and SIGINT handlers. PID 1 only receives the signals it has handlers for, and any other
+/// process dies of them until it has some, so they are installed before anything else happens.
+pub struct StopSignals {
+    terminate: Signal,
+    interrupt: Signal,
+}
+
+impl StopSignals {
+    pub fn install() -> io::Result<StopSignals> {
+        Ok(StopSignals { terminate: signal(SignalKind::terminate())?, interrupt: signal(SignalKind::interrupt())? })
+    }
+
+    /// Waits for either signal and names it.
+    async fn recv(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.terminate.recv() => "SIGTERM",
+            _ = self.interrupt.recv() => "SIGINT",
+        }
+    }
+}
+
 /// Serves until SIGTERM or SIGINT, then lets in-flight requests finish within the grace period.
-pub async fn run(config: ServeConfig, site: Site, listener: TcpListener) -> io::Result<()> {
-    // PID 1 only receives the signals it has handlers for, so install them before anything else.
-    let mut terminate = signal(SignalKind::terminate())?;
-    let mut interrupt = signal(SignalKind::interrupt())?;
+pub async fn run(config: ServeConfig, site: Site, listener: TcpListener, mut stop: StopSignals) -> io::Result<()> {
 
     let site = Arc::new(site);
     let slots = Arc::new(Semaphore::new(config.max_connections));
@@ -75,8 +93,7 @@ pub async fn run(config: ServeConfig, site: Site, listener: TcpListener) -> io::
         // the kernel's backlog for one to free (slow clients are cut after the header timeout)
         // instead of being dropped, which would fail a health check arriving during a flood.
         let (slot, (stream, peer)) = tokio::select! {
-            _ = terminate.recv() => break "SIGTERM",
-            _ = interrupt.recv() => break "SIGINT",
+            name = stop.recv() => break name,
             (slot, accepted) = async {
                 let slot = slots.clone().acquire_owned().await.expect("the semaphore is never closed");
                 (slot, listener.accept().await)
