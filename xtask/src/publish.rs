@@ -103,6 +103,20 @@ pub struct Outcome {
     pub warnings: Vec<String>,
 }
 
+impl Outcome {
+    /// Failed until a step says otherwise, so an early return can never report success.
+    fn new(container: &str) -> Outcome {
+        Outcome {
+            container: container.to_owned(),
+            repository_uri: None,
+            action: Action::Failed,
+            digest: None,
+            reason: None,
+            warnings: Vec::new(),
+        }
+    }
+}
+
 /// Splits the comma-separated list: spaces trimmed, empty entries and duplicates dropped, and
 /// every name checked before anything is changed.
 pub fn parse_containers(list: &str) -> Result<Vec<String>> {
@@ -190,14 +204,7 @@ fn on_interrupt() -> Arc<AtomicBool> {
 }
 
 async fn publish_one(ecr_client: &aws_sdk_ecr::Client, job: &Job, name: &str) -> Outcome {
-    let mut outcome = Outcome {
-        container: name.to_owned(),
-        repository_uri: None,
-        action: Action::Failed,
-        digest: None,
-        reason: None,
-        warnings: Vec::new(),
-    };
+    let mut outcome = Outcome::new(name);
     if let Err(error) = publish_steps(ecr_client, job, name, &mut outcome).await {
         outcome.action = Action::Failed;
         outcome.reason = Some(format!("{error:#}"));
@@ -315,14 +322,7 @@ async fn push_platform(job: &Job, name: &str, image: &Proven) -> Result<Manifest
 
 /// `--dry-run`: what would happen, from read-only calls.
 async fn plan_one(ecr_client: &aws_sdk_ecr::Client, registry: &Registry, name: &str, force: bool) -> Outcome {
-    let mut outcome = Outcome {
-        container: name.to_owned(),
-        repository_uri: None,
-        action: Action::Failed,
-        digest: None,
-        reason: None,
-        warnings: Vec::new(),
-    };
+    let mut outcome = Outcome::new(name);
     let planned: Result<()> = async {
         match ecr::describe(ecr_client, name).await? {
             None => {
