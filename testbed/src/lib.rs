@@ -114,7 +114,8 @@ pub fn arm64_emulation() -> Result<()> {
 
 // ---------------------------------------------------------------- helpers
 
-fn free_port() -> Result<u16> {
+/// A loopback port nothing listens on right now.
+pub fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
@@ -244,11 +245,9 @@ impl Registry {
                     htpasswd = dir.join("htpasswd").display(),
                 );
                 std::fs::write(dir.join("config.yml"), config)?;
-                let mut command = Command::new("docker-registry");
-                command.arg("serve").arg(dir.join("config.yml"));
-                Ok(command)
+                Ok(registry_command(dir))
             },
-            |port| http_status(port, "GET", "/v2/", &[]).map(|s| s == 401).unwrap_or(false),
+            registry_ready,
         )?;
         Ok(Registry { service, port })
     }
@@ -264,17 +263,21 @@ impl Registry {
     }
 
     pub fn start_again(&mut self) -> Result<()> {
-        let mut command = Command::new("docker-registry");
-        command.arg("serve").arg(self.service.dir.path().join("config.yml"));
-        self.service.child = spawn_service(&mut command, &self.service.dir.path().join("log"))?;
+        self.service.child = spawn_service(&mut registry_command(self.service.dir.path()), &self.service.dir.path().join("log"))?;
         let port = self.port;
-        wait_for(Duration::from_secs(15), || http_status(port, "GET", "/v2/", &[]).map(|s| s == 401).unwrap_or(false))
-            .context("the registry did not come back")
+        wait_for(Duration::from_secs(15), || registry_ready(port)).context("the registry did not come back")
     }
+}
 
-    pub fn log(&self) -> String {
-        self.service.log()
-    }
+fn registry_command(dir: &Path) -> Command {
+    let mut command = Command::new("docker-registry");
+    command.arg("serve").arg(dir.join("config.yml"));
+    command
+}
+
+/// Up, and asking for credentials.
+fn registry_ready(port: u16) -> bool {
+    http_status(port, "GET", "/v2/", &[]).map(|s| s == 401).unwrap_or(false)
 }
 
 fn htpasswd(user: &str, password: &str) -> Result<String> {
@@ -297,7 +300,7 @@ fn htpasswd(user: &str, password: &str) -> Result<String> {
 
 /// moto's server, from the project's virtualenv, speaking the ECR API on a loopback port.
 pub struct Moto {
-    service: Service,
+    _running: Service, // dropping it stops moto
     pub port: u16,
 }
 
@@ -317,7 +320,7 @@ impl Moto {
             },
             |port| http_status(port, "GET", "/moto-api/", &[]).map(|s| s == 200).unwrap_or(false),
         )?;
-        Ok(Moto { service, port })
+        Ok(Moto { _running: service, port })
     }
 
     /// The value for `AWS_ENDPOINT_URL`.
@@ -336,12 +339,27 @@ impl Moto {
             ("AWS_EC2_METADATA_DISABLED", "true".to_owned()),
         ]
     }
+}
 
-    pub fn stop(&mut self) {
-        self.service.stop();
+// ---------------------------------------------------------------- the whole bed
+
+/// moto and a registry that accepts moto's token, on a running engine with arm64 emulation: what
+/// `cargo xtask publish` needs, and the environment that points it there.
+pub struct Bed {
+    pub moto: Moto,
+    pub registry: Registry,
+}
+
+impl Bed {
+    pub fn start() -> Result<Bed> {
+        docker_engine()?;
+        arm64_emulation()?;
+        Ok(Bed { moto: Moto::start()?, registry: Registry::start(MOTO_PASSWORD)? })
     }
 
-    pub fn log(&self) -> String {
-        self.service.log()
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        let mut env = self.moto.env();
+        env.push(("ECR_REGISTRY_ENDPOINT", format!("http://{}", self.registry.host())));
+        env
     }
 }

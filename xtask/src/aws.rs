@@ -93,7 +93,7 @@ pub async fn registry_login(ecr: &aws_sdk_ecr::Client) -> Result<(String, Creden
 pub fn call_failed<E, R>(call: &str, error: SdkError<E, R>) -> anyhow::Error
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
+    R: std::fmt::Debug + 'static,
 {
     let why = match &error {
         SdkError::ServiceError(service) => {
@@ -101,11 +101,7 @@ where
             format!("{}: {}", inner.code().unwrap_or("error"), inner.message().unwrap_or("no message"))
         }
         SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => {
-            let mut root: &dyn std::error::Error = &error;
-            while let Some(source) = root.source() {
-                root = source;
-            }
-            format!("cannot reach the ECR API ({root})")
+            format!("cannot reach the ECR API ({})", crate::root_cause(&error))
         }
         _ => DisplayErrorContext(&error).to_string(),
     };

@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -239,16 +239,11 @@ fn first_line(text: &str) -> String {
     text.lines().next().unwrap_or("").trim().to_owned()
 }
 
+/// The release server for this machine's musl target, as the image task builds it.
 fn build_server() -> Result<PathBuf> {
-    let target = if cfg!(target_arch = "aarch64") { Platform::Arm64 } else { Platform::Amd64 };
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .current_dir(repo::root())
-        .args(["build", "--release", "--locked", "-p", "server", "--target", target.rust_target()])
-        .status()?;
-    if !status.success() {
-        bail!("building the server failed");
-    }
-    Ok(repo::root().join("target").join(target.rust_target()).join("release/server"))
+    let native = if cfg!(target_arch = "aarch64") { Platform::Arm64 } else { Platform::Amd64 };
+    let mut binaries = image::build_servers(&[native])?;
+    Ok(binaries.remove(0))
 }
 
 fn copy_dir(from: &Path, to: &Path) -> Result<()> {
@@ -335,10 +330,6 @@ fn peers(scratch: &Path, pages: &Path, server: &Path) -> Result<Vec<Peer>> {
     ])
 }
 
-fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
 fn pin_to_cpu(cpu: usize) {
     unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
@@ -355,7 +346,7 @@ struct Running {
 
 impl Running {
     fn start(peer: &Peer) -> Result<(Running, Instant)> {
-        let port = free_port()?;
+        let port = testbed::free_port()?;
         let mut command = (peer.command)(port);
         command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).process_group(0);
         unsafe {
@@ -537,12 +528,7 @@ fn method_section(report: &mut String, settings: &Settings, pinned: bool) -> Res
 /// Writes the image table; returns how many times smaller than `httpd:2.4` the larger image is.
 async fn image_section(report: &mut String) -> Result<f64> {
     let engine = engine::connect().await?;
-    let plan = Plan {
-        platforms: vec![Platform::Amd64, Platform::Arm64],
-        name: "ecs-minimal-container".into(),
-        public_html: repo::root().join("public_html"),
-        smoke: false,
-    };
+    let plan = Plan::project(vec![Platform::Amd64, Platform::Arm64], false);
     let images = image::build_and_prove(&engine, &plan).await?;
     writeln!(report, "\n## Image size\n")?;
     writeln!(report, "| image | compressed | uncompressed | source |\n|---|---|---|---|")?;
@@ -575,14 +561,14 @@ fn publish_section(report: &mut String, settings: &Settings, aws_cli: &Path) -> 
         let (mut ours, mut script) = (Vec::new(), Vec::new());
         for _ in 0..settings.publish_runs {
             // A fresh moto and registry for every run: each starts from empty repositories.
-            let bed = Bed::start()?;
+            let bed = testbed::Bed::start()?;
             let started = Instant::now();
             let output = Command::new(&xtask).args(["publish", "--containers", &names.join(",")]).envs(bed.env()).output()?;
             if !output.status.success() {
                 bail!("publish of {count} failed: {}", String::from_utf8_lossy(&output.stderr));
             }
             ours.push(started.elapsed().as_secs_f64());
-            let bed = Bed::start()?;
+            let bed = testbed::Bed::start()?;
             script.push(shell_script_way(&bed, &names, aws_cli)?);
         }
         let (ours, script) = (Sample(ours), Sample(script));
@@ -596,25 +582,7 @@ fn publish_section(report: &mut String, settings: &Settings, aws_cli: &Path) -> 
     Ok(ratio_for_20)
 }
 
-/// A fresh moto and registry for one timed run.
-struct Bed {
-    moto: testbed::Moto,
-    registry: testbed::Registry,
-}
-
-impl Bed {
-    fn start() -> Result<Bed> {
-        Ok(Bed { moto: testbed::Moto::start()?, registry: testbed::Registry::start(testbed::MOTO_PASSWORD)? })
-    }
-
-    fn env(&self) -> Vec<(&'static str, String)> {
-        let mut env = self.moto.env();
-        env.push(("ECR_REGISTRY_ENDPOINT", format!("http://{}", self.registry.host())));
-        env
-    }
-}
-
-fn shell_script_way(bed: &Bed, names: &[String], aws_cli: &Path) -> Result<f64> {
+fn shell_script_way(bed: &testbed::Bed, names: &[String], aws_cli: &Path) -> Result<f64> {
     let docker_config = tempfile::tempdir()?; // `docker login` writes the password here; removed after
     let script = r#"set -e
 policy='{"rules":[{"rulePriority":1,"description":"keep 5","selection":{"tagStatus":"any","countType":"imageCountMoreThan","countNumber":5},"action":{"type":"expire"}}]}'

@@ -28,11 +28,7 @@ pub fn call_failed(what: &str, error: bollard::errors::Error) -> anyhow::Error {
     use bollard::errors::Error::*;
     match &error {
         HyperLegacyError { .. } | IOError { .. } | RequestTimeoutError | SocketNotFoundError(_) => {
-            let mut root: &dyn std::error::Error = &error;
-            while let Some(source) = root.source() {
-                root = source;
-            }
-            anyhow!("{what}: lost the connection to the Docker engine ({root})")
+            anyhow!("{what}: lost the connection to the Docker engine ({})", crate::root_cause(&error))
         }
         _ => anyhow!("{what}: {error}"),
     }

@@ -32,7 +32,8 @@ pub struct Args {
 /// What a build should make, checked before anything is built.
 pub struct Plan {
     pub platforms: Vec<Platform>,
-    pub name: String,
+    /// Each platform's image is tagged this plus its architecture: `NAME:` or `NAME:TAG-`.
+    tag_prefix: String,
     pub public_html: PathBuf,
     pub smoke: bool,
 }
@@ -52,14 +53,17 @@ impl Plan {
         if !public_html.is_dir() {
             bail!("--public-html {}: not a directory", public_html.display());
         }
-        Ok(Plan { platforms, name: args.tag.clone(), public_html, smoke: !args.no_smoke })
+        let tag_prefix = if tag.is_some() { format!("{}-", args.tag) } else { format!("{}:", args.tag) };
+        Ok(Plan { platforms, tag_prefix, public_html, smoke: !args.no_smoke })
+    }
+
+    /// The project's own images, `ecs-minimal-container:ARCH`, from the repository's pages.
+    pub fn project(platforms: Vec<Platform>, smoke: bool) -> Plan {
+        Plan { platforms, tag_prefix: "ecs-minimal-container:".to_owned(), public_html: repo::root().join("public_html"), smoke }
     }
 
     pub fn tag_for(&self, platform: Platform) -> String {
-        match self.name.rsplit_once(':') {
-            Some((_, tag)) if !tag.contains('/') => format!("{}-{}", self.name, platform.arch()),
-            _ => format!("{}:{}", self.name, platform.arch()),
-        }
+        format!("{}{}", self.tag_prefix, platform.arch())
     }
 }
 
@@ -162,7 +166,7 @@ fn check_rust_targets(platforms: &[Platform]) -> Result<()> {
 }
 
 /// `cargo build --release -p server` for every platform's musl target in one cargo run.
-fn build_servers(platforms: &[Platform]) -> Result<Vec<PathBuf>> {
+pub fn build_servers(platforms: &[Platform]) -> Result<Vec<PathBuf>> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let root = repo::root();
     let mut command = Command::new(&cargo);

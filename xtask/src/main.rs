@@ -55,6 +55,15 @@ impl fmt::Display for Usage {
 
 impl std::error::Error for Usage {}
 
+/// The innermost error of a chain: for a failed connection, the OS's own words.
+pub fn root_cause<'a>(error: &'a (dyn std::error::Error + 'static)) -> &'a (dyn std::error::Error + 'static) {
+    let mut root = error;
+    while let Some(source) = root.source() {
+        root = source;
+    }
+    root
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");

@@ -16,7 +16,7 @@ use crate::ecr::{self, Encryption, Settings};
 use crate::image::{self, Plan, Proven};
 use crate::platform::{self, Platform};
 use crate::registry::{Latest, Manifest, Registry, MANIFEST_V2};
-use crate::{aws, engine, names, repo, Usage};
+use crate::{aws, engine, names, Usage};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -163,12 +163,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     } else {
         // Everything local first: a build or smoke-test failure changes nothing in AWS.
         let engine = engine::connect().await?;
-        let plan = Plan {
-            platforms,
-            name: "ecs-minimal-container".to_owned(),
-            public_html: repo::root().join("public_html"),
-            smoke: true,
-        };
+        let plan = Plan::project(platforms, true);
         let images = image::build_and_prove(&engine, &plan).await?;
         let job = Job { settings, force: args.force, registry, docker: engine.docker, images, interrupted: on_interrupt() };
         futures_util::stream::iter(&containers)

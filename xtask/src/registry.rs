@@ -141,30 +141,32 @@ impl Registry {
     pub async fn inspect(&self, repository: &str, reference: &str) -> Result<Option<Inspected>> {
         let Some(top) = self.manifest(repository, reference).await? else { return Ok(None) };
         let is_list = top.media_type == MANIFEST_LIST || top.media_type == OCI_INDEX || top.json.get("manifests").is_some();
-        let mut configs = BTreeMap::new();
+        // (architecture as the list names it, config digest); a single image names its own.
+        let mut platforms: Vec<(Option<String>, String)> = Vec::new();
         let mut children = Vec::new();
         if is_list {
             for child in top.json["manifests"].as_array().into_iter().flatten() {
                 let Some(digest) = child["digest"].as_str() else { continue };
-                let arch = child["platform"]["architecture"].as_str().unwrap_or("unknown");
                 let Some(manifest) = self.manifest(repository, digest).await? else {
                     bail!("{repository}:{reference} lists {digest}, which the registry does not have");
                 };
                 children.push(digest.to_owned());
                 if let Some(config) = manifest.json["config"]["digest"].as_str() {
-                    configs.insert(arch.to_owned(), config.to_owned());
+                    let arch = child["platform"]["architecture"].as_str().unwrap_or("unknown");
+                    platforms.push((Some(arch.to_owned()), config.to_owned()));
                 }
             }
         } else if let Some(config) = top.json["config"]["digest"].as_str() {
-            let config_json = self.blob_json(repository, config).await?;
-            let arch = config_json["architecture"].as_str().unwrap_or("unknown").to_owned();
-            configs.insert(arch, config.to_owned());
+            platforms.push((None, config.to_owned()));
         }
         // Every platform must be ours for the whole to count as a placeholder.
-        let mut placeholder = !configs.is_empty();
-        for config in configs.values() {
-            let config_json = self.blob_json(repository, config).await?;
+        let mut placeholder = !platforms.is_empty();
+        let mut configs = BTreeMap::new();
+        for (arch, config) in platforms {
+            let config_json = self.blob_json(repository, &config).await?;
             placeholder &= config_json["config"]["Labels"][PLACEHOLDER_LABEL] == "true";
+            let arch = arch.unwrap_or_else(|| config_json["architecture"].as_str().unwrap_or("unknown").to_owned());
+            configs.insert(arch, config);
         }
         Ok(Some(Inspected { digest: top.digest, configs, children, placeholder }))
     }

@@ -34,7 +34,7 @@ async fn latest_absent_or_whole(bed: &Bed, name: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn ecr_errors_fail_only_their_container_and_a_rerun_converges() {
-    let bed = Bed::start();
+    let bed = bed();
     let faulty = FaultyEcr::start(
         bed.moto.port,
         vec![
@@ -67,7 +67,7 @@ async fn ecr_errors_fail_only_their_container_and_a_rerun_converges() {
 
 #[test]
 fn throttling_is_retried_by_the_sdk() {
-    let bed = Bed::start();
+    let bed = bed();
     let faulty = FaultyEcr::start(
         bed.moto.port,
         vec![Fault { operation: "CreateRepository", repository: None, status: 400, error_type: "ThrottlingException", message: "Rate exceeded", times: Some(2) }],
@@ -82,7 +82,7 @@ fn throttling_is_retried_by_the_sdk() {
 
 #[test]
 fn a_registry_refusing_the_token_is_named_per_container() {
-    let bed = Bed::start();
+    let bed = bed();
     let wrong = testbed::Registry::start("not-the-ecr-password").unwrap();
     let env = with(bed.env(), "ECR_REGISTRY_ENDPOINT", format!("http://{}", wrong.host()));
     let (code, stdout, stderr) = xtask(&["publish", "--containers", "pi,rho"], &env);
@@ -95,7 +95,7 @@ fn a_registry_refusing_the_token_is_named_per_container() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_engine_dying_mid_push_leaves_no_half_made_latest_and_a_rerun_converges() {
-    let bed = Bed::start();
+    let bed = bed();
     let engine = CutProxy::unix(std::path::Path::new("/var/run/docker.sock"), "/push").unwrap();
     let Endpoint::Unix(socket) = &engine.listen else { unreachable!() };
     let env = with(bed.env(), "DOCKER_HOST", format!("unix://{}", socket.display()));
@@ -116,7 +116,7 @@ async fn the_engine_dying_mid_push_leaves_no_half_made_latest_and_a_rerun_conver
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_registry_dying_mid_push_leaves_no_half_made_latest_and_a_rerun_converges() {
-    let bed = Bed::start();
+    let bed = bed();
     let registry = CutProxy::tcp(bed.registry.port, "/blobs/uploads/").unwrap();
     let Endpoint::Tcp(port) = registry.listen else { unreachable!() };
     let env = with(bed.env(), "ECR_REGISTRY_ENDPOINT", format!("http://127.0.0.1:{port}"));
@@ -137,7 +137,7 @@ async fn the_registry_dying_mid_push_leaves_no_half_made_latest_and_a_rerun_conv
 #[tokio::test(flavor = "multi_thread")]
 async fn ctrl_c_mid_publish_leaves_every_repository_whole_and_a_rerun_converges() {
     use std::io::{BufRead, BufReader};
-    let bed = Bed::start();
+    let bed = bed();
     let names: Vec<String> = (1..=6).map(|i| format!("interrupt-{i}")).collect();
     let list = names.join(",");
     let mut child = std::process::Command::new(XTASK)

@@ -33,7 +33,7 @@ async fn assert_placeholder_list(bed: &Bed, name: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn publishes_two_containers_then_finds_them_up_to_date() {
-    let bed = Bed::start();
+    let bed = bed();
     let docker = docker().await;
     // A HOME of its own proves nothing is written to ~/.docker (no `docker login`).
     let home = tempfile::tempdir().unwrap();
@@ -97,7 +97,7 @@ async fn publishes_two_containers_then_finds_them_up_to_date() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_real_image_is_skipped_untouched_and_replaced_only_with_force() {
-    let bed = Bed::start();
+    let bed = bed();
     let docker = docker().await;
     // Somebody's real image, pushed as gamma:latest before we arrive.
     let _real = push_real_image(&bed, &docker, "gamma").await;
@@ -122,7 +122,7 @@ async fn a_real_image_is_skipped_untouched_and_replaced_only_with_force() {
 
 #[test]
 fn invalid_names_exit_2_and_create_nothing() {
-    let bed = Bed::start();
+    let bed = bed();
     let long = "a".repeat(257);
     for list in ["Upper-case", "x", long.as_str(), "a//b", "-leading", "", " , ", "good-one,Bad"] {
         let (code, _, stderr) = xtask(&["publish", &format!("--containers={list}")], &bed.env());
@@ -135,7 +135,7 @@ fn invalid_names_exit_2_and_create_nothing() {
 
 #[test]
 fn dry_run_changes_nothing() {
-    let bed = Bed::start();
+    let bed = bed();
     let (code, stdout, stderr) = xtask(&["publish", "--containers", "delta,epsilon", "--dry-run", "--output", "json"], &bed.env());
     assert_eq!(code, 0, "{stderr}");
     let report: serde_json::Value = serde_json::from_str(&stdout).expect("JSON output");
@@ -178,7 +178,7 @@ fn no_region_says_how_to_give_one() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn registry_down_fails_each_container_and_a_rerun_converges() {
-    let mut bed = Bed::start();
+    let mut bed = bed();
     bed.registry.stop();
     let (code, stdout, stderr) = xtask(&["publish", "--containers", "theta,iota"], &bed.env());
     assert_eq!(code, 1, "{stdout}\n{stderr}");
@@ -199,7 +199,7 @@ async fn registry_down_fails_each_container_and_a_rerun_converges() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_existing_repository_with_other_encryption_is_reused_and_reported() {
-    let bed = Bed::start();
+    let bed = bed();
     bed.ecr()
         .await
         .create_repository()

@@ -10,7 +10,7 @@ fn json(stdout: &str) -> serde_json::Value {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn status_tells_placeholders_from_real_images_and_missing_repositories() {
-    let bed = Bed::start();
+    let bed = bed();
     let docker = docker().await;
     let (code, _, stderr) = xtask(&["publish", "--containers", "kappa,lambda"], &bed.env());
     assert_eq!(code, 0, "{stderr}");
@@ -48,7 +48,7 @@ async fn status_tells_placeholders_from_real_images_and_missing_repositories() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn teardown_deletes_placeholder_repositories_and_refuses_real_ones() {
-    let bed = Bed::start();
+    let bed = bed();
     let docker = docker().await;
     let (code, _, stderr) = xtask(&["publish", "--containers", "nu,xi"], &bed.env());
     assert_eq!(code, 0, "{stderr}");

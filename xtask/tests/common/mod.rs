@@ -45,28 +45,24 @@ impl Drop for Cleanup {
     }
 }
 
-/// moto and a registry that accepts moto's token, plus the environment that points xtask at them.
-pub struct Bed {
-    pub moto: testbed::Moto,
-    pub registry: testbed::Registry,
+pub use testbed::Bed;
+
+/// The test bed, or a failed test saying which part of it is missing.
+pub fn bed() -> Bed {
+    Bed::start().expect("the test bed (`bash .ci/install`)")
 }
 
-impl Bed {
-    pub fn start() -> Bed {
-        testbed::docker_engine().expect("a Docker engine");
-        testbed::arm64_emulation().expect("arm64 emulation");
-        let moto = testbed::Moto::start().expect("moto");
-        let registry = testbed::Registry::start(testbed::MOTO_PASSWORD).expect("registry");
-        Bed { moto, registry }
-    }
+/// What tests ask of the bed beyond starting it.
+#[allow(async_fn_in_trait)]
+pub trait BedExt {
+    async fn ecr(&self) -> aws_sdk_ecr::Client;
+    async fn repository_names(&self) -> Vec<String>;
+    async fn registry_json(&self, path: &str) -> Option<(serde_json::Value, String)>;
+    fn registry_credentials(&self) -> bollard::auth::DockerCredentials;
+}
 
-    pub fn env(&self) -> Vec<(&'static str, String)> {
-        let mut env = self.moto.env();
-        env.push(("ECR_REGISTRY_ENDPOINT", format!("http://{}", self.registry.host())));
-        env
-    }
-
-    pub async fn ecr(&self) -> aws_sdk_ecr::Client {
+impl BedExt for Bed {
+    async fn ecr(&self) -> aws_sdk_ecr::Client {
         let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .endpoint_url(self.moto.endpoint())
             .region(aws_config::Region::new("eu-west-1"))
@@ -76,13 +72,13 @@ impl Bed {
         aws_sdk_ecr::Client::new(&config)
     }
 
-    pub async fn repository_names(&self) -> Vec<String> {
+    async fn repository_names(&self) -> Vec<String> {
         let listed = self.ecr().await.describe_repositories().send().await.expect("describe_repositories");
         listed.repositories().iter().filter_map(|r| r.repository_name().map(str::to_owned)).collect()
     }
 
     /// GETs a manifest or blob from the test registry as JSON, with moto's credentials.
-    pub async fn registry_json(&self, path: &str) -> Option<(serde_json::Value, String)> {
+    async fn registry_json(&self, path: &str) -> Option<(serde_json::Value, String)> {
         let accept = "application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json";
         let response = reqwest::Client::new()
             .get(format!("http://{}/v2/{path}", self.registry.host()))
@@ -101,7 +97,7 @@ impl Bed {
         Some((serde_json::from_slice(&bytes).unwrap(), digest))
     }
 
-    pub fn registry_credentials(&self) -> bollard::auth::DockerCredentials {
+    fn registry_credentials(&self) -> bollard::auth::DockerCredentials {
         bollard::auth::DockerCredentials {
             username: Some(testbed::ECR_USER.to_owned()),
             password: Some(testbed::MOTO_PASSWORD.to_owned()),
