@@ -1,5 +1,6 @@
-//! Faults on demand: an ECR API that fails chosen calls, and connections that die at a chosen
-//! moment. Both are proxies in front of the real services, so everything else stays real.
+//! Faults on demand: an HTTP proxy that records requests and fails, rewrites or cuts chosen ones
+//! (the ECR API failing calls, a registry refusing mounts or tokens), and connections that die at a
+//! chosen moment. All are proxies in front of the real services, so everything else stays real.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -11,6 +12,149 @@ use std::thread;
 use std::time::Duration;
 
 use anyhow::Result;
+
+/// One HTTP request passing through an `HttpProxy`, which a rule may rewrite.
+pub struct Request {
+    pub method: String,
+    /// The request target: path and query.
+    pub target: String,
+    /// The header lines, each ending in CRLF.
+    pub headers: String,
+    pub body: Vec<u8>,
+}
+
+impl Request {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        header(&self.headers, name)
+    }
+}
+
+/// What an `HttpProxy` does with a request.
+pub enum Verdict {
+    /// Send it (as the rule may have rewritten it) to the upstream service.
+    Forward,
+    /// Answer it here with this status, extra headers and body.
+    Respond { status: u16, headers: Vec<(String, String)>, body: Vec<u8> },
+    /// Close the client's connection without an answer: the service died mid-request.
+    Cut,
+}
+
+type Rule = dyn Fn(&mut Request) -> Verdict + Send + Sync;
+
+/// An HTTP/1.1 proxy on a free loopback port in front of `127.0.0.1:upstream` that records every
+/// request (`METHOD target`) and lets a rule rewrite, answer or cut each one.
+pub struct HttpProxy {
+    pub port: u16,
+    stop: Arc<AtomicBool>,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl HttpProxy {
+    pub fn start(upstream: u16, rule: impl Fn(&mut Request) -> Verdict + Send + Sync + 'static) -> Result<HttpProxy> {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        listener.set_nonblocking(true)?;
+        let port = listener.local_addr()?.port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let rule: Arc<Rule> = Arc::new(rule);
+        let (stop_flag, requests) = (stop.clone(), log.clone());
+        thread::spawn(move || {
+            while !stop_flag.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((client, _)) => {
+                        let (rule, requests) = (rule.clone(), requests.clone());
+                        thread::spawn(move || {
+                            let _ = client.set_nonblocking(false);
+                            let _ = serve(client, upstream, &*rule, &requests);
+                        });
+                    }
+                    Err(_) => thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        Ok(HttpProxy { port, stop, log })
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Every request seen so far, as `METHOD target`.
+    pub fn requests(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+}
+
+impl Drop for HttpProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Reads one HTTP request (head and Content-Length body); `None` at end of stream.
+fn read_request(stream: &mut TcpStream) -> Result<Option<Request>> {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if stream.read(&mut byte)? == 0 {
+            return Ok(None);
+        }
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).into_owned();
+    let (line, headers) = head.split_once("\r\n").unwrap_or((&head, ""));
+    let mut parts = line.split(' ');
+    let (method, target) = (parts.next().unwrap_or("").to_owned(), parts.next().unwrap_or("").to_owned());
+    let headers = headers.trim_end_matches("\r\n").to_owned() + "\r\n";
+    let length = header(&headers, "content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
+    let mut body = vec![0u8; length];
+    stream.read_exact(&mut body)?;
+    Ok(Some(Request { method, target, headers, body }))
+}
+
+fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines().find_map(|line| {
+        let (key, value) = line.split_once(':')?;
+        key.trim().eq_ignore_ascii_case(name).then(|| value.trim())
+    })
+}
+
+fn serve(mut client: TcpStream, upstream: u16, rule: &Rule, log: &Mutex<Vec<String>>) -> Result<()> {
+    while let Some(mut request) = read_request(&mut client)? {
+        log.lock().unwrap().push(format!("{} {}", request.method, request.target));
+        match rule(&mut request) {
+            Verdict::Cut => {
+                let _ = client.shutdown(Shutdown::Both);
+                return Ok(());
+            }
+            Verdict::Respond { status, headers, body } => {
+                let mut answer = format!("HTTP/1.1 {status} Injected\r\nContent-Length: {}\r\n", body.len());
+                for (name, value) in headers {
+                    answer.push_str(&format!("{name}: {value}\r\n"));
+                }
+                answer.push_str("\r\n");
+                client.write_all(answer.as_bytes())?;
+                client.write_all(&body)?;
+            }
+            Verdict::Forward => {
+                // `Connection: close` upstream, so the whole answer is what it sends before closing.
+                let mut upstream = TcpStream::connect(("127.0.0.1", upstream))?;
+                let headers: String = request
+                    .headers
+                    .lines()
+                    .filter(|l| !l.to_ascii_lowercase().starts_with("connection:"))
+                    .map(|l| format!("{l}\r\n"))
+                    .collect();
+                write!(upstream, "{} {} HTTP/1.1\r\n{headers}Connection: close\r\n\r\n", request.method, request.target)?;
+                upstream.write_all(&request.body)?;
+                let mut answer = Vec::new();
+                upstream.read_to_end(&mut answer)?;
+                client.write_all(&answer)?;
+            }
+        }
+    }
+    Ok(())
+}
 
 /// One injected ECR error: calls of `operation` (e.g. `CreateRepository`), for `repository` if
 /// given, answer `status` with `error_type` and `message`; only the first `times` such calls when
@@ -27,120 +171,45 @@ pub struct Fault {
 
 /// An ECR API endpoint in front of moto that answers matching calls with injected errors.
 pub struct FaultyEcr {
-    pub port: u16,
-    stop: Arc<AtomicBool>,
+    proxy: HttpProxy,
     /// How many calls got an injected error.
     pub injected: Arc<AtomicUsize>,
 }
 
 impl FaultyEcr {
     pub fn start(moto_port: u16, faults: Vec<Fault>) -> Result<FaultyEcr> {
-        let listener = TcpListener::bind("127.0.0.1:0")?;
-        listener.set_nonblocking(true)?;
-        let port = listener.local_addr()?.port();
-        let stop = Arc::new(AtomicBool::new(false));
         let injected = Arc::new(AtomicUsize::new(0));
-        let faults = Arc::new(Mutex::new(faults));
-        let (stop_flag, count) = (stop.clone(), injected.clone());
-        thread::spawn(move || {
-            while !stop_flag.load(Ordering::SeqCst) {
-                match listener.accept() {
-                    Ok((client, _)) => {
-                        let (faults, count) = (faults.clone(), count.clone());
-                        thread::spawn(move || {
-                            let _ = serve_ecr(client, moto_port, &faults, &count);
-                        });
-                    }
-                    Err(_) => thread::sleep(Duration::from_millis(5)),
-                }
+        let count = injected.clone();
+        let faults = Mutex::new(faults);
+        let proxy = HttpProxy::start(moto_port, move |request| {
+            let operation = request.header("x-amz-target").and_then(|t| t.rsplit('.').next()).unwrap_or("").to_owned();
+            let json: serde_json::Value = serde_json::from_slice(&request.body).unwrap_or_default();
+            let repository = json["repositoryName"].as_str().or_else(|| json["repositoryNames"][0].as_str());
+            let mut faults = faults.lock().unwrap();
+            let hit = faults.iter_mut().find(|f| {
+                f.operation == operation && f.times != Some(0) && f.repository.as_deref().is_none_or(|r| Some(r) == repository)
+            });
+            let Some(fault) = hit else { return Verdict::Forward };
+            if let Some(times) = fault.times.as_mut() {
+                *times -= 1;
             }
-        });
-        Ok(FaultyEcr { port, stop, injected })
+            count.fetch_add(1, Ordering::SeqCst);
+            Verdict::Respond {
+                status: fault.status,
+                headers: vec![
+                    ("Content-Type".into(), "application/x-amz-json-1.1".into()),
+                    ("x-amzn-ErrorType".into(), fault.error_type.into()),
+                    ("x-amzn-RequestId".into(), "injected".into()),
+                ],
+                body: serde_json::json!({ "__type": fault.error_type, "message": fault.message }).to_string().into_bytes(),
+            }
+        })?;
+        Ok(FaultyEcr { proxy, injected })
     }
 
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        self.proxy.endpoint()
     }
-}
-
-impl Drop for FaultyEcr {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-    }
-}
-
-/// Reads one HTTP request (head and Content-Length body); `None` at end of stream.
-fn read_request(stream: &mut TcpStream) -> Result<Option<(String, Vec<u8>)>> {
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        if stream.read(&mut byte)? == 0 {
-            return Ok(None);
-        }
-        head.push(byte[0]);
-    }
-    let head = String::from_utf8_lossy(&head).into_owned();
-    let length = header(&head, "content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
-    let mut body = vec![0u8; length];
-    stream.read_exact(&mut body)?;
-    Ok(Some((head, body)))
-}
-
-fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
-    head.lines().find_map(|line| {
-        let (key, value) = line.split_once(':')?;
-        key.trim().eq_ignore_ascii_case(name).then(|| value.trim())
-    })
-}
-
-fn serve_ecr(mut client: TcpStream, moto_port: u16, faults: &Mutex<Vec<Fault>>, injected: &AtomicUsize) -> Result<()> {
-    while let Some((head, body)) = read_request(&mut client)? {
-        let operation = header(&head, "x-amz-target").and_then(|t| t.rsplit('.').next()).unwrap_or("").to_owned();
-        let request: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-        let repository = request["repositoryName"].as_str().map(str::to_owned)
-            .or_else(|| request["repositoryNames"][0].as_str().map(str::to_owned));
-        let fault = {
-            let mut faults = faults.lock().unwrap();
-            let hit = faults.iter_mut().find(|f| {
-                f.operation == operation
-                    && f.times != Some(0)
-                    && f.repository.as_ref().is_none_or(|r| Some(r) == repository.as_ref())
-            });
-            hit.map(|f| {
-                if let Some(times) = f.times.as_mut() {
-                    *times -= 1;
-                }
-                f.clone()
-            })
-        };
-        if let Some(fault) = fault {
-            injected.fetch_add(1, Ordering::SeqCst);
-            let body = serde_json::json!({ "__type": fault.error_type, "message": fault.message }).to_string();
-            write!(
-                client,
-                "HTTP/1.1 {} Injected\r\nContent-Type: application/x-amz-json-1.1\r\nx-amzn-ErrorType: {}\r\nx-amzn-RequestId: injected\r\nContent-Length: {}\r\n\r\n{body}",
-                fault.status,
-                fault.error_type,
-                body.len()
-            )?;
-            continue;
-        }
-        // Forward with `Connection: close`, so the whole answer is what moto sends before closing.
-        let mut upstream = TcpStream::connect(("127.0.0.1", moto_port))?;
-        let forwarded: String = head
-            .trim_end_matches("\r\n")
-            .lines()
-            .filter(|l| !l.to_ascii_lowercase().starts_with("connection:"))
-            .map(|l| format!("{l}\r\n"))
-            .collect();
-        upstream.write_all(forwarded.as_bytes())?;
-        upstream.write_all(b"Connection: close\r\n\r\n")?;
-        upstream.write_all(&body)?;
-        let mut answer = Vec::new();
-        upstream.read_to_end(&mut answer)?;
-        client.write_all(&answer)?;
-    }
-    Ok(())
 }
 
 /// Where a `CutProxy` listens and forwards.

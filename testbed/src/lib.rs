@@ -16,7 +16,7 @@ use anyhow::{bail, Context, Result};
 use base64::Engine as _;
 
 mod faults;
-pub use faults::{CutProxy, Endpoint, Fault, FaultyEcr};
+pub use faults::{CutProxy, Endpoint, Fault, FaultyEcr, HttpProxy, Request, Verdict};
 
 /// The registry user and password that moto's GetAuthorizationToken hands out for its default
 /// account, so a push with moto's token is accepted by the test registry.

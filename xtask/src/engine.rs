@@ -22,6 +22,16 @@ pub async fn connect() -> Result<Engine> {
     Ok(Engine { docker, arch })
 }
 
+/// The engine if one answers within a few seconds; otherwise why not, for tasks that can do
+/// without one.
+pub async fn optional() -> std::result::Result<Engine, String> {
+    match tokio::time::timeout(std::time::Duration::from_secs(5), connect()).await {
+        Ok(Ok(engine)) => Ok(engine),
+        Ok(Err(e)) => Err(format!("{e:#}")),
+        Err(_) => Err("the Docker engine did not answer within 5 s".to_owned()),
+    }
+}
+
 /// Says plainly when a Docker API call failed because the engine went away, not because of what
 /// was asked of it.
 pub fn call_failed(what: &str, error: bollard::errors::Error) -> anyhow::Error {

@@ -1,17 +1,20 @@
-//! `cargo xtask image`: build the placeholder for each platform through the Docker engine, prove
-//! each one healthy, and summarise.
+//! `cargo xtask image`: build the placeholder in-process for each platform, prove each healthy,
+//! and load it into the Docker engine (or write an OCI layout with `--oci-dir`, no engine needed).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
+use bollard::query_parameters::ImportImageOptionsBuilder;
+use futures_util::TryStreamExt;
 
-use crate::build::{self, Built, Recipe};
 use crate::engine::{self, Engine};
+use crate::oci::{self, ImageSet, PlatformImage, Recipe, Sources};
 use crate::platform::{self, Platform};
 use crate::progress::Progress;
-use crate::{context, names, repo, smoke};
+use crate::smoke::{self, Proof};
+use crate::{names, repo};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -21,12 +24,15 @@ pub struct Args {
     /// Image name; each platform's image is tagged NAME:ARCH (or NAME:TAG-ARCH).
     #[arg(long, default_value = "ecs-minimal-container")]
     pub tag: String,
-    /// Skip running each image until Docker's health check calls it healthy.
+    /// Skip proving each image healthy.
     #[arg(long)]
     pub no_smoke: bool,
     /// The pages to serve [default: the repository's public_html/].
     #[arg(long, value_name = "DIR")]
     pub public_html: Option<PathBuf>,
+    /// Write an OCI image layout here (index tagged `latest`) instead of loading into the engine.
+    #[arg(long, value_name = "DIR")]
+    pub oci_dir: Option<PathBuf>,
 }
 
 /// What a build should make, checked before anything is built.
@@ -35,7 +41,6 @@ pub struct Plan {
     /// Each platform's image is tagged this plus its architecture: `NAME:` or `NAME:TAG-`.
     tag_prefix: String,
     pub public_html: PathBuf,
-    pub smoke: bool,
 }
 
 impl Plan {
@@ -54,12 +59,12 @@ impl Plan {
             bail!("--public-html {}: not a directory", public_html.display());
         }
         let tag_prefix = if tag.is_some() { format!("{}-", args.tag) } else { format!("{}:", args.tag) };
-        Ok(Plan { platforms, tag_prefix, public_html, smoke: !args.no_smoke })
+        Ok(Plan { platforms, tag_prefix, public_html })
     }
 
     /// The project's own images, `ecs-minimal-container:ARCH`, from the repository's pages.
-    pub fn project(platforms: Vec<Platform>, smoke: bool) -> Plan {
-        Plan { platforms, tag_prefix: "ecs-minimal-container:".to_owned(), public_html: repo::root().join("public_html"), smoke }
+    pub fn project(platforms: Vec<Platform>) -> Plan {
+        Plan { platforms, tag_prefix: "ecs-minimal-container:".to_owned(), public_html: repo::root().join("public_html") }
     }
 
     pub fn tag_for(&self, platform: Platform) -> String {
@@ -67,87 +72,100 @@ impl Plan {
     }
 }
 
-/// One platform's image and what the smoke test found.
-pub struct Proven {
-    pub built: Built,
-    /// `None` when not smoke-tested (skipped, or no emulation for the architecture).
-    pub healthy_after: Option<Duration>,
-}
-
 pub async fn run(args: Args) -> Result<()> {
     let plan = Plan::from_args(&args)?;
-    let engine = engine::connect().await?;
-    let images = build_and_prove(&engine, &plan).await?;
-    println!("{:<13} {:<20} {:>10} {:>12} {:>14}", "PLATFORM", "IMAGE ID", "SIZE", "COMPRESSED", "HEALTHY AFTER");
-    for image in &images {
-        let healthy = match image.healthy_after {
-            Some(after) => format!("{:.2} s", after.as_secs_f64()),
-            None => "not run".to_owned(),
-        };
+    // Loading needs the engine: find out before building that there is none.
+    let engine = match &args.oci_dir {
+        Some(_) => None,
+        None => Some(engine::connect().await.context("--oci-dir DIR writes the image without an engine")?),
+    };
+    let started = Instant::now();
+    let sources = sources(&plan)?;
+    let set = oci::build(&sources, &Recipe::default())?;
+    eprintln!("built {} in {:.2} s: index {}", platform::names(&plan.platforms), started.elapsed().as_secs_f64(), set.index.digest);
+    match (&args.oci_dir, &engine) {
+        (Some(dir), _) => {
+            oci::write_layout(&set, dir, "latest")?;
+            eprintln!("wrote an OCI image layout to {} (skopeo copy oci:{}:latest ...)", dir.display(), dir.display());
+        }
+        (None, Some(engine)) => load(engine, &set, &plan).await?,
+        (None, None) => unreachable!("an engine was required above"),
+    }
+    let proofs = if args.no_smoke { Vec::new() } else { prove(&set, engine.as_ref(), &plan).await? };
+    print_summary(&set, &proofs, &plan, engine.is_some());
+    Ok(())
+}
+
+fn print_summary(set: &ImageSet, proofs: &[Proof], plan: &Plan, loaded: bool) {
+    println!("{:<13} {:<20} {:>10} {:>12}  {:<38}  PROOF", "PLATFORM", "IMAGE ID", "SIZE", "COMPRESSED", "TAG");
+    for image in &set.images {
+        let proof = proofs.iter().find(|p| p.platform == image.platform).map_or("not run (--no-smoke)".to_owned(), Proof::describe);
         println!(
-            "{:<13} {:<20} {:>10} {:>12} {:>14}",
-            image.built.platform.docker(),
-            &image.built.id[..19],
-            kib(image.built.size),
-            kib(image.built.compressed),
-            healthy
+            "{:<13} {:<20} {:>10} {:>12}  {:<38}  {proof}",
+            image.platform.docker(),
+            &image.config.digest[..19],
+            kib(image.layer_tar.len() as u64),
+            kib(ImageSet::compressed_size(image)),
+            if loaded { plan.tag_for(image.platform) } else { "-".to_owned() },
         );
     }
-    Ok(())
 }
 
 fn kib(bytes: u64) -> String {
     format!("{:.1} KiB", bytes as f64 / 1024.0)
 }
 
-/// Builds the server and one image per platform, smoke-testing each unless the plan says not to.
-pub async fn build_and_prove(engine: &Engine, plan: &Plan) -> Result<Vec<Proven>> {
+/// Builds the release server for every platform and gathers what the image is made from.
+pub fn sources(plan: &Plan) -> Result<Sources> {
     check_rust_targets(&plan.platforms)?;
-    let binaries = build_servers(&plan.platforms)?;
-    let recipe = (repo::labels(), repo::source_date_epoch());
-    let progress = Progress::new();
-    progress.working(format!("building and proving {} image(s)", plan.platforms.len()));
-    // Platforms are independent: build and smoke-test them side by side.
-    let proven = futures_util::future::try_join_all(
-        plan.platforms.iter().copied().zip(binaries).map(|(platform, binary)| prove_one(engine, plan, platform, binary, &recipe, &progress)),
-    )
-    .await;
-    progress.finish();
-    proven
+    let binaries = build_servers(&plan.platforms)?
+        .into_iter()
+        .zip(&plan.platforms)
+        .map(|(path, platform)| Ok((*platform, std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?)))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Sources { binaries, public_html: plan.public_html.clone(), created: repo::source_date_epoch(), labels: repo::labels() })
 }
 
-async fn prove_one(
-    engine: &Engine,
-    plan: &Plan,
-    platform: Platform,
-    binary: PathBuf,
-    (labels, created): &(std::collections::HashMap<String, String>, u64),
-    progress: &Progress,
-) -> Result<Proven> {
-    let started = Instant::now();
-    let context = context::build(&repo::root().join("Dockerfile"), &binary, &plan.public_html, *created)?;
-    let recipe = Recipe { context, labels: labels.clone(), created: *created };
-    let built = build::build(&engine.docker, platform, &plan.tag_for(platform), &recipe).await?;
-    progress.done(format!("built {} as {} ({}) in {:.1} s", platform, built.tag, &built.id[..19], started.elapsed().as_secs_f64()));
-    if !plan.smoke {
-        return Ok(Proven { built, healthy_after: None });
+/// Loads each platform's image into the engine under the plan's tag, so `docker run` works.
+pub async fn load(engine: &Engine, set: &ImageSet, plan: &Plan) -> Result<()> {
+    for image in &set.images {
+        load_one(engine, image, &plan.tag_for(image.platform)).await?;
     }
-    let healthy_after = match smoke::run(&engine.docker, &built.id, platform).await? {
-        smoke::Outcome::Healthy { after } => {
-            progress.done(format!("{platform} placeholder healthy after {:.2} s", after.as_secs_f64()));
-            Some(after)
-        }
-        smoke::Outcome::CannotRun => {
-            progress.done(format!(
-                "{platform} not smoke-tested: the engine's {} host has no {} emulation \
-                 (install qemu-user-static and binfmt-support there to test it)",
-                engine.arch,
-                platform.arch()
-            ));
-            None
-        }
-    };
-    Ok(Proven { built, healthy_after })
+    Ok(())
+}
+
+async fn load_one(engine: &Engine, image: &PlatformImage, tag: &str) -> Result<()> {
+    let archive = oci::docker_archive(image, tag)?;
+    engine
+        .docker
+        .import_image(ImportImageOptionsBuilder::new().quiet(true).build(), bollard::body_full(archive.into()), None)
+        .try_collect::<Vec<_>>()
+        .await
+        .map_err(|e| engine::call_failed(&format!("loading the {} image into the engine", image.platform), e))?;
+    let loaded = engine.docker.inspect_image(tag).await.map_err(|e| engine::call_failed(&format!("inspecting {tag}"), e))?;
+    if loaded.id.as_deref() != Some(image.config.digest.as_str()) {
+        bail!("the engine gave {tag} the ID {:?}, expected {}", loaded.id, image.config.digest);
+    }
+    // An image this tag pointed at before stays as it is: another run may be using it.
+    Ok(())
+}
+
+/// Proves every platform's image healthy: through the engine's own HEALTHCHECK when there is an
+/// engine (the images must be loaded), else by running the server from the built layer.
+pub async fn prove(set: &ImageSet, engine: Option<&Engine>, plan: &Plan) -> Result<Vec<Proof>> {
+    let progress = Progress::new();
+    progress.working(format!("proving {} image(s) healthy", set.images.len()));
+    let proofs = futures_util::future::try_join_all(set.images.iter().map(|image| async {
+        let proof = match engine {
+            Some(engine) => smoke::in_engine(engine, &plan.tag_for(image.platform), image.platform).await?,
+            None => smoke::direct(image).await?,
+        };
+        progress.done(format!("{}: {}", image.platform, proof.describe()));
+        Ok::<_, anyhow::Error>(proof)
+    }))
+    .await;
+    progress.finish();
+    proofs
 }
 
 fn check_rust_targets(platforms: &[Platform]) -> Result<()> {
@@ -165,7 +183,9 @@ fn check_rust_targets(platforms: &[Platform]) -> Result<()> {
     Ok(())
 }
 
-/// `cargo build --release -p server` for every platform's musl target in one cargo run.
+/// `cargo build --release -p server` for every platform's musl target in one cargo run. Paths
+/// of this checkout and of the cargo registry are remapped, so the binary does not depend on
+/// where the sources happen to be.
 pub fn build_servers(platforms: &[Platform]) -> Result<Vec<PathBuf>> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let root = repo::root();
@@ -174,6 +194,14 @@ pub fn build_servers(platforms: &[Platform]) -> Result<Vec<PathBuf>> {
     for platform in platforms {
         command.args(["--target", platform.rust_target()]);
     }
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| Path::new(&home).join(".cargo")));
+    let mut flags = vec![format!("--remap-path-prefix={}=/src", root.display())];
+    if let Some(home) = cargo_home {
+        flags.push(format!("--remap-path-prefix={}=/cargo", home.display()));
+    }
+    command.env("CARGO_ENCODED_RUSTFLAGS", flags.join("\u{1f}"));
     let status = command.status().with_context(|| format!("running {cargo}"))?;
     if !status.success() {
         bail!("building the server failed ({status}); the cargo output above says why");

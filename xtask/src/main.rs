@@ -2,12 +2,12 @@
 
 mod aws;
 mod bench;
-mod build;
-mod context;
 mod ecr;
 mod engine;
 mod image;
+mod layer;
 mod names;
+mod oci;
 mod platform;
 mod progress;
 mod publish;

@@ -43,6 +43,11 @@ impl Platform {
         }
     }
 
+    /// The platform this program runs on.
+    pub fn native() -> Platform {
+        if cfg!(target_arch = "aarch64") { Platform::Arm64 } else { Platform::Amd64 }
+    }
+
     pub fn rust_target(self) -> &'static str {
         match self {
             Platform::Amd64 => "x86_64-unknown-linux-musl",
@@ -55,6 +60,11 @@ impl fmt::Display for Platform {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.docker())
     }
+}
+
+/// `linux/amd64 and linux/arm64`, for messages.
+pub fn names(platforms: &[Platform]) -> String {
+    platforms.iter().map(|p| p.docker()).collect::<Vec<_>>().join(" and ")
 }
 
 /// Parses a comma-separated list, dropping duplicates and keeping a stable order.

@@ -1,21 +1,23 @@
 //! `cargo xtask publish --containers a,b`: provision each ECR repository, then push the placeholder
 //! as `:latest` (a manifest list over every platform), never over a real image.
 
-use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use anyhow::{bail, Context, Result};
-use bollard::auth::DockerCredentials;
-use bollard::query_parameters::{PushImageOptionsBuilder, RemoveImageOptionsBuilder, TagImageOptionsBuilder};
-use futures_util::{StreamExt, TryStreamExt};
-use serde::Serialize;
+use std::collections::HashMap;
 
-use crate::ecr::{self, Encryption, Settings};
-use crate::image::{self, Plan, Proven};
-use crate::platform::{self, Platform};
-use crate::registry::{Latest, Manifest, Registry, MANIFEST_V2};
+use anyhow::{bail, Context, Result};
+use futures_util::StreamExt;
+use serde::Serialize;
+use tokio::sync::OnceCell;
+
+use crate::ecr::{self, Encryption, Lifecycle, Settings};
+use crate::image::{self, Plan};
+use crate::oci::{self, Blob, ImageSet, Recipe};
+use crate::platform;
+use crate::registry::{Latest, Pushed, Registry};
+use crate::smoke::Proof;
 use crate::{aws, engine, names, Usage};
 
 #[derive(clap::Args, Debug)]
@@ -51,6 +53,9 @@ pub struct Args {
     /// Repositories worked on at once.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub concurrency: u16,
+    /// Push without proving the image healthy first.
+    #[arg(long)]
+    pub no_smoke: bool,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq)]
@@ -133,12 +138,57 @@ pub fn parse_containers(list: &str) -> Result<Vec<String>> {
     Ok(names)
 }
 
-struct Job {
+/// What one repository is before anything is changed, from read-only calls.
+struct Look {
+    name: String,
+    /// `None` when the repository does not exist.
+    uri: Option<String>,
+    lifecycle: Option<Lifecycle>,
+    latest: LatestState,
+    warnings: Vec<String>,
+}
+
+enum LatestState {
+    Absent,
+    /// Exactly the image this run would push.
+    Ours,
+    /// An older or different placeholder.
+    Placeholder(String),
+    /// Somebody's real image.
+    Real(String),
+}
+
+/// What to do with one repository.
+enum Step {
+    UpToDate,
+    /// The image is current; only the lifecycle policy needs putting back.
+    FixLifecycle,
+    Push { create: bool },
+    Skip(String),
+}
+
+impl Look {
+    fn step(&self, force: bool) -> Step {
+        match (&self.uri, &self.latest) {
+            (None, _) => Step::Push { create: true },
+            (Some(_), LatestState::Ours) if self.lifecycle == Some(Lifecycle::Expected) => Step::UpToDate,
+            (Some(_), LatestState::Ours) => Step::FixLifecycle,
+            (Some(_), LatestState::Real(digest)) if !force => {
+                Step::Skip(format!(":latest ({digest}) is not a placeholder, so it was left untouched; --force replaces it"))
+            }
+            (Some(_), _) => Step::Push { create: false },
+        }
+    }
+}
+
+/// Everything the pushes of one run share.
+struct Job<'a> {
+    ecr: &'a aws_sdk_ecr::Client,
+    registry: &'a Registry,
     settings: Settings,
-    force: bool,
-    registry: Registry,
-    docker: bollard::Docker,
-    images: Vec<Proven>,
+    images: &'a ImageSet,
+    /// Per blob, the first repository of this run known to hold it: later ones mount from it.
+    homes: HashMap<String, OnceCell<String>>,
     interrupted: Arc<AtomicBool>,
 }
 
@@ -154,27 +204,43 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     let settings = Settings { encryption, scan_on_push: args.scan_on_push, keep: args.keep };
     let (aws, registry) = args.aws.connect().await?;
 
-    let outcomes = if args.dry_run {
-        futures_util::stream::iter(&containers)
-            .map(|name| plan_one(&aws.ecr, &registry, name, args.force))
-            .buffered(args.concurrency as usize)
-            .collect::<Vec<_>>()
-            .await
+    // The image first, in-process: its digest says which repositories are already up to date.
+    let plan = Plan::project(platforms);
+    let images = oci::build(&image::sources(&plan)?, &Recipe::default())?;
+    eprintln!("placeholder {} for {}", images.index.digest, platform::names(&plan.platforms));
+
+    let looks: Vec<Result<Look>> = futures_util::stream::iter(&containers)
+        .map(|name| look(&aws.ecr, &registry, name, &images, &settings))
+        .buffered(args.concurrency as usize)
+        .collect()
+        .await;
+
+    let mut proofs = Vec::new();
+    let outcomes: Vec<Outcome> = if args.dry_run {
+        containers.iter().zip(looks).map(|(name, look)| planned(name, look, args.force)).collect()
     } else {
-        // Everything local first: a build or smoke-test failure changes nothing in AWS.
-        let engine = engine::connect().await?;
-        let plan = Plan::project(platforms, true);
-        let images = image::build_and_prove(&engine, &plan).await?;
-        let job = Job { settings, force: args.force, registry, docker: engine.docker, images, interrupted: on_interrupt() };
-        futures_util::stream::iter(&containers)
-            .map(|name| publish_one(&aws.ecr, &job, name))
+        let pushing = looks.iter().flatten().any(|look| matches!(look.step(args.force), Step::Push { .. }));
+        if pushing && !args.no_smoke {
+            // Proven before anything changes in AWS: a broken image is never pushed.
+            proofs = prove(&images, &plan).await?;
+        }
+        let job = Job {
+            ecr: &aws.ecr,
+            registry: &registry,
+            settings,
+            images: &images,
+            homes: images.blobs().map(|b| (b.digest.clone(), OnceCell::new())).collect(),
+            interrupted: on_interrupt(),
+        };
+        futures_util::stream::iter(containers.iter().zip(looks))
+            .map(|(name, look)| act(&job, name, look, args.force))
             .buffered(args.concurrency as usize)
-            .collect::<Vec<_>>()
+            .collect()
             .await
     };
 
     match args.output {
-        OutputFormat::Json => print_json(&outcomes, &aws.region)?,
+        OutputFormat::Json => print_json(&outcomes, &aws.region, &images, &proofs)?,
         OutputFormat::Text => print_text(&outcomes, args.dry_run),
     }
     let failed = outcomes.iter().any(|o| o.action == Action::Failed);
@@ -182,7 +248,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
 }
 
 /// The first Ctrl-C lets the steps in progress finish (a repository always gets its lifecycle
-/// policy, a manifest list is put whole or not at all) and starts nothing new; a second aborts.
+/// policy, `:latest` is put whole or not at all) and starts nothing new; a second aborts.
 fn on_interrupt() -> Arc<AtomicBool> {
     let interrupted = Arc::new(AtomicBool::new(false));
     let flag = interrupted.clone();
@@ -198,9 +264,83 @@ fn on_interrupt() -> Arc<AtomicBool> {
     interrupted
 }
 
-async fn publish_one(ecr_client: &aws_sdk_ecr::Client, job: &Job, name: &str) -> Outcome {
+/// Smoke-tests the images through the engine when one answers, else straight from the layers.
+async fn prove(images: &ImageSet, plan: &Plan) -> Result<Vec<Proof>> {
+    let engine = match engine::optional().await {
+        Ok(engine) => {
+            image::load(&engine, images, plan).await?;
+            Some(engine)
+        }
+        Err(why) => {
+            eprintln!("no Docker engine ({why}); proving the image by running it straight from its layers");
+            None
+        }
+    };
+    image::prove(images, engine.as_ref(), plan).await
+}
+
+/// Reads one repository: does it exist, its settings, its lifecycle policy, and what `:latest` is.
+async fn look(ecr_client: &aws_sdk_ecr::Client, registry: &Registry, name: &str, images: &ImageSet, settings: &Settings) -> Result<Look> {
+    let Some(existing) = ecr::describe(ecr_client, name).await? else {
+        return Ok(Look { name: name.to_owned(), uri: None, lifecycle: None, latest: LatestState::Absent, warnings: Vec::new() });
+    };
+    let lifecycle = ecr::lifecycle(ecr_client, name, settings.keep).await?;
+    // The digest alone answers the common case; labels are read only when it differs.
+    let latest = match registry.manifest(name, "latest").await.context("reading :latest")? {
+        None => LatestState::Absent,
+        Some(manifest) if manifest.digest == images.index.digest => LatestState::Ours,
+        Some(_) => match registry.latest(name).await.context("reading :latest")? {
+            Latest::Missing => LatestState::Absent,
+            Latest::Placeholder { digest, .. } => LatestState::Placeholder(digest),
+            Latest::Other { digest, .. } => LatestState::Real(digest),
+        },
+    };
+    Ok(Look {
+        name: name.to_owned(),
+        uri: existing.repository_uri().map(str::to_owned),
+        lifecycle: Some(lifecycle),
+        latest,
+        warnings: ecr::differences(&existing, settings),
+    })
+}
+
+/// `--dry-run`: the step each repository would get.
+fn planned(name: &str, look: Result<Look>, force: bool) -> Outcome {
     let mut outcome = Outcome::new(name);
-    if let Err(error) = publish_steps(ecr_client, job, name, &mut outcome).await {
+    let look = match look {
+        Ok(look) => look,
+        Err(error) => {
+            outcome.reason = Some(format!("{error:#}"));
+            return outcome;
+        }
+    };
+    outcome.repository_uri = look.uri.clone();
+    (outcome.action, outcome.reason) = match look.step(force) {
+        Step::UpToDate => (Action::UpToDate, None),
+        Step::FixLifecycle => (Action::WouldUpdate, Some("would put the lifecycle policy back".to_owned())),
+        Step::Push { create: true } => (Action::WouldCreate, Some("repository missing: would create it, put the lifecycle policy, push".to_owned())),
+        Step::Push { create: false } => (
+            Action::WouldUpdate,
+            Some(
+                match &look.latest {
+                    LatestState::Placeholder(digest) => format!("an older placeholder ({digest}) is :latest: would push this one"),
+                    LatestState::Real(digest) => format!(":latest ({digest}) is a real image: --force would replace it"),
+                    _ => "no :latest: would push".to_owned(),
+                },
+            ),
+        ),
+        Step::Skip(why) => (Action::WouldSkip, Some(why)),
+    };
+    outcome
+}
+
+async fn act(job: &Job<'_>, name: &str, look: Result<Look>, force: bool) -> Outcome {
+    let mut outcome = Outcome::new(name);
+    let result = match look {
+        Ok(look) => act_steps(job, look, force, &mut outcome).await,
+        Err(error) => Err(error),
+    };
+    if let Err(error) = result {
         outcome.action = Action::Failed;
         outcome.reason = Some(format!("{error:#}"));
         eprintln!("[{name}] failed: {error:#}");
@@ -208,152 +348,104 @@ async fn publish_one(ecr_client: &aws_sdk_ecr::Client, job: &Job, name: &str) ->
     outcome
 }
 
-async fn publish_steps(ecr_client: &aws_sdk_ecr::Client, job: &Job, name: &str, outcome: &mut Outcome) -> Result<()> {
-    if job.interrupted.load(Ordering::SeqCst) {
-        bail!("interrupted before it started");
-    }
-    let repository = ecr::ensure(ecr_client, name, &job.settings).await?;
-    eprintln!(
-        "[{name}] repository {} ({} lifecycle: keep {})",
-        if repository.created { "created" } else { "exists" },
-        repository.uri,
-        job.settings.keep
-    );
-    for warning in &repository.warnings {
+async fn act_steps(job: &Job<'_>, look: Look, force: bool, outcome: &mut Outcome) -> Result<()> {
+    let name = look.name.as_str();
+    outcome.repository_uri = look.uri.clone();
+    for warning in &look.warnings {
         eprintln!("[{name}] warning: {warning}");
     }
-    outcome.repository_uri = Some(repository.uri.clone());
-    outcome.warnings = repository.warnings;
-
-    let ours: BTreeMap<String, String> =
-        job.images.iter().map(|i| (i.built.platform.arch().to_owned(), i.built.id.clone())).collect();
-    match job.registry.latest(name).await.context("reading :latest")? {
-        Latest::Placeholder { digest, configs } if configs == ours => {
-            eprintln!("[{name}] :latest is already this placeholder");
+    outcome.warnings = look.warnings.clone();
+    let create = match look.step(force) {
+        Step::UpToDate => {
             outcome.action = Action::UpToDate;
-            outcome.digest = Some(digest);
+            outcome.digest = Some(job.images.index.digest.clone());
             return Ok(());
         }
-        Latest::Other { digest, .. } if !job.force => {
-            let why = format!(":latest ({digest}) is not a placeholder, so it was left untouched; --force replaces it");
+        Step::Skip(why) => {
             eprintln!("[{name}] warning: skipped: {why}");
             outcome.action = Action::Skipped;
-            outcome.digest = Some(digest);
+            outcome.digest = match &look.latest {
+                LatestState::Real(digest) => Some(digest.clone()),
+                _ => None,
+            };
             outcome.reason = Some(why);
             return Ok(());
         }
-        _ => {}
+        Step::FixLifecycle => {
+            ecr::put_lifecycle(job.ecr, name, job.settings.keep).await?;
+            eprintln!("[{name}] lifecycle policy put back (keep {}); :latest was already this placeholder", job.settings.keep);
+            outcome.action = Action::Updated;
+            outcome.digest = Some(job.images.index.digest.clone());
+            outcome.reason = Some("lifecycle policy put back; :latest was already this placeholder".to_owned());
+            return Ok(());
+        }
+        Step::Push { create } => create,
+    };
+    if job.interrupted.load(Ordering::SeqCst) {
+        bail!("interrupted before it started");
     }
+    if create {
+        let uri = ecr::create(job.ecr, name, &job.settings).await?;
+        eprintln!("[{name}] repository created: {uri}");
+        outcome.repository_uri = Some(uri);
+    }
+    // Every push puts the policy, so a repository never stays without one after a failed run.
+    if create || look.lifecycle != Some(Lifecycle::Expected) {
+        ecr::put_lifecycle(job.ecr, name, job.settings.keep).await?;
+    }
+    push(job, name, create).await?;
+    eprintln!("[{name}] :latest is now {}", job.images.index.digest);
+    outcome.action = if create { Action::Created } else { Action::Updated };
+    outcome.digest = Some(job.images.index.digest.clone());
+    Ok(())
+}
 
-    let mut children = Vec::new();
-    for image in &job.images {
+/// Blobs first (each only where missing), then each platform's manifest by digest, untagged,
+/// and last the index as `:latest`: it never points at anything the repository lacks.
+async fn push(job: &Job<'_>, name: &str, fresh: bool) -> Result<()> {
+    eprintln!("[{name}] pushing {}", job.images.index.digest);
+    let mut mounted = 0;
+    let mut uploaded = 0;
+    for blob in job.images.blobs() {
         if job.interrupted.load(Ordering::SeqCst) {
             bail!("interrupted before :latest was changed");
         }
-        eprintln!("[{name}] pushing {}", image.built.platform);
-        children.push((image.built.platform, push_platform(job, name, image).await?));
+        // A repository created by this run holds nothing yet: no need to ask.
+        if !fresh && job.registry.has_blob(name, &blob.digest).await? {
+            continue;
+        }
+        match push_blob(job, name, blob).await? {
+            Pushed::Mounted => mounted += 1,
+            Pushed::Uploaded => uploaded += 1,
+        }
+    }
+    eprintln!("[{name}] blobs: {uploaded} uploaded, {mounted} mounted from another repository");
+    for image in &job.images.images {
+        job.registry.put_manifest(name, &image.manifest.digest, &image.manifest).await?;
     }
     if job.interrupted.load(Ordering::SeqCst) {
         bail!("interrupted before :latest was changed");
     }
-    let digest = job.registry.put_manifest_list(name, "latest", &children).await?;
-    eprintln!("[{name}] :latest is now {digest}");
-    outcome.action = if repository.created { Action::Created } else { Action::Updated };
-    outcome.digest = Some(digest);
-    Ok(())
+    job.registry.put_manifest(name, "latest", &job.images.index).await
 }
 
-/// The tag each platform's image is pushed under: the Docker engine can only push by tag.
-pub fn platform_tag(platform: Platform) -> String {
-    format!("placeholder-{}", platform.arch())
-}
-
-/// Pushes one platform's image through the engine, with the ECR credentials passed on this
-/// request only (nothing in ~/.docker), and returns the manifest the registry now holds for it.
-async fn push_platform(job: &Job, name: &str, image: &Proven) -> Result<Manifest> {
-    let platform = image.built.platform;
-    let repository = format!("{}/{name}", job.registry.host());
-    let tag = platform_tag(platform);
-    job.docker
-        .tag_image(&image.built.id, Some(TagImageOptionsBuilder::new().repo(&repository).tag(&tag).build()))
-        .await
-        .map_err(|e| engine::call_failed(&format!("tagging the {platform} image"), e))?;
-    let credentials = DockerCredentials {
-        username: Some(job.registry.credentials().user.clone()),
-        password: Some(job.registry.credentials().password.clone()),
-        serveraddress: Some(job.registry.host().to_owned()),
-        ..Default::default()
-    };
-    let pushed = job
-        .docker
-        .push_image(&repository, Some(PushImageOptionsBuilder::new().tag(&tag).build()), Some(credentials))
-        .try_collect::<Vec<_>>()
-        .await;
-    // The local tag was only a vehicle for the push; remove it unless it has become the image's
-    // last tag (a build from other sources moved the project tag meanwhile), as removing the last
-    // tag would delete an image another run may still be pushing.
-    let tags = job.docker.inspect_image(&image.built.id).await.ok().and_then(|i| i.repo_tags).unwrap_or_default();
-    if tags.len() > 1 {
-        let _ = job
-            .docker
-            .remove_image(&format!("{repository}:{tag}"), Some(RemoveImageOptionsBuilder::new().noprune(true).build()), None)
-            .await;
+/// The first repository to need a blob uploads it; the others wait for that and mount it from
+/// there (uploading after all where the registry refuses mounts). If the first upload fails, the
+/// next waiter uploads instead.
+async fn push_blob(job: &Job<'_>, name: &str, blob: &Blob) -> Result<Pushed> {
+    let home = &job.homes[&blob.digest];
+    let mut uploaded_here = false;
+    let from = home
+        .get_or_try_init(|| async {
+            job.registry.push_blob(name, blob, None).await?;
+            uploaded_here = true;
+            Ok::<_, anyhow::Error>(name.to_owned())
+        })
+        .await?;
+    if uploaded_here {
+        return Ok(Pushed::Uploaded);
     }
-    pushed.map_err(|e| engine::call_failed(&format!("pushing the {platform} image"), e))?;
-
-    let manifest = job
-        .registry
-        .manifest(name, &tag)
-        .await?
-        .with_context(|| format!("the registry has no {name}:{tag} after the push"))?;
-    if manifest.media_type != MANIFEST_V2 {
-        bail!("the engine pushed a {} manifest for {platform}; expected {MANIFEST_V2}", manifest.media_type);
-    }
-    if manifest.json["config"]["digest"].as_str() != Some(image.built.id.as_str()) {
-        bail!("{name}:{tag} changed under us while pushing (another publish running?)");
-    }
-    Ok(manifest)
-}
-
-/// `--dry-run`: what would happen, from read-only calls.
-async fn plan_one(ecr_client: &aws_sdk_ecr::Client, registry: &Registry, name: &str, force: bool) -> Outcome {
-    let mut outcome = Outcome::new(name);
-    let planned: Result<()> = async {
-        match ecr::describe(ecr_client, name).await? {
-            None => {
-                outcome.action = Action::WouldCreate;
-                outcome.reason = Some("repository missing: would create it, put the lifecycle policy, push".into());
-            }
-            Some(existing) => {
-                outcome.repository_uri = existing.repository_uri().map(str::to_owned);
-                match registry.latest(name).await? {
-                    Latest::Other { digest, .. } if !force => {
-                        outcome.action = Action::WouldSkip;
-                        outcome.reason = Some(format!(":latest ({digest}) is not a placeholder"));
-                        outcome.digest = Some(digest);
-                    }
-                    latest => {
-                        outcome.action = Action::WouldUpdate;
-                        outcome.reason = Some(
-                            match latest {
-                                Latest::Missing => "no :latest: would push",
-                                Latest::Placeholder { .. } => "a placeholder is :latest: would push if this build differs",
-                                Latest::Other { .. } => ":latest is a real image: --force would replace it",
-                            }
-                            .into(),
-                        );
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
-    .await;
-    if let Err(error) = planned {
-        outcome.action = Action::Failed;
-        outcome.reason = Some(format!("{error:#}"));
-    }
-    outcome
+    job.registry.push_blob(name, blob, Some(from)).await
 }
 
 pub const HEALTH_CHECK: &str = r#"HealthCheck:
@@ -399,9 +491,13 @@ fn print_text(outcomes: &[Outcome], dry_run: bool) {
     println!("{DIGEST_PINNING}");
 }
 
-fn print_json(outcomes: &[Outcome], region: &str) -> Result<()> {
+fn print_json(outcomes: &[Outcome], region: &str, images: &ImageSet, proofs: &[Proof]) -> Result<()> {
+    let proofs: Vec<serde_json::Value> =
+        proofs.iter().map(|p| serde_json::json!({ "platform": p.platform.docker(), "proof": p.describe() })).collect();
     let document = serde_json::json!({
         "region": region,
+        "placeholder": images.index.digest,
+        "smoke_test": proofs,
         "containers": outcomes,
         "health_check": {
             "Command": ["CMD", "/server", "--probe"],

@@ -1,22 +1,27 @@
-//! The registry's HTTP API (Docker Registry v2, which ECR speaks): read what `:latest` is, and put
-//! the manifest list over the per-platform images. Basic auth on every request, as ECR accepts.
+//! The registry's HTTP API (OCI distribution / Docker Registry v2, which ECR speaks): read what
+//! `:latest` is, push blobs (mounting across repositories where allowed) and manifests.
+//!
+//! Our own client rather than `oci-client`: ECR takes its GetAuthorizationToken credentials as
+//! Basic auth on every request, which needs none of that crate's token exchange; publish must tell
+//! a refused mount from a failed upload and fall back per blob, count and order its requests for
+//! the no-op guarantee, and read `:latest` as raw bytes to compare digests; and reqwest is already
+//! here. The protocol subset is small: HEAD/GET manifests and blobs, POST/PATCH/PUT uploads.
 
 use std::collections::BTreeMap;
 use std::fmt;
 
-use anyhow::{bail, Context, Result};
-use reqwest::header::{ACCEPT, CONTENT_TYPE};
+use anyhow::{anyhow, bail, Context, Result};
+use reqwest::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
 use reqwest::StatusCode;
-use serde_json::{json, Value};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::platform::Platform;
+use crate::oci::{self, Blob};
 use crate::repo::PLACEHOLDER_LABEL;
 
-pub const MANIFEST_V2: &str = "application/vnd.docker.distribution.manifest.v2+json";
-pub const MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
-const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+// Docker's media types too: earlier versions pushed them, and real images often use them.
+const MANIFEST_V2: &str = "application/vnd.docker.distribution.manifest.v2+json";
+const MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
 
 /// Registry credentials from ECR's GetAuthorizationToken. Never printed, never written to disk.
 #[derive(Clone)]
@@ -43,7 +48,6 @@ pub struct Registry {
 pub struct Manifest {
     pub media_type: String,
     pub digest: String,
-    pub bytes: Vec<u8>,
     pub json: Value,
 }
 
@@ -81,10 +85,6 @@ impl Registry {
         self.base.split_once("://").map_or(&self.base, |(_, host)| host)
     }
 
-    pub fn credentials(&self) -> &Credentials {
-        &self.credentials
-    }
-
     fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         self.http
             .request(method, format!("{}/v2/{path}", self.base))
@@ -95,7 +95,7 @@ impl Registry {
     pub async fn manifest(&self, repository: &str, reference: &str) -> Result<Option<Manifest>> {
         let response = self
             .request(reqwest::Method::GET, &format!("{repository}/manifests/{reference}"))
-            .header(ACCEPT, [MANIFEST_LIST, OCI_INDEX, MANIFEST_V2, OCI_MANIFEST].join(", "))
+            .header(ACCEPT, [MANIFEST_LIST, oci::INDEX, MANIFEST_V2, oci::MANIFEST].join(", "))
             .send()
             .await
             .with_context(|| format!("registry {} unreachable", self.host()))?;
@@ -108,11 +108,11 @@ impl Registry {
             _ => {}
         }
         let header_type = response.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
-        let bytes = response.bytes().await?.to_vec();
+        let bytes = response.bytes().await?;
         let json: Value = serde_json::from_slice(&bytes).context("registry sent a manifest that is not JSON")?;
         let media_type = json["mediaType"].as_str().map(str::to_owned).or(header_type).unwrap_or_default();
         let digest = format!("sha256:{:x}", Sha256::digest(&bytes));
-        Ok(Some(Manifest { media_type, digest, bytes, json }))
+        Ok(Some(Manifest { media_type, digest, json }))
     }
 
     async fn blob_json(&self, repository: &str, digest: &str) -> Result<Value> {
@@ -140,7 +140,7 @@ impl Registry {
     /// image configs' labels, and collects each platform's config digest.
     pub async fn inspect(&self, repository: &str, reference: &str) -> Result<Option<Inspected>> {
         let Some(top) = self.manifest(repository, reference).await? else { return Ok(None) };
-        let is_list = top.media_type == MANIFEST_LIST || top.media_type == OCI_INDEX || top.json.get("manifests").is_some();
+        let is_list = top.media_type == MANIFEST_LIST || top.media_type == oci::INDEX || top.json.get("manifests").is_some();
         // (architecture as the list names it, config digest); a single image names its own.
         let mut platforms: Vec<(Option<String>, String)> = Vec::new();
         let mut children = Vec::new();
@@ -203,37 +203,121 @@ impl Registry {
         }
     }
 
-    /// Puts a manifest list over `children` (each platform's pushed manifest) as `tag`.
-    pub async fn put_manifest_list(&self, repository: &str, tag: &str, children: &[(Platform, Manifest)]) -> Result<String> {
-        let manifests: Vec<Value> = children
-            .iter()
-            .map(|(platform, manifest)| {
-                let mut entry = json!({
-                    "mediaType": manifest.media_type,
-                    "digest": manifest.digest,
-                    "size": manifest.bytes.len(),
-                    "platform": { "architecture": platform.arch(), "os": "linux" },
-                });
-                if let Some(variant) = platform.variant() {
-                    entry["platform"]["variant"] = json!(variant);
-                }
-                entry
-            })
-            .collect();
-        let list = serde_json::to_vec(&json!({ "schemaVersion": 2, "mediaType": MANIFEST_LIST, "manifests": manifests }))?;
-        let digest = format!("sha256:{:x}", Sha256::digest(&list));
-        let response = self
-            .request(reqwest::Method::PUT, &format!("{repository}/manifests/{tag}"))
-            .header(CONTENT_TYPE, MANIFEST_LIST)
-            .body(list)
-            .send()
-            .await
-            .with_context(|| format!("registry {} unreachable", self.host()))?;
-        if !response.status().is_success() {
-            let status = response.status();
-            let body = response.text().await.unwrap_or_default();
-            bail!("registry refused the manifest list for {repository}:{tag}: {status} {}", body.trim());
+    /// Whether `repository` holds the blob `digest`.
+    pub async fn has_blob(&self, repository: &str, digest: &str) -> Result<bool> {
+        let response = self.send(self.request(reqwest::Method::HEAD, &format!("{repository}/blobs/{digest}"))).await?;
+        match response.status() {
+            status if status.is_success() => Ok(true),
+            StatusCode::NOT_FOUND => Ok(false),
+            _ => Err(refusal(response, &format!("checking blob {digest} in {repository}")).await),
         }
-        Ok(digest)
     }
+
+    /// Puts `blob` into `repository`: mounted from `mount_from` (a repository of the same
+    /// registry that holds it) where the registry allows that, uploaded otherwise.
+    pub async fn push_blob(&self, repository: &str, blob: &Blob, mount_from: Option<&str>) -> Result<Pushed> {
+        let start = format!("{repository}/blobs/uploads/");
+        let mut response = match mount_from {
+            Some(from) => {
+                let mount = format!("{start}?mount={}&from={from}", blob.digest);
+                let mounted = self.send(self.request(reqwest::Method::POST, &mount)).await?;
+                match mounted.status() {
+                    StatusCode::CREATED => return Ok(Pushed::Mounted),
+                    // Refused, and an upload session opened instead (the usual way to refuse).
+                    StatusCode::ACCEPTED => mounted,
+                    // Some registries refuse a mount outright: start a plain upload.
+                    status if status.is_client_error() && status != StatusCode::UNAUTHORIZED => {
+                        self.send(self.request(reqwest::Method::POST, &start)).await?
+                    }
+                    _ => return Err(refusal(mounted, &format!("mounting blob {} into {repository}", blob.digest)).await),
+                }
+            }
+            None => self.send(self.request(reqwest::Method::POST, &start)).await?,
+        };
+        let what = || format!("uploading blob {} to {repository}", blob.digest);
+        if response.status() != StatusCode::ACCEPTED {
+            return Err(refusal(response, &what()).await);
+        }
+        // One PATCH with the whole blob, then the closing PUT: the chunked form every registry
+        // (ECR included) accepts.
+        let session = self.location(&response)?;
+        response = self
+            .send(
+                self.http
+                    .patch(session)
+                    .basic_auth(&self.credentials.user, Some(&self.credentials.password))
+                    .header(CONTENT_TYPE, "application/octet-stream")
+                    .body(blob.bytes.clone()),
+            )
+            .await?;
+        if response.status() != StatusCode::ACCEPTED {
+            return Err(refusal(response, &what()).await);
+        }
+        let mut close = self.location(&response)?;
+        close.query_pairs_mut().append_pair("digest", &blob.digest);
+        response = self
+            .send(self.http.put(close).basic_auth(&self.credentials.user, Some(&self.credentials.password)).header(CONTENT_LENGTH, 0))
+            .await?;
+        if response.status() != StatusCode::CREATED {
+            return Err(refusal(response, &what()).await);
+        }
+        Ok(Pushed::Uploaded)
+    }
+
+    /// PUTs a manifest or index under `reference`: its own digest (untagged) or a tag.
+    pub async fn put_manifest(&self, repository: &str, reference: &str, manifest: &Blob) -> Result<()> {
+        let response = self
+            .send(
+                self.request(reqwest::Method::PUT, &format!("{repository}/manifests/{reference}"))
+                    .header(CONTENT_TYPE, manifest.media_type)
+                    .body(manifest.bytes.clone()),
+            )
+            .await?;
+        if !response.status().is_success() {
+            return Err(refusal(response, &format!("putting {repository}:{reference}")).await);
+        }
+        Ok(())
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> Result<reqwest::Response> {
+        request.send().await.map_err(|e| anyhow!("registry {} unreachable ({})", self.host(), crate::root_cause(&e)))
+    }
+
+    /// An upload session's URL: the `Location` header, which may be relative to the registry.
+    fn location(&self, response: &reqwest::Response) -> Result<reqwest::Url> {
+        let location = response
+            .headers()
+            .get(LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .context("the registry opened an upload without a Location")?;
+        reqwest::Url::parse(&self.base)?.join(location).context("the registry gave an invalid upload Location")
+    }
+}
+
+/// How a blob got into a repository.
+#[derive(Debug, PartialEq)]
+pub enum Pushed {
+    Mounted,
+    Uploaded,
+}
+
+/// One line for a registry answer that was not what the protocol expects: the status, the
+/// registry's own error code and message, and for a refused token what to do.
+async fn refusal(response: reqwest::Response, what: &str) -> anyhow::Error {
+    let status = response.status();
+    let body = response.text().await.unwrap_or_default();
+    let detail = serde_json::from_str::<Value>(&body)
+        .ok()
+        .and_then(|json| {
+            let error = &json["errors"][0];
+            Some(format!("{} {}", error["code"].as_str()?, error["message"].as_str().unwrap_or("")))
+        })
+        .unwrap_or_else(|| body.chars().take(200).collect());
+    if matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
+        return anyhow!(
+            "{what}: the registry refused the ECR token ({status} {}): it may have expired or lack push rights; run publish again for a fresh token",
+            detail.trim()
+        );
+    }
+    anyhow!("{what}: the registry answered {status} {}", detail.trim())
 }

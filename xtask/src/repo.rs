@@ -1,6 +1,6 @@
 //! Facts about this checkout: where it is, which commit, and what that says about the image.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -33,8 +33,8 @@ pub fn source_date_epoch() -> u64 {
         .unwrap_or(0)
 }
 
-pub fn labels() -> HashMap<String, String> {
-    HashMap::from([
+pub fn labels() -> BTreeMap<String, String> {
+    BTreeMap::from([
         ("org.opencontainers.image.title".to_owned(), "ecs-minimal-container placeholder".to_owned()),
         ("org.opencontainers.image.description".to_owned(), "Placeholder that answers health checks until the real image is deployed".to_owned()),
         ("org.opencontainers.image.version".to_owned(), VERSION.to_owned()),

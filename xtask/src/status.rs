@@ -116,16 +116,7 @@ async fn fill(ecr_client: &aws_sdk_ecr::Client, registry: &Registry, name: &str,
     });
     status.kms_key = encryption.and_then(|e| e.kms_key()).map(str::to_owned);
 
-    status.lifecycle_policy = Some(match ecr_client.get_lifecycle_policy().repository_name(name).send().await {
-        Ok(policy) => {
-            let actual = policy.lifecycle_policy_text().and_then(|t| serde_json::from_str(t).ok());
-            let expected = serde_json::from_str(&ecr::lifecycle_policy(keep))?;
-            if actual.is_some_and(|actual| rules_match(&actual, &expected)) { "expected" } else { "different" }
-        }
-        Err(e) if e.as_service_error().is_some_and(|s| s.is_lifecycle_policy_not_found_exception()) => "missing",
-        Err(e) => return Err(call_failed("GetLifecyclePolicy", e)),
-    }
-    .to_owned());
+    status.lifecycle_policy = Some(ecr::lifecycle(ecr_client, name, keep).await?.as_str().to_owned());
 
     let images = ecr::image_ids(ecr_client, name).await?;
     // ECR lists a manifest once per tag; count distinct images.
@@ -160,20 +151,6 @@ async fn fill(ecr_client: &aws_sdk_ecr::Client, registry: &Registry, name: &str,
         }
     }
     Ok(())
-}
-
-/// Same rules, whatever their descriptions say.
-fn rules_match(a: &serde_json::Value, b: &serde_json::Value) -> bool {
-    let rules = |policy: &serde_json::Value| {
-        let mut rules = policy["rules"].clone();
-        for rule in rules.as_array_mut().into_iter().flatten() {
-            if let Some(rule) = rule.as_object_mut() {
-                rule.remove("description");
-            }
-        }
-        rules
-    };
-    rules(a) == rules(b)
 }
 
 fn print_text(statuses: &[RepositoryStatus], summary: &str) {

@@ -1,6 +1,6 @@
-//! `cargo xtask image` against the real Docker engine: both platforms build with the right
-//! config, become healthy (arm64 under emulation), rebuild to the same IDs; broken images and
-//! unreachable engines are reported as such.
+//! `cargo xtask image` against the real Docker engine and without one: both platforms build with
+//! the right config, become healthy (arm64 under emulation), rebuild to the same bytes; the
+//! Dockerfile makes the same image; broken images and unreachable engines are reported as such.
 
 mod common;
 
@@ -17,8 +17,8 @@ async fn builds_both_platforms_healthy_with_the_right_config_and_the_same_ids_tw
 
     let (code, stdout, stderr) = xtask(&["image", "--tag", &name], &[]);
     assert_eq!(code, 0, "{stderr}");
-    assert!(stderr.contains("linux/amd64 placeholder healthy after"), "{stderr}");
-    assert!(stderr.contains("linux/arm64 placeholder healthy after"), "{stderr}");
+    assert!(stderr.contains("linux/amd64: healthy after") && stderr.contains("(Docker HEALTHCHECK in the engine)"), "{stderr}");
+    assert!(stderr.contains("linux/arm64: healthy after"), "{stderr}");
     assert!(stdout.contains("PLATFORM") && stdout.contains("linux/amd64") && stdout.contains("linux/arm64"), "{stdout}");
 
     let mut first_ids = HashMap::new();
@@ -50,26 +50,109 @@ async fn builds_both_platforms_healthy_with_the_right_config_and_the_same_ids_tw
 }
 
 #[tokio::test]
-async fn a_placeholder_without_healthcheck_html_is_reported_unhealthy() {
+async fn a_placeholder_that_cannot_start_is_reported_with_its_log() {
     let docker = docker().await;
     let name = unique_name("broken");
     let _cleanup = Cleanup { tags: vec![format!("{name}:amd64")] };
-    let pages = tempfile::tempdir().unwrap();
-    std::fs::write(pages.path().join("index.html"), "no health check here").unwrap();
+    let pages = tempfile::tempdir().unwrap(); // nothing to serve: the server refuses to start
 
     let (code, _, stderr) = xtask(
         &["image", "--platform", "linux/amd64", "--tag", &name, "--public-html", pages.path().to_str().unwrap()],
         &[],
     );
     assert_ne!(code, 0, "a broken placeholder passed: {stderr}");
-    assert!(stderr.contains("linux/amd64 placeholder turned unhealthy"), "{stderr}");
-    assert!(stderr.contains("answered 404"), "the probe's own output should be shown: {stderr}");
+    assert!(stderr.contains("the linux/amd64 placeholder exited with code 1"), "{stderr}");
+    assert!(stderr.contains("has no files to serve"), "the server's own output should be shown: {stderr}");
     // No container is left behind by the failed smoke test.
     let containers = docker
         .list_containers(Some(bollard::query_parameters::ListContainersOptionsBuilder::new().all(true).build()))
         .await
         .unwrap();
     assert!(!containers.iter().any(|c| c.image.as_deref().is_some_and(|i| i.contains(&name))), "container left behind");
+
+    // Without an engine the same image fails the same way, run straight from its layer.
+    let layout = tempfile::tempdir().unwrap();
+    let (code, _, stderr) = xtask(
+        &["image", "--platform", "linux/amd64", "--oci-dir", layout.path().to_str().unwrap(), "--public-html", pages.path().to_str().unwrap()],
+        &[("DOCKER_HOST", "unix:///nonexistent/docker.sock".to_owned())],
+    );
+    assert_ne!(code, 0, "a broken placeholder passed: {stderr}");
+    assert!(stderr.contains("the linux/amd64 placeholder exited with") && stderr.contains("has no files to serve"), "{stderr}");
+}
+
+/// Every file of an OCI layout: name to bytes.
+fn layout_files(dir: &std::path::Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let mut files = std::collections::BTreeMap::new();
+    for path in ["oci-layout", "index.json"] {
+        files.insert(path.to_owned(), std::fs::read(dir.join(path)).unwrap());
+    }
+    for entry in std::fs::read_dir(dir.join("blobs/sha256")).unwrap() {
+        let entry = entry.unwrap();
+        files.insert(entry.file_name().to_string_lossy().into_owned(), std::fs::read(entry.path()).unwrap());
+    }
+    files
+}
+
+#[test]
+fn two_builds_at_different_times_are_byte_identical_with_no_engine() {
+    let pages = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../public_html")).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), pages.path().join(entry.file_name())).unwrap();
+    }
+    let no_engine = [("DOCKER_HOST", "unix:///nonexistent/docker.sock".to_owned())];
+    let build = |dir: &std::path::Path| {
+        let (code, _, stderr) = xtask(
+            &["image", "--oci-dir", dir.to_str().unwrap(), "--public-html", pages.path().to_str().unwrap()],
+            &no_engine,
+        );
+        assert_eq!(code, 0, "{stderr}");
+        stderr
+    };
+    let (first, second) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let stderr = build(first.path());
+    assert!(stderr.contains("linux/arm64: healthy after") && stderr.contains("qemu-user"), "{stderr}");
+    // Another second on the clock, and every page touched since.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    for entry in std::fs::read_dir(pages.path()).unwrap() {
+        let path = entry.unwrap().path();
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::write(&path, bytes).unwrap();
+    }
+    build(second.path());
+    let (a, b) = (layout_files(first.path()), layout_files(second.path()));
+    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>(), "different blobs");
+    assert!(a == b, "same names, different bytes");
+    assert_eq!(a.len(), 2 + 7, "index, two manifests, two configs, two layers");
+
+    // skopeo (not ours) reads the layout, and the index it finds is the one built.
+    let output = std::process::Command::new("skopeo")
+        .args(["inspect", "--raw", &format!("oci:{}:latest", first.path().display())])
+        .output()
+        .expect("skopeo (`bash .ci/install`)");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let index: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(index["manifests"].as_array().unwrap().len(), 2, "{index}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_dockerfile_makes_the_same_image_as_the_in_process_build() {
+    let docker = docker().await;
+    let name = unique_name("dockerfile");
+    let _cleanup = Cleanup { tags: vec![format!("{name}:amd64"), format!("{name}:from-dockerfile")] };
+    let (code, _, stderr) = xtask(&["image", "--platform", "linux/amd64", "--tag", &name, "--no-smoke"], &[]);
+    assert_eq!(code, 0, "{stderr}");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let binary = root.join("target/x86_64-unknown-linux-musl/release/server");
+    let context = dockerfile_context(root, &binary);
+    build_dockerfile(&docker, context, &format!("{name}:from-dockerfile")).await;
+
+    let ours = docker.inspect_image(&format!("{name}:amd64")).await.unwrap().config.unwrap();
+    let theirs = docker.inspect_image(&format!("{name}:from-dockerfile")).await.unwrap().config.unwrap();
+    assert_eq!(ours.entrypoint, theirs.entrypoint);
+    assert_eq!(ours.healthcheck, theirs.healthcheck);
+    assert_eq!(ours.exposed_ports, theirs.exposed_ports);
+    assert_eq!(image_files(&docker, &format!("{name}:amd64")).await, image_files(&docker, &format!("{name}:from-dockerfile")).await);
 }
 
 #[test]
@@ -80,7 +163,7 @@ fn an_unreachable_engine_is_one_clear_error() {
     );
     assert_eq!(code, 1);
     assert!(stderr.contains("cannot reach the Docker engine at unix:///nonexistent/docker.sock"), "{stderr}");
-    assert!(stderr.contains("DOCKER_HOST"), "{stderr}");
+    assert!(stderr.contains("DOCKER_HOST") && stderr.contains("--oci-dir"), "{stderr}");
 }
 
 #[test]

@@ -1,19 +1,19 @@
 //! `cargo xtask publish` end to end against the test bed: moto's ECR API, a real registry that
-//! accepts moto's token, and the real Docker engine.
+//! accepts moto's token, the real Docker engine (or none), and skopeo to read back what was pushed.
 
 mod common;
 
 use std::collections::BTreeSet;
 
-use bollard::query_parameters::CreateImageOptionsBuilder;
 use common::*;
-use futures_util::TryStreamExt;
 
 const HEALTH_TEST: [&str; 3] = ["CMD", "/server", "--probe"];
 
+/// `:latest` is an index over amd64 and arm64 placeholders whose manifests and configs the
+/// registry holds; returns its digest.
 async fn assert_placeholder_list(bed: &Bed, name: &str) -> String {
     let (list, digest) = bed.registry_json(&format!("{name}/manifests/latest")).await.expect(":latest exists");
-    assert_eq!(list["mediaType"], "application/vnd.docker.distribution.manifest.list.v2+json", "{list}");
+    assert_eq!(list["mediaType"], "application/vnd.oci.image.index.v1+json", "{list}");
     let mut arches = BTreeSet::new();
     for child in list["manifests"].as_array().unwrap() {
         let arch = child["platform"]["architecture"].as_str().unwrap().to_owned();
@@ -48,6 +48,7 @@ async fn publishes_two_containers_then_finds_them_up_to_date() {
         assert!(!output.contains(testbed::MOTO_PASSWORD), "the registry password was printed");
     }
     assert!(!home.path().join(".docker").exists(), "something was written to ~/.docker");
+    assert!(stderr.contains("linux/arm64: healthy after") && stderr.contains("Docker HEALTHCHECK in the engine"), "{stderr}");
     assert!(stdout.contains(r#"Command: ["CMD", "/server", "--probe"]"#), "{stdout}");
     assert!(stdout.contains("Image: 123456789012.dkr.ecr.eu-west-1.amazonaws.com/alpha:latest"), "{stdout}");
     assert!(stdout.contains("new deployment"), "{stdout}");
@@ -67,32 +68,69 @@ async fn publishes_two_containers_then_finds_them_up_to_date() {
         assert_eq!(policy["rules"][0]["action"]["type"], "expire");
         let tags = ecr.list_tags_for_resource().resource_arn(repository.repository_arn().unwrap()).send().await.unwrap();
         assert!(tags.tags().iter().any(|t| t.key() == "managed-by" && t.value() == "ecs-minimal-container"), "{tags:?}");
-        let row = stdout.lines().find(|l| l.starts_with(name)).unwrap();
-        assert!(row.contains("created"), "{row}");
+        assert!(row(&stdout, name).contains("created"), "{stdout}");
+        assert_eq!(registry_tags(&bed, name).await, ["latest"], "nothing but :latest is tagged");
     }
     let alpha_digest = assert_placeholder_list(&bed, "alpha").await;
-    assert_placeholder_list(&bed, "beta").await;
-
-    // The engine pulls alpha:latest back from the registry and it becomes healthy.
-    let reference = format!("{}/alpha", bed.registry.host());
-    docker
-        .create_image(
-            Some(CreateImageOptionsBuilder::new().from_image(&reference).tag("latest").build()),
-            None,
-            Some(bed.registry_credentials()),
-        )
-        .try_collect::<Vec<_>>()
-        .await
-        .expect("pull alpha:latest");
-    becomes_healthy(&docker, &format!("{reference}:latest")).await.expect("pulled placeholder healthy");
-    let _ = docker.remove_image(&format!("{reference}:latest"), None::<bollard::query_parameters::RemoveImageOptions>, None).await;
+    assert_eq!(assert_placeholder_list(&bed, "beta").await, alpha_digest, "the same placeholder in both");
+    pulled_becomes_healthy(&bed, &docker, "alpha").await;
 
     // A second run changes nothing.
     let (code, stdout, stderr) = xtask(&["publish", "--containers", "alpha,beta"], &bed.env());
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(stdout.lines().filter(|l| l.contains("up to date")).count(), 2, "{stdout}");
-    assert!(!stderr.contains("pushing"), "{stderr}");
+    assert!(!stderr.contains("healthy after"), "no smoke test when nothing is pushed: {stderr}");
     assert_eq!(assert_placeholder_list(&bed, "alpha").await, alpha_digest);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn publishes_with_no_engine_and_skopeo_reads_what_was_pushed() {
+    let bed = bed();
+    let docker = docker().await;
+    let env = with(bed.env(), "DOCKER_HOST", "unix:///nonexistent/docker.sock".to_owned());
+    let (code, stdout, stderr) = xtask(&["publish", "--containers", "no-engine"], &env);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(stderr.contains("no Docker engine"), "{stderr}");
+    assert!(stderr.contains("linux/amd64: healthy after") && stderr.contains("run from the built layer"), "{stderr}");
+    assert!(stderr.contains("linux/arm64: healthy after") && stderr.contains("qemu-user"), "{stderr}");
+    assert_eq!(registry_tags(&bed, "no-engine").await, ["latest"]);
+
+    let index = skopeo_inspect(&bed, "no-engine:latest", &["--raw"]);
+    assert_eq!(index["mediaType"], "application/vnd.oci.image.index.v1+json", "{index}");
+    let platforms: BTreeSet<String> =
+        index["manifests"].as_array().unwrap().iter().map(|m| m["platform"]["architecture"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(platforms, BTreeSet::from(["amd64".to_owned(), "arm64".to_owned()]));
+    for arch in ["amd64", "arm64"] {
+        let config = skopeo_inspect(&bed, "no-engine:latest", &["--config", "--raw", "--override-arch", arch, "--override-os", "linux"]);
+        assert_eq!(config["architecture"], arch, "{config}");
+        assert_eq!(config["config"]["Entrypoint"], serde_json::json!(["/server"]), "{config}");
+        assert_eq!(config["config"]["Healthcheck"]["Test"], serde_json::json!(HEALTH_TEST), "{config}");
+        assert_eq!(config["config"]["Labels"]["ecs-minimal-container.placeholder"], "true", "{config}");
+    }
+    pulled_becomes_healthy(&bed, &docker, "no-engine").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_noop_rerun_makes_no_upload_and_no_manifest_write() {
+    let bed = bed();
+    let proxy = testbed::HttpProxy::start(bed.registry.port, |_| testbed::Verdict::Forward).unwrap();
+    let env = with(bed.env(), "ECR_REGISTRY_ENDPOINT", proxy.endpoint());
+    let (code, stdout, stderr) = xtask(&["publish", "--containers", "noop-1,noop-2,noop-3"], &env);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let first = proxy.requests();
+    // Each blob is uploaded once, into the first repository; the others mount it from there.
+    let uploads = first.iter().filter(|r| r.starts_with("PATCH ")).count();
+    assert_eq!(uploads, 4, "two layers and two configs, uploaded once each: {first:#?}");
+    let mounts = first.iter().filter(|r| r.starts_with("POST ") && r.contains("mount=")).count();
+    assert_eq!(mounts, 8, "the other two repositories mount all four: {first:#?}");
+
+    let (code, stdout, stderr) = xtask(&["publish", "--containers", "noop-1,noop-2,noop-3"], &env);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert_eq!(stdout.lines().filter(|l| l.contains("up to date")).count(), 3, "{stdout}");
+    let second = &proxy.requests()[first.len()..];
+    assert!(writes(second).is_empty(), "a no-op re-run wrote to the registry: {second:#?}");
+    assert_eq!(second.len(), 3, "one read of :latest per repository: {second:#?}");
+    assert!(!stderr.contains("healthy after"), "no smoke test for a no-op: {stderr}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

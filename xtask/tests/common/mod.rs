@@ -1,4 +1,5 @@
-//! Shared helpers: run the real `xtask` binary and look at what it left in the engine.
+//! Shared helpers: run the real `xtask` binary, look at what it left in the engine and the
+//! registry, and ask skopeo (a registry client nobody here wrote) what was pushed.
 #![allow(dead_code)] // each test file uses its own subset
 
 use std::process::{Command, Output};
@@ -79,7 +80,8 @@ impl BedExt for Bed {
 
     /// GETs a manifest or blob from the test registry as JSON, with moto's credentials.
     async fn registry_json(&self, path: &str) -> Option<(serde_json::Value, String)> {
-        let accept = "application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json";
+        let accept = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, \
+                      application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json";
         let response = reqwest::Client::new()
             .get(format!("http://{}/v2/{path}", self.registry.host()))
             .basic_auth(testbed::ECR_USER, Some(testbed::MOTO_PASSWORD))
@@ -135,8 +137,10 @@ pub async fn becomes_healthy(docker: &Docker, image: &str) -> Result<(), String>
 }
 
 /// Builds a small image that is not a placeholder and pushes it as `repository:latest` to the
-/// test registry, as a pipeline would. The returned guard removes the local image.
+/// test registry, as a pipeline would, creating the ECR repository first if it is missing. The
+/// returned guard removes the local image.
 pub async fn push_real_image(bed: &Bed, docker: &Docker, repository: &str) -> Cleanup {
+    let _ = bed.ecr().await.create_repository().repository_name(repository).send().await;
     use bollard::query_parameters::{BuildImageOptionsBuilder, PushImageOptionsBuilder, RemoveImageOptions, TagImageOptionsBuilder};
     use futures_util::TryStreamExt;
     let context = {
@@ -169,4 +173,112 @@ pub async fn push_real_image(bed: &Bed, docker: &Docker, repository: &str) -> Cl
         .expect("push the real image");
     let _ = docker.remove_image(&format!("{remote}:latest"), None::<RemoveImageOptions>, None).await;
     Cleanup { tags: vec![local] }
+}
+
+/// The test registry's tags for `repository`.
+pub async fn registry_tags(bed: &Bed, repository: &str) -> Vec<String> {
+    let (list, _) = bed.registry_json(&format!("{repository}/tags/list")).await.unwrap_or_default();
+    let mut tags: Vec<String> = list["tags"].as_array().into_iter().flatten().filter_map(|t| t.as_str().map(str::to_owned)).collect();
+    tags.sort();
+    tags
+}
+
+/// `skopeo inspect ARGS docker://REGISTRY/REFERENCE` with the test registry's credentials, as JSON.
+pub fn skopeo_inspect(bed: &Bed, reference: &str, args: &[&str]) -> serde_json::Value {
+    let creds = format!("{}:{}", testbed::ECR_USER, testbed::MOTO_PASSWORD);
+    let output = Command::new("skopeo")
+        .args(["inspect", "--tls-verify=false", "--creds", &creds])
+        .args(args)
+        .arg(format!("docker://{}/{reference}", bed.registry.host()))
+        .output()
+        .expect("skopeo (`bash .ci/install`)");
+    assert!(output.status.success(), "skopeo inspect {reference}: {}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout).expect("skopeo prints JSON")
+}
+
+/// Pulls `repository:latest` from the test registry into the engine and runs it until Docker's
+/// health check calls it healthy.
+pub async fn pulled_becomes_healthy(bed: &Bed, docker: &Docker, repository: &str) {
+    use bollard::query_parameters::CreateImageOptionsBuilder;
+    use futures_util::TryStreamExt;
+    let reference = format!("{}/{repository}", bed.registry.host());
+    docker
+        .create_image(Some(CreateImageOptionsBuilder::new().from_image(&reference).tag("latest").build()), None, Some(bed.registry_credentials()))
+        .try_collect::<Vec<_>>()
+        .await
+        .unwrap_or_else(|e| panic!("pull {reference}:latest: {e}"));
+    let verdict = becomes_healthy(docker, &format!("{reference}:latest")).await;
+    let _ = docker.remove_image(&format!("{reference}:latest"), None::<bollard::query_parameters::RemoveImageOptions>, None).await;
+    verdict.unwrap_or_else(|e| panic!("{reference}:latest pulled but not healthy: {e}"));
+}
+
+/// The test bed's environment with one variable replaced.
+pub fn with(env: Vec<(&'static str, String)>, key: &'static str, value: String) -> Vec<(&'static str, String)> {
+    let mut env: Vec<_> = env.into_iter().filter(|(k, _)| *k != key).collect();
+    env.push((key, value));
+    env
+}
+
+/// The table row of a container in publish's text output.
+pub fn row<'a>(stdout: &'a str, container: &str) -> &'a str {
+    stdout.lines().find(|l| l.starts_with(&format!("{container} "))).unwrap_or_else(|| panic!("no row for {container}:\n{stdout}"))
+}
+
+/// The reason line of a container in publish's text output.
+pub fn reason<'a>(stdout: &'a str, container: &str) -> &'a str {
+    stdout.lines().find(|l| l.starts_with(&format!("{container}: "))).unwrap_or_else(|| panic!("no reason for {container}:\n{stdout}"))
+}
+
+/// Requests that change a registry: uploads and manifest writes.
+pub fn writes(requests: &[String]) -> Vec<&String> {
+    requests.iter().filter(|r| r.starts_with("POST ") || r.starts_with("PATCH ") || r.starts_with("PUT ") || r.starts_with("DELETE ")).collect()
+}
+
+/// The build context for the repository's Dockerfile: the Dockerfile, `public_html/` and the
+/// server binary where the Dockerfile expects it.
+pub fn dockerfile_context(root: &std::path::Path, binary: &std::path::Path) -> Vec<u8> {
+    let mut tar = tar::Builder::new(Vec::new());
+    tar.append_path_with_name(root.join("Dockerfile"), "Dockerfile").unwrap();
+    tar.append_dir_all("public_html", root.join("public_html")).unwrap();
+    tar.append_path_with_name(binary, "target/x86_64-unknown-linux-musl/release/server").unwrap();
+    tar.into_inner().unwrap()
+}
+
+/// `docker build` of `context` on the classic builder, tagged `tag`.
+pub async fn build_dockerfile(docker: &Docker, context: Vec<u8>, tag: &str) {
+    use bollard::query_parameters::BuildImageOptionsBuilder;
+    use futures_util::StreamExt;
+    let options = BuildImageOptionsBuilder::new().dockerfile("Dockerfile").t(tag).rm(true).networkmode("none").build();
+    let mut stream = docker.build_image(options, None, Some(bollard::body_full(context.into())));
+    while let Some(item) = stream.next().await {
+        let info = item.expect("docker build");
+        assert!(info.error_detail.is_none(), "docker build failed: {info:?}");
+    }
+}
+
+/// Every path in an image's layers (`docker save`), directories with a trailing `/`.
+pub async fn image_files(docker: &Docker, image: &str) -> std::collections::BTreeSet<String> {
+    use futures_util::TryStreamExt;
+    use std::io::Read;
+    let chunks: Vec<bytes::Bytes> = docker.export_image(image).try_collect().await.expect("docker save");
+    let archive = chunks.concat();
+    let mut files = std::collections::BTreeSet::new();
+    for entry in tar::Archive::new(&archive[..]).entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let path = entry.path().unwrap().display().to_string();
+        if !path.ends_with("layer.tar") {
+            continue;
+        }
+        let mut layer = Vec::new();
+        entry.read_to_end(&mut layer).unwrap();
+        for file in tar::Archive::new(&layer[..]).entries().unwrap() {
+            let file = file.unwrap();
+            let mut name = file.path().unwrap().display().to_string();
+            if file.header().entry_type().is_dir() && !name.ends_with('/') {
+                name.push('/');
+            }
+            files.insert(name);
+        }
+    }
+    files
 }
