@@ -1,4 +1,7 @@
-# The placeholder image: one static binary and the pages it serves. Nothing to pull.
+# The bare placeholder image: one static binary and the pages it serves. Nothing to pull.
+# `cargo xtask image` and `publish` build the full one in-process: the same files plus the
+# binary's other names (/bin/sh, curl, wget, node, ...) as hard links and /etc/passwd, which a
+# COPY could only make by copying the binary once per name.
 # Build the binary first:  cargo build --release -p server --target x86_64-unknown-linux-musl
 # then:                    docker build -t placeholder .
 # For arm64, add --platform linux/arm64 --build-arg SERVER_BINARY=target/aarch64-unknown-linux-musl/release/server

@@ -7,20 +7,36 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub const USAGE: &str = "\
-usage: server [--port N] [--root DIR] [--access-log] [--max-connections N]
+usage: server [--port N] [--root DIR] [--strict] [--access-log] [--max-connections N]
        server --probe [--port N] [--path /healthcheck.html] [--timeout SECONDS]
 
 Serves the files under DIR from memory; `--probe` checks a running server instead.
 
-  --port N             port to listen on / to probe (env PORT, default 80)
+  --port N             listen on port N only (default: the ports below)
   --root DIR           document root (env DOCUMENT_ROOT, default /public_html)
+  --strict             404 for missing files, 400 for bad paths (env PLACEHOLDER_STRICT=1);
+                       by default every GET and HEAD gets a page, the index page if nothing else
   --access-log         log one line per request (env ACCESS_LOG=1)
   --max-connections N  open connections at once (env MAX_CONNECTIONS, default 1024)
   --probe              GET http://127.0.0.1:PORT/PATH; exit 0 on 2xx, 1 otherwise
+                       (port: --port, env PORT, else PLACEHOLDER_PORTS, the ports
+                       listening here, 80: the first that answers)
   --path PATH          path to probe (default /healthcheck.html)
   --timeout SECONDS    probe timeout (default 2)
   -h, --help           this text
-  -V, --version        the version";
+  -V, --version        the version
+
+Without --port it listens on env PORT, on the container's ports from ECS task metadata
+(ECS_CONTAINER_METADATA_URI_V4), and when the metadata names none, on env PLACEHOLDER_PORTS
+(comma-separated) or 80. Arguments meant for the real image are logged and ignored.
+PLACEHOLDER_STATUS=302 answers load-balancer health checks (User-Agent ELB-HealthChecker)
+with that status instead of 200, for target groups that accept nothing else.
+
+Under another name it stands in for that program: as sh/bash/ash/dash, curl or wget it runs
+health-check commands against this server; as anything else (node, npm, java...) it checks
+this server's health, as a health-check command naming that program would. As a container's
+main process (PID 1, or the child of an init) it always serves, under any name, adding a
+`--port N` among its arguments to the ports.";
 
 pub const DEFAULT_PORT: u16 = 80;
 pub const DEFAULT_ROOT: &str = "/public_html";
@@ -36,8 +52,14 @@ pub enum Mode {
 
 #[derive(Debug, PartialEq)]
 pub struct ServeConfig {
-    pub port: u16,
+    /// `--port`: this port and no other.
+    pub port: Option<u16>,
+    pub ports: PortSources,
     pub root: PathBuf,
+    pub strict: bool,
+    /// `PLACEHOLDER_STATUS`: the status a load balancer's health checks get instead of 200, for
+    /// target groups whose matcher accepts only redirects or errors (baked in at publish).
+    pub balancer_status: Option<u16>,
     pub access_log: bool,
     pub max_connections: usize,
     /// A client must send a whole request head within this time.
@@ -47,35 +69,209 @@ pub struct ServeConfig {
     pub idle_timeout: Duration,
     /// How long in-flight requests may take to finish after SIGTERM.
     pub shutdown_grace: Duration,
+    /// Arguments and settings that were ignored, one line each, for the start-up log.
+    pub ignored: Vec<String>,
+}
+
+/// Where the ports come from when `--port` does not name one.
+#[derive(Debug, Default, PartialEq)]
+pub struct PortSources {
+    /// Env `PORT`, and a `--port N` among a stand-in's arguments: bound at once.
+    pub given: Vec<u16>,
+    /// `ECS_CONTAINER_METADATA_URI_V4`: the container's port mappings are asked for there.
+    pub metadata_uri: Option<String>,
+    /// Env `PLACEHOLDER_PORTS`, else 80: used when there is no metadata or it names no port.
+    pub fallback: Vec<u16>,
 }
 
 #[derive(Debug, PartialEq)]
 pub struct ProbeConfig {
-    pub port: u16,
+    /// `--port` or env `PORT`; without either, the ports the server is likely to listen on.
+    pub port: Option<u16>,
     pub path: String,
     pub timeout: Duration,
 }
 
-/// A bad flag or value. In probe mode it still exits 1, as Docker reserves exit code 2.
+/// A bad flag or value for `--probe`. It exits 1, as Docker reserves exit code 2.
 #[derive(Debug, PartialEq)]
 pub struct UsageError {
     pub message: String,
-    pub probe: bool,
 }
 
-/// Parses `args` (without the program name); `env` looks up environment variables.
+/// Parses the arguments of the `server` program (without the program name); `env` looks up
+/// environment variables. Only `--probe` is strict: serving must start whatever the arguments.
 pub fn parse(
     args: impl IntoIterator<Item = OsString>,
     env: impl Fn(&str) -> Option<OsString>,
 ) -> Result<Mode, UsageError> {
     let args: Vec<OsString> = args.into_iter().collect();
-    let probe = args.iter().any(|a| a == "--probe");
-    let fail = |message: String| UsageError { message, probe };
+    if args.iter().any(|a| a == "-h" || a == "--help") {
+        return Ok(Mode::Help);
+    }
+    if args.iter().any(|a| a == "-V" || a == "--version") {
+        return Ok(Mode::Version);
+    }
+    if args.iter().any(|a| a == "--probe") {
+        return parse_probe(args, env).map(Mode::Probe);
+    }
+    let args: Vec<String> = args.iter().map(|a| a.to_string_lossy().into_owned()).collect();
+    Ok(Mode::Serve(serve_config(&args, true, env)))
+}
 
+/// Serve settings. With `own_flags` the arguments are the `server` program's flags, and anything
+/// else among them is ignored; without, they belong to the program this one stands in for, and
+/// only a `--port N` among them is taken (as one more port).
+pub fn serve_config(args: &[String], own_flags: bool, env: impl Fn(&str) -> Option<OsString>) -> ServeConfig {
+    let mut ignored = Vec::new();
+    let mut foreign = Vec::new();
     let mut port = None;
+    let mut given = Vec::new();
     let mut root = None;
-    let mut access_log = None;
+    let mut strict = false;
+    let mut access_log = false;
     let mut max_connections = None;
+
+    if own_flags {
+        let mut rest = args.iter();
+        while let Some(arg) = rest.next() {
+            let (flag, inline) = match arg.split_once('=') {
+                Some((flag, value)) if flag.starts_with("--") => (flag, Some(value.to_owned())),
+                _ => (arg.as_str(), None),
+            };
+            let mut value = || inline.clone().or_else(|| rest.next().cloned());
+            match flag {
+                "--port" => match value().map(|v| parse_port(&v, "--port")) {
+                    Some(Ok(p)) => port = Some(p),
+                    Some(Err(e)) => ignored.push(format!("ignoring {e}")),
+                    None => ignored.push("ignoring --port: it needs a value".into()),
+                },
+                "--root" => match value() {
+                    Some(dir) => root = Some(PathBuf::from(dir)),
+                    None => ignored.push("ignoring --root: it needs a value".into()),
+                },
+                "--max-connections" => match value().map(|v| parse_count(&v, "--max-connections")) {
+                    Some(Ok(n)) => max_connections = Some(n),
+                    Some(Err(e)) => ignored.push(format!("ignoring {e}")),
+                    None => ignored.push("ignoring --max-connections: it needs a value".into()),
+                },
+                "--access-log" if inline.is_none() => access_log = true,
+                "--strict" if inline.is_none() => strict = true,
+                _ => foreign.push(arg.clone()),
+            }
+        }
+    } else {
+        foreign = args.to_vec();
+        given = foreign_ports(args);
+    }
+    if !foreign.is_empty() {
+        ignored.push(format!("ignoring arguments meant for the real image: {}", foreign.join(" ")));
+    }
+
+    let env_string = |name: &str| env(name).map(|v| v.to_string_lossy().trim().to_owned()).filter(|v| !v.is_empty());
+    if let Some(value) = env_string("PORT") {
+        match parse_port(&value, "PORT") {
+            Ok(0) => ignored.push("ignoring PORT=0: it names no port".into()),
+            Ok(p) if !given.contains(&p) => given.insert(0, p),
+            Ok(_) => {}
+            Err(e) => ignored.push(format!("ignoring {e}")),
+        }
+    }
+    let mut fallback = Vec::new();
+    if let Some(list) = env_string("PLACEHOLDER_PORTS") {
+        match parse_port_list(&list) {
+            Ok(ports) => fallback = ports,
+            Err(e) => ignored.push(e),
+        }
+    }
+    if fallback.is_empty() {
+        fallback.push(DEFAULT_PORT);
+    }
+    let ports = PortSources { given, metadata_uri: env_string("ECS_CONTAINER_METADATA_URI_V4"), fallback };
+
+    let root = root.unwrap_or_else(|| PathBuf::from(env_string("DOCUMENT_ROOT").as_deref().unwrap_or(DEFAULT_ROOT)));
+    let mut switch = |name: &str| match env_string(name).as_deref() {
+        None | Some("0" | "false" | "no" | "off") => false,
+        Some("1" | "true" | "yes" | "on") => true,
+        Some(other) => {
+            ignored.push(format!("ignoring {name}={other:?}: use 1 or 0"));
+            false
+        }
+    };
+    let strict = strict || switch("PLACEHOLDER_STRICT");
+    let access_log = access_log || switch("ACCESS_LOG");
+    let balancer_status = env_string("PLACEHOLDER_STATUS").and_then(|value| match value.parse::<u16>() {
+        Ok(code @ 200..=599) => Some(code),
+        _ => {
+            ignored.push(format!("ignoring PLACEHOLDER_STATUS={value:?}: use an HTTP status such as 302"));
+            None
+        }
+    });
+    let max_connections = max_connections.unwrap_or_else(|| match env_string("MAX_CONNECTIONS") {
+        Some(v) => parse_count(&v, "MAX_CONNECTIONS").unwrap_or_else(|e| {
+            ignored.push(format!("ignoring {e}"));
+            1024
+        }),
+        None => 1024,
+    });
+    ServeConfig {
+        port,
+        ports,
+        root,
+        strict,
+        balancer_status,
+        access_log,
+        max_connections,
+        header_timeout: Duration::from_secs(10),
+        idle_timeout: Duration::from_secs(75),
+        shutdown_grace: Duration::from_secs(5),
+        ignored,
+    }
+}
+
+/// Ports a stand-in's arguments name with `--port N` or `--port=N`, also inside a quoted
+/// command such as `sh -c "npm start -- --port 3000"`.
+fn foreign_ports(args: &[String]) -> Vec<u16> {
+    let words: Vec<&str> = args.iter().flat_map(|a| a.split_whitespace()).collect();
+    let mut ports = Vec::new();
+    for (i, word) in words.iter().enumerate() {
+        let value = match word.strip_prefix("--port") {
+            Some("") => words.get(i + 1).copied(),
+            Some(rest) => rest.strip_prefix('='),
+            None => None,
+        };
+        let value = value.map(|v| v.trim_matches(|c| c == '"' || c == '\''));
+        if let Some(port) = value.and_then(|v| v.parse::<u16>().ok()).filter(|p| *p != 0 && !ports.contains(p)) {
+            ports.push(port);
+        }
+    }
+    ports
+}
+
+/// `PLACEHOLDER_PORTS`: comma-separated ports; `NAME:PORT` and `PORT/tcp` are read as PORT,
+/// `PORT/udp` is skipped.
+pub fn parse_port_list(list: &str) -> Result<Vec<u16>, String> {
+    let mut ports = Vec::new();
+    for entry in list.split([',', ' ']).map(str::trim).filter(|e| !e.is_empty()) {
+        let port = entry.rsplit(':').next().unwrap_or(entry);
+        let (number, protocol) = port.split_once('/').unwrap_or((port, "tcp"));
+        if !protocol.eq_ignore_ascii_case("tcp") {
+            continue;
+        }
+        match number.parse::<u16>() {
+            Ok(port) if port > 0 => {
+                if !ports.contains(&port) {
+                    ports.push(port);
+                }
+            }
+            _ => return Err(format!("ignoring PLACEHOLDER_PORTS={list:?}: expected ports such as 8080,9090")),
+        }
+    }
+    Ok(ports)
+}
+
+fn parse_probe(args: Vec<OsString>, env: impl Fn(&str) -> Option<OsString>) -> Result<ProbeConfig, UsageError> {
+    let fail = |message: String| UsageError { message };
+    let mut port = None;
     let mut path = None;
     let mut timeout = None;
 
@@ -98,87 +294,41 @@ pub fn parse(
             }
         };
         match flag.as_str() {
-            "-h" | "--help" => return Ok(Mode::Help),
-            "-V" | "--version" => return Ok(Mode::Version),
             "--probe" => {}
-            "--port" => port = Some(parse_port(&value("--port")?, "--port", probe).map_err(fail)?),
-            "--root" if !probe => root = Some(PathBuf::from(value("--root")?)),
-            "--access-log" if !probe && inline.is_none() => access_log = Some(true),
-            "--max-connections" if !probe => {
-                max_connections = Some(parse_count(&value("--max-connections")?, "--max-connections").map_err(fail)?)
-            }
-            "--path" if probe => path = Some(parse_probe_path(&value("--path")?).map_err(fail)?),
-            "--timeout" if probe => timeout = Some(parse_seconds(&value("--timeout")?, "--timeout").map_err(fail)?),
-            "--root" | "--access-log" | "--max-connections" | "--path" | "--timeout" => {
-                let needs = if probe { "is not valid with --probe" } else { "is only valid with --probe" };
-                return Err(fail(format!("{flag} {needs}")));
+            "--port" => port = Some(Some(parse_probe_port(&value("--port")?, "--port").map_err(fail)?)),
+            "--path" => path = Some(parse_probe_path(&value("--path")?).map_err(fail)?),
+            "--timeout" => timeout = Some(parse_seconds(&value("--timeout")?, "--timeout").map_err(fail)?),
+            "--root" | "--access-log" | "--max-connections" | "--strict" => {
+                return Err(fail(format!("{flag} is not valid with --probe")));
             }
             other => return Err(fail(format!("unknown argument {other:?}"))),
         }
     }
 
-    let env_string = |name: &str| -> Result<Option<String>, UsageError> {
-        env(name)
-            .map(|v| v.into_string().map_err(|_| fail(format!("{name} is not valid UTF-8"))))
-            .transpose()
-    };
     let port = match port {
         Some(p) => p,
-        None => match env_string("PORT")? {
-            Some(v) if !v.is_empty() => parse_port(&v, "PORT", probe).map_err(fail)?,
-            _ => DEFAULT_PORT,
+        None => match env("PORT").map(|v| v.into_string()) {
+            Some(Err(_)) => return Err(fail("PORT is not valid UTF-8".into())),
+            Some(Ok(v)) if !v.is_empty() => Some(parse_probe_port(&v, "PORT").map_err(fail)?),
+            _ => None,
         },
     };
-
-    if probe {
-        return Ok(Mode::Probe(ProbeConfig {
-            port,
-            path: path.unwrap_or_else(|| DEFAULT_PROBE_PATH.to_owned()),
-            timeout: timeout.unwrap_or(Duration::from_secs(2)),
-        }));
-    }
-
-    let root = match root {
-        Some(r) => r,
-        None => env(
-            "DOCUMENT_ROOT",
-        )
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_ROOT)),
-    };
-    let access_log = match access_log {
-        Some(on) => on,
-        None => match env_string("ACCESS_LOG")?.as_deref() {
-            None | Some("" | "0" | "false" | "no" | "off") => false,
-            Some("1" | "true" | "yes" | "on") => true,
-            Some(other) => return Err(fail(format!("ACCESS_LOG={other:?}: use 1 or 0"))),
-        },
-    };
-    let max_connections = match max_connections {
-        Some(n) => n,
-        None => match env_string("MAX_CONNECTIONS")? {
-            Some(v) if !v.is_empty() => parse_count(&v, "MAX_CONNECTIONS").map_err(fail)?,
-            _ => 1024,
-        },
-    };
-    Ok(Mode::Serve(ServeConfig {
+    Ok(ProbeConfig {
         port,
-        root,
-        access_log,
-        max_connections,
-        header_timeout: Duration::from_secs(10),
-        idle_timeout: Duration::from_secs(75),
-        shutdown_grace: Duration::from_secs(5),
-    }))
+        path: path.unwrap_or_else(|| DEFAULT_PROBE_PATH.to_owned()),
+        timeout: timeout.unwrap_or(Duration::from_secs(2)),
+    })
 }
 
-fn parse_port(value: &str, name: &str, probe: bool) -> Result<u16, String> {
-    match value.trim().parse::<u16>() {
-        Ok(0) if probe => Err(format!("{name}=0 cannot be probed: give the server's port (1-65535)")),
-        Ok(port) => Ok(port),
-        Err(_) => Err(format!("invalid {name} value {value:?}: expected a port number 0-65535")),
+fn parse_probe_port(value: &str, name: &str) -> Result<u16, String> {
+    match parse_port(value, name)? {
+        0 => Err(format!("{name}=0 cannot be probed: give the server's port (1-65535)")),
+        port => Ok(port),
     }
+}
+
+fn parse_port(value: &str, name: &str) -> Result<u16, String> {
+    value.trim().parse::<u16>().map_err(|_| format!("invalid {name} value {value:?}: expected a port number 0-65535"))
 }
 
 fn parse_count(value: &str, name: &str) -> Result<usize, String> {
@@ -207,11 +357,13 @@ fn parse_probe_path(value: &str) -> Result<String, String> {
 mod tests {
     use super::*;
 
-    fn run(args: &[&str], env: &[(&str, &str)]) -> Result<Mode, UsageError> {
+    fn env_of(env: &[(&str, &str)]) -> impl Fn(&str) -> Option<OsString> {
         let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        parse(args.iter().map(OsString::from), move |name| {
-            env.iter().find(|(k, _)| k == name).map(|(_, v)| OsString::from(v))
-        })
+        move |name| env.iter().find(|(k, _)| k == name).map(|(_, v)| OsString::from(v))
+    }
+
+    fn run(args: &[&str], env: &[(&str, &str)]) -> Result<Mode, UsageError> {
+        parse(args.iter().map(OsString::from), env_of(env))
     }
 
     fn serve(args: &[&str], env: &[(&str, &str)]) -> ServeConfig {
@@ -221,40 +373,85 @@ mod tests {
         }
     }
 
+    fn stand_in(args: &[&str], env: &[(&str, &str)]) -> ServeConfig {
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        serve_config(&args, false, env_of(env))
+    }
+
     #[test]
     fn defaults() {
         let c = serve(&[], &[]);
-        assert_eq!((c.port, c.root.to_str(), c.access_log, c.max_connections), (80, Some("/public_html"), false, 1024));
+        assert_eq!((c.port, c.root.to_str(), c.access_log, c.max_connections, c.strict), (None, Some("/public_html"), false, 1024, false));
+        assert_eq!(c.ports, PortSources { given: vec![], metadata_uri: None, fallback: vec![80] });
+        assert!(c.ignored.is_empty());
     }
 
     #[test]
     fn flags_beat_environment() {
         let c = serve(&["--port=8080", "--root", "/srv"], &[("PORT", "9000"), ("DOCUMENT_ROOT", "/x")]);
-        assert_eq!((c.port, c.root.to_str()), (8080, Some("/srv")));
-        let c = serve(&[], &[("PORT", "9000"), ("DOCUMENT_ROOT", "/x"), ("ACCESS_LOG", "1")]);
-        assert_eq!((c.port, c.root.to_str(), c.access_log), (9000, Some("/x"), true));
+        assert_eq!((c.port, c.root.to_str()), (Some(8080), Some("/srv")));
+        let c = serve(&[], &[("PORT", "9000"), ("DOCUMENT_ROOT", "/x"), ("ACCESS_LOG", "1"), ("PLACEHOLDER_STRICT", "yes")]);
+        assert_eq!((c.port, c.ports.given, c.root.to_str(), c.access_log, c.strict), (None, vec![9000], Some("/x"), true, true));
+        assert!(serve(&["--strict"], &[]).strict);
+    }
+
+    #[test]
+    fn port_sources_from_the_environment() {
+        let c = serve(&[], &[("PLACEHOLDER_PORTS", "api:8080, 9090/tcp,53/udp,8080"), ("ECS_CONTAINER_METADATA_URI_V4", "http://169.254.170.2/v4/x")]);
+        assert_eq!(c.ports.fallback, vec![8080, 9090]);
+        assert_eq!(c.ports.metadata_uri.as_deref(), Some("http://169.254.170.2/v4/x"));
+        let c = serve(&[], &[("PLACEHOLDER_PORTS", "eighty"), ("PORT", "0")]);
+        assert_eq!((c.ports.fallback, c.ports.given), (vec![80], vec![]));
+        assert_eq!(c.ignored.len(), 2, "{:?}", c.ignored);
+    }
+
+    #[test]
+    fn serving_starts_whatever_the_arguments() {
+        let c = serve(&["npm", "start"], &[]);
+        assert_eq!(c.ignored, vec!["ignoring arguments meant for the real image: npm start".to_string()]);
+        let c = serve(&["--port", "http", "--verbose", "--max-connections", "0", "--path", "/x"], &[("PORT", "eighty"), ("ACCESS_LOG", "maybe")]);
+        assert_eq!((c.port, c.max_connections, c.ports.given.len()), (None, 1024, 0), "a bad --port must not bind a random port");
+        assert!(c.ignored.iter().any(|l| l.contains("--port value \"http\"")), "{:?}", c.ignored);
+        assert!(c.ignored.iter().any(|l| l.contains("--verbose --path /x")), "{:?}", c.ignored);
+        assert!(c.ignored.iter().any(|l| l.contains("PORT value \"eighty\"")), "{:?}", c.ignored);
+        assert!(c.ignored.iter().any(|l| l.contains("ACCESS_LOG")), "{:?}", c.ignored);
+        assert_eq!(serve(&["--port"], &[]).port, None);
+    }
+
+    #[test]
+    fn a_stand_in_takes_only_a_port_from_its_arguments() {
+        let c = stand_in(&["-D", "FOREGROUND"], &[]);
+        assert_eq!((c.port, c.ports.given.clone(), c.ignored.len()), (None, vec![], 1));
+        assert_eq!(stand_in(&["server.js", "--port", "3000", "--root", "/x"], &[]).ports.given, vec![3000]);
+        assert_eq!(stand_in(&["--port=3001"], &[("PORT", "8080")]).ports.given, vec![8080, 3001]);
+        assert_eq!(stand_in(&["-c", "npm start -- --port 3002"], &[]).ports.given, vec![3002]);
+        assert_eq!(stand_in(&["--port", "x", "--port=0", "--port"], &[]).ports.given, Vec::<u16>::new());
+        assert_eq!(stand_in(&["--root", "/srv"], &[]).root.to_str(), Some("/public_html"));
+    }
+
+    #[test]
+    fn help_and_version_anywhere() {
+        assert_eq!(run(&["npm", "--help"], &[]), Ok(Mode::Help));
+        assert_eq!(run(&["-V"], &[]), Ok(Mode::Version));
     }
 
     #[test]
     fn probe_settings() {
         match run(&["--probe", "--path", "/index.html", "--timeout", "0.5"], &[("PORT", "81")]) {
-            Ok(Mode::Probe(p)) => assert_eq!(p, ProbeConfig { port: 81, path: "/index.html".into(), timeout: Duration::from_millis(500) }),
+            Ok(Mode::Probe(p)) => assert_eq!(p, ProbeConfig { port: Some(81), path: "/index.html".into(), timeout: Duration::from_millis(500) }),
             other => panic!("{other:?}"),
         }
     }
 
     #[test]
-    fn bad_values_name_the_problem() {
-        let e = run(&[], &[("PORT", "eighty")]).unwrap_err();
-        assert!(e.message.contains("PORT") && e.message.contains("eighty") && !e.probe, "{e:?}");
+    fn probe_stays_strict() {
         let e = run(&["--probe"], &[("PORT", "70000")]).unwrap_err();
-        assert!(e.probe, "probe-mode errors must be flagged so they exit 1, not 2");
-        assert!(run(&["--bogus"], &[]).unwrap_err().message.contains("--bogus"));
-        assert!(run(&["--port"], &[]).unwrap_err().message.contains("needs a value"));
-        assert!(run(&["--path", "/x"], &[]).unwrap_err().message.contains("only valid with --probe"));
+        assert!(e.message.contains("PORT") && e.message.contains("70000"), "{e:?}");
+        assert!(run(&["--probe", "--bogus"], &[]).unwrap_err().message.contains("--bogus"));
+        assert!(run(&["--probe", "--port"], &[]).unwrap_err().message.contains("needs a value"));
+        assert!(run(&["--probe", "--root", "/x"], &[]).unwrap_err().message.contains("not valid with --probe"));
         assert!(run(&["--probe", "--path", "x"], &[]).is_err());
         assert!(run(&["--probe", "--timeout", "0"], &[]).is_err());
         assert!(run(&["--probe", "--port", "0"], &[]).is_err());
-        assert!(run(&[], &[("ACCESS_LOG", "maybe")]).is_err());
     }
 }

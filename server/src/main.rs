@@ -1,31 +1,112 @@
-//! The placeholder image's only program: a static file server, or with `--probe` its health check.
+//! The placeholder image's only program, under many names: a static file server (`/server`, and
+//! hard links named after the real image's launchers such as `node` or `apache2`), its own
+//! health check (`--probe`), and the `sh`, `curl` and `wget` that health checks call.
 
 mod args;
+mod client;
+mod fetch;
+mod health;
+mod json;
+mod metadata;
 mod probe;
 mod serve;
+mod shell;
 mod site;
 
+use std::ffi::{OsStr, OsString};
+use std::io;
+use std::pin::Pin;
 use std::process::ExitCode;
+use std::time::Duration;
 
-use args::{Mode, UsageError};
+use args::{Mode, ServeConfig, UsageError};
+use fetch::{Outcome, Streams, Tool};
+use tokio::net::TcpListener;
+use tokio::time::Instant;
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The longest a health-check command may run, whatever it asks for; Docker's own timeout
+/// (ECS default 5 s) usually ends it sooner.
+const CHECK_CAP: Duration = Duration::from_secs(30);
+
+/// What the binary is, by the name it was started under (the basename of argv[0]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Program {
+    Shell,
+    Curl,
+    Wget,
+    Server,
+    /// Any other name: a launcher of the real image (`node`, `npm`, `/usr/sbin/apache2`...).
+    StandIn,
+}
+
+/// The basename of argv[0].
+fn program_name(argv0: &OsStr) -> String {
+    argv0.to_string_lossy().rsplit('/').next().unwrap_or_default().to_owned()
+}
+
+impl Program {
+    fn named(argv0: &OsStr) -> Program {
+        match program_name(argv0).as_str() {
+            "sh" | "bash" | "ash" | "dash" => Program::Shell,
+            "curl" => Program::Curl,
+            "wget" => Program::Wget,
+            "server" => Program::Server,
+            _ => Program::StandIn,
+        }
+    }
+}
+
+/// Whether this process is the container's main process, which must serve whatever its name and
+/// arguments: PID 1, or the child of an init at PID 1 (`initProcessEnabled`, `docker run --init`).
+/// Docker starts health checks from outside the container's PID namespace, so they see parent
+/// PID 0 and are never taken for the main process.
+fn is_main_process(pid: u32, parent_pid: u32) -> bool {
+    pid == 1 || parent_pid == 1
+}
 
 fn main() -> ExitCode {
-    let mode = match args::parse(std::env::args_os().skip(1), |name| std::env::var_os(name)) {
-        Ok(mode) => mode,
-        Err(UsageError { message, probe }) => {
-            eprintln!("server: {message}\n\n{}", args::USAGE);
-            // Docker reserves exit code 2 for health checks: a probe always fails with 1.
-            return ExitCode::from(if probe { 1 } else { 2 });
-        }
-    };
+    let mut argv = std::env::args_os();
+    let program = Program::named(&argv.next().unwrap_or_default());
+    let args: Vec<OsString> = argv.collect();
+    let text_args: Vec<String> = args.iter().map(|a| a.to_string_lossy().into_owned()).collect();
+    let env = |name: &str| std::env::var_os(name);
     // One thread is plenty for static files from memory, and starts fastest.
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("server: cannot start the runtime: {e}");
             return ExitCode::FAILURE;
+        }
+    };
+    let main_process = is_main_process(std::process::id(), std::os::unix::process::parent_id());
+    let mode = match program {
+        _ if main_process => Mode::Serve(args::serve_config(&text_args, program == Program::Server, env)),
+        Program::Server => match args::parse(args, env) {
+            Ok(mode) => mode,
+            Err(UsageError { message }) => {
+                // Docker reserves exit code 2 for health checks: a probe always fails with 1.
+                eprintln!("server: {message}\n\n{}", args::USAGE);
+                return ExitCode::FAILURE;
+            }
+        },
+        Program::StandIn => {
+            // `CMD node healthcheck.js` or `CMD-SHELL npm run health`: a health check, never a
+            // second server; it asks whether the service is up, and here that is the placeholder.
+            let deadline = Instant::now() + CHECK_CAP;
+            let name = program_name(&std::env::args_os().next().unwrap_or_default());
+            let command = format!("{name} {}", text_args.join(" "));
+            let check = health::instead(command.trim_end(), "a launcher of the real image, run as a check", deadline);
+            return check_exit(&runtime, Box::pin(check), deadline);
+        }
+        Program::Shell | Program::Curl | Program::Wget => {
+            let deadline = Instant::now() + CHECK_CAP;
+            let command: Pin<Box<dyn Future<Output = i32>>> = match program {
+                Program::Shell => Box::pin(shell::run(&text_args, deadline)),
+                Program::Curl => Box::pin(fetch_alone(Tool::Curl, &text_args, deadline)),
+                _ => Box::pin(fetch_alone(Tool::Wget, &text_args, deadline)),
+            };
+            return check_exit(&runtime, command, deadline);
         }
     };
     match mode {
@@ -57,18 +138,161 @@ fn main() -> ExitCode {
     }
 }
 
-async fn serve(config: args::ServeConfig) -> Result<(), String> {
+/// Runs a health-check command that honours `deadline`; exits 0 or 1, never 2.
+fn check_exit(runtime: &tokio::runtime::Runtime, command: Pin<Box<dyn Future<Output = i32> + '_>>, deadline: Instant) -> ExitCode {
+    let status = runtime.block_on(async {
+        // A little past the deadline the commands themselves honour, as a last resort.
+        match tokio::time::timeout_at(deadline + Duration::from_millis(500), command).await {
+            Ok(status) => status,
+            Err(_) => {
+                eprintln!("placeholder: the check did not finish within {CHECK_CAP:?}");
+                1
+            }
+        }
+    });
+    ExitCode::from(u8::from(status != 0))
+}
+
+/// `curl ...` or `wget ...` run directly, as in an exec-form `CMD` health check.
+async fn fetch_alone(tool: Tool, args: &[String], deadline: Instant) -> i32 {
+    match fetch::run(tool, args, Streams::TERMINAL, deadline).await {
+        Outcome::Status(status) => i32::from(status != 0),
+        Outcome::Instead(why) => {
+            let name = if tool == Tool::Curl { "curl" } else { "wget" };
+            health::instead(&format!("{name} {}", args.join(" ")), &why, deadline).await
+        }
+    }
+}
+
+async fn serve(config: ServeConfig) -> Result<(), String> {
     let stop = serve::StopSignals::install().map_err(|e| format!("cannot handle signals: {e}"))?;
+    for line in &config.ignored {
+        eprintln!("server: {line}");
+    }
     let site = site::Site::load(&config.root)?;
-    let listener = serve::bind(config.port).map_err(|e| match e.kind() {
-        std::io::ErrorKind::AddrInUse => format!("port {} is already in use: stop the other server or set PORT", config.port),
-        std::io::ErrorKind::PermissionDenied => format!("no permission to listen on port {}: use a port above 1023 or run as root", config.port),
-        _ => format!("cannot listen on port {}: {e}", config.port),
-    })?;
-    let address = listener.local_addr().map_err(|e| e.to_string())?;
-    println!("server {VERSION} listening on {address}, serving {} files from {}", site.len(), config.root.display());
+
+    let mut listeners = Vec::new();
+    let mut tried = Vec::new();
+    let mut failures = Vec::new();
+    let mut metadata_later = None;
+    if let Some(port) = config.port {
+        listeners.push(serve::bind(port).map_err(|e| bind_error(port, &e))?);
+    } else {
+        let sources = &config.ports;
+        listeners = bind_each(&sources.given, &mut tried, &mut failures);
+        match &sources.metadata_uri {
+            None => listeners.extend(bind_each(&sources.fallback, &mut tried, &mut failures)),
+            // Nothing to serve on yet: waiting for the metadata costs nothing.
+            Some(uri) if listeners.is_empty() => {
+                let ports = ports_from_metadata(uri, &sources.fallback).await;
+                listeners.extend(bind_each(&ports, &mut tried, &mut failures));
+            }
+            Some(uri) => metadata_later = Some(uri.clone()),
+        }
+    }
+    if listeners.is_empty() {
+        return Err(format!("cannot listen on any port: {}", failures.join("; ")));
+    }
+
+    let addresses: Vec<String> = listeners.iter().filter_map(|l| l.local_addr().ok()).map(|a| a.to_string()).collect();
+    println!(
+        "server {VERSION} listening on {}, serving {} files from {}",
+        addresses.join(", "),
+        site.len(),
+        config.root.display()
+    );
+    for failure in &failures {
+        eprintln!("server: skipped: {failure}");
+    }
     if !site.contains(args::DEFAULT_PROBE_PATH) {
         eprintln!("warning: {} has no healthcheck.html, so the default --probe will fail", config.root.display());
     }
-    serve::run(config, site, listener, stop).await.map_err(|e| e.to_string())
+
+    let later = metadata_later.map(|uri| -> serve::Later {
+        let fallback = config.ports.fallback.clone();
+        Box::pin(async move {
+            let ports = ports_from_metadata(&uri, &fallback).await;
+            let mut failures = Vec::new();
+            let listeners = bind_each(&ports, &mut tried, &mut failures);
+            for address in listeners.iter().filter_map(|l| l.local_addr().ok()) {
+                println!("also listening on {address}");
+            }
+            for failure in failures {
+                eprintln!("server: skipped: {failure}");
+            }
+            listeners
+        })
+    });
+    serve::run(config, site, listeners, later, stop).await.map_err(|e| e.to_string())
+}
+
+/// The container's ports from ECS task metadata, or `fallback` when it names none.
+async fn ports_from_metadata(uri: &str, fallback: &[u16]) -> Vec<u16> {
+    match metadata::container_ports(uri).await {
+        Ok(ports) => ports,
+        Err(why) => {
+            let list: Vec<String> = fallback.iter().map(u16::to_string).collect();
+            eprintln!("server: ECS task metadata {why}; listening on {} instead", list.join(", "));
+            fallback.to_vec()
+        }
+    }
+}
+
+/// Binds each port not yet in `tried`. A port that cannot be bound (a sidecar holds it, or 80
+/// without root) is noted in `failures` and skipped: serving on the others still helps.
+fn bind_each(ports: &[u16], tried: &mut Vec<u16>, failures: &mut Vec<String>) -> Vec<TcpListener> {
+    let mut listeners = Vec::new();
+    for &port in ports {
+        if tried.contains(&port) {
+            continue;
+        }
+        tried.push(port);
+        match serve::bind(port) {
+            Ok(listener) => listeners.push(listener),
+            Err(e) => failures.push(bind_error(port, &e)),
+        }
+    }
+    listeners
+}
+
+fn bind_error(port: u16, e: &io::Error) -> String {
+    match e.kind() {
+        io::ErrorKind::AddrInUse => format!("port {port} is already in use: stop the other server or set PORT"),
+        io::ErrorKind::PermissionDenied => format!("no permission to listen on port {port}: use a port above 1023 or run as root"),
+        _ => format!("cannot listen on port {port}: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_main_process_is_pid_1_or_the_child_of_an_init() {
+        assert!(is_main_process(1, 0)); // docker run: the entry point is PID 1
+        assert!(is_main_process(7, 1)); // initProcessEnabled / --init: docker-init is PID 1
+        assert!(!is_main_process(12, 0)); // docker exec, so every health check
+        assert!(!is_main_process(4242, 4100)); // a shell on a developer's machine, or a test
+    }
+
+    #[test]
+    fn programs_by_name() {
+        for (argv0, program) in [
+            ("/bin/sh", Program::Shell),
+            ("bash", Program::Shell),
+            ("/bin/ash", Program::Shell),
+            ("dash", Program::Shell),
+            ("/usr/bin/curl", Program::Curl),
+            ("wget", Program::Wget),
+            ("/server", Program::Server),
+            ("./target/release/server", Program::Server),
+            ("/usr/local/bin/node", Program::StandIn),
+            ("/usr/sbin/apache2", Program::StandIn),
+            ("server-old", Program::StandIn),
+            ("", Program::StandIn),
+            ("/", Program::StandIn),
+        ] {
+            assert_eq!(Program::named(OsStr::new(argv0)), program, "{argv0}");
+        }
+    }
 }

@@ -4,39 +4,44 @@
 
 use std::net::{Ipv4Addr, SocketAddr};
 
-use bytes::Bytes;
-use http_body_util::Empty;
-use hyper::header::{CONNECTION, HOST, USER_AGENT};
-use hyper::Request;
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
+use hyper::Method;
 
 use crate::args::ProbeConfig;
+use tokio::time::Instant;
 
-/// Returns a one-line verdict: `Ok` for a 2xx answer, `Err` with the reason otherwise.
+use crate::client::{self, Failure};
+use crate::health;
+
+/// Returns a one-line verdict: `Ok` for a 2xx answer, `Err` with the reason otherwise. Without a
+/// port it tries the server's likely ports (baked, then listening, then 80) until one answers 2xx:
+/// under ECS task metadata the server may listen only where the task maps it.
 pub async fn run(config: &ProbeConfig) -> Result<String, String> {
-    let address = SocketAddr::from((Ipv4Addr::LOCALHOST, config.port));
-    let url = format!("http://{address}{}", config.path);
-    match tokio::time::timeout(config.timeout, get(address, &config.path)).await {
-        Err(_) => Err(format!("unhealthy: no answer from {url} within {:?}", config.timeout)),
-        Ok(Err(reason)) => Err(format!("unhealthy: {url}: {reason}")),
-        Ok(Ok(status)) if status.is_success() => Ok(format!("healthy: {url} answered {status}")),
-        Ok(Ok(status)) => Err(format!("unhealthy: {url} answered {status}")),
+    if let Some(port) = config.port {
+        return run_on(config, port).await;
     }
+    let deadline = Instant::now() + config.timeout;
+    let mut verdict = Err("unhealthy: no port to probe".to_owned());
+    for port in health::likely_ports() {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            break;
+        }
+        verdict = run_on(&ProbeConfig { port: Some(port), path: config.path.clone(), timeout: remaining }, port).await;
+        if verdict.is_ok() {
+            break;
+        }
+    }
+    verdict
 }
 
-async fn get(address: SocketAddr, path: &str) -> Result<hyper::StatusCode, String> {
-    let stream = TcpStream::connect(address).await.map_err(|e| format!("cannot connect: {e}"))?;
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| e.to_string())?;
-    tokio::spawn(connection);
-    let request = Request::get(path)
-        .header(HOST, address.to_string())
-        .header(USER_AGENT, concat!("ecs-placeholder-probe/", env!("CARGO_PKG_VERSION")))
-        .header(CONNECTION, "close")
-        .body(Empty::<Bytes>::new())
-        .map_err(|e| e.to_string())?;
-    let response = sender.send_request(request).await.map_err(|e| format!("bad answer: {e}"))?;
-    Ok(response.status())
+async fn run_on(config: &ProbeConfig, port: u16) -> Result<String, String> {
+    let address = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let url = format!("http://{address}{}", config.path);
+    let deadline = Instant::now() + config.timeout;
+    match client::request(address, Method::GET, &address.to_string(), &config.path, &[], 0, deadline).await {
+        Err(Failure::TimedOut) => Err(format!("unhealthy: no answer from {url} within {:?}", config.timeout)),
+        Err(reason) => Err(format!("unhealthy: {url}: {reason}")),
+        Ok(answer) if answer.status.is_success() => Ok(format!("healthy: {url} answered {}", answer.status)),
+        Ok(answer) => Err(format!("unhealthy: {url} answered {}", answer.status)),
+    }
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, LOCATION, USER_AGENT};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
@@ -20,7 +20,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::signal::unix::{signal, Signal, SignalKind};
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use crate::args::ServeConfig;
@@ -73,9 +73,18 @@ impl StopSignals {
     }
 }
 
-/// Serves until SIGTERM or SIGINT, then lets in-flight requests finish within the grace period.
-pub async fn run(config: ServeConfig, site: Site, listener: TcpListener, mut stop: StopSignals) -> io::Result<()> {
+/// Listeners that come later: the ports ECS task metadata names once it answers.
+pub type Later = Pin<Box<dyn Future<Output = Vec<TcpListener>>>>;
 
+/// Serves on `listeners`, and on those `later` delivers, until SIGTERM or SIGINT; then lets
+/// in-flight requests finish within the grace period.
+pub async fn run(
+    config: ServeConfig,
+    site: Site,
+    mut listeners: Vec<TcpListener>,
+    mut later: Option<Later>,
+    mut stop: StopSignals,
+) -> io::Result<()> {
     let site = Arc::new(site);
     let slots = Arc::new(Semaphore::new(config.max_connections));
     let graceful = GracefulShutdown::new();
@@ -87,31 +96,49 @@ pub async fn run(config: ServeConfig, site: Site, listener: TcpListener, mut sto
         .header_read_timeout(config.idle_timeout)
         .max_buf_size(MAX_HEAD_BYTES);
     let timeouts = Timeouts { header: config.header_timeout, idle: config.idle_timeout };
+    // Where the next accept looks first, so a flood on one port cannot starve the others.
+    let mut first = 0;
 
     let signal_name = loop {
         // Take a connection slot before accepting: when all are in use, new connections wait in
         // the kernel's backlog for one to free (slow clients are cut after the header timeout)
         // instead of being dropped, which would fail a health check arriving during a flood.
-        let (slot, (stream, peer)) = tokio::select! {
-            name = stop.recv() => break name,
+        let event = tokio::select! {
+            name = stop.recv() => Event::Stop(name),
+            more = async {
+                match later.as_mut() {
+                    Some(more) => more.await,
+                    None => std::future::pending().await,
+                }
+            }, if later.is_some() => Event::Added(more),
             (slot, accepted) = async {
                 let slot = slots.clone().acquire_owned().await.expect("the semaphore is never closed");
-                (slot, listener.accept().await)
-            } => match accepted {
-                Ok(accepted) => (slot, accepted),
-                Err(e) => {
-                    // Usually EMFILE: back off instead of spinning; open connections keep working.
-                    eprintln!("accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+                (slot, accept_any(&listeners, first).await)
+            } => Event::Accepted(slot, accepted),
+        };
+        let (slot, (stream, peer)) = match event {
+            Event::Stop(name) => break name,
+            Event::Added(more) => {
+                listeners.extend(more);
+                later = None; // done: a finished future must not be polled again
+                continue;
+            }
+            Event::Accepted(slot, Ok((accepted, index))) => {
+                first = index + 1;
+                (slot, accepted)
+            }
+            Event::Accepted(_, Err(e)) => {
+                // Usually EMFILE: back off instead of spinning; open connections keep working.
+                eprintln!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
         };
         let _ = stream.set_nodelay(true);
         let site = site.clone();
-        let access_log = config.access_log;
+        let (access_log, strict, balancer_status) = (config.access_log, config.strict, config.balancer_status);
         let service = service_fn(move |request| {
-            let response = respond(&site, &request);
+            let response = respond(&site, &request, strict, balancer_status);
             if access_log {
                 log_access(peer, &request, &response);
             }
@@ -125,13 +152,34 @@ pub async fn run(config: ServeConfig, site: Site, listener: TcpListener, mut sto
         });
     };
 
-    drop(listener); // new connections are refused from here on
+    drop(listeners); // new connections are refused from here on
     let open = config.max_connections - slots.available_permits();
     println!("{signal_name}: stopping, {open} connection(s) open");
     if tokio::time::timeout(config.shutdown_grace, graceful.shutdown()).await.is_err() {
         eprintln!("requests still running after {:?}, closing them", config.shutdown_grace);
     }
     Ok(())
+}
+
+enum Event {
+    Stop(&'static str),
+    Added(Vec<TcpListener>),
+    Accepted(OwnedSemaphorePermit, io::Result<((TcpStream, SocketAddr), usize)>),
+}
+
+/// Accepts the next connection on any of `listeners`, trying them from `first` round-robin;
+/// returns it with its listener's index.
+async fn accept_any(listeners: &[TcpListener], first: usize) -> io::Result<((TcpStream, SocketAddr), usize)> {
+    std::future::poll_fn(|cx| {
+        for offset in 0..listeners.len() {
+            let index = (first + offset) % listeners.len();
+            if let Poll::Ready(accepted) = listeners[index].poll_accept(cx) {
+                return Poll::Ready(accepted.map(|a| (a, index)));
+            }
+        }
+        Poll::Pending
+    })
+    .await
 }
 
 /// Drives a connection until it ends, a request has taken longer than `header_timeout` from its
@@ -152,11 +200,26 @@ async fn close_when_stalled<F: Future>(connection: F, activity: &Activity, confi
     }
 }
 
-fn respond(site: &Site, request: &Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
+/// Strict mode answers 400 for targets that name no file and 404 for missing files; the default
+/// answers every GET and HEAD with a page, because the placeholder cannot know which path the real
+/// service's load balancer and health checks will ask for.
+fn respond(site: &Site, request: &Request<hyper::body::Incoming>, strict: bool, balancer_status: Option<u16>) -> Response<Full<Bytes>> {
     let uri = request.uri();
+    // Only the target group's checker gets the status its matcher wants: a browser following a
+    // redirect to itself would loop, and the container's own health checks want 200.
+    let from_balancer = || {
+        request.headers().get(USER_AGENT).and_then(|v| v.to_str().ok()).is_some_and(|agent| agent.starts_with("ELB-HealthChecker"))
+    };
+    if let Some(status) = balancer_status.and_then(|code| StatusCode::from_u16(code).ok()).filter(|_| from_balancer()) {
+        let mut response = plain(status);
+        if status.is_redirection() {
+            response.headers_mut().insert(LOCATION, HeaderValue::from_static("/"));
+        }
+        return response;
+    }
     // Only origin-form targets name a file here; absolute-form asks us to be a proxy, and
     // authority-form (CONNECT) or `*` name no file at all.
-    if uri.scheme().is_some() || uri.authority().is_some() || !uri.path().starts_with('/') {
+    if strict && (uri.scheme().is_some() || uri.authority().is_some() || !uri.path().starts_with('/')) {
         return plain(StatusCode::BAD_REQUEST);
     }
     let head = match *request.method() {
@@ -170,6 +233,7 @@ fn respond(site: &Site, request: &Request<hyper::body::Incoming>) -> Response<Fu
     };
     let asset = match site.resolve(uri.path()) {
         Ok(asset) => asset,
+        Err(_) if !strict => site.resolve_leniently(uri.path()),
         Err(Miss::BadPath) => return plain(StatusCode::BAD_REQUEST),
         Err(Miss::NotFound) => return plain(StatusCode::NOT_FOUND),
     };

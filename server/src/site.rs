@@ -12,6 +12,7 @@ use bytes::Bytes;
 /// Refuses to load document roots that would make the placeholder a memory hog.
 const MAX_TOTAL_BYTES: u64 = 64 * 1024 * 1024;
 
+#[derive(Clone)]
 pub struct Asset {
     pub body: Bytes,
     pub content_type: &'static str,
@@ -19,6 +20,9 @@ pub struct Asset {
 
 pub struct Site {
     files: HashMap<String, Asset>,
+    /// What lenient mode answers for a path with no file, whatever path a load balancer or health
+    /// check asks for: the index page, else the health-check page, else a line of text.
+    home: Asset,
 }
 
 /// Why a request path has no file to serve.
@@ -37,11 +41,15 @@ impl Site {
         if !meta.is_dir() {
             return Err(format!("document root {} is not a directory", root.display()));
         }
-        let mut site = Site { files: HashMap::new() };
+        let home = Asset { body: Bytes::from_static(b"placeholder\n"), content_type: "text/plain; charset=utf-8" };
+        let mut site = Site { files: HashMap::new(), home };
         let mut total = 0;
         site.load_dir(root, "", &mut total)?;
         if site.files.is_empty() {
             return Err(format!("document root {} has no files to serve", root.display()));
+        }
+        if let Some(page) = ["/index.html", "/healthcheck.html"].iter().find_map(|page| site.files.get(*page)) {
+            site.home = page.clone();
         }
         Ok(site)
     }
@@ -82,6 +90,17 @@ impl Site {
     pub fn resolve(&self, raw_path: &str) -> Result<&Asset, Miss> {
         let path = normalise(raw_path)?;
         self.files.get(path.as_str()).ok_or(Miss::NotFound)
+    }
+
+    /// Always a page: the file for `raw_path`, else `raw_path.html` (so `/healthcheck` finds
+    /// `healthcheck.html`) or `raw_path/index.html`, else the home page. Only paths that
+    /// `normalise` accepts are looked up, so this can reach no more than `resolve` can.
+    pub fn resolve_leniently(&self, raw_path: &str) -> &Asset {
+        let found = normalise(raw_path).ok().and_then(|path| {
+            let extensions = ["", ".html", "/index.html"];
+            extensions.iter().find_map(|extension| self.files.get(format!("{path}{extension}").as_str()))
+        });
+        found.unwrap_or(&self.home)
     }
 }
 
@@ -209,6 +228,32 @@ mod tests {
                 assert_plain(&target, &path);
             }
         }
+    }
+
+    #[test]
+    fn lenient_lookups_try_html_then_index_then_the_home_page() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        fs::create_dir_all(root.join("docs")).unwrap();
+        fs::write(root.join("index.html"), "index").unwrap();
+        fs::write(root.join("healthcheck.html"), "ok").unwrap();
+        fs::write(root.join("docs/index.html"), "docs").unwrap();
+        fs::write(dir.path().join("secret.txt"), "secret").unwrap();
+        let site = Site::load(&root).unwrap();
+        let body = |path: &str| String::from_utf8(site.resolve_leniently(path).body.to_vec()).unwrap();
+        for (path, expected) in [
+            ("/healthcheck", "ok"), ("/healthcheck.html", "ok"), ("/docs", "docs"), ("/docs/", "docs"), ("/", "index"),
+            ("/health", "index"), ("/../secret.txt", "index"), ("/%2e%2e/secret.txt", "index"), ("", "index"), ("/%", "index"),
+        ] {
+            assert_eq!(body(path), expected, "{path:?}");
+        }
+
+        // With no index page, the health-check page stands in; with neither, a line of text.
+        fs::remove_file(root.join("index.html")).unwrap();
+        assert_eq!(Site::load(&root).unwrap().resolve_leniently("/x").body.as_ref(), b"ok");
+        fs::remove_file(root.join("healthcheck.html")).unwrap();
+        let site = Site::load(&root).unwrap();
+        assert_eq!((site.resolve_leniently("/x").body.as_ref(), site.resolve_leniently("/x").content_type), (&b"placeholder\n"[..], "text/plain; charset=utf-8"));
     }
 
     #[test]

@@ -68,40 +68,68 @@ fn other_methods_get_405_with_allow() {
 }
 
 #[test]
-fn unknown_paths_get_404() {
+fn unknown_paths_get_404_when_strict() {
     let fixture = Fixture::new();
-    let server = Server::start(&fixture.root());
-    for path in ["/nope.html", "/docs", "/index.html/", "/INDEX.HTML", "/secret.txt"] {
-        assert_eq!(get(server.addr(), path).status, 404, "{path}");
+    for strict in [Server::start_with(&fixture.root(), &["--strict"], &[]), Server::start_with(&fixture.root(), &[], &[("PLACEHOLDER_STRICT", "1")])] {
+        for path in ["/nope.html", "/docs", "/index.html/", "/INDEX.HTML", "/secret.txt", "/healthcheck"] {
+            assert_eq!(get(strict.addr(), path).status, 404, "{path}");
+        }
     }
 }
 
 #[test]
-fn nothing_outside_the_root_is_ever_served() {
+fn every_path_gets_a_page_by_default() {
     let fixture = Fixture::new();
     let server = Server::start(&fixture.root());
-    let targets = [
-        "/../secret.txt",
-        "/docs/../../secret.txt",
-        "/%2e%2e/secret.txt",
-        "/%2E%2E%2Fsecret.txt",
-        "/..%2fsecret.txt",
-        "/.%2e/secret.txt",
-        "/docs%2f..%2f..%2fsecret.txt",
-        "/..\\secret.txt",
-        "/%5c..%5csecret.txt",
-        "/..%5csecret.txt",
-        "/index.html%00.txt",
-        "/%00",
-        "/%c0%ae%c0%ae/secret.txt",
-        "/%252e%252e/secret.txt",
-        "//secret.txt",
-        "/./index.html",
-        "/%",
-        "/%zz",
-        "/%ff",
-    ];
-    for target in targets {
+    for (path, body) in [
+        ("/healthcheck", "OK\n"),
+        ("/healthcheck?from=elb", "OK\n"),
+        ("/docs", "docs\n"),
+        ("/health", "<h1>index</h1>\n"),
+        ("/api/health", "<h1>index</h1>\n"),
+        ("/actuator/health?x=1", "<h1>index</h1>\n"),
+        ("/_healthcheck", "<h1>index</h1>\n"),
+        ("/nope.html", "<h1>index</h1>\n"),
+        ("/index.html/", "<h1>index</h1>\n"),
+        ("/INDEX.HTML", "<h1>index</h1>\n"),
+        ("/secret.txt", "<h1>index</h1>\n"),
+    ] {
+        let reply = get(server.addr(), path);
+        assert_eq!((reply.status, reply.text().as_str()), (200, body), "{path}");
+        assert_eq!(reply.header("content-type"), Some("text/html; charset=utf-8"), "{path}");
+    }
+    let reply = send(server.addr(), b"HEAD /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert_eq!((reply.status, reply.header("content-length"), reply.body.len()), (200, Some("15"), 0));
+}
+
+/// Targets that try to leave the document root, in every spelling the tests know.
+const ESCAPES: [&str; 19] = [
+    "/../secret.txt",
+    "/docs/../../secret.txt",
+    "/%2e%2e/secret.txt",
+    "/%2E%2E%2Fsecret.txt",
+    "/..%2fsecret.txt",
+    "/.%2e/secret.txt",
+    "/docs%2f..%2f..%2fsecret.txt",
+    "/..\\secret.txt",
+    "/%5c..%5csecret.txt",
+    "/..%5csecret.txt",
+    "/index.html%00.txt",
+    "/%00",
+    "/%c0%ae%c0%ae/secret.txt",
+    "/%252e%252e/secret.txt",
+    "//secret.txt",
+    "/./index.html",
+    "/%",
+    "/%zz",
+    "/%ff",
+];
+
+#[test]
+fn nothing_outside_the_root_is_ever_served() {
+    let fixture = Fixture::new();
+    let server = Server::start_with(&fixture.root(), &["--strict"], &[]);
+    for target in ESCAPES {
         let reply = send(server.addr(), format!("GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes());
         assert!(matches!(reply.status, 400 | 404), "{target} answered {}", reply.status);
         assert!(!reply.text().contains(SECRET), "{target} leaked the secret");
@@ -120,6 +148,33 @@ fn nothing_outside_the_root_is_ever_served() {
         if !bytes.is_empty() {
             let reply = parse(&bytes).unwrap_or_else(|| panic!("garbage reply {text:?}"));
             assert!(matches!(reply.status, 400 | 404 | 405), "{:?} answered {}", String::from_utf8_lossy(request), reply.status);
+        }
+        assert!(!text.contains(SECRET) && !text.contains("root:"), "leak for {:?}", String::from_utf8_lossy(request));
+    }
+}
+
+#[test]
+fn escapes_get_the_index_page_by_default_and_never_the_secret() {
+    let fixture = Fixture::new();
+    let server = Server::start(&fixture.root());
+    for target in ESCAPES {
+        let reply = send(server.addr(), format!("GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes());
+        assert_eq!(reply.status, 200, "{target}");
+        assert!(!reply.text().contains(SECRET), "{target} leaked the secret");
+        assert_eq!(reply.text(), "<h1>index</h1>\n", "{target}");
+    }
+    for (request, status) in [
+        // hyper itself refuses a target without an authority, such as file:///.
+        (&b"GET http://127.0.0.1/../secret.txt HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"[..], &[200][..]),
+        (b"GET file:///etc/passwd HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", &[200, 400]),
+        (b"CONNECT 127.0.0.1:22 HTTP/1.1\r\nHost: 127.0.0.1:22\r\n\r\n", &[405]),
+        (b"OPTIONS * HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", &[405]),
+    ] {
+        let bytes = raw(server.addr(), request);
+        let text = String::from_utf8_lossy(&bytes);
+        if !bytes.is_empty() {
+            let reply = parse(&bytes).unwrap_or_else(|| panic!("garbage reply {text:?}"));
+            assert!(status.contains(&reply.status), "{:?} answered {}", String::from_utf8_lossy(request), reply.status);
         }
         assert!(!text.contains(SECRET) && !text.contains("root:"), "leak for {:?}", String::from_utf8_lossy(request));
     }
@@ -220,7 +275,7 @@ fn access_log_is_off_by_default_and_on_by_flag_or_env() {
 }
 
 fn start_up_failure(args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
-    let output = Command::new(BIN).args(args).env_remove("PORT").envs(env.iter().copied()).output().unwrap();
+    let output = Command::new(BIN).args(args).env_clear().envs(env.iter().copied()).output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     (output.status.code().expect("exit code, not a signal"), stderr)
 }
@@ -242,17 +297,35 @@ fn start_up_errors_are_one_clear_line() {
 
     let busy = std::net::TcpListener::bind("[::]:0").unwrap();
     let port = busy.local_addr().unwrap().port().to_string();
-    let (code, err) = start_up_failure(&["--root", root], &[("PORT", &port)]);
+    let (code, err) = start_up_failure(&["--root", root, "--port", &port], &[]);
     assert_eq!(code, 1);
-    assert!(err.contains(&format!("port {port} is already in use")), "{err}");
+    assert!(err.contains(&format!("port {port} is already in use")) && err.lines().count() == 1, "{err}");
 
-    let (code, err) = start_up_failure(&["--root", root], &[("PORT", "http")]);
-    assert_eq!(code, 2);
-    assert!(err.lines().next().unwrap().contains("invalid PORT value \"http\""), "{err}");
+    // Every port it would listen on is taken: one line naming them all.
+    let busy2 = std::net::TcpListener::bind("[::]:0").unwrap();
+    let port2 = busy2.local_addr().unwrap().port().to_string();
+    let (code, err) = start_up_failure(&["--root", root], &[("PORT", &port), ("PLACEHOLDER_PORTS", &format!("{port2},{port}"))]);
+    assert_eq!(code, 1);
+    assert!(err.starts_with("server: cannot listen on any port:") && err.lines().count() == 1, "{err}");
+    assert!(err.contains(&format!("port {port} is already in use")) && err.contains(&format!("port {port2} is")), "{err}");
+}
 
-    let (code, err) = start_up_failure(&["--root", root, "--verbose"], &[]);
-    assert_eq!(code, 2);
-    assert!(err.contains("unknown argument \"--verbose\"") && err.contains("usage:"), "{err}");
+#[test]
+fn bad_settings_and_unknown_arguments_are_logged_and_ignored() {
+    let fixture = Fixture::new();
+    let root = fixture.root();
+    let port = free_port().to_string();
+    let server = Server::spawn(
+        std::path::Path::new(BIN),
+        &["--root", root.to_str().unwrap(), "--max-connections", "lots", "npm", "start", "--verbose"],
+        &[("PORT", "http"), ("PLACEHOLDER_PORTS", &port), ("ACCESS_LOG", "maybe")],
+    );
+    assert_eq!(server.port.to_string(), port, "a bad PORT must not stop it, nor bind another port");
+    assert_eq!(get(server.addr(), "/").status, 200);
+    let errors = server.error_lines(Duration::from_millis(300)).join("\n");
+    assert!(errors.contains("ignoring arguments meant for the real image: npm start --verbose"), "{errors}");
+    assert!(errors.contains("ignoring invalid PORT value \"http\""), "{errors}");
+    assert!(errors.contains("--max-connections") && errors.contains("ACCESS_LOG"), "{errors}");
 }
 
 #[test]
@@ -272,7 +345,33 @@ fn missing_healthcheck_is_warned_about_at_start() {
 #[test]
 fn help_and_version() {
     let help = Command::new(BIN).arg("--help").output().unwrap();
-    assert!(help.status.success() && String::from_utf8_lossy(&help.stdout).contains("--probe"));
+    let text = String::from_utf8_lossy(&help.stdout);
+    assert!(help.status.success() && text.contains("--probe") && text.contains("--strict"), "{text}");
     let version = Command::new(BIN).arg("--version").output().unwrap();
     assert_eq!(String::from_utf8_lossy(&version.stdout).trim(), format!("server {}", env!("CARGO_PKG_VERSION")));
+}
+
+#[test]
+fn placeholder_status_goes_to_the_load_balancers_checks_only() {
+    let fixture = Fixture::new();
+    let server = Server::start_with(&fixture.root(), &[], &[("PLACEHOLDER_STATUS", "302")]);
+    let from_balancer = send(
+        server.addr(),
+        b"GET / HTTP/1.1\r\nHost: 10.0.3.7\r\nUser-Agent: ELB-HealthChecker/2.0\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(from_balancer.status, 302);
+    assert_eq!(from_balancer.header("location"), Some("/"));
+    // A browser that followed the redirect, and the container's own checks, get the page.
+    let browser = get(server.addr(), "/");
+    assert_eq!((browser.status, browser.text().as_str()), (200, "<h1>index</h1>\n"));
+
+    let server = Server::start_with(&fixture.root(), &[], &[("PLACEHOLDER_STATUS", "401")]);
+    let reply = send(server.addr(), b"GET /health HTTP/1.1\r\nHost: x\r\nUser-Agent: ELB-HealthChecker/2.0\r\nConnection: close\r\n\r\n");
+    assert_eq!((reply.status, reply.header("location")), (401, None));
+
+    let server = Server::start_with(&fixture.root(), &[], &[("PLACEHOLDER_STATUS", "teapot")]);
+    let errors = server.error_lines(Duration::from_millis(300)).join("\n");
+    assert!(errors.contains("ignoring PLACEHOLDER_STATUS=\"teapot\""), "{errors}");
+    let reply = send(server.addr(), b"GET / HTTP/1.1\r\nHost: x\r\nUser-Agent: ELB-HealthChecker/2.0\r\nConnection: close\r\n\r\n");
+    assert_eq!(reply.status, 200);
 }

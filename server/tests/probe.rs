@@ -45,7 +45,8 @@ fn closed_port_exits_1() {
 #[test]
 fn missing_path_exits_1() {
     let fixture = Fixture::new();
-    let server = Server::start(&fixture.root());
+    // Only a strict server answers 404; by default every path gets a page.
+    let server = Server::start_with(&fixture.root(), &["--strict"], &[]);
     let (output, _) = probe(&["--port", &server.port.to_string(), "--path", "/missing.html"], &[]);
     let (code, stderr) = code_and_stderr(&output);
     assert_eq!(code, 1);

@@ -326,15 +326,14 @@ fn pump(mut from: Box<dyn Stream>, mut to: Box<dyn Stream>, trigger: Option<Trig
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
-        if let Some((pattern, cut, open)) = trigger {
-            if cut.load(Ordering::SeqCst) || buf[..n].windows(pattern.len()).any(|w| w == pattern) {
+        if let Some((pattern, cut, open)) = trigger
+            && (cut.load(Ordering::SeqCst) || buf[..n].windows(pattern.len()).any(|w| w == pattern)) {
                 cut.store(true, Ordering::SeqCst);
                 for stream in open.lock().unwrap().iter() {
                     stream.close();
                 }
                 break;
             }
-        }
         if to.write_all(&buf[..n]).is_err() {
             break;
         }

@@ -27,11 +27,10 @@ pub struct AwsArgs {
 impl AwsArgs {
     /// Checks the flags alone, before anything is contacted.
     pub fn check(&self) -> Result<()> {
-        if let Some(endpoint) = &self.registry_endpoint {
-            if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+        if let Some(endpoint) = &self.registry_endpoint
+            && !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
                 bail!(Usage(format!("--registry-endpoint {endpoint:?}: give a URL such as https://host:port")));
             }
-        }
         Ok(())
     }
 

@@ -613,8 +613,8 @@ fn publish_section(report: &mut String, settings: &Settings, aws_cli: &Path) -> 
         }
         fresh_medians.push((count, ours.median(), peer.median()));
     }
-    if let (Some(&(n1, ours1, peer1)), Some(&(n2, ours2, peer2))) = (fresh_medians.first(), fresh_medians.last()) {
-        if n2 > n1 {
+    if let (Some(&(n1, ours1, peer1)), Some(&(n2, ours2, peer2))) = (fresh_medians.first(), fresh_medians.last())
+        && n2 > n1 {
             let extra = (n2 - n1) as f64;
             writeln!(
                 report,
@@ -623,7 +623,6 @@ fn publish_section(report: &mut String, settings: &Settings, aws_cli: &Path) -> 
                 (peer2 - peer1) / extra * 1000.0
             )?;
         }
-    }
     writeln!(
         report,
         "\nThe peer is what a user could script in ten minutes with no Docker daemon: per repository `aws ecr create-repository` \

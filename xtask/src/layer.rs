@@ -41,6 +41,10 @@ impl Tree {
         Ok(())
     }
 
+    pub fn contains(&self, path: &str) -> bool {
+        clean(path).is_ok_and(|p| self.entries.contains_key(&p))
+    }
+
     /// Adds every regular file under `dir` at `prefix`, as `0644`. Symbolic links and special
     /// files are left out, as the server would not serve them.
     pub fn directory(&mut self, dir: &Path, prefix: &str) -> Result<()> {

@@ -15,7 +15,9 @@ mod registry;
 mod repo;
 mod smoke;
 mod status;
+mod taskdef;
 mod teardown;
+mod verify;
 
 use std::fmt;
 use std::process::ExitCode;
@@ -39,6 +41,8 @@ enum Task {
     Status(status::Args),
     /// Delete repositories that hold nothing but placeholders.
     Teardown(teardown::Args),
+    /// Run the placeholder under task definitions the way ECS does, and say whether each boots healthy.
+    Verify(verify::Args),
     /// Measure the placeholder against nginx, Apache and busybox, and publish against the shell way.
     Bench(bench::Args),
 }
@@ -73,6 +77,7 @@ fn main() -> ExitCode {
             Task::Publish(args) => publish::run(args).await,
             Task::Status(args) => status::run(args).await,
             Task::Teardown(args) => teardown::run(args).await,
+            Task::Verify(args) => verify::run(args).await,
             Task::Bench(args) => bench::run(args).await.map(|()| ExitCode::SUCCESS),
         }
     });

@@ -3,7 +3,7 @@
 //! index digest is known before anything is pushed or run, which is what lets publish see at once
 //! that a repository is already up to date.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -51,11 +51,54 @@ pub fn digest(bytes: &[u8]) -> String {
     format!("sha256:{:x}", Sha256::digest(bytes))
 }
 
+/// Other names of the server, as hard links (a tar header each, no data). The shell, curl and wget
+/// answer the health checks real task definitions run (`CMD-SHELL` is `/bin/sh -c`); the rest are
+/// the launchers entry points name most (`npm`, `/usr/sbin/apache2`, `sh -c "npm start"`...), so
+/// an `entryPoint` written for the real image still starts the placeholder, which then serves.
+pub const PROGRAMS: &[&str] = &[
+    "/bin/sh",
+    "/bin/bash",
+    "/bin/ash",
+    "/usr/bin/curl",
+    "/usr/bin/wget",
+    "/usr/bin/env",
+    "/usr/local/bin/node",
+    "/usr/local/bin/npm",
+    "/usr/local/bin/npx",
+    "/usr/local/bin/yarn",
+    "/usr/local/bin/pnpm",
+    "/usr/local/bin/python",
+    "/usr/local/bin/python3",
+    "/usr/local/bin/gunicorn",
+    "/usr/local/bin/uvicorn",
+    "/usr/local/bin/java",
+    "/usr/local/bin/ruby",
+    "/usr/local/bin/bundle",
+    "/usr/local/bin/php",
+    "/usr/local/bin/dotnet",
+    "/usr/local/bin/docker-entrypoint.sh",
+    "/usr/local/sbin/php-fpm",
+    "/usr/sbin/apache2",
+    "/usr/sbin/httpd",
+    "/usr/sbin/nginx",
+    "/docker-entrypoint.sh",
+    "/entrypoint.sh",
+];
+
+/// Users a task definition's `user` may name: Docker looks names up in the image's /etc/passwd.
+const USERS: &[(&str, u32)] = &[("root", 0), ("daemon", 1), ("www-data", 33), ("nginx", 101), ("node", 1000), ("app", 1001), ("nobody", 65534)];
+
 /// What one repository's image adds to the common placeholder.
 #[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Recipe {
     /// Ports the server listens on where the task has no metadata to name them.
     pub ports: Vec<u16>,
+    /// More names for the server (absolute paths), for entry points the defaults lack.
+    pub programs: BTreeSet<String>,
+    /// More user names for /etc/passwd.
+    pub users: BTreeSet<String>,
+    /// What to answer instead of 200 where the load balancer accepts no 2xx (e.g. only 302).
+    pub status: Option<u16>,
 }
 
 /// Everything an image is made from.
@@ -122,6 +165,14 @@ pub fn build(sources: &Sources, recipe: &Recipe) -> Result<ImageSet> {
 fn build_platform(sources: &Sources, recipe: &Recipe, platform: Platform, binary: &[u8]) -> Result<PlatformImage> {
     let mut tree = Tree::default();
     tree.file(SERVER_PATH, binary.to_vec(), 0o755)?;
+    for program in PROGRAMS.iter().copied().chain(recipe.programs.iter().map(String::as_str)) {
+        if program != SERVER_PATH && !tree.contains(program) {
+            tree.link(program, SERVER_PATH)?;
+        }
+    }
+    let (passwd, group) = accounts(&recipe.users);
+    tree.file("/etc/passwd", passwd.into_bytes(), 0o644)?;
+    tree.file("/etc/group", group.into_bytes(), 0o644)?;
     tree.directory(&sources.public_html, "public_html")
         .with_context(|| format!("adding the pages in {}", sources.public_html.display()))?;
     let layer_tar = tree.tar(sources.created)?;
@@ -135,6 +186,17 @@ fn build_platform(sources: &Sources, recipe: &Recipe, platform: Platform, binary
     });
     let manifest = Blob::new(MANIFEST, serde_json::to_vec(&manifest)?);
     Ok(PlatformImage { platform, layer_tar, layer, config, manifest })
+}
+
+/// /etc/passwd and /etc/group: the usual users, and any more a recipe names (uids from 2000).
+fn accounts(extra: &BTreeSet<String>) -> (String, String) {
+    let mut users: Vec<(String, u32)> = USERS.iter().map(|(name, id)| (name.to_string(), *id)).collect();
+    for (n, name) in extra.iter().filter(|name| !USERS.iter().any(|(known, _)| known == name)).enumerate() {
+        users.push((name.clone(), 2000 + n as u32));
+    }
+    let passwd = users.iter().map(|(name, id)| format!("{name}:x:{id}:{id}:{name}:/:/bin/sh\n")).collect();
+    let group = users.iter().map(|(name, id)| format!("{name}:x:{id}:\n")).collect();
+    (passwd, group)
 }
 
 fn platform_json(platform: Platform) -> Value {
@@ -153,6 +215,9 @@ fn config_json(sources: &Sources, recipe: &Recipe, platform: Platform, diff_id: 
     if !recipe.ports.is_empty() {
         let list: Vec<String> = recipe.ports.iter().map(u16::to_string).collect();
         env.push(format!("PLACEHOLDER_PORTS={}", list.join(",")));
+    }
+    if let Some(status) = recipe.status {
+        env.push(format!("PLACEHOLDER_STATUS={status}"));
     }
     let mut config = platform_json(platform);
     let fields = json!({
@@ -234,7 +299,7 @@ mod tests {
         assert_eq!(a.index.digest, b.index.digest);
         let later = build(&sources(pages.path(), 1_700_000_001), &Recipe::default()).unwrap();
         assert_ne!(a.index.digest, later.index.digest, "the time is part of the image");
-        let ported = build(&sources(pages.path(), 1_700_000_000), &Recipe { ports: vec![8080] }).unwrap();
+        let ported = build(&sources(pages.path(), 1_700_000_000), &Recipe { ports: vec![8080], ..Recipe::default() }).unwrap();
         assert_ne!(a.index.digest, ported.index.digest);
         assert_eq!(a.images[0].layer.digest, ported.images[0].layer.digest, "a baked port changes the config only");
     }
@@ -243,7 +308,8 @@ mod tests {
     fn config_manifest_and_index_say_what_the_image_is() {
         let pages = tempfile::tempdir().unwrap();
         std::fs::write(pages.path().join("index.html"), "hi").unwrap();
-        let set = build(&sources(pages.path(), 1_700_000_000), &Recipe { ports: vec![3000, 8080] }).unwrap();
+        let recipe = Recipe { ports: vec![3000, 8080], programs: BTreeSet::from(["/app/start".to_owned()]), users: BTreeSet::from(["svc".to_owned()]), status: Some(302) };
+        let set = build(&sources(pages.path(), 1_700_000_000), &recipe).unwrap();
         let index: Value = serde_json::from_slice(&set.index.bytes).unwrap();
         assert_eq!(index["manifests"][1]["platform"], json!({ "architecture": "arm64", "os": "linux", "variant": "v8" }));
         let arm = &set.images[1];
@@ -259,5 +325,19 @@ mod tests {
         assert_eq!(config["config"]["Healthcheck"]["Test"], json!(HEALTH_CHECK));
         assert_eq!(config["config"]["ExposedPorts"], json!({ "3000/tcp": {}, "8080/tcp": {} }));
         assert_eq!(config["config"]["Env"][1], "PLACEHOLDER_PORTS=3000,8080");
+        assert_eq!(config["config"]["Env"][2], "PLACEHOLDER_STATUS=302");
+
+        let mut names = std::collections::HashMap::new();
+        for entry in tar::Archive::new(&arm.layer_tar[..]).entries().unwrap() {
+            let mut entry = entry.unwrap();
+            let link = entry.link_name().unwrap().map(|l| l.display().to_string());
+            let mut text = String::new();
+            let _ = std::io::Read::read_to_string(&mut entry, &mut text);
+            names.insert(entry.path().unwrap().display().to_string(), (link, text));
+        }
+        for program in ["bin/sh", "usr/bin/curl", "usr/bin/wget", "usr/sbin/apache2", "app/start"] {
+            assert_eq!(names[program].0.as_deref(), Some("server"), "{program} is a hard link to the server");
+        }
+        assert!(names["etc/passwd"].1.contains("node:x:1000:1000:") && names["etc/passwd"].1.contains("svc:x:2000:2000:"));
     }
 }

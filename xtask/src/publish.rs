@@ -1,6 +1,8 @@
 //! `cargo xtask publish --containers a,b`: provision each ECR repository, then push the placeholder
 //! as `:latest` (a manifest list over every platform), never over a real image.
 
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -18,13 +20,18 @@ use crate::oci::{self, Blob, ImageSet, Recipe};
 use crate::platform;
 use crate::registry::{Latest, Pushed, Registry};
 use crate::smoke::Proof;
-use crate::{aws, engine, names, Usage};
+use crate::{aws, engine, names, taskdef, Usage};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Container names, comma-separated: one ECR repository each.
+    /// Container names, comma-separated: one ECR repository each. `name:8080` bakes a default
+    /// port into that repository's image for tasks with no metadata to name it.
     #[arg(long, env = "ECS_PLACEHOLDER_CONTAINERS", value_name = "NAMES")]
-    pub containers: String,
+    pub containers: Option<String>,
+    /// ECS task definition JSON: each container whose image is in ECR names a repository to
+    /// publish, and its image gets the container's ports, entry point and user.
+    #[arg(long = "task-definition", value_name = "FILE", num_args = 1..)]
+    pub task_definitions: Vec<PathBuf>,
     #[command(flatten)]
     pub aws: aws::AwsArgs,
     /// Encryption for repositories this run creates (fixed at creation).
@@ -123,19 +130,140 @@ impl Outcome {
 }
 
 /// Splits the comma-separated list: spaces trimmed, empty entries and duplicates dropped, and
-/// every name checked before anything is changed.
+/// every name checked before anything is changed. A name may carry ports (`api:8080:9090`).
 pub fn parse_containers(list: &str) -> Result<Vec<String>> {
-    let mut names: Vec<String> = Vec::new();
-    for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+    Ok(container_specs(list)?.into_iter().map(|(name, _)| name).collect())
+}
+
+/// Each container's name and the ports given with it.
+fn container_specs(list: &str) -> Result<Vec<(String, Vec<u16>)>> {
+    let mut specs: Vec<(String, Vec<u16>)> = Vec::new();
+    for spec in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        let mut parts = spec.split(':');
+        let name = parts.next().unwrap_or_default();
         names::check_repository(name).map_err(|e| Usage(format!("{e}")))?;
-        if !names.iter().any(|n| n == name) {
-            names.push(name.to_owned());
+        let ports = parts
+            .map(|p| match p.trim().parse::<u16>() {
+                Ok(port) if port > 0 => Ok(port),
+                _ => Err(Usage(format!("--containers {spec:?}: {p:?} is not a port; use name:8080"))),
+            })
+            .collect::<Result<Vec<u16>, Usage>>()?;
+        match specs.iter_mut().find(|(n, _)| n == name) {
+            Some((_, known)) => known.extend(ports.into_iter().filter(|p| !known.contains(p)).collect::<Vec<_>>()),
+            None => specs.push((name.to_owned(), ports)),
         }
     }
-    if names.is_empty() {
+    if specs.is_empty() {
         bail!(Usage("no container names: pass --containers my-svc-staging,my-svc-prod".into()));
     }
-    Ok(names)
+    Ok(specs)
+}
+
+/// A repository to publish and what its image must carry.
+struct Target {
+    name: String,
+    recipe: Recipe,
+    /// What the task definitions ask that no image can give, said once per repository.
+    notes: Vec<String>,
+}
+
+/// The repositories to publish: `--containers`, and the ECR repositories of every container in
+/// `--task-definition` files, each with the recipe its definitions need.
+fn targets(args: &Args) -> Result<Vec<Target>> {
+    let mut targets: Vec<Target> = Vec::new();
+    let entry = |targets: &mut Vec<Target>, name: &str| -> usize {
+        match targets.iter().position(|t| t.name == name) {
+            Some(i) => i,
+            None => {
+                targets.push(Target { name: name.to_owned(), recipe: Recipe::default(), notes: Vec::new() });
+                targets.len() - 1
+            }
+        }
+    };
+    if let Some(list) = &args.containers {
+        for (name, ports) in container_specs(list)? {
+            let i = entry(&mut targets, &name);
+            targets[i].recipe.ports.extend(ports);
+        }
+    }
+    for file in &args.task_definitions {
+        for container in taskdef::load(file).map_err(|e| Usage(format!("{e:#}")))? {
+            let Some(repository) = container.image.as_deref().and_then(taskdef::ecr_repository) else {
+                eprintln!(
+                    "{}: container {} uses {}: not an ECR repository, left alone",
+                    file.display(),
+                    container.name,
+                    container.image.as_deref().unwrap_or("no image")
+                );
+                continue;
+            };
+            let i = entry(&mut targets, &repository);
+            bake(&mut targets[i], &container);
+        }
+    }
+    if targets.is_empty() {
+        bail!(Usage("no container names: pass --containers my-svc-staging,my-svc-prod or --task-definition FILE".into()));
+    }
+    for target in &mut targets {
+        let mut seen = Vec::new();
+        target.recipe.ports.retain(|p| {
+            let new = !seen.contains(p);
+            seen.push(*p);
+            new
+        });
+    }
+    Ok(targets)
+}
+
+/// Adds to `target`'s recipe what `container` needs to boot the placeholder, and notes what no
+/// image can give.
+fn bake(target: &mut Target, container: &taskdef::Container) {
+    let recipe = &mut target.recipe;
+    recipe.ports.extend(&container.ports);
+    if let Some(port) = container.load_balancer.as_ref().and_then(|lb| lb.port) {
+        recipe.ports.push(port);
+    }
+    // Docker runs an entry point by path, or by name on the image's PATH.
+    let programs = [container.entry_point.as_deref(), container.health_check.as_ref().filter(|h| h.command.first().is_some_and(|c| c == "CMD")).map(|h| &h.command[1..])];
+    for program in programs.into_iter().flatten().filter_map(|argv| argv.first()) {
+        let path = if program.starts_with('/') {
+            program.clone()
+        } else if program.contains('/') {
+            let dir = container.working_directory.as_deref().unwrap_or("/");
+            format!("{}/{}", dir.trim_end_matches('/'), program.trim_start_matches("./"))
+        } else {
+            format!("/usr/local/bin/{program}")
+        };
+        if !oci::PROGRAMS.contains(&path.as_str()) && path != oci::SERVER_PATH {
+            recipe.programs.insert(path);
+        }
+    }
+    if let Some(user) = &container.user {
+        let name = user.split(':').next().unwrap_or_default();
+        if !name.is_empty() && !name.bytes().all(|b| b.is_ascii_digit()) {
+            recipe.users.insert(name.to_owned());
+        }
+    }
+    if let Some(text) = container.load_balancer.as_ref().and_then(|lb| lb.matcher.as_deref()) {
+        match taskdef::Matcher::parse(text) {
+            Ok(matcher) if !matcher.accepts_ok() => {
+                recipe.status = Some(matcher.lowest());
+                target.notes.push(format!(
+                    "the target group accepts only {matcher}: the placeholder answers its checks (User-Agent ELB-HealthChecker) with {} instead of 200",
+                    matcher.lowest()
+                ));
+            }
+            Ok(_) => {}
+            Err(e) => target.notes.push(format!("container {}: {e}", container.name)),
+        }
+    }
+    if container.ports.contains(&443) {
+        target.notes.push(format!(
+            "container {} listens on 443: if its target group speaks HTTPS, its checks fail against the placeholder, \
+             which answers plain HTTP (no certificate to present); use an HTTP target group or the container's own port",
+            container.name
+        ));
+    }
 }
 
 /// What one repository is before anything is changed, from read-only calls.
@@ -186,14 +314,13 @@ struct Job<'a> {
     ecr: &'a aws_sdk_ecr::Client,
     registry: &'a Registry,
     settings: Settings,
-    images: &'a ImageSet,
     /// Per blob, the first repository of this run known to hold it: later ones mount from it.
     homes: HashMap<String, OnceCell<String>>,
     interrupted: Arc<AtomicBool>,
 }
 
 pub async fn run(args: Args) -> Result<ExitCode> {
-    let containers = parse_containers(&args.containers)?;
+    let targets = targets(&args)?;
     let platforms = platform::parse_list(&args.platform).map_err(|e| Usage(e.to_string()))?;
     let encryption = match (args.encryption, &args.kms_key) {
         (EncryptionArg::Aes256, Some(_)) => bail!(Usage("--kms-key needs --encryption kms, not aes256".into())),
@@ -204,43 +331,68 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     let settings = Settings { encryption, scan_on_push: args.scan_on_push, keep: args.keep };
     let (aws, registry) = args.aws.connect().await?;
 
-    // The image first, in-process: its digest says which repositories are already up to date.
+    // The images first, in-process: their digests say which repositories are already up to date.
     let plan = Plan::project(platforms);
-    let images = oci::build(&image::sources(&plan)?, &Recipe::default())?;
-    eprintln!("placeholder {} for {}", images.index.digest, platform::names(&plan.platforms));
+    let sources = image::sources(&plan)?;
+    let mut sets: BTreeMap<Recipe, ImageSet> = BTreeMap::new();
+    for target in &targets {
+        if !sets.contains_key(&target.recipe) {
+            sets.insert(target.recipe.clone(), oci::build(&sources, &target.recipe)?);
+        }
+    }
+    for target in &targets {
+        let set = &sets[&target.recipe];
+        if target.recipe != Recipe::default() {
+            eprintln!("[{}] its own placeholder {} ({})", target.name, set.index.digest, describe(&target.recipe));
+        }
+        for note in &target.notes {
+            eprintln!("[{}] note: {note}", target.name);
+        }
+    }
+    if let Some(set) = sets.get(&Recipe::default()) {
+        eprintln!("placeholder {} for {}", set.index.digest, platform::names(&plan.platforms));
+    }
 
-    let looks: Vec<Result<Look>> = futures_util::stream::iter(&containers)
-        .map(|name| look(&aws.ecr, &registry, name, &images, &settings))
+    let looks: Vec<Result<Look>> = futures_util::stream::iter(&targets)
+        .map(|target| look(&aws.ecr, &registry, &target.name, &sets[&target.recipe], &settings))
         .buffered(args.concurrency as usize)
         .collect()
         .await;
 
     let mut proofs = Vec::new();
-    let outcomes: Vec<Outcome> = if args.dry_run {
-        containers.iter().zip(looks).map(|(name, look)| planned(name, look, args.force)).collect()
+    let mut outcomes: Vec<Outcome> = if args.dry_run {
+        targets.iter().zip(looks).map(|(target, look)| planned(&target.name, look, args.force)).collect()
     } else {
-        let pushing = looks.iter().flatten().any(|look| matches!(look.step(args.force), Step::Push { .. }));
-        if pushing && !args.no_smoke {
+        let pushed: BTreeSet<&Recipe> = targets
+            .iter()
+            .zip(&looks)
+            .filter(|(_, look)| look.as_ref().is_ok_and(|look| matches!(look.step(args.force), Step::Push { .. })))
+            .map(|(target, _)| &target.recipe)
+            .collect();
+        if !pushed.is_empty() && !args.no_smoke {
             // Proven before anything changes in AWS: a broken image is never pushed.
-            proofs = prove(&images, &plan).await?;
+            proofs = prove(pushed.into_iter().map(|recipe| &sets[recipe]).collect(), &plan).await?;
         }
         let job = Job {
             ecr: &aws.ecr,
             registry: &registry,
             settings,
-            images: &images,
-            homes: images.blobs().map(|b| (b.digest.clone(), OnceCell::new())).collect(),
+            homes: sets.values().flat_map(ImageSet::blobs).map(|b| (b.digest.clone(), OnceCell::new())).collect(),
             interrupted: on_interrupt(),
         };
-        futures_util::stream::iter(containers.iter().zip(looks))
-            .map(|(name, look)| act(&job, name, look, args.force))
+        futures_util::stream::iter(targets.iter().zip(looks))
+            .map(|(target, look)| act(&job, &target.name, &sets[&target.recipe], look, args.force))
             .buffered(args.concurrency as usize)
             .collect()
             .await
     };
+    for (outcome, target) in outcomes.iter_mut().zip(&targets) {
+        outcome.warnings.extend(target.notes.iter().cloned());
+    }
+    let images = sets.get(&Recipe::default()).or_else(|| sets.values().next()).expect("at least one target");
 
     match args.output {
-        OutputFormat::Json => print_json(&outcomes, &aws.region, &images, &proofs)?,
+        OutputFormat::Json => print_json(&outcomes, &aws.region, images, &proofs)?,
         OutputFormat::Text => print_text(&outcomes, args.dry_run),
     }
     let failed = outcomes.iter().any(|o| o.action == Action::Failed);
@@ -265,18 +417,40 @@ fn on_interrupt() -> Arc<AtomicBool> {
 }
 
 /// Smoke-tests the images through the engine when one answers, else straight from the layers.
-async fn prove(images: &ImageSet, plan: &Plan) -> Result<Vec<Proof>> {
+async fn prove(sets: Vec<&ImageSet>, plan: &Plan) -> Result<Vec<Proof>> {
     let engine = match engine::optional().await {
-        Ok(engine) => {
-            image::load(&engine, images, plan).await?;
-            Some(engine)
-        }
+        Ok(engine) => Some(engine),
         Err(why) => {
             eprintln!("no Docker engine ({why}); proving the image by running it straight from its layers");
             None
         }
     };
-    image::prove(images, engine.as_ref(), plan).await
+    let mut proofs = Vec::new();
+    for set in sets {
+        if let Some(engine) = &engine {
+            image::load(engine, set, plan).await?;
+        }
+        proofs.extend(image::prove(set, engine.as_ref(), plan).await?);
+    }
+    Ok(proofs)
+}
+
+/// What a recipe adds, for the progress lines.
+fn describe(recipe: &Recipe) -> String {
+    let mut parts = Vec::new();
+    if !recipe.ports.is_empty() {
+        parts.push(format!("default ports {:?}", recipe.ports));
+    }
+    if !recipe.programs.is_empty() {
+        parts.push(format!("programs {}", recipe.programs.iter().cloned().collect::<Vec<_>>().join(" ")));
+    }
+    if !recipe.users.is_empty() {
+        parts.push(format!("users {}", recipe.users.iter().cloned().collect::<Vec<_>>().join(" ")));
+    }
+    if let Some(status) = recipe.status {
+        parts.push(format!("answers {status}"));
+    }
+    parts.join(", ")
 }
 
 /// Reads one repository: does it exist, its settings, its lifecycle policy, and what `:latest` is.
@@ -334,10 +508,10 @@ fn planned(name: &str, look: Result<Look>, force: bool) -> Outcome {
     outcome
 }
 
-async fn act(job: &Job<'_>, name: &str, look: Result<Look>, force: bool) -> Outcome {
+async fn act(job: &Job<'_>, name: &str, images: &ImageSet, look: Result<Look>, force: bool) -> Outcome {
     let mut outcome = Outcome::new(name);
     let result = match look {
-        Ok(look) => act_steps(job, look, force, &mut outcome).await,
+        Ok(look) => act_steps(job, images, look, force, &mut outcome).await,
         Err(error) => Err(error),
     };
     if let Err(error) = result {
@@ -348,7 +522,7 @@ async fn act(job: &Job<'_>, name: &str, look: Result<Look>, force: bool) -> Outc
     outcome
 }
 
-async fn act_steps(job: &Job<'_>, look: Look, force: bool, outcome: &mut Outcome) -> Result<()> {
+async fn act_steps(job: &Job<'_>, images: &ImageSet, look: Look, force: bool, outcome: &mut Outcome) -> Result<()> {
     let name = look.name.as_str();
     outcome.repository_uri = look.uri.clone();
     for warning in &look.warnings {
@@ -358,7 +532,7 @@ async fn act_steps(job: &Job<'_>, look: Look, force: bool, outcome: &mut Outcome
     let create = match look.step(force) {
         Step::UpToDate => {
             outcome.action = Action::UpToDate;
-            outcome.digest = Some(job.images.index.digest.clone());
+            outcome.digest = Some(images.index.digest.clone());
             return Ok(());
         }
         Step::Skip(why) => {
@@ -375,7 +549,7 @@ async fn act_steps(job: &Job<'_>, look: Look, force: bool, outcome: &mut Outcome
             ecr::put_lifecycle(job.ecr, name, job.settings.keep).await?;
             eprintln!("[{name}] lifecycle policy put back (keep {}); :latest was already this placeholder", job.settings.keep);
             outcome.action = Action::Updated;
-            outcome.digest = Some(job.images.index.digest.clone());
+            outcome.digest = Some(images.index.digest.clone());
             outcome.reason = Some("lifecycle policy put back; :latest was already this placeholder".to_owned());
             return Ok(());
         }
@@ -393,20 +567,20 @@ async fn act_steps(job: &Job<'_>, look: Look, force: bool, outcome: &mut Outcome
     if create || look.lifecycle != Some(Lifecycle::Expected) {
         ecr::put_lifecycle(job.ecr, name, job.settings.keep).await?;
     }
-    push(job, name, create).await?;
-    eprintln!("[{name}] :latest is now {}", job.images.index.digest);
+    push(job, images, name, create).await?;
+    eprintln!("[{name}] :latest is now {}", images.index.digest);
     outcome.action = if create { Action::Created } else { Action::Updated };
-    outcome.digest = Some(job.images.index.digest.clone());
+    outcome.digest = Some(images.index.digest.clone());
     Ok(())
 }
 
 /// Blobs first (each only where missing), then each platform's manifest by digest, untagged,
 /// and last the index as `:latest`: it never points at anything the repository lacks.
-async fn push(job: &Job<'_>, name: &str, fresh: bool) -> Result<()> {
-    eprintln!("[{name}] pushing {}", job.images.index.digest);
+async fn push(job: &Job<'_>, images: &ImageSet, name: &str, fresh: bool) -> Result<()> {
+    eprintln!("[{name}] pushing {}", images.index.digest);
     let mut mounted = 0;
     let mut uploaded = 0;
-    for blob in job.images.blobs() {
+    for blob in images.blobs() {
         if job.interrupted.load(Ordering::SeqCst) {
             bail!("interrupted before :latest was changed");
         }
@@ -420,13 +594,13 @@ async fn push(job: &Job<'_>, name: &str, fresh: bool) -> Result<()> {
         }
     }
     eprintln!("[{name}] blobs: {uploaded} uploaded, {mounted} mounted from another repository");
-    for image in &job.images.images {
+    for image in &images.images {
         job.registry.put_manifest(name, &image.manifest.digest, &image.manifest).await?;
     }
     if job.interrupted.load(Ordering::SeqCst) {
         bail!("interrupted before :latest was changed");
     }
-    job.registry.put_manifest(name, "latest", &job.images.index).await
+    job.registry.put_manifest(name, "latest", &images.index).await
 }
 
 /// The first repository to need a blob uploads it; the others wait for that and mount it from
@@ -448,12 +622,14 @@ async fn push_blob(job: &Job<'_>, name: &str, blob: &Blob) -> Result<Pushed> {
     job.registry.push_blob(name, blob, Some(from)).await
 }
 
-pub const HEALTH_CHECK: &str = r#"HealthCheck:
-  Command: ["CMD", "/server", "--probe"]
-  Interval: 10
-  Timeout: 5
-  Retries: 3
-  StartPeriod: 5"#;
+/// What to tell users about health checks: the task definition stays the real service's.
+pub const HEALTH_CHECK_ADVICE: &str = "Keep the task definition written for the real image: its port, its own healthCheck \
+(CMD-SHELL with curl or wget: the placeholder answers it), its load balancer path, command and entryPoint. Only where a \
+container has no healthCheck and you want one, use [\"CMD-SHELL\", \"curl -f http://localhost:PORT/ || exit 1\"], which \
+works with the placeholder and most real images alike; [\"CMD\", \"/server\", \"--probe\"] works only with the \
+placeholder and breaks the real image the day it is deployed.";
+
+pub const VERIFY_ADVICE: &str = "Check a task definition before deploying the stack: cargo xtask verify --task-definition FILE";
 
 pub const DIGEST_PINNING: &str = "ECS resolves :latest to a digest when a deployment starts: once the pipeline \
 pushes the real image, the service needs a new deployment (e.g. aws ecs update-service --force-new-deployment).";
@@ -487,7 +663,8 @@ fn print_text(outcomes: &[Outcome], dry_run: bool) {
     for o in ready {
         println!("  Image: {}:latest", o.repository_uri.as_deref().unwrap_or(&o.container));
     }
-    println!("{}", HEALTH_CHECK.lines().map(|l| format!("  {l}")).collect::<Vec<_>>().join("\n"));
+    println!("{HEALTH_CHECK_ADVICE}");
+    println!("{VERIFY_ADVICE}");
     println!("{DIGEST_PINNING}");
 }
 
@@ -499,10 +676,8 @@ fn print_json(outcomes: &[Outcome], region: &str, images: &ImageSet, proofs: &[P
         "placeholder": images.index.digest,
         "smoke_test": proofs,
         "containers": outcomes,
-        "health_check": {
-            "Command": ["CMD", "/server", "--probe"],
-            "Interval": 10, "Timeout": 5, "Retries": 3, "StartPeriod": 5
-        },
+        "health_check": HEALTH_CHECK_ADVICE,
+        "verify": VERIFY_ADVICE,
         "note": DIGEST_PINNING,
     });
     println!("{}", serde_json::to_string_pretty(&document)?);

@@ -85,6 +85,16 @@ impl Registry {
         self.base.split_once("://").map_or(&self.base, |(_, host)| host)
     }
 
+    /// The credentials for the Docker engine to pull from this registry, for one request.
+    pub fn docker_credentials(&self) -> bollard::auth::DockerCredentials {
+        bollard::auth::DockerCredentials {
+            username: Some(self.credentials.user.clone()),
+            password: Some(self.credentials.password.clone()),
+            serveraddress: Some(self.host().to_owned()),
+            ..Default::default()
+        }
+    }
+
     fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         self.http
             .request(method, format!("{}/v2/{path}", self.base))

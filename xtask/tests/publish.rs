@@ -49,7 +49,8 @@ async fn publishes_two_containers_then_finds_them_up_to_date() {
     }
     assert!(!home.path().join(".docker").exists(), "something was written to ~/.docker");
     assert!(stderr.contains("linux/arm64: healthy after") && stderr.contains("Docker HEALTHCHECK in the engine"), "{stderr}");
-    assert!(stdout.contains(r#"Command: ["CMD", "/server", "--probe"]"#), "{stdout}");
+    assert!(stdout.contains("Keep the task definition written for the real image"), "{stdout}");
+    assert!(stdout.contains("cargo xtask verify --task-definition"), "{stdout}");
     assert!(stdout.contains("Image: 123456789012.dkr.ecr.eu-west-1.amazonaws.com/alpha:latest"), "{stdout}");
     assert!(stdout.contains("new deployment"), "{stdout}");
 

@@ -4,7 +4,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout, Command, ExitStatus, Output, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -45,7 +45,10 @@ pub struct Server {
     pub child: Child,
     pub port: u16,
     pub started: Instant,
+    /// The whole start-up line.
+    pub first_line: String,
     stdout: mpsc::Receiver<String>,
+    stderr: mpsc::Receiver<String>,
 }
 
 impl Server {
@@ -59,19 +62,26 @@ impl Server {
     }
 
     pub fn start_binary(binary: &Path, root: &Path, args: &[&str], env: &[(&str, &str)]) -> Server {
+        let root = root.to_str().unwrap();
+        let args: Vec<&str> = ["--port", "0", "--root", root].iter().chain(args).copied().collect();
+        Server::spawn(binary, &args, env)
+    }
+
+    /// Spawns `binary ARGS` with only `env` (and no PORT or ECS metadata from the test's own
+    /// environment), and learns its first port from the start-up line.
+    pub fn spawn(binary: &Path, args: &[&str], env: &[(&str, &str)]) -> Server {
         let started = Instant::now();
         let mut child = Command::new(binary)
-            .args(["--port", "0", "--root"])
-            .arg(root)
             .args(args)
+            .env_clear()
             .envs(env.iter().copied())
-            .env_remove("PORT")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("spawn server");
-        let stdout = lines(child.stdout.take().unwrap());
+        let stdout = lines(child.stdout.take().unwrap(), false);
+        let stderr = lines(child.stderr.take().unwrap(), true);
         let first = stdout.recv_timeout(Duration::from_secs(10)).expect("server printed no start-up line");
         let port = first
             .split("]:")
@@ -79,7 +89,7 @@ impl Server {
             .and_then(|rest| rest.split(',').next())
             .and_then(|p| p.parse().ok())
             .unwrap_or_else(|| panic!("no port in start-up line {first:?}"));
-        Server { child, port, started, stdout }
+        Server { child, port, started, first_line: first, stdout, stderr }
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -89,6 +99,16 @@ impl Server {
     /// The next line the server prints on stdout (access log, shutdown message).
     pub fn next_line(&self, timeout: Duration) -> Option<String> {
         self.stdout.recv_timeout(timeout).ok()
+    }
+
+    /// The next line the server prints on stderr (warnings, ignored arguments, skipped ports).
+    pub fn next_error_line(&self, timeout: Duration) -> Option<String> {
+        self.stderr.recv_timeout(timeout).ok()
+    }
+
+    /// Every stderr line until `quiet` passes without one.
+    pub fn error_lines(&self, quiet: Duration) -> Vec<String> {
+        std::iter::from_fn(|| self.next_error_line(quiet)).collect()
     }
 
     pub fn signal(&self, signal: libc::c_int) {
@@ -115,16 +135,43 @@ impl Drop for Server {
     }
 }
 
-fn lines(stdout: ChildStdout) -> mpsc::Receiver<String> {
+/// Forwards each line of a child's output; stderr lines are also echoed, for failing tests.
+fn lines(output: impl Read + Send + 'static, echo: bool) -> mpsc::Receiver<String> {
     let (tx, rx) = mpsc::channel();
     thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
+        for line in BufReader::new(output).lines().map_while(Result::ok) {
+            if echo {
+                eprintln!("server stderr: {line}");
             }
+            let _ = tx.send(line); // keep reading after the test stops listening: never block the child
         }
     });
     rx
+}
+
+/// A port nothing listens on right now (bound and released, so rarely raced for).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("[::]:0").unwrap().local_addr().unwrap().port()
+}
+
+/// `CARGO_BIN_EXE_server` under another name (a symlink in a temp dir), as the image's hard
+/// links to it for /bin/sh, /usr/bin/curl, node... are.
+pub struct Names {
+    dir: tempfile::TempDir,
+}
+
+impl Names {
+    pub fn new() -> Names {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["sh", "bash", "curl", "wget", "node", "apache2"] {
+            std::os::unix::fs::symlink(BIN, dir.path().join(name)).unwrap();
+        }
+        Names { dir }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
 }
 
 /// The binary that ships in the image: the release build for this machine's musl target. Its

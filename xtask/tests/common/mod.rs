@@ -257,6 +257,7 @@ pub async fn build_dockerfile(docker: &Docker, context: Vec<u8>, tag: &str) {
 }
 
 /// Every path in an image's layers (`docker save`), directories with a trailing `/`.
+/// Every entry of the image's layers; a hard link reads `PATH => TARGET`, a directory ends in `/`.
 pub async fn image_files(docker: &Docker, image: &str) -> std::collections::BTreeSet<String> {
     use futures_util::TryStreamExt;
     use std::io::Read;
@@ -276,6 +277,9 @@ pub async fn image_files(docker: &Docker, image: &str) -> std::collections::BTre
             let mut name = file.path().unwrap().display().to_string();
             if file.header().entry_type().is_dir() && !name.ends_with('/') {
                 name.push('/');
+            }
+            if file.header().entry_type().is_hard_link() {
+                name = format!("{name} => {}", file.link_name().unwrap().unwrap().display());
             }
             files.insert(name);
         }

@@ -1,0 +1,218 @@
+//! Which ports the server listens on: `PORT`, `PLACEHOLDER_PORTS`, a stand-in's `--port`, and the
+//! container's ports from a fake ECS task metadata endpoint; busy ports are skipped.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// A task metadata endpoint on loopback. `answer(path, request number)` gives status and body;
+/// the request number counts requests for the container document (`/v4/test`).
+struct Metadata {
+    uri: String,
+    container_requests: Arc<AtomicUsize>,
+}
+
+impl Metadata {
+    fn serve(answer: impl Fn(&str, usize) -> (u16, String) + Send + 'static) -> Metadata {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let uri = format!("http://127.0.0.1:{}/v4/test", listener.local_addr().unwrap().port());
+        let container_requests = Arc::new(AtomicUsize::new(0));
+        let counter = container_requests.clone();
+        thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut head = String::new();
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                while reader.read_line(&mut head).is_ok_and(|n| n > 2) && !head.ends_with("\r\n\r\n") {}
+                let path = head.split(' ').nth(1).unwrap_or("").to_owned();
+                let n = if path == "/v4/test" { counter.fetch_add(1, Ordering::SeqCst) } else { counter.load(Ordering::SeqCst) };
+                let (status, body) = answer(&path, n);
+                let _ = write!(stream, "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+            }
+        });
+        Metadata { uri, container_requests }
+    }
+}
+
+fn container(ports: &[u16], network_mode: &str) -> String {
+    let ports: Vec<String> = ports.iter().map(|p| format!(r#"{{"ContainerPort":{p},"Protocol":"tcp","HostPort":{p}}}"#)).collect();
+    format!(r#"{{"DockerId":"abc","Name":"web","Ports":[{}],"Networks":[{{"NetworkMode":"{network_mode}"}}]}}"#, ports.join(","))
+}
+
+fn serve(env: &[(&str, &str)]) -> (Server, Fixture) {
+    let fixture = Fixture::new();
+    let root = fixture.root();
+    let mut env = env.to_vec();
+    env.push(("DOCUMENT_ROOT", root.to_str().unwrap()));
+    (Server::spawn(Path::new(BIN), &[], &env), fixture)
+}
+
+fn answers(port: u16) -> bool {
+    std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() && get(([127, 0, 0, 1], port).into(), "/health").status == 200
+}
+
+#[test]
+fn port_and_placeholder_ports_at_once_without_metadata() {
+    let (a, b, c) = (free_port(), free_port(), free_port());
+    let started = Instant::now();
+    let (server, _fixture) = serve(&[("PORT", &a.to_string()), ("PLACEHOLDER_PORTS", &format!("{b}, {c}"))]);
+    eprintln!("started in {:?}", started.elapsed());
+    assert_eq!(server.port, a);
+    for port in [a, b, c] {
+        assert!(server.first_line.contains(&format!("]:{port}")), "{}", server.first_line);
+        assert!(answers(port), "port {port}");
+    }
+}
+
+#[test]
+fn a_busy_port_is_skipped_in_one_line() {
+    let busy = TcpListener::bind("[::]:0").unwrap();
+    let busy_port = busy.local_addr().unwrap().port();
+    let free = free_port();
+    let (server, _fixture) = serve(&[("PLACEHOLDER_PORTS", &format!("{busy_port},{free}"))]);
+    assert_eq!(server.port, free);
+    assert!(answers(free));
+    let errors = server.error_lines(Duration::from_millis(300));
+    assert_eq!(errors, vec![format!("server: skipped: port {busy_port} is already in use: stop the other server or set PORT")]);
+}
+
+#[test]
+fn metadata_ports_replace_the_fallback() {
+    let (mine, fallback) = (free_port(), free_port());
+    let metadata = Metadata::serve(move |_, _| (200, container(&[mine], "bridge")));
+    let (server, _fixture) =
+        serve(&[("ECS_CONTAINER_METADATA_URI_V4", &metadata.uri), ("PLACEHOLDER_PORTS", &fallback.to_string())]);
+    assert_eq!(server.port, mine);
+    assert!(answers(mine));
+    assert!(std::net::TcpStream::connect(("127.0.0.1", fallback)).is_err(), "the fallback port must stay free for sidecars");
+}
+
+#[test]
+fn bridge_mode_ports_that_appear_after_start_are_added() {
+    let (given, mine) = (free_port(), free_port());
+    // Bridge mode: the agent records the ports only after it has seen the container start.
+    let metadata = Metadata::serve(move |path, n| match (path, n) {
+        ("/v4/test", 0) => (200, container(&[], "bridge")),
+        ("/v4/test/task", 1) => (200, r#"{"Containers":[]}"#.into()),
+        _ => (200, container(&[mine], "bridge")),
+    });
+    let (server, _fixture) = serve(&[("ECS_CONTAINER_METADATA_URI_V4", &metadata.uri), ("PORT", &given.to_string())]);
+    assert_eq!(server.port, given, "PORT is served at once, before the metadata answers");
+    let line = server.next_line(Duration::from_secs(5)).expect("a line for the added port");
+    assert_eq!(line, format!("also listening on [::]:{mine}"));
+    assert!(answers(mine) && answers(given));
+    assert_eq!(metadata.container_requests.load(Ordering::SeqCst), 2);
+}
+
+#[test]
+fn ports_are_found_in_the_task_document_by_docker_id() {
+    let mine = free_port();
+    let metadata = Metadata::serve(move |path, _| match path {
+        "/v4/test/task" => (
+            200,
+            format!(r#"{{"Containers":[{{"DockerId":"other","Name":"web","Ports":[{{"ContainerPort":1}}]}},{}]}}"#, container(&[mine], "bridge")),
+        ),
+        _ => (200, container(&[], "bridge")),
+    });
+    let (server, _fixture) = serve(&[("ECS_CONTAINER_METADATA_URI_V4", &metadata.uri), ("PLACEHOLDER_PORTS", "1")]);
+    assert_eq!(server.port, mine);
+}
+
+#[test]
+fn awsvpc_metadata_without_ports_falls_back_at_once() {
+    let fallback = free_port();
+    let metadata = Metadata::serve(|path, _| match path {
+        "/v4/test/task" => (200, r#"{"Containers":[{"DockerId":"abc"}]}"#.into()),
+        _ => (200, container(&[], "awsvpc")),
+    });
+    let started = Instant::now();
+    let (server, _fixture) =
+        serve(&[("ECS_CONTAINER_METADATA_URI_V4", &metadata.uri), ("PLACEHOLDER_PORTS", &fallback.to_string())]);
+    assert!(started.elapsed() < Duration::from_secs(1), "waited {:?} for ports that never come", started.elapsed());
+    assert_eq!(server.port, fallback);
+    let errors = server.error_lines(Duration::from_millis(200)).join("\n");
+    assert!(errors.contains("awsvpc network mode") && errors.contains(&format!("listening on {fallback} instead")), "{errors}");
+}
+
+#[test]
+fn unreachable_or_broken_metadata_falls_back_within_seconds() {
+    let fallback = free_port();
+    let broken = Metadata::serve(|_, _| (200, "{not json".into()));
+    let closed = format!("http://127.0.0.1:{}/v4/x", free_port());
+    for uri in [broken.uri.as_str(), closed.as_str(), "https://example.com/v4/x"] {
+        let started = Instant::now();
+        let (server, _fixture) = serve(&[("ECS_CONTAINER_METADATA_URI_V4", uri), ("PLACEHOLDER_PORTS", &fallback.to_string())]);
+        assert!(started.elapsed() < Duration::from_millis(3500), "{uri}: {:?}", started.elapsed());
+        assert_eq!(server.port, fallback, "{uri}");
+    }
+}
+
+#[test]
+fn a_stand_in_serves_as_the_main_process_and_adds_its_port_argument() {
+    let names = Names::new();
+    let (extra, fallback) = (free_port(), free_port());
+    let fixture = Fixture::new();
+    let root = fixture.root();
+    let extra_arg = extra.to_string();
+    let node = names.path("node");
+    // `unshare --pid --fork` makes it PID 1 of its own namespace, as a container's entry point is.
+    let server = Server::spawn(
+        Path::new("/usr/bin/unshare"),
+        &["--pid", "--fork", "--kill-child", node.to_str().unwrap(), "server.js", "--port", &extra_arg],
+        &[("PLACEHOLDER_PORTS", &fallback.to_string()), ("DOCUMENT_ROOT", root.to_str().unwrap())],
+    );
+    assert!(answers(extra) && answers(fallback));
+    let errors = server.error_lines(Duration::from_millis(300)).join("\n");
+    assert!(errors.contains(&format!("ignoring arguments meant for the real image: server.js --port {extra}")), "{errors}");
+
+    // apache2 -D FOREGROUND, as the AWS reference architecture's entry point has it.
+    let other = free_port();
+    let apache = names.path("apache2");
+    let server = Server::spawn(
+        Path::new("/usr/bin/unshare"),
+        &["--pid", "--fork", "--kill-child", apache.to_str().unwrap(), "-D", "FOREGROUND"],
+        &[("PLACEHOLDER_PORTS", &other.to_string()), ("DOCUMENT_ROOT", root.to_str().unwrap())],
+    );
+    assert_eq!(server.port, other);
+}
+
+#[test]
+fn a_stand_in_that_is_not_the_main_process_is_a_health_check_never_a_server() {
+    let names = Names::new();
+    let fixture = Fixture::new();
+    let root = fixture.root();
+    let port = free_port();
+    // `CMD node healthcheck.js`: nothing serves yet, so unhealthy, and it must not start serving.
+    let check = |env: &[(&str, &str)]| {
+        Command::new(names.path("node")).arg("healthcheck.js").env_clear().envs(env.iter().copied()).output().unwrap()
+    };
+    // In a network namespace of its own, as in a container: here other tests' servers listen.
+    let alone = Command::new("/usr/bin/unshare")
+        .args(["--net", names.path("node").to_str().unwrap(), "healthcheck.js"])
+        .env_clear()
+        .env("PORT", port.to_string())
+        .output()
+        .unwrap();
+    assert_eq!(alone.status.code(), Some(1), "{alone:?}");
+    let said = String::from_utf8_lossy(&alone.stderr);
+    assert!(said.contains("node healthcheck.js") && said.contains("unhealthy"), "{said}");
+    assert!(!answers(port), "the check must not have become a server");
+
+    let server = Server::spawn(
+        BIN.as_ref(),
+        &["--port", &port.to_string()],
+        &[("DOCUMENT_ROOT", root.to_str().unwrap())],
+    );
+    let healthy = check(&[("PORT", &server.port.to_string())]);
+    assert_eq!(healthy.status.code(), Some(0), "{healthy:?}");
+    assert!(String::from_utf8_lossy(&healthy.stderr).contains("healthy ("));
+}

@@ -1,0 +1,321 @@
+//! ECS task definitions as users have them, read leniently: RegisterTaskDefinition input,
+//! DescribeTaskDefinition output, one container definition, a list of them, or JSON Lines; ECS's
+//! camelCase or CloudFormation's PascalCase keys; numbers written as strings with notes after
+//! them. Each container keeps what the placeholder must honour to boot under it.
+
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use serde_json::Value;
+
+/// One container definition, with what the task around it says.
+#[derive(Clone, Debug, Default)]
+pub struct Container {
+    /// `name`, or where it was found when it has none.
+    pub name: String,
+    pub image: Option<String>,
+    pub ports: Vec<u16>,
+    pub health_check: Option<HealthCheck>,
+    pub command: Option<Vec<String>>,
+    pub entry_point: Option<Vec<String>>,
+    pub environment: Vec<(String, String)>,
+    pub user: Option<String>,
+    pub readonly_root: bool,
+    pub working_directory: Option<String>,
+    pub init_process: bool,
+    /// The load balancer's check, where the file says (the compatibility sample's `albHealthCheck`).
+    pub load_balancer: Option<LoadBalancerCheck>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct HealthCheck {
+    /// Exactly as written: `["CMD-SHELL", "..."]` or `["CMD", program, args...]`.
+    pub command: Vec<String>,
+    pub interval: Option<u64>,
+    pub timeout: Option<u64>,
+    pub retries: Option<u64>,
+    pub start_period: Option<u64>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LoadBalancerCheck {
+    pub path: Option<String>,
+    /// `None` for `traffic-port`: the container port.
+    pub port: Option<u16>,
+    pub matcher: Option<String>,
+}
+
+/// Every container definition in `path`.
+pub fn load(path: &Path) -> Result<Vec<Container>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let documents: Vec<Value> = match serde_json::from_str::<Value>(&text) {
+        Ok(value) => vec![value],
+        Err(whole) => text
+            .lines()
+            .enumerate()
+            .filter(|(_, line)| !line.trim().is_empty())
+            .map(|(n, line)| {
+                serde_json::from_str(line).map_err(|_| {
+                    anyhow::anyhow!("{} is not ECS task definition JSON ({whole}); give RegisterTaskDefinition or DescribeTaskDefinition JSON, or one container definition per line (line {} is not JSON)", path.display(), n + 1)
+                })
+            })
+            .collect::<Result<_>>()?,
+    };
+    let mut containers = Vec::new();
+    for document in &documents {
+        collect(document, &mut containers);
+    }
+    if containers.is_empty() {
+        bail!("{} holds no container definitions: expected containerDefinitions (ECS JSON) or container definitions", path.display());
+    }
+    for (n, container) in containers.iter_mut().enumerate() {
+        if container.name.is_empty() {
+            container.name = format!("container-{}", n + 1);
+        }
+    }
+    Ok(containers)
+}
+
+fn collect(document: &Value, out: &mut Vec<Container>) {
+    if let Some(list) = document.as_array() {
+        for item in list {
+            collect(item, out);
+        }
+    } else if let Some(task) = field(document, "taskDefinition") {
+        collect(task, out);
+    } else if let Some(definitions) = field(document, "containerDefinitions") {
+        collect(definitions, out);
+    } else if document.is_object() && (field(document, "image").is_some() || field(document, "portMappings").is_some()) {
+        out.push(container(document));
+    }
+}
+
+/// A key in ECS's camelCase or CloudFormation's PascalCase.
+fn field<'a>(object: &'a Value, name: &str) -> Option<&'a Value> {
+    let object = object.as_object()?;
+    object.get(name).or_else(|| object.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v)).filter(|v| !v.is_null())
+}
+
+fn text(value: Option<&Value>) -> Option<String> {
+    match value? {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// A whole number, also when written as `"5 (written as start_period)"`.
+fn number(value: Option<&Value>) -> Option<u64> {
+    match value? {
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) => s.trim().split(|c: char| !c.is_ascii_digit()).next()?.parse().ok(),
+        _ => None,
+    }
+}
+
+fn strings(value: Option<&Value>) -> Option<Vec<String>> {
+    match value? {
+        Value::Array(items) => Some(items.iter().filter_map(|i| text(Some(i))).collect()),
+        // Some tools write a command as one string; Docker would split it into words.
+        Value::String(s) => Some(s.split_whitespace().map(str::to_owned).collect()),
+        _ => None,
+    }
+}
+
+fn flag(value: Option<&Value>) -> bool {
+    match value {
+        Some(Value::Bool(b)) => *b,
+        Some(Value::String(s)) => s.trim().eq_ignore_ascii_case("true"),
+        _ => false,
+    }
+}
+
+fn container(definition: &Value) -> Container {
+    let ports = field(definition, "portMappings")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|m| text(field(m, "protocol")).is_none_or(|p| p.eq_ignore_ascii_case("tcp")))
+        .filter_map(|m| number(field(m, "containerPort")).and_then(|p| u16::try_from(p).ok()))
+        .fold(Vec::new(), |mut ports, port| {
+            if !ports.contains(&port) {
+                ports.push(port);
+            }
+            ports
+        });
+    let health_check = field(definition, "healthCheck").and_then(|h| {
+        let command = strings(field(h, "command"))?;
+        Some(HealthCheck {
+            command,
+            interval: number(field(h, "interval")),
+            timeout: number(field(h, "timeout")),
+            retries: number(field(h, "retries")),
+            start_period: number(field(h, "startPeriod")),
+        })
+    });
+    let environment = match field(definition, "environment") {
+        Some(Value::Array(pairs)) => {
+            pairs.iter().filter_map(|p| Some((text(field(p, "name"))?, text(field(p, "value")).unwrap_or_default()))).collect()
+        }
+        Some(Value::Object(map)) => map.iter().map(|(k, v)| (k.clone(), text(Some(v)).unwrap_or_default())).collect(),
+        _ => Vec::new(),
+    };
+    let init_process = flag(field(definition, "initProcessEnabled"))
+        || field(definition, "linuxParameters").is_some_and(|l| flag(field(l, "initProcessEnabled")));
+    let load_balancer = field(definition, "albHealthCheck").map(|check| LoadBalancerCheck {
+        path: text(field(check, "path")).and_then(first_word),
+        port: number(field(check, "port")).and_then(|p| u16::try_from(p).ok()),
+        matcher: text(field(check, "matcher")).and_then(first_word),
+    });
+    Container {
+        // The compatibility sample numbers its definitions instead of naming them.
+        name: text(field(definition, "name")).or_else(|| text(field(definition, "id")).map(|id| format!("#{id}"))).unwrap_or_default(),
+        image: text(field(definition, "image")),
+        ports,
+        health_check,
+        command: strings(field(definition, "command")),
+        entry_point: strings(field(definition, "entryPoint")),
+        environment,
+        user: text(field(definition, "user")),
+        readonly_root: flag(field(definition, "readonlyRootFilesystem")),
+        working_directory: text(field(definition, "workingDirectory")),
+        init_process,
+        load_balancer,
+    }
+}
+
+/// `/ (Copilot default)` is `/`; `(module default)` is nothing.
+fn first_word(text: String) -> Option<String> {
+    let word = text.split_whitespace().next()?;
+    (!word.starts_with('(')).then(|| word.to_owned())
+}
+
+/// The repository an ECR image URI names (`ACCOUNT.dkr.ecr.REGION.amazonaws.com/REPO[:TAG|@DIGEST]`).
+pub fn ecr_repository(image: &str) -> Option<String> {
+    let (host, rest) = image.split_once('/')?;
+    let parts: Vec<&str> = host.split('.').collect();
+    let is_ecr = parts.len() >= 6 && parts[1] == "dkr" && parts[2].starts_with("ecr") && parts[0].bytes().all(|b| b.is_ascii_digit());
+    if !is_ecr || !host.contains(".amazonaws.com") {
+        return None;
+    }
+    let repository = rest.split('@').next()?;
+    let repository = match repository.rsplit_once(':') {
+        Some((name, _tag)) => name,
+        None => repository,
+    };
+    crate::names::check_repository(repository).ok()?;
+    Some(repository.to_owned())
+}
+
+/// An ALB target group matcher: `200`, `200-299`, `200,301,302`, `200-299,307`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Matcher(Vec<(u16, u16)>);
+
+impl Matcher {
+    pub fn parse(text: &str) -> Result<Matcher> {
+        let mut ranges = Vec::new();
+        for part in text.split(',').map(str::trim) {
+            let range = match part.split_once('-') {
+                Some((low, high)) => (low.trim().parse::<u16>(), high.trim().parse::<u16>()),
+                None => (part.parse::<u16>(), part.parse::<u16>()),
+            };
+            match range {
+                (Ok(low), Ok(high)) if (200..=499).contains(&low) && low <= high && high <= 499 => ranges.push((low, high)),
+                _ => bail!("invalid matcher {text:?}: use HTTP codes 200-499 such as 200, 200-299 or 200,302"),
+            }
+        }
+        Ok(Matcher(ranges))
+    }
+
+    pub fn accepts(&self, status: u16) -> bool {
+        self.0.iter().any(|(low, high)| (*low..=*high).contains(&status))
+    }
+
+    /// Whether a placeholder answering 200 passes.
+    pub fn accepts_ok(&self) -> bool {
+        self.accepts(200)
+    }
+
+    /// The one status to answer with where 200 is not accepted: the lowest accepted.
+    pub fn lowest(&self) -> u16 {
+        self.0.iter().map(|(low, _)| *low).min().unwrap_or(200)
+    }
+}
+
+impl std::fmt::Display for Matcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let parts: Vec<String> = self.0.iter().map(|(l, h)| if l == h { l.to_string() } else { format!("{l}-{h}") }).collect();
+        f.write_str(&parts.join(","))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Vec<Container> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("td.json");
+        std::fs::write(&path, text).unwrap();
+        load(&path).unwrap()
+    }
+
+    #[test]
+    fn every_shape_users_have() {
+        let register = r#"{"family":"f","networkMode":"awsvpc","containerDefinitions":[{"name":"web","image":"1.dkr.ecr.eu-west-1.amazonaws.com/web:latest",
+            "portMappings":[{"containerPort":8080,"protocol":"tcp"},{"containerPort":8125,"protocol":"udp"}],
+            "healthCheck":{"command":["CMD-SHELL","curl -f http://localhost:8080/ || exit 1"],"interval":30},
+            "environment":[{"name":"PORT","value":"8080"}],"linuxParameters":{"initProcessEnabled":true}}]}"#;
+        let c = &parse(register)[0];
+        assert_eq!((c.name.as_str(), c.ports.as_slice(), c.init_process), ("web", &[8080][..], true));
+        assert_eq!(c.health_check.as_ref().unwrap().interval, Some(30));
+        assert_eq!(c.environment, [("PORT".to_owned(), "8080".to_owned())]);
+
+        let described = format!(r#"{{"taskDefinition":{}}}"#, register);
+        assert_eq!(parse(&described).len(), 1);
+
+        let cloudformation = r#"[{"Name":"api","Image":"x","PortMappings":[{"ContainerPort":"3000"}],"EntryPoint":["npm"],"Command":["start"]}]"#;
+        let c = &parse(cloudformation)[0];
+        assert_eq!((c.ports.as_slice(), c.entry_point.as_deref(), c.command.as_deref()), (&[3000][..], Some(&["npm".to_owned()][..]), Some(&["start".to_owned()][..])));
+
+        let lines = "{\"image\":\"a\",\"portMappings\":[{\"containerPort\":1}],\"healthCheck\":{\"command\":[\"CMD\",\"x\"],\"startPeriod\":\"5 (written as start_period)\"},\"environment\":{\"A\":\"b\"},\"albHealthCheck\":{\"path\":\"/ (Copilot default)\",\"port\":\"traffic-port\",\"matcher\":\"(module default)\"}}\n\n{\"image\":\"b\"}\n";
+        let both = parse(lines);
+        assert_eq!(both.len(), 2);
+        assert_eq!(both[0].health_check.as_ref().unwrap().start_period, Some(5));
+        assert_eq!(both[0].environment, [("A".to_owned(), "b".to_owned())]);
+        assert_eq!(both[0].load_balancer, Some(LoadBalancerCheck { path: Some("/".into()), port: None, matcher: None }));
+        assert_eq!(both[1].name, "container-2");
+    }
+
+    #[test]
+    fn not_a_task_definition_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.json");
+        std::fs::write(&path, "{\"hello\": 1}").unwrap();
+        assert!(load(&path).unwrap_err().to_string().contains("no container definitions"));
+        std::fs::write(&path, "not json").unwrap();
+        assert!(load(&path).unwrap_err().to_string().contains("is not ECS task definition JSON"));
+    }
+
+    #[test]
+    fn ecr_uris() {
+        assert_eq!(ecr_repository("123456789012.dkr.ecr.eu-west-1.amazonaws.com/team/api:latest").as_deref(), Some("team/api"));
+        assert_eq!(ecr_repository("123456789012.dkr.ecr.us-east-1.amazonaws.com/web@sha256:ab").as_deref(), Some("web"));
+        assert_eq!(ecr_repository("123456789012.dkr.ecr-fips.us-gov-west-1.amazonaws.com/web").as_deref(), Some("web"));
+        for other in ["public.ecr.aws/e9f6t9n0/digital-workspace:latest", "nginx:latest", "${image_uri}", "cloudposse/default-backend", "ghcr.io/a/b"] {
+            assert_eq!(ecr_repository(other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn matchers() {
+        let m = Matcher::parse("200-299,307").unwrap();
+        assert!(m.accepts(204) && m.accepts(307) && !m.accepts(302) && m.accepts_ok());
+        let only = Matcher::parse("302").unwrap();
+        assert!(!only.accepts_ok() && only.lowest() == 302);
+        assert_eq!(Matcher::parse("200,301,302").unwrap().to_string(), "200,301,302");
+        for bad in ["", "ok", "100", "600", "299-200"] {
+            assert!(Matcher::parse(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,177 @@
+//! `cargo xtask verify` against the published placeholder: real container definitions from public
+//! repositories (tests/compat/) come up healthy the way ECS would run them; definitions that need
+//! more than the default image say why, and boot once published with `--task-definition`.
+
+mod common;
+
+use common::*;
+
+const COMPAT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/compat/visible.jsonl");
+
+/// Publishes `args` to the bed and returns the registry reference of `repository:latest`.
+fn published(bed: &Bed, args: &[&str], repository: &str) -> String {
+    let mut all = vec!["publish"];
+    all.extend_from_slice(args);
+    let (code, stdout, stderr) = xtask(&all, &bed.env());
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    format!("{}/{repository}:latest", bed.registry.host())
+}
+
+/// `xtask verify` of `file` against `image`: exit code and the line per container.
+fn verify(bed: &Bed, file: &std::path::Path, image: &str, extra: &[&str]) -> (i32, String, String) {
+    let mut args = vec!["verify", "--task-definition", file.to_str().unwrap(), "--image", image];
+    args.extend_from_slice(extra);
+    xtask(&args, &bed.env())
+}
+
+fn line_for<'a>(stdout: &'a str, container: &str) -> &'a str {
+    stdout.lines().find(|l| l.starts_with(&format!("{container}: "))).unwrap_or_else(|| panic!("no line for {container}:\n{stdout}"))
+}
+
+/// Whether a target group with this matcher accepts a plain 200 (the sample writes notes after it).
+fn accepts_200(matcher: Option<&str>) -> bool {
+    let Some(word) = matcher.and_then(|m| m.split_whitespace().next()).filter(|w| !w.starts_with('(')) else { return true };
+    word.split(',').any(|part| match part.split_once('-') {
+        Some((low, high)) => low.parse::<u16>().is_ok_and(|l| l <= 200) && high.parse::<u16>().is_ok_and(|h| h >= 200),
+        None => part == "200",
+    })
+}
+
+#[test]
+fn every_real_definition_in_the_sample_comes_up_healthy() {
+    let bed = bed();
+    let _ = testbed::docker_engine();
+    let image = published(&bed, &["--containers", "compat"], "compat");
+    let (code, stdout, stderr) = verify(&bed, std::path::Path::new(COMPAT), &image, &[]);
+    let lines: Vec<serde_json::Value> =
+        std::fs::read_to_string(COMPAT).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let mut needs_more = Vec::new();
+    for line in &lines {
+        let name = format!("#{}", line["id"]);
+        let verdict = line_for(&stdout, &name);
+        if accepts_200(line["albHealthCheck"]["matcher"].as_str()) {
+            assert!(verdict.starts_with(&format!("{name}: healthy")), "{verdict}\n{stderr}");
+        } else {
+            // Only a target group that accepts no 2xx needs what --task-definition bakes in.
+            assert!(verdict.contains("NOT HEALTHY") && verdict.contains("matcher"), "{verdict}");
+            needs_more.push(line.clone());
+        }
+    }
+    assert_eq!(code, i32::from(!needs_more.is_empty()), "{stdout}\n{stderr}");
+    assert!(stdout.contains(&format!("{} of {} container(s) came up healthy", lines.len() - needs_more.len(), lines.len())), "{stdout}");
+
+    // Each of those, published from its own definition (its image standing in for the real one).
+    for mut line in needs_more {
+        let repository = format!("compat-{}", line["id"]);
+        line["image"] = format!("123456789012.dkr.ecr.eu-west-1.amazonaws.com/{repository}:latest").into();
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("definition.json");
+        std::fs::write(&file, line.to_string()).unwrap();
+        let image = published(&bed, &["--task-definition", file.to_str().unwrap()], &repository);
+        let (code, stdout, stderr) = verify(&bed, &file, &image, &[]);
+        assert_eq!(code, 0, "#{} after --task-definition:\n{stdout}\n{stderr}", line["id"]);
+    }
+}
+
+/// A container definition in a file of its own.
+fn definition(json: serde_json::Value) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("task-definition.json");
+    std::fs::write(&file, serde_json::json!({ "family": "t", "containerDefinitions": [json] }).to_string()).unwrap();
+    (dir, file)
+}
+
+#[test]
+fn a_shell_entry_point_serves_and_health_checks_probe_with_and_without_an_init() {
+    let bed = bed();
+    let image = published(&bed, &["--containers", "shells"], "shells");
+    for init in [false, true] {
+        let (_dir, file) = definition(serde_json::json!({
+            "name": "web",
+            "image": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/shells:latest",
+            "entryPoint": ["sh", "-c", "npm start"],
+            "portMappings": [{ "containerPort": 3000 }],
+            "healthCheck": { "command": ["CMD-SHELL", "curl -f http://localhost:3000/health || exit 1"], "interval": 30, "timeout": 5, "retries": 3 },
+            "linuxParameters": { "initProcessEnabled": init },
+            "user": "node",
+            "readonlyRootFilesystem": true,
+        }));
+        let (code, stdout, stderr) = verify(&bed, &file, &image, &["--health-path", "/api/health", "--matcher", "200-299"]);
+        assert_eq!(code, 0, "init {init}:\n{stdout}\n{stderr}");
+        let verdict = line_for(&stdout, "web");
+        assert!(verdict.contains("health check") && verdict.contains("GET :3000/api/health got 200"), "{verdict}");
+    }
+}
+
+#[test]
+fn what_the_default_image_lacks_is_named_and_task_definition_bakes_it() {
+    let bed = bed();
+    let image = published(&bed, &["--containers", "custom"], "custom");
+    let (_dir, file) = definition(serde_json::json!({
+        "name": "api",
+        "image": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/custom:v7",
+        "entryPoint": ["/opt/app/bin/start", "--serve"],
+        "portMappings": [{ "containerPort": 8080, "protocol": "tcp" }],
+        "user": "svc",
+    }));
+    let (code, stdout, stderr) = verify(&bed, &file, &image, &[]);
+    assert_eq!(code, 1, "{stdout}\n{stderr}");
+    let verdict = line_for(&stdout, "api");
+    assert!(verdict.contains("NOT HEALTHY") && (verdict.contains("svc") || verdict.contains("/opt/app/bin/start")), "{verdict}");
+
+    let (code, stdout, stderr) = xtask(&["publish", "--task-definition", file.to_str().unwrap()], &bed.env());
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(row(&stdout, "custom").contains("updated"), "{stdout}");
+    assert!(stderr.contains("/opt/app/bin/start") && stderr.contains("svc"), "the recipe is shown: {stderr}");
+    let (code, stdout, stderr) = verify(&bed, &file, &image, &[]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+
+    // A health check that fails says which and why.
+    let (_dir, failing) = definition(serde_json::json!({
+        "name": "sick",
+        "image": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/custom:v7",
+        "portMappings": [{ "containerPort": 8080 }],
+        "healthCheck": { "command": ["CMD-SHELL", "exit 1"], "timeout": 2, "retries": 1 },
+    }));
+    let (code, stdout, _) = verify(&bed, &failing, &image, &[]);
+    assert_eq!(code, 1, "{stdout}");
+    assert!(line_for(&stdout, "sick").contains("health check \"CMD-SHELL exit 1\" failed"), "{stdout}");
+}
+
+#[test]
+fn bad_input_is_one_line_and_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("x.json");
+    std::fs::write(&file, "{\"family\": \"no containers\"}").unwrap();
+    for args in [
+        vec!["verify", "--task-definition", file.to_str().unwrap()],
+        vec!["verify", "--task-definition", "/nonexistent.json"],
+        vec!["verify", "--task-definition", file.to_str().unwrap(), "--matcher", "ok"],
+        vec!["verify", "--task-definition", file.to_str().unwrap(), "--health-path", "health"],
+    ] {
+        let (code, _, stderr) = xtask(&args, &[]);
+        assert_eq!(code, 2, "{args:?}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn without_ports_in_task_metadata_the_baked_port_is_what_boots() {
+    let bed = bed();
+    let (_dir, file) = definition(serde_json::json!({
+        "name": "fargate",
+        "image": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/fargate-api:latest",
+        "portMappings": [{ "containerPort": 3000 }],
+        "healthCheck": { "command": ["CMD-SHELL", "curl -f http://localhost:3000/health || exit 1"], "timeout": 2, "retries": 2 },
+    }));
+    // As Fargate serves it, the metadata names no port: an image that was told none listens on 80.
+    let unbaked = published(&bed, &["--containers", "fargate-api"], "fargate-api");
+    let (code, stdout, stderr) = verify(&bed, &file, &unbaked, &["--no-metadata-ports"]);
+    assert_eq!(code, 1, "{stdout}\n{stderr}");
+    assert!(line_for(&stdout, "fargate").contains("NOT HEALTHY"), "{stdout}");
+
+    let baked = published(&bed, &["--containers", "fargate-api:3000"], "fargate-api");
+    let (code, stdout, stderr) = verify(&bed, &file, &baked, &["--no-metadata-ports"]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(line_for(&stdout, "fargate").contains("GET :3000/ got 200"), "{stdout}");
+}
