@@ -363,3 +363,63 @@ impl Bed {
         env
     }
 }
+
+// ---------------------------------------------------------------- several accounts and regions
+
+/// moto for every region, other accounts reached through STS AssumeRole from profiles in an AWS
+/// config of its own (`[profile NAME]` with `role_arn` and `source_profile = base`), and a
+/// registry per (account, region) target that accepts that account's moto token.
+pub struct Accounts {
+    pub moto: Moto,
+    /// Per (account, region).
+    pub registries: Vec<((String, String), Registry)>,
+    home: tempfile::TempDir,
+}
+
+impl Accounts {
+    /// `profiles`: (profile name, account, ECR API endpoint or `None` for moto itself);
+    /// `targets`: the (account, region) pairs that need a registry.
+    pub fn start(moto: Moto, profiles: &[(&str, &str, Option<String>)], targets: &[(&str, &str)]) -> Result<Accounts> {
+        docker_engine()?;
+        let mut registries = Vec::new();
+        for (account, region) in targets {
+            // moto's token for an account is `AWS:<account>-auth-token`.
+            registries.push(((account.to_string(), region.to_string()), Registry::start(&format!("{account}-auth-token"))?));
+        }
+        let home = tempfile::tempdir()?;
+        let aws = home.path().join(".aws");
+        std::fs::create_dir(&aws)?;
+        let moto_url = moto.endpoint();
+        let mut config = format!("[profile base]\nregion = eu-west-1\nendpoint_url = {moto_url}\n");
+        for (name, account, endpoint) in profiles {
+            let endpoint = endpoint.clone().unwrap_or_else(|| moto_url.clone());
+            config.push_str(&format!(
+                "\n[profile {name}]\nrole_arn = arn:aws:iam::{account}:role/deploy\nsource_profile = base\nregion = eu-west-1\nendpoint_url = {endpoint}\n"
+            ));
+        }
+        config.push_str(&format!("\n[profile nocreds]\nregion = eu-west-1\nendpoint_url = {moto_url}\n"));
+        std::fs::write(aws.join("config"), config)?;
+        std::fs::write(aws.join("credentials"), "[base]\naws_access_key_id = testing\naws_secret_access_key = testing\n")?;
+        Ok(Accounts { moto, registries, home })
+    }
+
+    /// A directory for files the caller writes beside the AWS config (targets files).
+    pub fn dir(&self) -> &Path {
+        self.home.path()
+    }
+
+    /// Applies this world's AWS configuration to `command`: profiles only, no credentials or
+    /// endpoint in the environment, a registry per target.
+    pub fn configure(&self, command: &mut Command) {
+        for name in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL"] {
+            command.env_remove(name);
+        }
+        let endpoints: Vec<String> =
+            self.registries.iter().map(|((account, region), registry)| format!("{account}/{region}=http://{}", registry.host())).collect();
+        command
+            .env("AWS_CONFIG_FILE", self.home.path().join(".aws/config"))
+            .env("AWS_SHARED_CREDENTIALS_FILE", self.home.path().join(".aws/credentials"))
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("ECR_REGISTRY_ENDPOINT", endpoints.join(","));
+    }
+}

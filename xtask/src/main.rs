@@ -12,6 +12,7 @@ mod platform;
 mod progress;
 mod publish;
 mod registry;
+mod replicate;
 mod repo;
 mod smoke;
 mod status;

@@ -14,6 +14,7 @@ use futures_util::StreamExt;
 use serde::Serialize;
 use tokio::sync::OnceCell;
 
+use crate::replicate;
 use crate::ecr::{self, Encryption, Lifecycle, Settings};
 use crate::image::{self, Plan};
 use crate::oci::{self, Blob, ImageSet, Recipe};
@@ -63,6 +64,10 @@ pub struct Args {
     /// Push without proving the image healthy first.
     #[arg(long)]
     pub no_smoke: bool,
+    /// Push to the first target only, and write ECR replication (rule, registry policy, creation
+    /// templates) so ECR copies the placeholder to the other targets.
+    #[arg(long)]
+    pub replicate: bool,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq)]
@@ -108,6 +113,9 @@ impl Action {
 #[derive(Serialize, Debug)]
 pub struct Outcome {
     pub container: String,
+    /// The AWS account and region of the target, where known.
+    pub account: Option<String>,
+    pub region: Option<String>,
     pub repository_uri: Option<String>,
     pub action: Action,
     pub digest: Option<String>,
@@ -120,6 +128,8 @@ impl Outcome {
     fn new(container: &str) -> Outcome {
         Outcome {
             container: container.to_owned(),
+            account: None,
+            region: None,
             repository_uri: None,
             action: Action::Failed,
             digest: None,
@@ -310,13 +320,19 @@ impl Look {
 }
 
 /// Everything the pushes of one run share.
-struct Job<'a> {
+struct Job {
+    settings: Settings,
+    /// Per registry (target) and blob, the first repository of this run known to hold it: later
+    /// ones in the same registry mount from it, so each blob is uploaded once per registry.
+    homes: HashMap<(usize, String), OnceCell<String>>,
+    interrupted: Arc<AtomicBool>,
+}
+
+/// One repository in one target.
+struct Place<'a> {
+    destination: usize,
     ecr: &'a aws_sdk_ecr::Client,
     registry: &'a Registry,
-    settings: Settings,
-    /// Per blob, the first repository of this run known to hold it: later ones mount from it.
-    homes: HashMap<String, OnceCell<String>>,
-    interrupted: Arc<AtomicBool>,
 }
 
 pub async fn run(args: Args) -> Result<ExitCode> {
@@ -329,7 +345,19 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     };
     args.aws.check()?;
     let settings = Settings { encryption, scan_on_push: args.scan_on_push, keep: args.keep };
-    let (aws, registry) = args.aws.connect().await?;
+    let (destinations, unreachable) = connect_targets(&args.aws).await?;
+    let source_only = if args.replicate {
+        let first = args.aws.specs()?.into_iter().next().unwrap_or_default();
+        if destinations.len() + unreachable.len() < 2 {
+            bail!(Usage("--replicate needs at least two targets: the first is the source, e.g. --region eu-west-1,us-east-1".into()));
+        }
+        if destinations.first().is_none_or(|d| d.spec != first) {
+            bail!("--replicate: the source target ({}) cannot be reached; nothing was changed", first.label());
+        }
+        1
+    } else {
+        destinations.len()
+    };
 
     // The images first, in-process: their digests say which repositories are already up to date.
     let plan = Plan::project(platforms);
@@ -353,18 +381,22 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         eprintln!("placeholder {} for {}", set.index.digest, platform::names(&plan.platforms));
     }
 
-    let looks: Vec<Result<Look>> = futures_util::stream::iter(&targets)
-        .map(|target| look(&aws.ecr, &registry, &target.name, &sets[&target.recipe], &settings))
+    // Every (target, repository) pair, worked under the one --concurrency limit.
+    let work: Vec<(usize, &Target)> = (0..source_only).flat_map(|d| targets.iter().map(move |t| (d, t))).collect();
+    let place = |d: usize| Place { destination: d, ecr: &destinations[d].aws.ecr, registry: &destinations[d].registry };
+    let looks: Vec<Result<Look>> = futures_util::stream::iter(&work)
+        .map(|&(d, target)| look(place(d), &target.name, &sets[&target.recipe], &settings))
         .buffered(args.concurrency as usize)
         .collect()
         .await;
 
     let mut proofs = Vec::new();
     let mut outcomes: Vec<Outcome> = if args.dry_run {
-        targets.iter().zip(looks).map(|(target, look)| planned(&target.name, look, args.force)).collect()
+        work.iter().zip(looks).map(|(&(_, target), look)| planned(&target.name, look, args.force)).collect()
     } else {
-        let pushed: BTreeSet<&Recipe> = targets
+        let pushed: BTreeSet<&Recipe> = work
             .iter()
+            .map(|(_, target)| target)
             .zip(&looks)
             .filter(|(_, look)| look.as_ref().is_ok_and(|look| matches!(look.step(args.force), Step::Push { .. })))
             .map(|(target, _)| &target.recipe)
@@ -373,30 +405,70 @@ pub async fn run(args: Args) -> Result<ExitCode> {
             // Proven before anything changes in AWS: a broken image is never pushed.
             proofs = prove(pushed.into_iter().map(|recipe| &sets[recipe]).collect(), &plan).await?;
         }
+        let blobs: BTreeSet<&str> = sets.values().flat_map(ImageSet::blobs).map(|b| b.digest.as_str()).collect();
         let job = Job {
-            ecr: &aws.ecr,
-            registry: &registry,
-            settings,
-            homes: sets.values().flat_map(ImageSet::blobs).map(|b| (b.digest.clone(), OnceCell::new())).collect(),
+            settings: settings.clone(),
+            homes: (0..destinations.len())
+                .flat_map(|d| blobs.iter().map(move |digest| ((d, digest.to_string()), OnceCell::new())))
+                .collect(),
             interrupted: on_interrupt(),
         };
-        futures_util::stream::iter(targets.iter().zip(looks))
-            .map(|(target, look)| act(&job, &target.name, &sets[&target.recipe], look, args.force))
+        futures_util::stream::iter(work.iter().zip(looks))
+            .map(|(&(d, target), look)| act(&job, place(d), &target.name, &sets[&target.recipe], look, args.force))
             .buffered(args.concurrency as usize)
             .collect()
             .await
     };
-    for (outcome, target) in outcomes.iter_mut().zip(&targets) {
+    for (outcome, &(d, target)) in outcomes.iter_mut().zip(&work) {
         outcome.warnings.extend(target.notes.iter().cloned());
+        outcome.account = Some(destinations[d].account.clone());
+        outcome.region = Some(destinations[d].aws.region.clone());
     }
+    for (spec, error) in &unreachable {
+        let mut outcome = Outcome::new("*");
+        outcome.region = spec.region.clone();
+        outcome.reason = Some(format!("{error:#}"));
+        outcomes.push(outcome);
+    }
+    let replication = match args.replicate {
+        true => {
+            let others: Vec<&aws::Target> = destinations.iter().skip(1).collect();
+            let names: Vec<String> = targets.iter().map(|t| t.name.clone()).collect();
+            replicate::configure(&destinations[0], &others, &names, &settings, args.dry_run).await
+        }
+        false => Vec::new(),
+    };
     let images = sets.get(&Recipe::default()).or_else(|| sets.values().next()).expect("at least one target");
 
     match args.output {
-        OutputFormat::Json => print_json(&outcomes, &aws.region, images, &proofs)?,
-        OutputFormat::Text => print_text(&outcomes, args.dry_run),
+        OutputFormat::Json => print_json(&outcomes, &destinations, &unreachable, &replication, images, &proofs)?,
+        OutputFormat::Text => {
+            print_replication(&replication);
+            print_text(&outcomes, args.dry_run);
+        }
     }
-    let failed = outcomes.iter().any(|o| o.action == Action::Failed);
+    let failed = outcomes.iter().any(|o| o.action == Action::Failed) || replication.iter().any(|c| c.result == "failed");
     Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+/// Connects every target. With one target its failure is the run's error (exit 2 for bad
+/// credentials or region); with several, a failed target is reported and the others go on.
+pub async fn connect_targets(aws_args: &aws::AwsArgs) -> Result<(Vec<aws::Target>, Vec<(aws::TargetSpec, anyhow::Error)>)> {
+    let connected = aws_args.connect_all().await?;
+    let single = connected.len() == 1;
+    let mut destinations = Vec::new();
+    let mut unreachable = Vec::new();
+    for (spec, result) in connected {
+        match result {
+            Ok(target) => destinations.push(target),
+            Err(error) if single => return Err(error),
+            Err(error) => {
+                eprintln!("[{}] failed: {error:#}", spec.label());
+                unreachable.push((spec, error));
+            }
+        }
+    }
+    Ok((destinations, unreachable))
 }
 
 /// The first Ctrl-C lets the steps in progress finish (a repository always gets its lifecycle
@@ -454,7 +526,8 @@ fn describe(recipe: &Recipe) -> String {
 }
 
 /// Reads one repository: does it exist, its settings, its lifecycle policy, and what `:latest` is.
-async fn look(ecr_client: &aws_sdk_ecr::Client, registry: &Registry, name: &str, images: &ImageSet, settings: &Settings) -> Result<Look> {
+async fn look(place: Place<'_>, name: &str, images: &ImageSet, settings: &Settings) -> Result<Look> {
+    let (ecr_client, registry) = (place.ecr, place.registry);
     let Some(existing) = ecr::describe(ecr_client, name).await? else {
         return Ok(Look { name: name.to_owned(), uri: None, lifecycle: None, latest: LatestState::Absent, warnings: Vec::new() });
     };
@@ -508,10 +581,10 @@ fn planned(name: &str, look: Result<Look>, force: bool) -> Outcome {
     outcome
 }
 
-async fn act(job: &Job<'_>, name: &str, images: &ImageSet, look: Result<Look>, force: bool) -> Outcome {
+async fn act(job: &Job, place: Place<'_>, name: &str, images: &ImageSet, look: Result<Look>, force: bool) -> Outcome {
     let mut outcome = Outcome::new(name);
     let result = match look {
-        Ok(look) => act_steps(job, images, look, force, &mut outcome).await,
+        Ok(look) => act_steps(job, &place, images, look, force, &mut outcome).await,
         Err(error) => Err(error),
     };
     if let Err(error) = result {
@@ -522,7 +595,7 @@ async fn act(job: &Job<'_>, name: &str, images: &ImageSet, look: Result<Look>, f
     outcome
 }
 
-async fn act_steps(job: &Job<'_>, images: &ImageSet, look: Look, force: bool, outcome: &mut Outcome) -> Result<()> {
+async fn act_steps(job: &Job, place: &Place<'_>, images: &ImageSet, look: Look, force: bool, outcome: &mut Outcome) -> Result<()> {
     let name = look.name.as_str();
     outcome.repository_uri = look.uri.clone();
     for warning in &look.warnings {
@@ -546,7 +619,7 @@ async fn act_steps(job: &Job<'_>, images: &ImageSet, look: Look, force: bool, ou
             return Ok(());
         }
         Step::FixLifecycle => {
-            ecr::put_lifecycle(job.ecr, name, job.settings.keep).await?;
+            ecr::put_lifecycle(place.ecr, name, job.settings.keep).await?;
             eprintln!("[{name}] lifecycle policy put back (keep {}); :latest was already this placeholder", job.settings.keep);
             outcome.action = Action::Updated;
             outcome.digest = Some(images.index.digest.clone());
@@ -559,15 +632,15 @@ async fn act_steps(job: &Job<'_>, images: &ImageSet, look: Look, force: bool, ou
         bail!("interrupted before it started");
     }
     if create {
-        let uri = ecr::create(job.ecr, name, &job.settings).await?;
+        let uri = ecr::create(place.ecr, name, &job.settings).await?;
         eprintln!("[{name}] repository created: {uri}");
         outcome.repository_uri = Some(uri);
     }
     // Every push puts the policy, so a repository never stays without one after a failed run.
     if create || look.lifecycle != Some(Lifecycle::Expected) {
-        ecr::put_lifecycle(job.ecr, name, job.settings.keep).await?;
+        ecr::put_lifecycle(place.ecr, name, job.settings.keep).await?;
     }
-    push(job, images, name, create).await?;
+    push(job, place, images, name, create).await?;
     eprintln!("[{name}] :latest is now {}", images.index.digest);
     outcome.action = if create { Action::Created } else { Action::Updated };
     outcome.digest = Some(images.index.digest.clone());
@@ -576,7 +649,7 @@ async fn act_steps(job: &Job<'_>, images: &ImageSet, look: Look, force: bool, ou
 
 /// Blobs first (each only where missing), then each platform's manifest by digest, untagged,
 /// and last the index as `:latest`: it never points at anything the repository lacks.
-async fn push(job: &Job<'_>, images: &ImageSet, name: &str, fresh: bool) -> Result<()> {
+async fn push(job: &Job, place: &Place<'_>, images: &ImageSet, name: &str, fresh: bool) -> Result<()> {
     eprintln!("[{name}] pushing {}", images.index.digest);
     let mut mounted = 0;
     let mut uploaded = 0;
@@ -585,33 +658,33 @@ async fn push(job: &Job<'_>, images: &ImageSet, name: &str, fresh: bool) -> Resu
             bail!("interrupted before :latest was changed");
         }
         // A repository created by this run holds nothing yet: no need to ask.
-        if !fresh && job.registry.has_blob(name, &blob.digest).await? {
+        if !fresh && place.registry.has_blob(name, &blob.digest).await? {
             continue;
         }
-        match push_blob(job, name, blob).await? {
+        match push_blob(job, place, name, blob).await? {
             Pushed::Mounted => mounted += 1,
             Pushed::Uploaded => uploaded += 1,
         }
     }
     eprintln!("[{name}] blobs: {uploaded} uploaded, {mounted} mounted from another repository");
     for image in &images.images {
-        job.registry.put_manifest(name, &image.manifest.digest, &image.manifest).await?;
+        place.registry.put_manifest(name, &image.manifest.digest, &image.manifest).await?;
     }
     if job.interrupted.load(Ordering::SeqCst) {
         bail!("interrupted before :latest was changed");
     }
-    job.registry.put_manifest(name, "latest", &images.index).await
+    place.registry.put_manifest(name, "latest", &images.index).await
 }
 
 /// The first repository to need a blob uploads it; the others wait for that and mount it from
 /// there (uploading after all where the registry refuses mounts). If the first upload fails, the
 /// next waiter uploads instead.
-async fn push_blob(job: &Job<'_>, name: &str, blob: &Blob) -> Result<Pushed> {
-    let home = &job.homes[&blob.digest];
+async fn push_blob(job: &Job, place: &Place<'_>, name: &str, blob: &Blob) -> Result<Pushed> {
+    let home = &job.homes[&(place.destination, blob.digest.clone())];
     let mut uploaded_here = false;
     let from = home
         .get_or_try_init(|| async {
-            job.registry.push_blob(name, blob, None).await?;
+            place.registry.push_blob(name, blob, None).await?;
             uploaded_here = true;
             Ok::<_, anyhow::Error>(name.to_owned())
         })
@@ -619,7 +692,7 @@ async fn push_blob(job: &Job<'_>, name: &str, blob: &Blob) -> Result<Pushed> {
     if uploaded_here {
         return Ok(Pushed::Uploaded);
     }
-    job.registry.push_blob(name, blob, Some(from)).await
+    place.registry.push_blob(name, blob, Some(from)).await
 }
 
 /// What to tell users about health checks: the task definition stays the real service's.
@@ -637,18 +710,29 @@ pushes the real image, the service needs a new deployment (e.g. aws ecs update-s
 fn print_text(outcomes: &[Outcome], dry_run: bool) {
     let width = outcomes.iter().map(|o| o.container.len()).max().unwrap_or(9).max(9);
     let uri_width = outcomes.iter().filter_map(|o| o.repository_uri.as_ref().map(String::len)).max().unwrap_or(14).max(14);
-    println!("{:<width$}  {:<uri_width$}  {:<12}  DIGEST", "CONTAINER", "REPOSITORY URI", "ACTION");
+    let region_width = outcomes.iter().filter_map(|o| o.region.as_ref().map(String::len)).max().unwrap_or(6).max(6);
+    println!(
+        "{:<width$}  {:<12}  {:<region_width$}  {:<uri_width$}  {:<12}  DIGEST",
+        "CONTAINER", "ACCOUNT", "REGION", "REPOSITORY URI", "ACTION"
+    );
     for o in outcomes {
         println!(
-            "{:<width$}  {:<uri_width$}  {:<12}  {}",
+            "{:<width$}  {:<12}  {:<region_width$}  {:<uri_width$}  {:<12}  {}",
             o.container,
+            o.account.as_deref().unwrap_or("?"),
+            o.region.as_deref().unwrap_or("?"),
             o.repository_uri.as_deref().unwrap_or("-"),
             o.action.text(),
             o.digest.as_deref().unwrap_or("-")
         );
     }
+    let many_targets = outcomes.iter().map(|o| (&o.account, &o.region)).collect::<BTreeSet<_>>().len() > 1;
     for o in outcomes.iter().filter(|o| o.reason.is_some()) {
-        println!("{}: {}", o.container, o.reason.as_deref().unwrap_or(""));
+        let place = match (many_targets, &o.account, &o.region) {
+            (false, _, _) => String::new(),
+            (true, account, region) => format!("[{} {}] ", account.as_deref().unwrap_or("?"), region.as_deref().unwrap_or("?")),
+        };
+        println!("{}: {place}{}", o.container, o.reason.as_deref().unwrap_or(""));
     }
     if dry_run {
         println!("\nDry run: nothing was changed.");
@@ -668,11 +752,34 @@ fn print_text(outcomes: &[Outcome], dry_run: bool) {
     println!("{DIGEST_PINNING}");
 }
 
-fn print_json(outcomes: &[Outcome], region: &str, images: &ImageSet, proofs: &[Proof]) -> Result<()> {
+/// What `--replicate` wrote, one line per registry and thing, on stderr with the progress.
+fn print_replication(changes: &[replicate::Change]) {
+    for c in changes {
+        eprintln!("[{} {}] replication: {}: {}: {}", c.account, c.region, c.what, c.result, c.detail);
+    }
+}
+
+fn print_json(
+    outcomes: &[Outcome],
+    destinations: &[aws::Target],
+    unreachable: &[(aws::TargetSpec, anyhow::Error)],
+    replication: &[replicate::Change],
+    images: &ImageSet,
+    proofs: &[Proof],
+) -> Result<()> {
     let proofs: Vec<serde_json::Value> =
         proofs.iter().map(|p| serde_json::json!({ "platform": p.platform.docker(), "proof": p.describe() })).collect();
+    let mut targets: Vec<serde_json::Value> = destinations
+        .iter()
+        .map(|d| serde_json::json!({ "profile": d.spec.profile, "account": d.account, "region": d.aws.region, "error": null }))
+        .collect();
+    targets.extend(unreachable.iter().map(|(spec, error)| {
+        serde_json::json!({ "profile": spec.profile, "account": null, "region": spec.region, "error": format!("{error:#}") })
+    }));
     let document = serde_json::json!({
-        "region": region,
+        "region": destinations.first().map(|d| d.aws.region.as_str()),
+        "targets": targets,
+        "replication": replication,
         "placeholder": images.index.digest,
         "smoke_test": proofs,
         "containers": outcomes,

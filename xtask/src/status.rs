@@ -30,6 +30,8 @@ pub struct Args {
 #[derive(Serialize, Debug, Default)]
 pub struct RepositoryStatus {
     pub container: String,
+    pub account: Option<String>,
+    pub region: Option<String>,
     pub exists: bool,
     pub repository_uri: Option<String>,
     pub encryption: Option<String>,
@@ -48,19 +50,37 @@ pub struct RepositoryStatus {
 pub async fn run(args: Args) -> Result<ExitCode> {
     let asked = args.containers.as_deref().map(parse_containers).transpose()?;
     args.aws.check()?;
-    let (aws, registry) = args.aws.connect().await?;
-    let names = match asked {
-        Some(names) => names,
-        None => managed_repositories(&aws.ecr).await?,
-    };
-    let statuses: Vec<RepositoryStatus> = futures_util::stream::iter(&names)
-        .map(|name| status_of(&aws.ecr, &registry, name, args.keep))
-        .buffered(4)
+    let (destinations, unreachable) = crate::publish::connect_targets(&args.aws).await?;
+    let mut work = Vec::new();
+    let mut statuses = Vec::new();
+    for target in &destinations {
+        let names = match &asked {
+            Some(names) => names.clone(),
+            None => match managed_repositories(&target.aws.ecr).await {
+                Ok(names) => names,
+                Err(error) if destinations.len() + unreachable.len() == 1 => return Err(error),
+                Err(error) => {
+                    statuses.push(unreachable_row(Some(target.account.clone()), Some(target.aws.region.clone()), &error));
+                    continue;
+                }
+            },
+        };
+        work.extend(names.into_iter().map(|name| (target, name)));
+    }
+    let mut found: Vec<RepositoryStatus> = futures_util::stream::iter(&work)
+        .map(|(target, name)| status_of(target, name, args.keep))
+        .buffered(8)
         .collect()
         .await;
+    found.append(&mut statuses);
+    let mut statuses = found;
+    for (spec, error) in &unreachable {
+        statuses.push(unreachable_row(None, spec.region.clone(), error));
+    }
 
     let placeholders = statuses.iter().filter(|s| s.latest.as_deref() == Some("placeholder")).count();
-    let summary = format!("{placeholders} of {} repositories still serve the placeholder", statuses.len());
+    let repositories = statuses.iter().filter(|s| s.container != "*").count();
+    let summary = format!("{placeholders} of {repositories} repositories still serve the placeholder");
     match args.output {
         OutputFormat::Json => println!(
             "{}",
@@ -68,7 +88,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         ),
         OutputFormat::Text => print_text(&statuses, &summary),
     }
-    let missing = statuses.iter().any(|s| !s.exists);
+    let missing = statuses.iter().any(|s| !s.exists && s.error.is_none());
     let errors = statuses.iter().any(|s| s.error.is_some());
     Ok(if missing || errors { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
@@ -96,9 +116,19 @@ async fn managed_repositories(ecr_client: &aws_sdk_ecr::Client) -> Result<Vec<St
     Ok(names)
 }
 
-async fn status_of(ecr_client: &aws_sdk_ecr::Client, registry: &Registry, name: &str, keep: u32) -> RepositoryStatus {
-    let mut status = RepositoryStatus { container: name.to_owned(), ..Default::default() };
-    if let Err(error) = fill(ecr_client, registry, name, keep, &mut status).await {
+/// A target that could not be listed: one row saying why.
+fn unreachable_row(account: Option<String>, region: Option<String>, error: &anyhow::Error) -> RepositoryStatus {
+    RepositoryStatus { container: "*".to_owned(), account, region, error: Some(format!("{error:#}")), ..Default::default() }
+}
+
+async fn status_of(target: &aws::Target, name: &str, keep: u32) -> RepositoryStatus {
+    let mut status = RepositoryStatus {
+        container: name.to_owned(),
+        account: Some(target.account.clone()),
+        region: Some(target.aws.region.clone()),
+        ..Default::default()
+    };
+    if let Err(error) = fill(&target.aws.ecr, &target.registry, name, keep, &mut status).await {
         status.error = Some(format!("{error:#}"));
     }
     status
@@ -155,16 +185,19 @@ async fn fill(ecr_client: &aws_sdk_ecr::Client, registry: &Registry, name: &str,
 
 fn print_text(statuses: &[RepositoryStatus], summary: &str) {
     let width = statuses.iter().map(|s| s.container.len()).max().unwrap_or(9).max(9);
+    let region_width = statuses.iter().filter_map(|s| s.region.as_ref().map(String::len)).max().unwrap_or(6).max(6);
     println!(
-        "{:<width$}  {:<7}  {:<10}  {:<9}  {:<11}  {:<11}  {:>6}  {:<20}  PUSHED",
-        "CONTAINER", "EXISTS", "ENCRYPTION", "LIFECYCLE", ":LATEST", "PLATFORMS", "IMAGES", "DIGEST"
+        "{:<width$}  {:<12}  {:<region_width$}  {:<7}  {:<10}  {:<9}  {:<11}  {:<11}  {:>6}  {:<20}  PUSHED",
+        "CONTAINER", "ACCOUNT", "REGION", "EXISTS", "ENCRYPTION", "LIFECYCLE", ":LATEST", "PLATFORMS", "IMAGES", "DIGEST"
     );
     for s in statuses {
         let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".to_owned());
         println!(
-            "{:<width$}  {:<7}  {:<10}  {:<9}  {:<11}  {:<11}  {:>6}  {:<20}  {}",
+            "{:<width$}  {:<12}  {:<region_width$}  {:<7}  {:<10}  {:<9}  {:<11}  {:<11}  {:>6}  {:<20}  {}",
             s.container,
-            if s.exists { "yes" } else { "MISSING" },
+            s.account.as_deref().unwrap_or("?"),
+            s.region.as_deref().unwrap_or("?"),
+            if s.exists { "yes" } else if s.error.is_some() { "?" } else { "MISSING" },
             dash(&s.encryption),
             dash(&s.lifecycle_policy),
             dash(&s.latest),
@@ -179,7 +212,8 @@ fn print_text(statuses: &[RepositoryStatus], summary: &str) {
             println!("{}: KMS key {key}", s.container);
         }
         if let Some(error) = &s.error {
-            println!("{}: error: {error}", s.container);
+            let region = s.region.as_deref().unwrap_or("?");
+            println!("{}: [{} {region}] error: {error}", s.container, s.account.as_deref().unwrap_or("?"));
         }
     }
     println!("{summary}");

@@ -45,6 +45,8 @@ enum Action {
 #[derive(Serialize, Debug)]
 struct Outcome {
     container: String,
+    account: Option<String>,
+    region: Option<String>,
     action: Action,
     detail: String,
 }
@@ -59,54 +61,71 @@ struct Held {
 pub async fn run(args: Args) -> Result<ExitCode> {
     let names = parse_containers(&args.containers)?;
     args.aws.check()?;
-    let (aws, registry) = args.aws.connect().await?;
+    let (destinations, unreachable) = crate::publish::connect_targets(&args.aws).await?;
+    let outcome = |target: Option<&aws::Target>, container: &str, action: Action, detail: String| Outcome {
+        container: container.to_owned(),
+        account: target.map(|t| t.account.clone()),
+        region: target.map(|t| t.aws.region.clone()),
+        action,
+        detail,
+    };
 
-    // Look at everything first; delete only after the whole list is known and confirmed.
+    // Look at everything, in every target, first; delete only after the whole list is known and
+    // confirmed.
     let mut outcomes = Vec::new();
     let mut doomed = Vec::new();
-    for name in &names {
-        match inventory(&aws.ecr, &registry, name).await {
-            Ok(None) => outcomes.push(Outcome { container: name.clone(), action: Action::NotFound, detail: "no such repository".into() }),
-            Ok(Some(held)) => {
-                let real: Vec<&Held> = held.iter().filter(|h| !h.placeholder).collect();
-                if !real.is_empty() && !args.force {
-                    let listed = real.iter().map(|h| h.name.as_str()).collect::<Vec<_>>().join(", ");
-                    outcomes.push(Outcome {
-                        container: name.clone(),
-                        action: Action::Refused,
-                        detail: format!("holds images that are not placeholders: {listed}; --force deletes it anyway"),
-                    });
-                } else {
-                    let detail = format!("{} image(s){}", held.len(), if real.is_empty() { ", all placeholders" } else { ", some real (--force)" });
-                    doomed.push((name.clone(), held, detail));
+    for target in &destinations {
+        for name in &names {
+            match inventory(&target.aws.ecr, &target.registry, name).await {
+                Ok(None) => outcomes.push(outcome(Some(target), name, Action::NotFound, "no such repository".into())),
+                Ok(Some(held)) => {
+                    let real: Vec<&Held> = held.iter().filter(|h| !h.placeholder).collect();
+                    if !real.is_empty() && !args.force {
+                        let listed = real.iter().map(|h| h.name.as_str()).collect::<Vec<_>>().join(", ");
+                        let detail = format!("holds images that are not placeholders: {listed}; --force deletes it anyway");
+                        outcomes.push(outcome(Some(target), name, Action::Refused, detail));
+                    } else {
+                        let detail = format!("{} image(s){}", held.len(), if real.is_empty() { ", all placeholders" } else { ", some real (--force)" });
+                        doomed.push(Doomed { target, name: name.clone(), held, detail });
+                    }
                 }
+                Err(error) => outcomes.push(outcome(Some(target), name, Action::Failed, format!("{error:#}"))),
             }
-            Err(error) => outcomes.push(Outcome { container: name.clone(), action: Action::Failed, detail: format!("{error:#}") }),
         }
+    }
+    for (spec, error) in &unreachable {
+        let mut row = outcome(None, "*", Action::Failed, format!("{error:#}"));
+        row.region = spec.region.clone();
+        outcomes.push(row);
     }
 
     if args.dry_run {
-        for (name, _, detail) in doomed.drain(..) {
-            outcomes.push(Outcome { container: name, action: Action::WouldDelete, detail });
+        for d in doomed.drain(..) {
+            outcomes.push(outcome(Some(d.target), &d.name, Action::WouldDelete, d.detail));
         }
     } else if !doomed.is_empty() && !args.yes {
         confirm(&doomed)?;
     }
-    for (name, held, detail) in doomed {
-        let outcome = match delete(&aws.ecr, &registry, &name, &held).await {
-            Ok(()) => Outcome { container: name, action: Action::Deleted, detail },
-            Err(error) => Outcome { container: name, action: Action::Failed, detail: format!("{error:#}") },
-        };
-        outcomes.push(outcome);
+    for d in doomed {
+        outcomes.push(match delete(&d.target.aws.ecr, &d.target.registry, &d.name, &d.held).await {
+            Ok(()) => outcome(Some(d.target), &d.name, Action::Deleted, d.detail),
+            Err(error) => outcome(Some(d.target), &d.name, Action::Failed, format!("{error:#}")),
+        });
     }
-    outcomes.sort_by_key(|o| names.iter().position(|n| *n == o.container));
+    outcomes.sort_by_key(|o| (o.account.clone(), o.region.clone(), names.iter().position(|n| *n == o.container)));
 
     match args.output {
         OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "repositories": outcomes }))?),
         OutputFormat::Text => {
+            let many_targets = destinations.len() + unreachable.len() > 1;
             for o in &outcomes {
                 let action = serde_json::to_value(o.action)?;
-                println!("{}: {}: {}", o.container, action.as_str().unwrap_or(""), o.detail);
+                let place = if many_targets {
+                    format!("[{} {}] ", o.account.as_deref().unwrap_or("?"), o.region.as_deref().unwrap_or("?"))
+                } else {
+                    String::new()
+                };
+                println!("{}: {place}{}: {}", o.container, action.as_str().unwrap_or(""), o.detail);
             }
             if args.dry_run {
                 println!("Dry run: nothing was deleted.");
@@ -117,14 +136,22 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 
+/// A repository to delete, once confirmed.
+struct Doomed<'a> {
+    target: &'a aws::Target,
+    name: String,
+    held: Vec<Held>,
+    detail: String,
+}
+
 /// Asks on the terminal; with no terminal to ask on, refuses.
-fn confirm(doomed: &[(String, Vec<Held>, String)]) -> Result<()> {
+fn confirm(doomed: &[Doomed]) -> Result<()> {
     if !std::io::stdin().is_terminal() {
         bail!(Usage("refusing to delete repositories without confirmation: no terminal to ask on, pass --yes".into()));
     }
     eprintln!("These repositories and every image in them will be deleted:");
-    for (name, _, detail) in doomed {
-        eprintln!("  {name} ({detail})");
+    for d in doomed {
+        eprintln!("  {} in {} {} ({})", d.name, d.target.account, d.target.aws.region, d.detail);
     }
     eprint!("Delete {} repositories? [y/N] ", doomed.len());
     std::io::stderr().flush()?;
