@@ -175,3 +175,22 @@ fn without_ports_in_task_metadata_the_baked_port_is_what_boots() {
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     assert!(line_for(&stdout, "fargate").contains("GET :3000/ got 200"), "{stdout}");
 }
+
+#[test]
+fn an_init_wrapper_entry_point_serves_and_a_launcher_health_check_only_checks() {
+    let bed = bed();
+    let image = published(&bed, &["--containers", "wrapped:8080"], "wrapped");
+    let (_dir, file) = definition(serde_json::json!({
+        "name": "wrapped",
+        "image": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/wrapped:latest",
+        "entryPoint": ["/usr/bin/dumb-init", "--"],
+        "command": ["node", "dist/main.js"],
+        "portMappings": [{ "containerPort": 8080 }],
+        // Exec form naming the real image's runtime: a check, never a second server.
+        "healthCheck": { "command": ["CMD", "node", "healthcheck.js"], "timeout": 3, "retries": 2 },
+    }));
+    let (code, stdout, stderr) = verify(&bed, &file, &image, &["--no-metadata-ports", "--health-path", "/health"]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let verdict = line_for(&stdout, "wrapped");
+    assert!(verdict.contains("CMD node healthcheck.js") && verdict.contains("GET :8080/health got 200"), "{verdict}");
+}
