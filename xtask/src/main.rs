@@ -14,6 +14,7 @@ mod publish;
 mod registry;
 mod repo;
 mod smoke;
+mod stack;
 mod status;
 mod taskdef;
 mod teardown;
