@@ -20,7 +20,7 @@ use crate::oci::{self, Blob, ImageSet, Recipe};
 use crate::platform;
 use crate::registry::{Latest, Pushed, Registry};
 use crate::smoke::Proof;
-use crate::{aws, engine, names, taskdef, Usage};
+use crate::{aws, engine, names, stack, taskdef, Usage};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -32,6 +32,11 @@ pub struct Args {
     /// publish, and its image gets the container's ports, entry point and user.
     #[arg(long = "task-definition", value_name = "FILE", num_args = 1..)]
     pub task_definitions: Vec<PathBuf>,
+    /// The stack the containers are in: a CloudFormation template (JSON or YAML), a CDK cdk.out
+    /// directory, a `terraform show -json` plan, or ECS task definition JSON. Each container whose
+    /// image is in ECR names a repository, baked as with --task-definition.
+    #[arg(long, value_name = "PATH", num_args = 1..)]
+    pub from: Vec<PathBuf>,
     #[command(flatten)]
     pub aws: aws::AwsArgs,
     /// Encryption for repositories this run creates (fixed at creation).
@@ -169,7 +174,7 @@ struct Target {
 
 /// The repositories to publish: `--containers`, and the ECR repositories of every container in
 /// `--task-definition` files, each with the recipe its definitions need.
-fn targets(args: &Args) -> Result<Vec<Target>> {
+fn targets(args: &Args, found: &[stack::Found]) -> Result<Vec<Target>> {
     let mut targets: Vec<Target> = Vec::new();
     let entry = |targets: &mut Vec<Target>, name: &str| -> usize {
         match targets.iter().position(|t| t.name == name) {
@@ -201,8 +206,17 @@ fn targets(args: &Args) -> Result<Vec<Target>> {
             bake(&mut targets[i], &container);
         }
     }
+    for found in found {
+        match found.repository() {
+            Some(repository) => {
+                let i = entry(&mut targets, repository);
+                bake(&mut targets[i], &found.container);
+            }
+            None => eprintln!("{}", found.left_alone().unwrap_or_default()),
+        }
+    }
     if targets.is_empty() {
-        bail!(Usage("no container names: pass --containers my-svc-staging,my-svc-prod or --task-definition FILE".into()));
+        bail!(Usage("no container names: pass --containers my-svc-staging,my-svc-prod, --task-definition FILE or --from PATH".into()));
     }
     for target in &mut targets {
         let mut seen = Vec::new();
@@ -320,7 +334,11 @@ struct Job<'a> {
 }
 
 pub async fn run(args: Args) -> Result<ExitCode> {
-    let targets = targets(&args)?;
+    let found = stack::load(&args.from, &stack::Context::new(args.aws.region.as_deref()))?;
+    if args.dry_run && args.output == OutputFormat::Text && !found.is_empty() {
+        stack::print_table(&found);
+    }
+    let targets = targets(&args, &found)?;
     let platforms = platform::parse_list(&args.platform).map_err(|e| Usage(e.to_string()))?;
     let encryption = match (args.encryption, &args.kms_key) {
         (EncryptionArg::Aes256, Some(_)) => bail!(Usage("--kms-key needs --encryption kms, not aes256".into())),
@@ -392,7 +410,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     let images = sets.get(&Recipe::default()).or_else(|| sets.values().next()).expect("at least one target");
 
     match args.output {
-        OutputFormat::Json => print_json(&outcomes, &aws.region, images, &proofs)?,
+        OutputFormat::Json => print_json(&outcomes, &aws.region, images, &proofs, &found)?,
         OutputFormat::Text => print_text(&outcomes, args.dry_run),
     }
     let failed = outcomes.iter().any(|o| o.action == Action::Failed);
@@ -668,10 +686,10 @@ fn print_text(outcomes: &[Outcome], dry_run: bool) {
     println!("{DIGEST_PINNING}");
 }
 
-fn print_json(outcomes: &[Outcome], region: &str, images: &ImageSet, proofs: &[Proof]) -> Result<()> {
+fn print_json(outcomes: &[Outcome], region: &str, images: &ImageSet, proofs: &[Proof], found: &[stack::Found]) -> Result<()> {
     let proofs: Vec<serde_json::Value> =
         proofs.iter().map(|p| serde_json::json!({ "platform": p.platform.docker(), "proof": p.describe() })).collect();
-    let document = serde_json::json!({
+    let mut document = serde_json::json!({
         "region": region,
         "placeholder": images.index.digest,
         "smoke_test": proofs,
@@ -680,6 +698,9 @@ fn print_json(outcomes: &[Outcome], region: &str, images: &ImageSet, proofs: &[P
         "verify": VERIFY_ADVICE,
         "note": DIGEST_PINNING,
     });
+    if !found.is_empty() {
+        document["from"] = stack::to_json(found);
+    }
     println!("{}", serde_json::to_string_pretty(&document)?);
     Ok(())
 }

@@ -75,15 +75,21 @@ impl Found {
             Kind::Other => Some(format!("{what} uses {}: not an ECR repository, left alone", self.image)),
             Kind::Unresolved(why) => Some(format!("{what}: cannot resolve its image {}: {why}", self.image)),
             Kind::Owned { repository, resource } => Some(format!(
-                "{what}: the stack creates repository {repository} itself ({resource}), so it cannot hold a placeholder before \
-                 the stack is deployed and the service waits for an image that is not there: create the repository outside \
-                 the stack (publish does) and name it in the stack instead (an image URI such as \
-                 !Sub \"${{AWS::AccountId}}.dkr.ecr.${{AWS::Region}}.${{AWS::URLSuffix}}/{repository}:latest\", \
-                 Repository.fromRepositoryName in CDK, a data source in Terraform), or deploy the repository in a stack of \
-                 its own first and publish before the service's stack"
+                "{what}: the stack creates repository {repository} itself ({resource}), so the repository cannot hold a \
+                 placeholder before the stack is deployed, and the service would wait for an image that is not there; left \
+                 alone. Create the repository outside the stack (publish does) and name it in the container definition \
+                 instead:\n  {}\n(in CDK, Repository.fromRepositoryName; in Terraform, the image URI or a data source), or \
+                 deploy the repository in a stack of its own first and publish before the service's stack.",
+                image_by_name(repository)
             )),
         }
     }
+}
+
+/// A container definition's `Image` naming `repository` by name in any account and region, as
+/// CloudFormation YAML.
+pub fn image_by_name(repository: &str) -> String {
+    format!("Image: !Sub \"${{AWS::AccountId}}.dkr.ecr.${{AWS::Region}}.${{AWS::URLSuffix}}/{repository}:latest\"")
 }
 
 /// What `${AWS::AccountId}` and `${AWS::Region}` are where the stack will be deployed, when known.
@@ -108,6 +114,9 @@ impl Context {
 /// resolved at all) is a usage error: one line, exit 2.
 pub fn load(paths: &[PathBuf], context: &Context) -> Result<Vec<Found>> {
     let mut found = Vec::new();
+    if paths.is_empty() {
+        return Ok(found);
+    }
     for path in paths {
         found.extend(discover(path, context).map_err(|e| Usage(format!("--from {}: {e:#}", path.display())))?);
     }
@@ -119,18 +128,87 @@ pub fn load(paths: &[PathBuf], context: &Context) -> Result<Vec<Found>> {
     Ok(found)
 }
 
-/// The repositories `--from` names for status and teardown: the ECR repositories the stack does
-/// not create. The rest is said on stderr.
-pub fn repositories(paths: &[PathBuf], context: &Context) -> Result<Vec<String>> {
-    let mut names = Vec::new();
-    for found in load(paths, context)? {
+/// Adds to `names` the repositories `--from` names for status and teardown: the ECR repositories
+/// the stack does not create. The rest is said on stderr.
+pub fn add_repositories(paths: &[PathBuf], region: Option<&str>, names: &mut Vec<String>) -> Result<()> {
+    for found in load(paths, &Context::new(region))? {
         match found.repository() {
             Some(name) if !names.iter().any(|n| n == name) => names.push(name.to_owned()),
             Some(_) => {}
             None => eprintln!("{}", found.left_alone().unwrap_or_default()),
         }
     }
-    Ok(names)
+    Ok(())
+}
+
+/// `publish --from --dry-run`: what was found, one row a container, then what is left alone and why.
+pub fn print_table(found: &[Found]) {
+    let rows: Vec<[String; 6]> = found
+        .iter()
+        .map(|f| {
+            let c = &f.container;
+            let repository = match &f.kind {
+                Kind::Ecr(name) => name.clone(),
+                Kind::Owned { repository, .. } => format!("{repository} (the stack's)"),
+                Kind::Other => format!("{} (not ours)", f.image),
+                Kind::Unresolved(_) => "(unresolved)".to_owned(),
+            };
+            let ports = if c.ports.is_empty() { "-".to_owned() } else { c.ports.iter().map(u16::to_string).collect::<Vec<_>>().join(",") };
+            let health = c.health_check.as_ref().map_or("-".to_owned(), |h| h.command.join(" "));
+            let balancer = c.load_balancer.as_ref().map_or("-".to_owned(), |lb| {
+                let port = lb.port.or(c.ports.first().copied()).map_or(String::new(), |p| format!(":{p}"));
+                format!("GET {port}{} {}", lb.path.as_deref().unwrap_or("/"), lb.matcher.as_deref().unwrap_or("200"))
+            });
+            [c.name.clone(), repository, ports, health, balancer, f.boots()]
+        })
+        .collect();
+    let header = ["CONTAINER", "REPOSITORY", "PORTS", "HEALTH CHECK", "LOAD BALANCER", "BOOTS"].map(str::to_owned);
+    let mut widths = header.clone().map(|h| h.len());
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    for row in std::iter::once(&header).chain(&rows) {
+        let cells: Vec<String> = row.iter().zip(widths).map(|(cell, width)| format!("{cell:<width$}")).collect();
+        println!("{}", cells.join("  ").trim_end());
+    }
+    for f in found {
+        if let Some(said) = f.left_alone() {
+            println!("{said}");
+        }
+    }
+    println!();
+}
+
+/// What was found, for `--output json`.
+pub fn to_json(found: &[Found]) -> Value {
+    Value::Array(
+        found
+            .iter()
+            .map(|f| {
+                let (kind, repository, why) = match &f.kind {
+                    Kind::Ecr(name) => ("ecr", Some(name.as_str()), None),
+                    Kind::Owned { repository, .. } => ("created-by-the-stack", Some(repository.as_str()), None),
+                    Kind::Other => ("not-ours", None, None),
+                    Kind::Unresolved(why) => ("unresolved", None, Some(why.as_str())),
+                };
+                let c = &f.container;
+                serde_json::json!({
+                    "container": c.name,
+                    "location": f.location,
+                    "image": f.image,
+                    "kind": kind,
+                    "repository": repository,
+                    "unresolved": why,
+                    "ports": c.ports,
+                    "health_check": c.health_check.as_ref().map(|h| &h.command),
+                    "load_balancer": c.load_balancer.as_ref().map(|lb| serde_json::json!({ "path": lb.path, "port": lb.port, "matcher": lb.matcher })),
+                    "boots": f.boots(),
+                })
+            })
+            .collect(),
+    )
 }
 
 /// The containers in one file or `cdk.out` directory.
