@@ -212,7 +212,9 @@ fn targets(args: &Args, found: &[stack::Found]) -> Result<Vec<Target>> {
                 let i = entry(&mut targets, repository);
                 bake(&mut targets[i], &found.container);
             }
-            None => eprintln!("{}", found.left_alone().unwrap_or_default()),
+            // A dry run's table says it on stdout.
+            None if !(args.dry_run && args.output == OutputFormat::Text) => eprintln!("{}", found.left_alone().unwrap_or_default()),
+            None => {}
         }
     }
     if targets.is_empty() {

@@ -274,7 +274,7 @@ fn cdk_out(dir: &Path, context: &Context) -> Result<Vec<Found>> {
     // the asset path CDK records in the resource's metadata. Parents first: nested files after.
     let mut order: Vec<usize> = (0..templates.len()).collect();
     order.sort_by_key(|&i| templates[i].0.to_string_lossy().contains(".nested."));
-    let mut passed: HashMap<PathBuf, HashMap<String, (String, Unknowns)>> = HashMap::new();
+    let mut passed: HashMap<PathBuf, Passed> = HashMap::new();
     let mut found = Vec::new();
     for i in order {
         let (path, document) = &templates[i];
@@ -325,13 +325,16 @@ impl Created {
 
 // ---------------------------------------------------------------- CloudFormation
 
+/// The parameters a parent stack passes a nested one, each evaluated in the parent.
+type Passed = HashMap<String, (String, Unknowns)>;
+
 /// One template, with what its intrinsic functions are evaluated against.
 struct Stack<'a> {
     file: String,
     document: &'a Value,
     context: &'a Context,
     /// Parameter values a parent stack passes (CDK nested stacks), evaluated in the parent.
-    parameters: HashMap<String, (String, Unknowns)>,
+    parameters: Passed,
 }
 
 impl<'a> Stack<'a> {
@@ -353,7 +356,7 @@ impl<'a> Stack<'a> {
 
     /// The nested stacks CDK synthesized beside this template (found by the asset path CDK
     /// records in the resource's metadata), with the parameters passed to each.
-    fn nested(&self) -> Vec<(String, HashMap<String, (String, Unknowns)>)> {
+    fn nested(&self) -> Vec<(String, Passed)> {
         let mut nested = Vec::new();
         for (_, resource) in self.resources().filter(|(_, r)| r["Type"] == "AWS::CloudFormation::Stack") {
             let Some(file) = resource.get("Metadata").and_then(|m| m.get("aws:asset:path")).and_then(Value::as_str) else { continue };
@@ -884,8 +887,15 @@ fn terraform(file: &str, plan: &Value, created: &mut Created) -> Result<Vec<Foun
                     .flatten()
                     .filter_map(Value::as_str)
                     .collect();
+                let prefix = module_prefix(&task.address);
+                let created_here = references.iter().find_map(|reference| {
+                    let r = resources.iter().find(|r| r.kind == "aws_ecr_repository" && format!("{prefix}{reference}").starts_with(&format!("{}.", unindexed(&r.address))))?;
+                    r.values["name"].as_str()
+                });
                 let why = if unknown_after.contains(&task.address) {
-                    format!("known only after apply{}", if references.is_empty() { String::new() } else { format!(" (it refers to {})", references.join(", ")) })
+                    let refers = if references.is_empty() { String::new() } else { format!(" (it refers to {})", references.join(", ")) };
+                    let created = created_here.map_or(String::new(), |name| format!("; the plan creates repository {name} itself, so it cannot hold a placeholder before the plan is applied"));
+                    format!("known only after apply{refers}{created}")
                 } else {
                     "not in the plan".to_owned()
                 };
@@ -1051,6 +1061,16 @@ mod tests {
         found.iter().find(|f| f.container.name == name).unwrap_or_else(|| panic!("no container {name}: {found:#?}"))
     }
 
+    /// The container `name`, checked to fill `repository` with `ports` behind a target group
+    /// checking (path, port, matcher).
+    fn ecr<'a>(found: &'a [Found], name: &str, repository: &str, ports: &[u16], check: (&str, u16, &str)) -> &'a Found {
+        let f = by_name(found, name);
+        assert_eq!((&f.kind, f.container.ports.as_slice()), (&Kind::Ecr(repository.into()), ports), "{f:?}");
+        let (path, port, matcher) = check;
+        assert_eq!(f.container.load_balancer, Some(LoadBalancerCheck { path: Some(path.into()), port: Some(port), matcher: Some(matcher.into()) }));
+        f
+    }
+
     /// Evaluates one expression (as YAML) against a template of parameters and resources.
     fn evaluate(template: &str, expression: &str, context: &Context) -> (String, Kind) {
         let document = yaml(template).unwrap();
@@ -1135,12 +1155,9 @@ Resources:
     #[test]
     fn cdk_out_finds_ecr_images_nested_stacks_and_their_target_groups() {
         let found = found("cdk.out");
-        let api = by_name(&found, "api");
-        assert_eq!(api.kind, Kind::Ecr("from-cdk-api".into()));
+        let api = ecr(&found, "api", "from-cdk-api", &[8080], ("/health", 8080, "200-299"));
         assert_eq!(api.image, "123456789012.dkr.ecr.eu-west-1.amazonaws.com/from-cdk-api:latest");
-        assert_eq!(api.container.ports, [8080]);
         assert_eq!(api.container.health_check.as_ref().unwrap().command, ["CMD-SHELL", "curl -f http://localhost:8080/health || exit 1"]);
-        assert_eq!(api.container.load_balancer, Some(LoadBalancerCheck { path: Some("/health".into()), port: Some(8080), matcher: Some("200-299".into()) }));
         assert!(api.location.ends_with("FromCdkStack.template.json: Resources.ApiTaskDef8B6D2F71.Properties.ContainerDefinitions[0].Image"), "{}", api.location);
         assert_eq!(by_name(&found, "proxy").kind, Kind::Other);
         assert_eq!(by_name(&found, "proxy").image, "nginx");
@@ -1158,10 +1175,7 @@ Resources:
     #[test]
     fn a_yaml_template_with_parameters_and_sub() {
         let found = found("cloudformation.yaml");
-        let web = by_name(&found, "web");
-        assert_eq!(web.kind, Kind::Ecr("from-cfn-web".into()));
-        assert_eq!(web.container.ports, [3000]);
-        assert_eq!(web.container.load_balancer, Some(LoadBalancerCheck { path: Some("/healthz".into()), port: Some(3000), matcher: Some("200,302".into()) }));
+        let web = ecr(&found, "web", "from-cfn-web", &[3000], ("/healthz", 3000, "200,302"));
         assert_eq!(web.container.command.as_deref(), Some(&["npm".to_owned(), "start".to_owned()][..]));
         assert_eq!(web.boots(), "yes");
         assert_eq!(by_name(&found, "otel").kind, Kind::Other);
@@ -1174,14 +1188,11 @@ Resources:
     #[test]
     fn a_terraform_plan() {
         let found = found("terraform-plan.json");
-        let app = by_name(&found, "app");
-        assert_eq!(app.kind, Kind::Ecr("from-tf-app".into()));
-        assert_eq!(app.container.ports, [8000]);
-        assert_eq!(app.container.load_balancer, Some(LoadBalancerCheck { path: Some("/api/health".into()), port: Some(8000), matcher: Some("200".into()) }));
+        let app = ecr(&found, "app", "from-tf-app", &[8000], ("/api/health", 8000, "200"));
         assert_eq!(app.location, format!("{STACKS}/terraform-plan.json: module.web.aws_ecs_task_definition.app.container_definitions[0].image"));
         assert_eq!(by_name(&found, "datadog-agent").kind, Kind::Other);
         let pending = by_name(&found, "aws_ecs_task_definition.migrate");
-        assert!(matches!(&pending.kind, Kind::Unresolved(why) if why.contains("known only after apply") && why.contains("aws_ecr_repository.migrate.repository_url")), "{pending:?}");
+        assert!(matches!(&pending.kind, Kind::Unresolved(why) if why.contains("known only after apply") && why.contains("aws_ecr_repository.migrate.repository_url") && why.contains("the plan creates repository from-tf-migrate itself")), "{pending:?}");
         assert_eq!(found.len(), 3, "{found:#?}");
     }
 
