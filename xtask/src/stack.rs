@@ -249,7 +249,8 @@ fn cdk_out(dir: &Path, context: &Context) -> Result<Vec<Found>> {
     while let Some(d) = pending.pop() {
         for entry in std::fs::read_dir(&d).with_context(|| format!("reading {}", d.display()))? {
             let path = entry?.path();
-            if path.is_dir() {
+            // `asset.*` directories hold the app's own files (Lambda code, Docker build contexts).
+            if path.is_dir() && !path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("asset.")) {
                 pending.push(path);
             } else if path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.ends_with(".template.json")) {
                 files.push(path);
@@ -375,16 +376,24 @@ impl<'a> Stack<'a> {
         let checks = self.target_groups();
         let mut found = Vec::new();
         for (id, resource) in self.resources().filter(|(_, r)| r["Type"] == "AWS::ECS::TaskDefinition") {
-            let definitions = &resource["Properties"]["ContainerDefinitions"];
-            for (n, definition) in definitions.as_array().into_iter().flatten().enumerate() {
-                let at = format!("{}: Resources.{id}.Properties.ContainerDefinitions[{n}]", self.file);
+            // A list of definitions, or what stands for one (an Fn::If): unresolved, and said so.
+            let definitions: Vec<(String, &Value)> = match &resource["Properties"]["ContainerDefinitions"] {
+                Value::Null => continue,
+                Value::Array(items) => items.iter().enumerate().map(|(n, d)| (format!("[{n}]"), d)).collect(),
+                whole => vec![(String::new(), whole)],
+            };
+            for (index, definition) in definitions {
+                let at = format!("{}: Resources.{id}.Properties.ContainerDefinitions{index}", self.file);
                 let mut unknowns = Unknowns::default();
                 let mut eval = Eval { stack: self, unknowns: &mut unknowns, depth: 0 };
-                let image = eval.text(definition.get("Image").unwrap_or(&Value::Null));
+                let (image, at) = match definition.as_object() {
+                    Some(map) if !is_intrinsic(map) => (eval.text(definition.get("Image").unwrap_or(&Value::Null)), format!("{at}.Image")),
+                    _ => (eval.text(definition), at),
+                };
                 let resolved = eval.deep(definition);
                 let mut container = taskdef::container(&resolved);
                 if container.name.is_empty() {
-                    container.name = format!("{id}[{n}]");
+                    container.name = format!("{id}{index}");
                 }
                 let https = match checks.get(&(id.clone(), container.name.clone())) {
                     Some((check, https)) => {
@@ -394,7 +403,7 @@ impl<'a> Stack<'a> {
                     None => false,
                 };
                 let kind = classify(&image, &unknowns);
-                found.push(Found { location: format!("{at}.Image"), image: unknowns.render(&image), kind, https, container });
+                found.push(Found { location: at, image: unknowns.render(&image), kind, https, container });
             }
         }
         found
@@ -417,7 +426,7 @@ impl<'a> Stack<'a> {
                 let protocol = known(&group["HealthCheckProtocol"]).or_else(|| known(&group["Protocol"])).unwrap_or_default();
                 let check = LoadBalancerCheck {
                     path: Some(known(&group["HealthCheckPath"]).unwrap_or_else(|| "/".to_owned())),
-                    port: known(&group["HealthCheckPort"]).or(container_port).and_then(|p| p.parse().ok()),
+                    port: known(&group["HealthCheckPort"]).filter(|p| p != "traffic-port").or(container_port).and_then(|p| p.parse().ok()),
                     matcher: Some(known(&group["Matcher"]["HttpCode"]).unwrap_or_else(|| "200".to_owned())),
                 };
                 checks.insert((task.to_owned(), name), (check, protocol.eq_ignore_ascii_case("HTTPS")));
@@ -775,7 +784,9 @@ fn label(value: &Value) -> String {
 fn classify(image: &str, unknowns: &Unknowns) -> Kind {
     let rendered = unknowns.render(image);
     let Some((host, rest)) = image.split_once('/') else {
-        return if Unknowns::any(image) { Kind::Unresolved(unknowns.why(image)) } else { Kind::Other };
+        // Docker Hub's `nginx:${Tag}` is not ours whatever its tag.
+        let name = image.split(['@', ':']).next().unwrap_or_default();
+        return if Unknowns::any(name) { Kind::Unresolved(unknowns.why(name)) } else { Kind::Other };
     };
     let probe = unknowns.replace(host, |_| "1".to_owned());
     if taskdef::ecr_repository(&format!("{probe}/probe")).is_none() {
@@ -1106,6 +1117,7 @@ Resources:
             ("!Sub '${AWS::AccountId}.dkr.ecr.${AWS::Region}.amazonaws.com/app:${Tag}'", "123456789012.dkr.ecr.eu-west-1.amazonaws.com/app:${Tag}", Kind::Ecr("app".into())),
             ("!Sub '${!Literal}'", "${Literal}", Kind::Other),
             ("nginx:1.27", "nginx:1.27", Kind::Other),
+            ("!Sub 'nginx:${Tag}'", "nginx:${Tag}", Kind::Other),
             ("public.ecr.aws/nginx/nginx:latest", "public.ecr.aws/nginx/nginx:latest", Kind::Other),
         ];
         for (expression, image, kind) in cases {
@@ -1210,6 +1222,38 @@ Resources:
         let error = load(&[Path::new(STACKS).join("unresolvable.yaml")], &context()).unwrap_err();
         assert!(error.downcast_ref::<Usage>().is_some());
         assert!(error.to_string().contains("no ECR image resolved") && error.to_string().contains("imported"), "{error}");
+    }
+
+    #[test]
+    fn a_traffic_port_check_and_a_conditional_definition() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.yaml");
+        std::fs::write(&path, "
+Resources:
+  Task:
+    Type: AWS::ECS::TaskDefinition
+    Properties:
+      ContainerDefinitions:
+        - { Name: a, Image: 123456789012.dkr.ecr.eu-west-1.amazonaws.com/svc-a, PortMappings: [{ ContainerPort: 9000 }, { ContainerPort: 8080 }] }
+  Maybe:
+    Type: AWS::ECS::TaskDefinition
+    Properties:
+      ContainerDefinitions: !If [Prod, [], []]
+  Group:
+    Type: AWS::ElasticLoadBalancingV2::TargetGroup
+    Properties: { HealthCheckPort: traffic-port, HealthCheckProtocol: HTTPS }
+  Service:
+    Type: AWS::ECS::Service
+    Properties:
+      TaskDefinition: !Ref Task
+      LoadBalancers: [{ ContainerName: a, ContainerPort: 8080, TargetGroupArn: !Ref Group }]
+").unwrap();
+        let found = discover(&path, &context()).unwrap();
+        let a = ecr(&found, "a", "svc-a", &[9000, 8080], ("/", 8080, "200"));
+        assert!(a.boots().starts_with("no: the target group checks over HTTPS"), "{}", a.boots());
+        let maybe = by_name(&found, "Maybe");
+        assert!(matches!(&maybe.kind, Kind::Unresolved(why) if why.contains("Fn::If Prod")), "{maybe:?}");
+        assert!(maybe.location.ends_with("Resources.Maybe.Properties.ContainerDefinitions"), "{}", maybe.location);
     }
 
     #[test]
