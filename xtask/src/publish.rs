@@ -173,7 +173,7 @@ struct Target {
 }
 
 /// The repositories to publish: `--containers`, and the ECR repositories of every container in
-/// `--task-definition` files, each with the recipe its definitions need.
+/// `--task-definition` files and `--from` stacks, each with the recipe its definitions need.
 fn targets(args: &Args, found: &[stack::Found]) -> Result<Vec<Target>> {
     let mut targets: Vec<Target> = Vec::new();
     let entry = |targets: &mut Vec<Target>, name: &str| -> usize {

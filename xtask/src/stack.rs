@@ -978,14 +978,18 @@ pub fn yaml(text: &str) -> Result<Value> {
     #[derive(Default)]
     struct Builder {
         stack: Vec<(Value, Option<String>, usize, Option<Tag>)>,
-        anchors: HashMap<usize, Value>,
+        /// Each anchored value and its number of nodes.
+        anchors: HashMap<usize, (Value, usize)>,
         documents: Vec<Value>,
+        /// Nodes that aliases have copied: bounded, so a few lines of nested aliases cannot fill
+        /// memory.
+        copied: usize,
     }
 
     impl Builder {
         fn push(&mut self, value: Value, anchor: usize) {
             if anchor > 0 {
-                self.anchors.insert(anchor, value.clone());
+                self.anchors.insert(anchor, (value.clone(), nodes(&value)));
             }
             match self.stack.last_mut() {
                 None => self.documents.push(value),
@@ -1041,16 +1045,32 @@ pub fn yaml(text: &str) -> Result<Value> {
                     }
                 }
                 Event::Alias(anchor) => {
-                    let value = self.anchors.get(&anchor).cloned().unwrap_or(Value::Null);
-                    self.push(value, 0);
+                    let (value, size) = self.anchors.get(&anchor).map_or((&Value::Null, 1), |(v, n)| (v, *n));
+                    self.copied += size;
+                    if self.copied <= ALIAS_BUDGET {
+                        let value = value.clone();
+                        self.push(value, 0);
+                    }
                 }
                 _ => {}
             }
         }
     }
 
+    const ALIAS_BUDGET: usize = 1 << 20;
+
+    fn nodes(value: &Value) -> usize {
+        match value {
+            Value::Array(items) => 1 + items.iter().map(nodes).sum::<usize>(),
+            Value::Object(map) => 1 + map.values().map(nodes).sum::<usize>(),
+            _ => 1,
+        }
+    }
     let mut builder = Builder::default();
     Parser::new_from_str(text).load(&mut builder, false).map_err(|e| anyhow::anyhow!("not YAML: {e}"))?;
+    if builder.copied > ALIAS_BUDGET {
+        bail!("its YAML aliases expand to more than {ALIAS_BUDGET} values");
+    }
     builder.documents.into_iter().next().context("an empty YAML file")
 }
 
@@ -1153,6 +1173,9 @@ Resources:
 
     #[test]
     fn yaml_short_forms_are_the_long_forms() {
+        let bomb = "a: &a [x, x, x, x, x, x, x, x, x, x]\n".to_owned()
+            + &(b'b'..=b'z').map(|c| format!("{}: &{} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]\n", c as char, c as char, p = (c - 1) as char)).collect::<String>();
+        assert!(yaml(&bomb).unwrap_err().to_string().contains("aliases expand"));
         let document = yaml("A: !Ref X\nB: !GetAtt R.Arn\nC: !Sub ['${a}', {a: !Select [0, !Split [',', 'x,y']]}]\nD: 012345678901\nE: &e [1, 2]\nF: *e\nG:\n").unwrap();
         assert_eq!(
             document,
