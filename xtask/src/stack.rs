@@ -272,12 +272,17 @@ fn cdk_out(dir: &Path, context: &Context) -> Result<Vec<Found>> {
         created.cloudformation(&path.display().to_string(), document, context);
     }
     // A nested stack's parameters are what its parent's AWS::CloudFormation::Stack passes, found by
-    // the asset path CDK records in the resource's metadata. Parents first: nested files after.
-    let mut order: Vec<usize> = (0..templates.len()).collect();
-    order.sort_by_key(|&i| templates[i].0.to_string_lossy().contains(".nested."));
+    // the asset path CDK records in the resource's metadata: each parent before its children.
+    let children: HashSet<PathBuf> =
+        templates.iter().flat_map(|(path, document)| nested_files(document).map(|file| path.with_file_name(file))).collect();
+    let mut queue: std::collections::VecDeque<usize> = (0..templates.len()).filter(|&i| !children.contains(&templates[i].0)).collect();
+    let mut done = vec![false; templates.len()];
     let mut passed: HashMap<PathBuf, Passed> = HashMap::new();
     let mut found = Vec::new();
-    for i in order {
+    while let Some(i) = queue.pop_front().or_else(|| done.iter().position(|d| !d)) {
+        if std::mem::replace(&mut done[i], true) {
+            continue;
+        }
         let (path, document) = &templates[i];
         let stack = Stack {
             file: path.display().to_string(),
@@ -286,7 +291,9 @@ fn cdk_out(dir: &Path, context: &Context) -> Result<Vec<Found>> {
             parameters: passed.remove(path).unwrap_or_default(),
         };
         for (child, parameters) in stack.nested() {
-            passed.insert(path.with_file_name(child), parameters);
+            let child = path.with_file_name(child);
+            queue.extend(templates.iter().position(|(p, _)| *p == child));
+            passed.insert(child, parameters);
         }
         found.extend(stack.containers());
     }
@@ -326,6 +333,19 @@ impl Created {
 
 // ---------------------------------------------------------------- CloudFormation
 
+/// The template file of a nested stack, by the asset path CDK records in its resource's metadata.
+fn asset_path(resource: &Value) -> Option<&str> {
+    if resource["Type"] != "AWS::CloudFormation::Stack" {
+        return None;
+    }
+    resource.get("Metadata")?.get("aws:asset:path")?.as_str()
+}
+
+/// The nested stack templates a template names.
+fn nested_files(document: &Value) -> impl Iterator<Item = &str> {
+    document.get("Resources").and_then(Value::as_object).into_iter().flatten().filter_map(|(_, r)| asset_path(r))
+}
+
 /// The parameters a parent stack passes a nested one, each evaluated in the parent.
 type Passed = HashMap<String, (String, Unknowns)>;
 
@@ -355,12 +375,11 @@ impl<'a> Stack<'a> {
         (!Unknowns::any(&text)).then_some(text)
     }
 
-    /// The nested stacks CDK synthesized beside this template (found by the asset path CDK
-    /// records in the resource's metadata), with the parameters passed to each.
+    /// The nested stacks CDK synthesized beside this template, with the parameters passed to each.
     fn nested(&self) -> Vec<(String, Passed)> {
         let mut nested = Vec::new();
-        for (_, resource) in self.resources().filter(|(_, r)| r["Type"] == "AWS::CloudFormation::Stack") {
-            let Some(file) = resource.get("Metadata").and_then(|m| m.get("aws:asset:path")).and_then(Value::as_str) else { continue };
+        for (_, resource) in self.resources() {
+            let Some(file) = asset_path(resource) else { continue };
             let mut parameters = HashMap::new();
             for (name, value) in resource["Properties"]["Parameters"].as_object().into_iter().flatten() {
                 let mut unknowns = Unknowns::default();
