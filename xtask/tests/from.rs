@@ -133,9 +133,22 @@ fn lint_printed_snippets(output: &str) {
         std::fs::write(&file, template).unwrap();
         files.push(file);
     }
+    cfn_lint(&files);
+}
+
+#[test]
+fn the_stacks_here_are_templates_cfn_lint_accepts() {
+    let cdk: Vec<PathBuf> = ["FromCdkStack.template.json", "FromCdkStackWorkers1F2E3D4C.nested.template.json"].iter().map(|f| Path::new(&stack("cdk.out")).join(f)).collect();
+    let yaml = ["cloudformation.yaml", "unresolvable.yaml"].map(|f| PathBuf::from(stack(f)));
+    cfn_lint(&[cdk, yaml.to_vec()].concat());
+}
+
+fn cfn_lint(files: &[PathBuf]) {
     let cfn_lint = workspace().join(".venv/bin/cfn-lint");
-    let output = std::process::Command::new(&cfn_lint).args(&files).output().unwrap_or_else(|e| panic!("{} (`bash .ci/install`): {e}", cfn_lint.display()));
-    assert!(output.status.success(), "cfn-lint on {snippets:#?}:\n{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    let output = std::process::Command::new(&cfn_lint).args(files).output().unwrap_or_else(|e| panic!("{} (`bash .ci/install`): {e}", cfn_lint.display()));
+    let said = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    let texts: Vec<String> = files.iter().map(|f| std::fs::read_to_string(f).unwrap_or_default()).collect();
+    assert!(output.status.success(), "cfn-lint:\n{}{}\non:\n{}", said(&output.stdout), said(&output.stderr), texts.join("\n---\n"));
 }
 
 fn workspace() -> &'static Path {
