@@ -72,6 +72,11 @@ impl AwsArgs {
         Ok(())
     }
 
+    /// The first region `--region` names, for what a stack template resolves `AWS::Region` to.
+    pub fn first_region(&self) -> Option<&str> {
+        self.region.as_deref().and_then(|list| list.split(',').map(str::trim).find(|r| !r.is_empty()))
+    }
+
     /// Every (profile, region) target the flags or the targets file name, each once, in order.
     pub fn specs(&self) -> Result<Vec<TargetSpec>> {
         let mut specs = match &self.targets {

@@ -15,6 +15,7 @@ mod registry;
 mod replicate;
 mod repo;
 mod smoke;
+mod stack;
 mod status;
 mod taskdef;
 mod teardown;

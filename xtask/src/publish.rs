@@ -21,7 +21,7 @@ use crate::oci::{self, Blob, ImageSet, Recipe};
 use crate::platform;
 use crate::registry::{Latest, Pushed, Registry};
 use crate::smoke::Proof;
-use crate::{aws, engine, names, taskdef, Usage};
+use crate::{aws, engine, names, stack, taskdef, Usage};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -33,6 +33,11 @@ pub struct Args {
     /// publish, and its image gets the container's ports, entry point and user.
     #[arg(long = "task-definition", value_name = "FILE", num_args = 1..)]
     pub task_definitions: Vec<PathBuf>,
+    /// The stack the containers are in: a CloudFormation template (JSON or YAML), a CDK cdk.out
+    /// directory, a `terraform show -json` plan, or ECS task definition JSON. Each container whose
+    /// image is in ECR names a repository, baked as with --task-definition.
+    #[arg(long, value_name = "PATH", num_args = 1..)]
+    pub from: Vec<PathBuf>,
     #[command(flatten)]
     pub aws: aws::AwsArgs,
     /// Encryption for repositories this run creates (fixed at creation).
@@ -178,8 +183,8 @@ struct Target {
 }
 
 /// The repositories to publish: `--containers`, and the ECR repositories of every container in
-/// `--task-definition` files, each with the recipe its definitions need.
-fn targets(args: &Args) -> Result<Vec<Target>> {
+/// `--task-definition` files and `--from` stacks, each with the recipe its definitions need.
+fn targets(args: &Args, found: &[stack::Found]) -> Result<Vec<Target>> {
     let mut targets: Vec<Target> = Vec::new();
     let entry = |targets: &mut Vec<Target>, name: &str| -> usize {
         match targets.iter().position(|t| t.name == name) {
@@ -211,8 +216,19 @@ fn targets(args: &Args) -> Result<Vec<Target>> {
             bake(&mut targets[i], &container);
         }
     }
+    for found in found {
+        match found.repository() {
+            Some(repository) => {
+                let i = entry(&mut targets, repository);
+                bake(&mut targets[i], &found.container);
+            }
+            // A dry run's table says it on stdout.
+            None if !(args.dry_run && args.output == OutputFormat::Text) => eprintln!("{}", found.left_alone().unwrap_or_default()),
+            None => {}
+        }
+    }
     if targets.is_empty() {
-        bail!(Usage("no container names: pass --containers my-svc-staging,my-svc-prod or --task-definition FILE".into()));
+        bail!(Usage("no container names: pass --containers my-svc-staging,my-svc-prod, --task-definition FILE or --from PATH".into()));
     }
     for target in &mut targets {
         let mut seen = Vec::new();
@@ -336,7 +352,11 @@ struct Place<'a> {
 }
 
 pub async fn run(args: Args) -> Result<ExitCode> {
-    let targets = targets(&args)?;
+    let found = stack::load(&args.from, &stack::Context::new(args.aws.first_region()))?;
+    if args.dry_run && args.output == OutputFormat::Text && !found.is_empty() {
+        stack::print_table(&found);
+    }
+    let targets = targets(&args, &found)?;
     let platforms = platform::parse_list(&args.platform).map_err(|e| Usage(e.to_string()))?;
     let encryption = match (args.encryption, &args.kms_key) {
         (EncryptionArg::Aes256, Some(_)) => bail!(Usage("--kms-key needs --encryption kms, not aes256".into())),
@@ -441,7 +461,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     let images = sets.get(&Recipe::default()).or_else(|| sets.values().next()).expect("at least one target");
 
     match args.output {
-        OutputFormat::Json => print_json(&outcomes, &destinations, &unreachable, &replication, images, &proofs)?,
+        OutputFormat::Json => print_json(&outcomes, &destinations, &unreachable, &replication, images, &proofs, &found)?,
         OutputFormat::Text => {
             print_replication(&replication);
             print_text(&outcomes, args.dry_run);
@@ -702,7 +722,7 @@ container has no healthCheck and you want one, use [\"CMD-SHELL\", \"curl -f htt
 works with the placeholder and most real images alike; [\"CMD\", \"/server\", \"--probe\"] works only with the \
 placeholder and breaks the real image the day it is deployed.";
 
-pub const VERIFY_ADVICE: &str = "Check a task definition before deploying the stack: cargo xtask verify --task-definition FILE";
+pub const VERIFY_ADVICE: &str = "Check a task definition before deploying the stack: cargo xtask verify --task-definition FILE (or --from PATH)";
 
 pub const DIGEST_PINNING: &str = "ECS resolves :latest to a digest when a deployment starts: once the pipeline \
 pushes the real image, the service needs a new deployment (e.g. aws ecs update-service --force-new-deployment).";
@@ -766,6 +786,7 @@ fn print_json(
     replication: &[replicate::Change],
     images: &ImageSet,
     proofs: &[Proof],
+    found: &[stack::Found],
 ) -> Result<()> {
     let proofs: Vec<serde_json::Value> =
         proofs.iter().map(|p| serde_json::json!({ "platform": p.platform.docker(), "proof": p.describe() })).collect();
@@ -776,7 +797,7 @@ fn print_json(
     targets.extend(unreachable.iter().map(|(spec, error)| {
         serde_json::json!({ "profile": spec.profile, "account": null, "region": spec.region, "error": format!("{error:#}") })
     }));
-    let document = serde_json::json!({
+    let mut document = serde_json::json!({
         "region": destinations.first().map(|d| d.aws.region.as_str()),
         "targets": targets,
         "replication": replication,
@@ -787,6 +808,9 @@ fn print_json(
         "verify": VERIFY_ADVICE,
         "note": DIGEST_PINNING,
     });
+    if !found.is_empty() {
+        document["from"] = stack::to_json(found);
+    }
     println!("{}", serde_json::to_string_pretty(&document)?);
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! `cargo xtask status`: which repositories exist, how they are set up, and which still serve the
 //! placeholder rather than a real image.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
@@ -12,12 +13,17 @@ use crate::aws::{self, call_failed};
 use crate::ecr::{self, MANAGED_TAG_KEY, MANAGED_TAG_VALUE};
 use crate::publish::{parse_containers, OutputFormat};
 use crate::registry::{Latest, Registry};
+use crate::stack;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Container names, comma-separated [default: every repository publish made].
     #[arg(long, env = "ECS_PLACEHOLDER_CONTAINERS", value_name = "NAMES")]
     pub containers: Option<String>,
+    /// The stack the containers are in (a CloudFormation template, a CDK cdk.out directory, a
+    /// `terraform show -json` plan, ECS task definition JSON): its ECR repositories.
+    #[arg(long, value_name = "PATH", num_args = 1..)]
+    pub from: Vec<PathBuf>,
     #[command(flatten)]
     pub aws: aws::AwsArgs,
     /// The lifecycle policy counts as expected when it keeps this many images.
@@ -48,7 +54,10 @@ pub struct RepositoryStatus {
 }
 
 pub async fn run(args: Args) -> Result<ExitCode> {
-    let asked = args.containers.as_deref().map(parse_containers).transpose()?;
+    let mut asked = args.containers.as_deref().map(parse_containers).transpose()?;
+    if !args.from.is_empty() {
+        stack::add_repositories(&args.from, args.aws.first_region(), asked.get_or_insert_with(Vec::new))?;
+    }
     args.aws.check()?;
     let (destinations, unreachable) = crate::publish::connect_targets(&args.aws).await?;
     let mut work = Vec::new();

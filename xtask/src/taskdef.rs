@@ -130,7 +130,8 @@ fn flag(value: Option<&Value>) -> bool {
     }
 }
 
-fn container(definition: &Value) -> Container {
+/// One container definition, in ECS's camelCase or CloudFormation's PascalCase.
+pub fn container(definition: &Value) -> Container {
     let ports = field(definition, "portMappings")
         .and_then(Value::as_array)
         .into_iter()

@@ -1,6 +1,7 @@
 //! `cargo xtask teardown --containers a,b`: delete repositories that hold nothing but placeholders.
 
 use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{bail, Result};
@@ -10,13 +11,18 @@ use crate::aws::{self, call_failed};
 use crate::ecr;
 use crate::publish::{parse_containers, OutputFormat};
 use crate::registry::Registry;
-use crate::Usage;
+use crate::{stack, Usage};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Container names, comma-separated: the repositories to delete.
-    #[arg(long, env = "ECS_PLACEHOLDER_CONTAINERS", value_name = "NAMES")]
-    pub containers: String,
+    #[arg(long, env = "ECS_PLACEHOLDER_CONTAINERS", value_name = "NAMES", required_unless_present = "from")]
+    pub containers: Option<String>,
+    /// The stack the containers are in (a CloudFormation template, a CDK cdk.out directory, a
+    /// `terraform show -json` plan, ECS task definition JSON): its ECR repositories, never those
+    /// the stack creates itself.
+    #[arg(long, value_name = "PATH", num_args = 1..)]
+    pub from: Vec<PathBuf>,
     /// Delete even repositories that hold real images.
     #[arg(long)]
     pub force: bool,
@@ -59,7 +65,8 @@ struct Held {
 }
 
 pub async fn run(args: Args) -> Result<ExitCode> {
-    let names = parse_containers(&args.containers)?;
+    let mut names = args.containers.as_deref().map(parse_containers).transpose()?.unwrap_or_default();
+    stack::add_repositories(&args.from, args.aws.first_region(), &mut names)?;
     args.aws.check()?;
     let (destinations, unreachable) = crate::publish::connect_targets(&args.aws).await?;
     let outcome = |target: Option<&aws::Target>, container: &str, action: Action, detail: String| Outcome {

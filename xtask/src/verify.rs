@@ -30,7 +30,7 @@ use crate::oci::{self, Recipe};
 use crate::platform::Platform;
 use crate::publish::OutputFormat;
 use crate::taskdef::{self, Container, Matcher};
-use crate::{aws, Usage};
+use crate::{aws, stack, Usage};
 
 /// Where the stand-in metadata endpoint listens inside the task's namespace.
 const METADATA_PORT: u16 = 51679;
@@ -42,8 +42,16 @@ const ELB_USER_AGENT: &str = "ELB-HealthChecker/2.0";
 pub struct Args {
     /// ECS task definition JSON (RegisterTaskDefinition input or DescribeTaskDefinition output),
     /// container definitions, or one container definition per line.
-    #[arg(long = "task-definition", value_name = "FILE", required = true, num_args = 1..)]
+    #[arg(long = "task-definition", value_name = "FILE", required_unless_present = "from", num_args = 1..)]
     pub task_definitions: Vec<PathBuf>,
+    /// The stack the containers are in (a CloudFormation template, a CDK cdk.out directory, a
+    /// `terraform show -json` plan): its ECR containers, each with its target group's check.
+    #[arg(long, value_name = "PATH", num_args = 1..)]
+    pub from: Vec<PathBuf>,
+    /// Run each container under the `:latest` its ECR repository holds (what publish pushed, with
+    /// what it baked in), pulled with ECR credentials from the AWS chain.
+    #[arg(long, conflicts_with = "image")]
+    pub published: bool,
     /// The load balancer's health check path [default: the file's, else /].
     #[arg(long, value_name = "PATH")]
     pub health_path: Option<String>,
@@ -86,8 +94,39 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     for file in &args.task_definitions {
         containers.extend(taskdef::load(file).map_err(|e| Usage(format!("{e:#}")))?);
     }
+    let mut repositories: Vec<Option<String>> = containers.iter().map(|c| c.image.as_deref().and_then(taskdef::ecr_repository)).collect();
+    for found in stack::load(&args.from, &stack::Context::new(args.aws.first_region()))? {
+        match &found.kind {
+            stack::Kind::Ecr(name) => repositories.push(Some(name.clone())),
+            // The definition can still be run under the placeholder; only nothing is published there.
+            stack::Kind::Owned { .. } if !args.published => repositories.push(None),
+            _ => {
+                eprintln!("{}", found.left_alone().unwrap_or_default());
+                continue;
+            }
+        }
+        containers.push(found.container);
+    }
     let engine = engine::connect().await?;
+    let published = if args.published {
+        let (_, registry) = args.aws.connect().await?;
+        let mut images = Vec::new();
+        for (container, repository) in containers.iter().zip(&repositories) {
+            let Some(repository) = repository else {
+                bail!(Usage(format!("--published: container {} has no ECR image to take the published placeholder from", container.name)));
+            };
+            let image = format!("{}/{repository}:latest", registry.host());
+            if !images.contains(&image) {
+                ensure_image(&engine.docker, &image, &args.aws).await?;
+            }
+            images.push(image);
+        }
+        Some(images)
+    } else {
+        None
+    };
     let image = match &args.image {
+        _ if published.is_some() => "each repository's :latest".to_owned(),
         Some(image) => {
             ensure_image(&engine.docker, image, &args.aws).await?;
             image.clone()
@@ -101,8 +140,9 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     };
 
     let checks = Checks { health_path: args.health_path.clone(), matcher, metadata_ports: !args.no_metadata_ports };
-    let verdicts: Vec<Verdict> = futures_util::stream::iter(containers.iter().enumerate())
-        .map(|(n, container)| verify_one(&engine, &image, container, &checks, n))
+    let images = published.unwrap_or_else(|| vec![image.clone(); containers.len()]);
+    let verdicts: Vec<Verdict> = futures_util::stream::iter(containers.iter().zip(&images).enumerate())
+        .map(|(n, (container, image))| verify_one(&engine, image, container, &checks, n))
         .buffered(args.concurrency as usize)
         .collect()
         .await;
