@@ -343,22 +343,31 @@ impl Table {
             let [fresh, idle, head, _, slow] = [0, 1, 2, 3, 4].map(|phase| take(&self.evicted[phase]));
             let idle = fresh + idle;
             let cut = take(&self.cut_readers);
-            eprintln!("{}", shedding_line(head, idle, slow, cut, self.open()));
+            // A wake-up stored while the last line was written may find nothing new.
+            if head + idle + slow + cut > 0 {
+                eprintln!("{}", shedding_line(head, idle, slow, cut, self.open()));
+            }
         }
     }
 }
 
 fn shedding_line(heads: u64, idle: u64, slow_readers: u64, cut: u64, open: usize) -> String {
-    let mut line = format!(
-        "shedding: evicted {} connections in the last 1s ({heads} slow request heads, {idle} idle connections, \
-         {slow_readers} slow readers)",
-        heads + idle + slow_readers
-    );
-    if cut > 0 {
-        line.push_str(&format!("; cut {cut} readers not draining their answers"));
-    }
-    line.push_str(&format!("; {open} open"));
-    line
+    let evicted = heads + idle + slow_readers;
+    let cut_part = format!("cut {cut} readers not draining their answers");
+    let what = match (evicted, cut) {
+        (0, _) => format!("{cut_part} in the last 1s"),
+        _ => {
+            let mut what = format!(
+                "evicted {evicted} connections in the last 1s ({heads} slow request heads, {idle} idle connections, \
+                 {slow_readers} slow readers)"
+            );
+            if cut > 0 {
+                what.push_str(&format!("; {cut_part}"));
+            }
+            what
+        }
+    };
+    format!("shedding: {what}; {open} open")
 }
 
 /// A connection and its place in the table. Dropping it leaves the table first, then closes the
@@ -581,6 +590,7 @@ mod tests {
             shedding_line(640, 172, 0, 0, 1024),
             "shedding: evicted 812 connections in the last 1s (640 slow request heads, 172 idle connections, 0 slow readers); 1024 open"
         );
-        assert!(shedding_line(0, 0, 0, 3, 10).contains("; cut 3 readers not draining their answers; 10 open"));
+        assert_eq!(shedding_line(0, 0, 0, 3, 10), "shedding: cut 3 readers not draining their answers in the last 1s; 10 open");
+        assert!(shedding_line(1, 0, 0, 3, 10).ends_with("0 slow readers); cut 3 readers not draining their answers; 10 open"));
     }
 }
