@@ -16,7 +16,6 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use tokio::io::Interest;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
@@ -148,7 +147,8 @@ pub async fn run(
             if table.make_room(loopback) {
                 break;
             }
-            // Every slot is answering a request (no flood does that): wait for one to finish.
+            // Nothing to evict: every slot is answering a request or connected within the last
+            // second. Wait for one, as the kernel's backlog did.
             tokio::select! {
                 name = stop.recv() => break 'serving name,
                 _ = table.slot_freed() => {}
@@ -237,7 +237,7 @@ async fn linger(lease: &Lease) {
         return;
     }
     let mut sink = vec![0u8; 4096]; // allocated here: a waiting connection's task stays small
-    while !lease.removed() && stream.readable().await.is_ok() {
+    while !lease.removed() && wire::readable(stream).await.is_ok() {
         match stream.try_read(&mut sink) {
             Ok(0) => return,
             Err(e) if e.kind() != io::ErrorKind::WouldBlock => return,
@@ -251,8 +251,8 @@ async fn linger(lease: &Lease) {
 async fn wait_for_head(lease: &Lease) -> Option<Next> {
     let stream = &lease.stream;
     let mut head_started = false;
-    // The client shut its side (or reset), or the table did: what was sent is all there will be.
-    let mut finished_sending = false;
+    // Bytes seen at the last look, and whether the socket has said it is readable since.
+    let (mut seen, mut woken) = (0, false);
     loop {
         if lease.removed() {
             return None;
@@ -262,17 +262,20 @@ async fn wait_for_head(lease: &Lease) -> Option<Next> {
         match wire::peek(stream) {
             Peeked::Ready(next) => return Some(next),
             Peeked::Closed => return None,
-            _ if finished_sending => return None,
-            Peeked::Partial(_) if !head_started => {
-                head_started = true;
-                lease.enter(Phase::Head);
+            // Readable with nothing new: the client shut its side (or reset), and what it sent is
+            // all there will be. tokio never forgets that, so waiting again would spin.
+            Peeked::Partial(n) if woken && n == seen && wire::peer_finished(stream) => return None,
+            Peeked::Partial(n) => {
+                seen = n;
+                if !head_started {
+                    head_started = true;
+                    lease.enter(Phase::Head);
+                }
             }
-            Peeked::Partial(_) | Peeked::Nothing => {}
+            Peeked::Nothing => {}
         }
-        match stream.ready(Interest::READABLE).await {
-            Ok(ready) => finished_sending = ready.is_read_closed(),
-            Err(_) => return None,
-        }
+        wire::readable(stream).await.ok()?;
+        woken = true;
     }
 }
 

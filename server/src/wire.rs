@@ -12,12 +12,14 @@
 
 use std::io;
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::TcpStream;
+use tokio::time::Sleep;
 
 /// Largest request head accepted; beyond it hyper answers 431. 8 KiB is hyper's minimum.
 pub const MAX_HEAD_BYTES: usize = 8 * 1024;
@@ -87,14 +89,37 @@ pub fn judge(bytes: &[u8]) -> Peeked {
     }
 }
 
+/// Resolves when the socket is readable or the peer has shut its side. Unlike
+/// `TcpStream::readable`, the future holds no waiter of its own (the socket keeps one waker for
+/// reads), which keeps every waiting connection's task smaller.
+pub async fn readable(stream: &TcpStream) -> io::Result<()> {
+    std::future::poll_fn(|cx| stream.poll_read_ready(cx)).await
+}
+
+/// Whether the peer has shut its sending side or reset the connection.
+pub fn peer_finished(stream: &TcpStream) -> bool {
+    let mut poll = libc::pollfd { fd: stream.as_raw_fd(), events: libc::POLLRDHUP, revents: 0 };
+    // SAFETY: one pollfd, no waiting.
+    let ready = unsafe { libc::poll(&mut poll, 1, 0) };
+    ready > 0 && poll.revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0
+}
+
 /// Forgets that the socket is readable, so the next `readable()` waits for new bytes. Peeking
 /// leaves bytes in the socket, which would otherwise keep it readable for ever.
 pub fn forget_readiness(stream: &TcpStream) {
     let _ = stream.try_io(Interest::READABLE, || Err::<(), _>(io::ErrorKind::WouldBlock.into()));
 }
 
-/// The socket as hyper sees it for one request: reads stop after `budget` bytes with an end of
-/// stream (so hyper, idle after its answer, finishes), and shutdown is left to the owner.
+/// How long hyper keeps a connection after answering, for the client's next request. A busy
+/// client (a benchmark, a proxy's pool) sends it within a round trip, and rebuilding hyper's
+/// buffers for every request costs page faults under musl's allocator; an idle one goes back to
+/// the gate, where it holds no buffer.
+const NEXT_REQUEST_GRACE: Duration = Duration::from_millis(10);
+
+/// The socket as hyper sees it, one whole request at a time: once a request's bytes are read, the
+/// next whole bodiless request is handed over if it arrives within `NEXT_REQUEST_GRACE`, else
+/// reads end with an end of stream (so hyper, idle after its answer, finishes). Shutdown is left
+/// to the owner.
 pub struct Wire<'a> {
     pub stream: &'a mut TcpStream,
     /// Bytes hyper may still read; `None`: no limit.
@@ -103,6 +128,8 @@ pub struct Wire<'a> {
     pub budget_spent: bool,
     /// Bytes written, for the drain check.
     written: &'a AtomicU64,
+    /// Running while hyper waits for the next request.
+    grace: Option<Pin<Box<Sleep>>>,
 }
 
 impl<'a> Wire<'a> {
@@ -111,15 +138,21 @@ impl<'a> Wire<'a> {
             Next::OneRequest(len) => Some(len),
             Next::Rest => None,
         };
-        Wire { stream, budget, budget_spent: false, written }
+        Wire { stream, budget, budget_spent: false, written, grace: None }
     }
 }
 
 impl AsyncRead for Wire<'_> {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         if self.budget == Some(0) {
-            self.budget_spent = true;
-            return Poll::Ready(Ok(()));
+            match self.next_request(cx) {
+                Poll::Ready(Some(len)) => self.budget = Some(len),
+                Poll::Ready(None) => {
+                    self.budget_spent = true;
+                    return Poll::Ready(Ok(()));
+                }
+                Poll::Pending => return Poll::Pending,
+            }
         }
         let limit = self.budget.unwrap_or(usize::MAX).min(buf.remaining());
         let before = buf.filled().len();
@@ -149,6 +182,31 @@ impl AsyncRead for Wire<'_> {
             *budget -= read;
         }
         result
+    }
+}
+
+impl Wire<'_> {
+    /// The length of the next whole bodiless request once it is in the socket; `None` when the
+    /// grace ends first, or the next request is anything else (the gate deals with it).
+    fn next_request(&mut self, cx: &mut Context<'_>) -> Poll<Option<usize>> {
+        loop {
+            forget_readiness(self.stream);
+            match peek(self.stream) {
+                Peeked::Ready(Next::OneRequest(len)) => {
+                    self.grace = None;
+                    return Poll::Ready(Some(len));
+                }
+                Peeked::Nothing => {}
+                _ => return Poll::Ready(None),
+            }
+            let grace = self.grace.get_or_insert_with(|| Box::pin(tokio::time::sleep(NEXT_REQUEST_GRACE)));
+            if grace.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(None);
+            }
+            if self.stream.poll_read_ready(cx).is_pending() {
+                return Poll::Pending;
+            }
+        }
     }
 }
 
