@@ -5,8 +5,9 @@
 //! buffer, so a connection parked in hyper (a slow head, an idle keep-alive) costs ~20 KiB. Here a
 //! connection is handed to hyper only once a whole request head is in the kernel's socket buffer,
 //! found by peeking (nothing is read, so a slow head costs us no buffer at all), and hyper may read
-//! exactly that request: when it asks for more, it is told the peer closed, finishes, and is
-//! dropped with its buffers. The next request starts at the gate again. Keep-alive is unchanged
+//! exactly that request (and the next whole ones a busy client sends within 10 ms): when it asks
+//! for more, it is told the peer closed, finishes, and is dropped with its buffers. The next
+//! request starts at the gate again. Keep-alive is unchanged
 //! for the client; requests with a body (or a head too large to find the end of) are left to hyper
 //! whole, and answered with `Connection: close`.
 
