@@ -3,6 +3,7 @@
 //! health check (`--probe`), and the `sh`, `curl` and `wget` that health checks call.
 
 mod args;
+mod conns;
 mod client;
 mod fetch;
 mod health;
@@ -12,6 +13,7 @@ mod probe;
 mod serve;
 mod shell;
 mod site;
+mod wire;
 
 use std::ffi::{OsStr, OsString};
 use std::io;

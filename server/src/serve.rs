@@ -1,34 +1,28 @@
-//! The HTTP/1.1 server: listening socket, bounded connections, responses, and graceful shutdown.
+//! The HTTP/1.1 server: listening sockets, the accept loop, each connection's life, responses, and
+//! graceful shutdown.
 
 use std::convert::Infallible;
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::pin::{pin, Pin};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, LOCATION, USER_AGENT};
+use hyper::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, LOCATION, USER_AGENT};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::signal::unix::{signal, Signal, SignalKind};
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
-use tokio::time::Instant;
 
 use crate::args::ServeConfig;
+use crate::conns::{self, Lease, Phase, Table, Timeouts};
 use crate::site::{Miss, Site};
-
-/// Largest request head accepted; beyond it hyper answers 431. It also caps each connection's read
-/// buffer, so it decides what an idle or slow connection costs. 8 KiB is hyper's minimum.
-const MAX_HEAD_BYTES: usize = 8 * 1024;
+use crate::wire::{self, Next, Peeked, Wire, MAX_HEAD_BYTES};
 
 /// Binds `[::]:port` dual-stack, or `0.0.0.0:port` where the kernel has IPv6 switched off.
 pub fn bind(port: u16) -> io::Result<TcpListener> {
@@ -48,7 +42,7 @@ fn listen(addr: SocketAddr, dual_stack: bool) -> io::Result<TcpListener> {
     socket.set_reuse_address(true)?;
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
-    socket.listen(1024)?;
+    socket.listen(4096)?; // the kernel caps it at net.core.somaxconn
     TcpListener::from_std(socket.into())
 }
 
@@ -76,6 +70,18 @@ impl StopSignals {
 /// Listeners that come later: the ports ECS task metadata names once it answers.
 pub type Later = Pin<Box<dyn Future<Output = Vec<TcpListener>>>>;
 
+/// How long a closing connection reads on for what the client still sends.
+const LINGER: Duration = Duration::from_secs(1);
+
+/// What every connection's task shares.
+struct Shared {
+    site: Site,
+    http: http1::Builder,
+    access_log: bool,
+    strict: bool,
+    balancer_status: Option<u16>,
+}
+
 /// Serves on `listeners`, and on those `later` delivers, until SIGTERM or SIGINT; then lets
 /// in-flight requests finish within the grace period.
 pub async fn run(
@@ -85,24 +91,29 @@ pub async fn run(
     mut later: Option<Later>,
     mut stop: StopSignals,
 ) -> io::Result<()> {
-    let site = Arc::new(site);
-    let slots = Arc::new(Semaphore::new(config.max_connections));
-    let graceful = GracefulShutdown::new();
-    let mut http = http1::Builder::new();
-    // hyper restarts its header-read timer as soon as a response is written, so it bounds idle
-    // keep-alive time too; give it the long idle value, and hold slow request heads to the short
-    // one ourselves (`close_when_stalled`).
-    http.timer(TokioTimer::new())
-        .header_read_timeout(config.idle_timeout)
-        .max_buf_size(MAX_HEAD_BYTES);
+    let fits = conns::raise_open_file_limit();
+    if fits < config.max_connections {
+        eprintln!("server: the open-file limit leaves room for {fits} connections, not {}", config.max_connections);
+    }
     let timeouts = Timeouts { header: config.header_timeout, idle: config.idle_timeout };
+    let table = Table::new(config.max_connections.min(fits), timeouts);
+    tokio::spawn(table.clone().report_shedding());
+    tokio::spawn(table.clone().reap());
+    let mut http = http1::Builder::new();
+    // Half-closed clients still get their answer; and hyper must not read while it answers, or the
+    // end of a read budget (`wire.rs`) would look like the client leaving mid-request.
+    http.half_close(true).max_buf_size(MAX_HEAD_BYTES);
+    let shared = Arc::new(Shared {
+        site,
+        http,
+        access_log: config.access_log,
+        strict: config.strict,
+        balancer_status: config.balancer_status,
+    });
     // Where the next accept looks first, so a flood on one port cannot starve the others.
     let mut first = 0;
 
-    let signal_name = loop {
-        // Take a connection slot before accepting: when all are in use, new connections wait in
-        // the kernel's backlog for one to free (slow clients are cut after the header timeout)
-        // instead of being dropped, which would fail a health check arriving during a flood.
+    let signal_name = 'serving: loop {
         let event = tokio::select! {
             name = stop.recv() => Event::Stop(name),
             more = async {
@@ -111,51 +122,46 @@ pub async fn run(
                     None => std::future::pending().await,
                 }
             }, if later.is_some() => Event::Added(more),
-            (slot, accepted) = async {
-                let slot = slots.clone().acquire_owned().await.expect("the semaphore is never closed");
-                (slot, accept_any(&listeners, first).await)
-            } => Event::Accepted(slot, accepted),
+            accepted = accept_any(&listeners, first) => Event::Accepted(accepted),
         };
-        let (slot, (stream, peer)) = match event {
+        let (stream, peer) = match event {
             Event::Stop(name) => break name,
             Event::Added(more) => {
                 listeners.extend(more);
                 later = None; // done: a finished future must not be polled again
                 continue;
             }
-            Event::Accepted(slot, Ok((accepted, index))) => {
+            Event::Accepted(Ok((accepted, index))) => {
                 first = index + 1;
-                (slot, accepted)
+                accepted
             }
-            Event::Accepted(_, Err(e)) => {
+            Event::Accepted(Err(e)) => {
                 // Usually EMFILE: back off instead of spinning; open connections keep working.
                 eprintln!("accept failed: {e}");
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
         };
-        let _ = stream.set_nodelay(true);
-        let site = site.clone();
-        let (access_log, strict, balancer_status) = (config.access_log, config.strict, config.balancer_status);
-        let service = service_fn(move |request| {
-            let response = respond(&site, &request, strict, balancer_status);
-            if access_log {
-                log_access(peer, &request, &response);
+        let loopback = peer.ip().to_canonical().is_loopback();
+        loop {
+            if table.make_room(loopback) {
+                break;
             }
-            async move { Ok::<_, Infallible>(response) }
-        });
-        let (io, activity) = ActivityIo::new(stream);
-        let connection = graceful.watch(http.serve_connection(TokioIo::new(io), service));
-        tokio::spawn(async move {
-            let _slot = slot;
-            close_when_stalled(connection, &activity, timeouts).await;
-        });
+            // Nothing to evict: every slot is answering a request or connected within the last
+            // second. Wait for one, as the kernel's backlog did.
+            tokio::select! {
+                name = stop.recv() => break 'serving name,
+                _ = table.slot_freed() => {}
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+            }
+        }
+        tokio::spawn(connection(table.admit(stream), peer, shared.clone()));
     };
 
     drop(listeners); // new connections are refused from here on
-    let open = config.max_connections - slots.available_permits();
-    println!("{signal_name}: stopping, {open} connection(s) open");
-    if tokio::time::timeout(config.shutdown_grace, graceful.shutdown()).await.is_err() {
+    println!("{signal_name}: stopping, {} connection(s) open", table.open());
+    table.stop_all();
+    if tokio::time::timeout(config.shutdown_grace, table.until_empty()).await.is_err() {
         eprintln!("requests still running after {:?}, closing them", config.shutdown_grace);
     }
     Ok(())
@@ -164,7 +170,7 @@ pub async fn run(
 enum Event {
     Stop(&'static str),
     Added(Vec<TcpListener>),
-    Accepted(OwnedSemaphorePermit, io::Result<((TcpStream, SocketAddr), usize)>),
+    Accepted(io::Result<((TcpStream, SocketAddr), usize)>),
 }
 
 /// Accepts the next connection on any of `listeners`, trying them from `first` round-robin;
@@ -182,21 +188,94 @@ async fn accept_any(listeners: &[TcpListener], first: usize) -> io::Result<((Tcp
     .await
 }
 
-/// Drives a connection until it ends, a request has taken longer than `header_timeout` from its
-/// first byte to our answer (slowloris), or nothing has moved either way for `idle_timeout`.
-async fn close_when_stalled<F: Future>(connection: F, activity: &Activity, config: Timeouts) {
-    let mut connection = pin!(connection);
+/// One connection, request after request: it waits at the gate (no buffers) for a whole head,
+/// hyper answers that one request, and it waits again. It ends when the client closes, or when the
+/// table shuts its socket (timeout, eviction, a client not taking its answers, shutdown).
+async fn connection(mut lease: Lease, peer: SocketAddr, shared: Arc<Shared>) {
+    let _ = lease.stream.set_nodelay(true);
     loop {
-        let deadline = activity.deadline(config);
-        tokio::select! {
-            _ = &mut connection => return,
-            _ = activity.request_started.notified() => {} // re-arm with the header deadline
-            _ = tokio::time::sleep_until(deadline) => {
-                if activity.deadline(config) <= Instant::now() {
-                    return; // dropping the connection closes the socket
+        let Some(next) = wait_for_head(&lease).await else { return };
+        lease.enter(Phase::Serving);
+        let one_request = matches!(next, Next::OneRequest(_));
+        let service = service_fn(|request| {
+            let mut response = respond(&shared.site, &request, shared.strict, shared.balancer_status);
+            if !one_request {
+                // hyper read on past this request: the connection cannot return to the gate.
+                response.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
+            }
+            if shared.access_log {
+                log_access(peer, &request, &response);
+            }
+            async move { Ok::<_, Infallible>(response) }
+        });
+        let (stream, written) = lease.socket_and_written();
+        let io = TokioIo::new(Wire::new(stream, next, written));
+        // Boxed: hyper's state exists only while a request is answered, not in every waiting task.
+        let answered = Box::pin(shared.http.serve_connection(io, service).without_shutdown()).await;
+        let keep_alive = answered.is_ok_and(|parts| parts.io.inner().budget_spent);
+        if lease.removed() {
+            return;
+        }
+        if !keep_alive {
+            return linger(&lease).await;
+        }
+        if lease.stopping() {
+            return;
+        }
+        lease.enter(Phase::Idle);
+        lease.watch_answer();
+    }
+}
+
+/// Closes after hyper has answered and chosen to close: sends FIN, then reads and drops what the
+/// client still sends (a body, pipelined requests) for a moment. Closing a socket with unread bytes
+/// sends a reset, which can destroy the answer before the client has read it.
+async fn linger(lease: &Lease) {
+    lease.close_within(LINGER);
+    let stream = &lease.stream;
+    if socket2::SockRef::from(stream).shutdown(std::net::Shutdown::Write).is_err() {
+        return;
+    }
+    let mut sink = vec![0u8; 4096]; // allocated here: a waiting connection's task stays small
+    while !lease.removed() && wire::readable(stream).await.is_ok() {
+        match stream.try_read(&mut sink) {
+            Ok(0) => return,
+            Err(e) if e.kind() != io::ErrorKind::WouldBlock => return,
+            _ => {}
+        }
+    }
+}
+
+/// Waits until a whole request head has arrived, without reading it; `None` to close: the client
+/// left, or the table shut the socket (timeout, eviction, a slow reader, shutdown).
+async fn wait_for_head(lease: &Lease) -> Option<Next> {
+    let stream = &lease.stream;
+    let mut head_started = false;
+    // Bytes seen at the last look, and whether the socket has said it is readable since.
+    let (mut seen, mut woken) = (0, false);
+    loop {
+        if lease.removed() {
+            return None;
+        }
+        // Forget, then look: bytes that arrive in between make the socket readable again.
+        wire::forget_readiness(stream);
+        match wire::peek(stream) {
+            Peeked::Ready(next) => return Some(next),
+            Peeked::Closed => return None,
+            // Readable with nothing new: the client shut its side (or reset), and what it sent is
+            // all there will be. tokio never forgets that, so waiting again would spin.
+            Peeked::Partial(n) if woken && n == seen && wire::peer_finished(stream) => return None,
+            Peeked::Partial(n) => {
+                seen = n;
+                if !head_started {
+                    head_started = true;
+                    lease.enter(Phase::Head);
                 }
             }
+            Peeked::Nothing => {}
         }
+        wire::readable(stream).await.ok()?;
+        woken = true;
     }
 }
 
@@ -273,110 +352,4 @@ fn log_access<B>(peer: SocketAddr, request: &Request<B>, response: &Response<Ful
         request.version(),
         response.status().as_u16()
     );
-}
-
-#[derive(Clone, Copy)]
-struct Timeouts {
-    header: Duration,
-    idle: Duration,
-}
-
-/// What a connection's I/O wrapper has seen, for its timer. Times are milliseconds since `start`;
-/// `waiting_since` is 0 when no request is waiting for an answer, else its first byte's time + 1.
-struct Activity {
-    start: Instant,
-    last: AtomicU64,
-    waiting_since: AtomicU64,
-    request_started: Notify,
-}
-
-impl Activity {
-    fn now(&self) -> u64 {
-        self.start.elapsed().as_millis() as u64
-    }
-
-    fn on_read(&self) {
-        let now = self.now();
-        self.last.store(now, Ordering::Relaxed);
-        if self.waiting_since.compare_exchange(0, now + 1, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
-            self.request_started.notify_one();
-        }
-    }
-
-    fn on_write(&self) {
-        self.last.store(self.now(), Ordering::Relaxed);
-        self.waiting_since.store(0, Ordering::Relaxed);
-    }
-
-    fn deadline(&self, timeouts: Timeouts) -> Instant {
-        let at = |millis: u64| self.start + Duration::from_millis(millis);
-        let idle = at(self.last.load(Ordering::Relaxed)) + timeouts.idle;
-        match self.waiting_since.load(Ordering::Relaxed) {
-            0 => idle,
-            since => idle.min(at(since - 1) + timeouts.header),
-        }
-    }
-}
-
-/// A TCP stream that records when bytes last moved, for the idle timeout.
-struct ActivityIo {
-    stream: TcpStream,
-    activity: Arc<Activity>,
-}
-
-impl ActivityIo {
-    fn new(stream: TcpStream) -> (Self, Arc<Activity>) {
-        let activity = Arc::new(Activity {
-            start: Instant::now(),
-            last: AtomicU64::new(0),
-            waiting_since: AtomicU64::new(0),
-            request_started: Notify::new(),
-        });
-        (ActivityIo { stream, activity: activity.clone() }, activity)
-    }
-}
-
-impl AsyncRead for ActivityIo {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let result = Pin::new(&mut self.stream).poll_read(cx, buf);
-        if buf.filled().len() > before {
-            self.activity.on_read();
-        }
-        result
-    }
-}
-
-impl AsyncWrite for ActivityIo {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
-        let result = Pin::new(&mut self.stream).poll_write(cx, data);
-        if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.on_write();
-        }
-        result
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        data: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        let result = Pin::new(&mut self.stream).poll_write_vectored(cx, data);
-        if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.on_write();
-        }
-        result
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.stream.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_shutdown(cx)
-    }
 }

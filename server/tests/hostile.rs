@@ -179,20 +179,6 @@ fn reset(stream: TcpStream) {
     drop(stream);
 }
 
-fn resident_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap()
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap()
-}
-
-fn open_fds(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count()
-}
-
 /// Times one health check on a fresh connection.
 fn timed_health_check(addr: SocketAddr) -> Duration {
     let started = Instant::now();
@@ -255,11 +241,8 @@ fn slowloris_and_connection_churn_do_not_starve_health_checks_or_leak() {
     assert!(peak_kib < 16 * 1024, "resident memory reached {peak_kib} KiB");
 
     drop(slow);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while open_fds(pid) > idle_fds + 5 && Instant::now() < deadline {
-        thread::sleep(Duration::from_millis(50));
-    }
-    assert!(open_fds(pid) <= idle_fds + 5, "file descriptors stayed open: {} vs {idle_fds} idle", open_fds(pid));
+    let fds = fds_return_to(pid, idle_fds, Duration::from_secs(5));
+    assert!(fds <= idle_fds + 5, "file descriptors stayed open: {fds} vs {idle_fds} idle");
     let after = resident_kib(pid);
     assert!(after < 4 * 1024, "memory stayed at {after} KiB after the attack");
     timed_health_check(addr);

@@ -25,6 +25,9 @@ pub struct Args {
     /// Where to write the report.
     #[arg(long, default_value = "BENCHMARKS.md")]
     pub output: PathBuf,
+    /// Run only the "Under attack" section and write just that section.
+    #[arg(long)]
+    pub only_attack: bool,
 }
 
 struct Settings {
@@ -35,6 +38,11 @@ struct Settings {
     connections: &'static [u32],
     publish_counts: &'static [usize],
     publish_runs: usize,
+    /// slowhttptest's connections, opened at 1,000 a second.
+    attack_connections: u32,
+    attack_seconds: u64,
+    /// Health checks during each attack, evenly spaced.
+    attack_checks: u32,
 }
 
 const FULL: Settings = Settings {
@@ -45,9 +53,32 @@ const FULL: Settings = Settings {
     connections: &[10, 100],
     publish_counts: &[1, 20, 100],
     publish_runs: 3,
+    attack_connections: 3000,
+    attack_seconds: 16,
+    attack_checks: 40,
 };
-const QUICK: Settings =
-    Settings { startups: 3, probes: 3, load_seconds: 1, load_runs: 1, connections: &[10], publish_counts: &[1], publish_runs: 1 };
+const QUICK: Settings = Settings {
+    startups: 3,
+    probes: 3,
+    load_seconds: 1,
+    load_runs: 1,
+    connections: &[10],
+    publish_counts: &[1],
+    publish_runs: 1,
+    attack_connections: 30,
+    attack_seconds: 1,
+    attack_checks: 5,
+};
+
+/// slowhttptest's attack modes, as the flood tests (`server/tests/flood.rs`) run them.
+const ATTACKS: [(&str, &[&str]); 4] = [
+    ("slowloris", &["-H", "-i", "5", "-x", "24"]),
+    ("slow body", &["-B", "-i", "5", "-x", "24", "-s", "8192"]),
+    ("slow read", &["-X", "-k", "3", "-n", "1", "-w", "10", "-y", "20", "-z", "32"]),
+    ("range", &["-R", "-a", "5", "-b", "2000"]),
+];
+/// A health check's timeout: an ALB's minimum, and `server --probe`'s default.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A set of timings: median and spread.
 struct Sample(Vec<f64>);
@@ -82,13 +113,14 @@ struct Peer {
 
 pub async fn run(args: Args) -> Result<()> {
     let settings = if args.quick { &QUICK } else { &FULL };
-    for tool in ["nginx", "apache2", "busybox", "wrk", "curl", "docker", "skopeo"] {
-        if which(tool).is_none() {
-            bail!("{tool} not found: the benchmark needs nginx, apache2, busybox, wrk, curl, docker and skopeo (`bash .ci/install`)");
+    for tool in ["nginx", "apache2", "busybox", "wrk", "curl", "docker", "skopeo", "slowhttptest"] {
+        let needed = !args.only_attack || matches!(tool, "nginx" | "apache2" | "busybox" | "slowhttptest");
+        if needed && which(tool).is_none() {
+            bail!("{tool} not found: the benchmark needs nginx, apache2, busybox, wrk, curl, docker, skopeo and slowhttptest (`bash .ci/install`)");
         }
     }
     let aws_cli = repo::root().join(".venv/bin/aws");
-    if !aws_cli.exists() {
+    if !args.only_attack && !aws_cli.exists() {
         bail!("{} not found: `bash .ci/install` puts the AWS CLI in the project's venv", aws_cli.display());
     }
 
@@ -107,6 +139,12 @@ pub async fn run(args: Args) -> Result<()> {
 
     let mut goals: Vec<(String, String, bool)> = Vec::new();
     let mut report = String::new();
+    if args.only_attack {
+        attack_section(&mut report, &peers, settings, &mut goals)?;
+        std::fs::write(&args.output, report).with_context(|| format!("writing {}", args.output.display()))?;
+        eprintln!("wrote {}", args.output.display());
+        return Ok(());
+    }
     writeln!(report, "# Benchmarks\n")?;
     writeln!(report, "Written by `cargo xtask bench{}` on {}. Figures are medians with the range (min–max) in brackets.", if args.quick { " --quick" } else { "" }, humantime::format_rfc3339_seconds(std::time::SystemTime::now()))?;
     if args.quick {
@@ -174,6 +212,8 @@ pub async fn run(args: Args) -> Result<()> {
     for (name, sample) in &probes {
         writeln!(report, "| {name} | {} | {:.1} |", sample.show("ms", 2), sample.median() / ours)?;
     }
+
+    attack_section(&mut report, &peers, settings, &mut goals)?;
 
     eprintln!("image sizes...");
     let smaller = image_section(&mut report).await?;
@@ -421,13 +461,120 @@ impl Drop for Running {
 }
 
 fn get_ok(port: u16) -> bool {
-    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else { return false };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-    if stream.write_all(b"GET /healthcheck.html HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").is_err() {
-        return false;
-    }
+    health_check(port).is_some()
+}
+
+/// GET /healthcheck.html on a fresh connection; how long a 200 took, or `None` when there was
+/// none within `CHECK_TIMEOUT`.
+fn health_check(port: u16) -> Option<Duration> {
+    let started = Instant::now();
+    let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut stream = TcpStream::connect_timeout(&address, CHECK_TIMEOUT).ok()?;
+    stream.set_read_timeout(Some(CHECK_TIMEOUT.checked_sub(started.elapsed())?)).ok()?;
+    stream.write_all(b"GET /healthcheck.html HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").ok()?;
     let mut head = [0u8; 12];
-    stream.read_exact(&mut head).is_ok() && &head[9..12] == b"200"
+    stream.read_exact(&mut head).ok()?;
+    let took = started.elapsed();
+    (&head[9..12] == b"200" && took <= CHECK_TIMEOUT).then_some(took)
+}
+
+/// What a server did under one attack.
+struct UnderAttack {
+    checks: usize,
+    failed: usize,
+    /// Milliseconds; a failed check counts as the full timeout.
+    slowest_ms: f64,
+    peak_kib: u64,
+}
+
+/// Floods `peer` with slowhttptest in one mode while checking its health from another thread.
+fn measure_attack(peer: &Peer, flags: &[&str], settings: &Settings) -> Result<UnderAttack> {
+    let (mut running, _) = Running::start(peer)?;
+    running.wait_ready(peer.name)?;
+    std::thread::sleep(Duration::from_millis(100)); // let worker processes settle
+    let port = running.port;
+    let length = Duration::from_secs(settings.attack_seconds);
+    let mut attacker = Command::new("sh")
+        .args(["-c", "ulimit -n \"$(ulimit -Hn)\"; exec slowhttptest \"$@\"", "sh"])
+        .args(flags)
+        .args(["-c", &settings.attack_connections.to_string(), "-r", "1000", "-l", &(settings.attack_seconds + 5).to_string()])
+        .args(["-p", "2", "-u", &format!("http://127.0.0.1:{port}/")])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting slowhttptest")?;
+    let checks = settings.attack_checks;
+    let checker = std::thread::spawn(move || {
+        let started = Instant::now();
+        (0..checks)
+            .map(|i| {
+                let at = started + length * i / checks;
+                std::thread::sleep(at.saturating_duration_since(Instant::now()));
+                health_check(port)
+            })
+            .collect::<Vec<_>>()
+    });
+    let mut peak_kib = 0;
+    while !checker.is_finished() {
+        peak_kib = peak_kib.max(running.resident_kib());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let results = checker.join().map_err(|_| anyhow::anyhow!("the health-check thread panicked"))?;
+    let _ = attacker.kill();
+    let _ = attacker.wait();
+    let slowest = results.iter().map(|r| r.unwrap_or(CHECK_TIMEOUT)).max().unwrap_or_default();
+    Ok(UnderAttack {
+        checks: results.len(),
+        failed: results.iter().filter(|r| r.is_none()).count(),
+        slowest_ms: slowest.as_secs_f64() * 1000.0,
+        peak_kib,
+    })
+}
+
+/// Writes the "Under attack" table: every server under every slowhttptest mode.
+fn attack_section(report: &mut String, peers: &[Peer], settings: &Settings, goals: &mut Vec<(String, String, bool)>) -> Result<()> {
+    eprintln!("under attack...");
+    writeln!(report, "\n## Under attack (slowhttptest, {} connections)\n", settings.attack_connections)?;
+    writeln!(
+        report,
+        "Each server in turn, under each of slowhttptest's modes: {} connections opened at 1,000 a second and held for {} s, \
+         while another thread sends `GET /healthcheck.html` on a fresh connection {} times, evenly spaced, each failing \
+         after {} s (an ALB's shortest timeout, and `server --probe`'s). Peak memory: the resident set summed over the \
+         server's process group, sampled every 0.2 s (busybox forks a process per connection, and each counts its shared \
+         pages). Same configurations as above: nginx with one worker and 1,024 worker connections, Apache's mpm_event \
+         defaults, the placeholder's default cap of 10,000. Modes: slowloris `-H` (heads never finished), slow body `-B` \
+         (a POST body dribbled), slow read `-X` (three pipelined GETs read 32 bytes a second through a tiny window), \
+         range `-R` (Apache-killer `Range` headers).\n",
+        settings.attack_connections,
+        settings.attack_seconds,
+        settings.attack_checks,
+        CHECK_TIMEOUT.as_secs()
+    )?;
+    writeln!(report, "| attack | server | failed health checks | slowest check | peak memory |\n|---|---|---|---|---|")?;
+    let (mut ours_never_failed, mut ours_lowest) = (true, true);
+    let mut failed_elsewhere = Vec::new();
+    for (mode, flags) in ATTACKS {
+        let mut rows = Vec::new();
+        for peer in peers {
+            eprintln!("  {mode}: {}", peer.name);
+            rows.push((peer.name, measure_attack(peer, flags, settings)?));
+        }
+        for (name, r) in &rows {
+            let slowest = if r.failed > 0 { format!("{:.0} ms (timed out)", r.slowest_ms) } else { format!("{:.1} ms", r.slowest_ms) };
+            writeln!(report, "| {mode} | {name} | {} of {} | {slowest} | {} KiB |", r.failed, r.checks, r.peak_kib)?;
+        }
+        let ours = &rows[0].1;
+        ours_never_failed &= ours.failed == 0;
+        ours_lowest &= rows.iter().skip(1).all(|(_, r)| ours.peak_kib < r.peak_kib);
+        failed_elsewhere.extend(rows.iter().skip(1).filter(|(_, r)| r.failed > 0).map(|(name, _)| format!("{name} ({mode})")));
+    }
+    goals.push(("No failed health check under any attack".into(), if ours_never_failed { "0 failed".into() } else { "some failed".into() }, ours_never_failed));
+    goals.push(("Lowest peak memory of the four under every attack".into(), if ours_lowest { "lowest in every mode".into() } else { "not in every mode".into() }, ours_lowest));
+    if !failed_elsewhere.is_empty() {
+        writeln!(report, "\nPeers that failed checks: {}.", failed_elsewhere.join(", "))?;
+    }
+    Ok(())
 }
 
 fn measure_startup(peer: &Peer, runs: usize) -> Result<(Sample, u64)> {

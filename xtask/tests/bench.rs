@@ -13,7 +13,7 @@ fn quick_benchmark_writes_every_section_with_figures() {
     let (code, _, stderr) = xtask(&["bench", "--quick", "--output", report.to_str().unwrap()], &[]);
     assert_eq!(code, 0, "{stderr}");
     let text = std::fs::read_to_string(&report).unwrap();
-    for section in ["## Machine", "## Method", "## Start-up and memory", "## Throughput and latency", "## Health-check client", "## Image size", "## Publish", "## Publish to several accounts and regions"] {
+    for section in ["## Machine", "## Method", "## Start-up and memory", "## Throughput and latency", "## Health-check client", "## Under attack", "## Image size", "## Publish", "## Publish to several accounts and regions"] {
         assert!(text.contains(section), "missing {section}:\n{text}");
     }
     for server in ["placeholder (ours)", "nginx, 1 worker", "Apache httpd, mpm_event", "busybox httpd"] {

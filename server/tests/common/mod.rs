@@ -188,6 +188,30 @@ pub fn shipping_binary() -> PathBuf {
     workspace.join("target").join(target).join("release/server")
 }
 
+/// Resident memory of a process, in KiB.
+pub fn resident_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
+
+pub fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count()
+}
+
+/// Waits up to `within` for a process's descriptors to fall back to `idle` (give or take a few).
+pub fn fds_return_to(pid: u32, idle: usize, within: Duration) -> usize {
+    let deadline = Instant::now() + within;
+    while open_fds(pid) > idle + 5 && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(50));
+    }
+    open_fds(pid)
+}
+
 /// A parsed HTTP/1.1 response.
 #[derive(Debug)]
 pub struct Reply {
