@@ -69,7 +69,8 @@ fn is_main_process(pid: u32, parent_pid: u32) -> bool {
 
 fn main() -> ExitCode {
     let mut argv = std::env::args_os();
-    let program = Program::named(&argv.next().unwrap_or_default());
+    let argv0 = argv.next().unwrap_or_default();
+    let program = Program::named(&argv0);
     let args: Vec<OsString> = argv.collect();
     let text_args: Vec<String> = args.iter().map(|a| a.to_string_lossy().into_owned()).collect();
     let env = |name: &str| std::env::var_os(name);
@@ -92,21 +93,19 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         },
-        Program::StandIn => {
-            // `CMD node healthcheck.js` or `CMD-SHELL npm run health`: a health check, never a
-            // second server; it asks whether the service is up, and here that is the placeholder.
-            let deadline = Instant::now() + CHECK_CAP;
-            let name = program_name(&std::env::args_os().next().unwrap_or_default());
-            let command = format!("{name} {}", text_args.join(" "));
-            let check = health::instead(command.trim_end(), "a launcher of the real image, run as a check", deadline);
-            return check_exit(&runtime, Box::pin(check), deadline);
-        }
-        Program::Shell | Program::Curl | Program::Wget => {
+        // A launcher's name outside the main process (`CMD node healthcheck.js`, `CMD-SHELL npm run
+        // health`) is a health check, never a second server: it asks whether the service is up,
+        // and here that is the placeholder.
+        Program::StandIn | Program::Shell | Program::Curl | Program::Wget => {
             let deadline = Instant::now() + CHECK_CAP;
             let command: Pin<Box<dyn Future<Output = i32>>> = match program {
                 Program::Shell => Box::pin(shell::run(&text_args, deadline)),
                 Program::Curl => Box::pin(fetch_alone(Tool::Curl, &text_args, deadline)),
-                _ => Box::pin(fetch_alone(Tool::Wget, &text_args, deadline)),
+                Program::Wget => Box::pin(fetch_alone(Tool::Wget, &text_args, deadline)),
+                _ => {
+                    let command = format!("{} {}", program_name(&argv0), text_args.join(" "));
+                    Box::pin(async move { health::instead(command.trim_end(), "a launcher of the real image, run as a check", deadline).await })
+                }
             };
             return check_exit(&runtime, command, deadline);
         }

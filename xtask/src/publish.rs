@@ -365,19 +365,15 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     };
     args.aws.check()?;
     let settings = Settings { encryption, scan_on_push: args.scan_on_push, keep: args.keep };
+    let specs = args.aws.specs()?;
+    if args.replicate && specs.len() < 2 {
+        bail!(Usage("--replicate needs at least two targets: the first is the source, e.g. --region eu-west-1,us-east-1".into()));
+    }
     let (destinations, unreachable) = connect_targets(&args.aws).await?;
-    let source_only = if args.replicate {
-        let first = args.aws.specs()?.into_iter().next().unwrap_or_default();
-        if destinations.len() + unreachable.len() < 2 {
-            bail!(Usage("--replicate needs at least two targets: the first is the source, e.g. --region eu-west-1,us-east-1".into()));
-        }
-        if destinations.first().is_none_or(|d| d.spec != first) {
-            bail!("--replicate: the source target ({}) cannot be reached; nothing was changed", first.label());
-        }
-        1
-    } else {
-        destinations.len()
-    };
+    if args.replicate && unreachable.iter().any(|(spec, _)| *spec == specs[0]) {
+        bail!("--replicate: the source target ({}) cannot be reached; nothing was changed", specs[0].label());
+    }
+    let source_only = if args.replicate { 1 } else { destinations.len() };
 
     // The images first, in-process: their digests say which repositories are already up to date.
     let plan = Plan::project(platforms);

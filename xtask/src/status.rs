@@ -61,7 +61,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     args.aws.check()?;
     let (destinations, unreachable) = crate::publish::connect_targets(&args.aws).await?;
     let mut work = Vec::new();
-    let mut statuses = Vec::new();
+    let mut unlisted = Vec::new();
     for target in &destinations {
         let names = match &asked {
             Some(names) => names.clone(),
@@ -69,23 +69,20 @@ pub async fn run(args: Args) -> Result<ExitCode> {
                 Ok(names) => names,
                 Err(error) if destinations.len() + unreachable.len() == 1 => return Err(error),
                 Err(error) => {
-                    statuses.push(unreachable_row(Some(target.account.clone()), Some(target.aws.region.clone()), &error));
+                    unlisted.push(unreachable_row(Some(target.account.clone()), Some(target.aws.region.clone()), &error));
                     continue;
                 }
             },
         };
         work.extend(names.into_iter().map(|name| (target, name)));
     }
-    let mut found: Vec<RepositoryStatus> = futures_util::stream::iter(&work)
+    let mut statuses: Vec<RepositoryStatus> = futures_util::stream::iter(&work)
         .map(|(target, name)| status_of(target, name, args.keep))
         .buffered(8)
         .collect()
         .await;
-    found.append(&mut statuses);
-    let mut statuses = found;
-    for (spec, error) in &unreachable {
-        statuses.push(unreachable_row(None, spec.region.clone(), error));
-    }
+    statuses.extend(unlisted);
+    statuses.extend(unreachable.iter().map(|(spec, error)| unreachable_row(None, spec.region.clone(), error)));
 
     let placeholders = statuses.iter().filter(|s| s.latest.as_deref() == Some("placeholder")).count();
     let repositories = statuses.iter().filter(|s| s.container != "*").count();
