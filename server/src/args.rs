@@ -6,6 +6,8 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::ports;
+
 pub const USAGE: &str = "\
 usage: server [--port N] [--root DIR] [--strict] [--access-log] [--max-connections N]
        server --probe [--port N] [--path /healthcheck.html] [--timeout SECONDS]
@@ -79,12 +81,15 @@ pub struct ServeConfig {
 /// Where the ports come from when `--port` does not name one.
 #[derive(Debug, Default, PartialEq)]
 pub struct PortSources {
-    /// Env `PORT`, and a `--port N` among a stand-in's arguments: bound at once.
+    /// Env `PORT` and the variables frameworks take their port from (`SERVER_PORT`,
+    /// `ASPNETCORE_URLS`...), and the ports a stand-in's arguments name (`--port 3000`,
+    /// `-b 0.0.0.0:8000`): bound at once.
     pub given: Vec<u16>,
     /// `ECS_CONTAINER_METADATA_URI_V4`: the container's port mappings are asked for there.
     pub metadata_uri: Option<String>,
-    /// Env `PLACEHOLDER_PORTS`, else 80: used when there is no metadata or it names no port.
-    pub fallback: Vec<u16>,
+    /// Env `PLACEHOLDER_PORTS` (baked in at publish): used when there is no metadata or it names
+    /// no port.
+    pub baked: Vec<u16>,
 }
 
 #[derive(Debug, PartialEq)]
@@ -179,17 +184,21 @@ pub fn serve_config(args: &[String], own_flags: bool, env: impl Fn(&str) -> Opti
             Err(e) => ignored.push(format!("ignoring {e}")),
         }
     }
-    let mut fallback = Vec::new();
+    for name in ports::OWN_PORT_VARIABLES {
+        for port in env_string(name).map(|value| ports::ports_in_value(&value)).unwrap_or_default() {
+            if !given.contains(&port) {
+                given.push(port);
+            }
+        }
+    }
+    let mut baked = Vec::new();
     if let Some(list) = env_string("PLACEHOLDER_PORTS") {
         match parse_port_list(&list) {
-            Ok(ports) => fallback = ports,
+            Ok(ports) => baked = ports,
             Err(e) => ignored.push(e),
         }
     }
-    if fallback.is_empty() {
-        fallback.push(DEFAULT_PORT);
-    }
-    let ports = PortSources { given, metadata_uri: env_string("ECS_CONTAINER_METADATA_URI_V4"), fallback };
+    let ports = PortSources { given, metadata_uri: env_string("ECS_CONTAINER_METADATA_URI_V4"), baked };
 
     let root = root.unwrap_or_else(|| PathBuf::from(env_string("DOCUMENT_ROOT").as_deref().unwrap_or(DEFAULT_ROOT)));
     let mut switch = |name: &str| match env_string(name).as_deref() {
@@ -231,23 +240,43 @@ pub fn serve_config(args: &[String], own_flags: bool, env: impl Fn(&str) -> Opti
     }
 }
 
-/// Ports a stand-in's arguments name with `--port N` or `--port=N`, also inside a quoted
-/// command such as `sh -c "npm start -- --port 3000"`.
+/// Ports a stand-in's arguments name, also inside a quoted command such as
+/// `sh -c "npm start -- --port 3000"`: `--port N` and `-p N` (Node, Rails, Puma, `http-server`),
+/// `--server.port=N` and `-Dserver.port=N` (Spring), `--http-port N`, an address after `--bind`,
+/// `-b`, `--listen`, `--urls` or `--address` (Gunicorn, ASP.NET Core, Go servers), and a bare
+/// `0.0.0.0:8000` (`manage.py runserver 0.0.0.0:8000`).
 fn foreign_ports(args: &[String]) -> Vec<u16> {
-    let words: Vec<&str> = args.iter().flat_map(|a| a.split_whitespace()).collect();
+    let words: Vec<&str> = args.iter().flat_map(|a| a.split_whitespace()).map(|w| w.trim_matches(|c| c == '"' || c == '\'')).collect();
     let mut ports = Vec::new();
     for (i, word) in words.iter().enumerate() {
-        let value = match word.strip_prefix("--port") {
-            Some("") => words.get(i + 1).copied(),
-            Some(rest) => rest.strip_prefix('='),
-            None => None,
+        let (flag, inline) = match word.split_once('=') {
+            Some((flag, value)) if flag.starts_with('-') => (flag, Some(value)),
+            _ => (*word, None),
         };
-        let value = value.map(|v| v.trim_matches(|c| c == '"' || c == '\''));
-        if let Some(port) = value.and_then(|v| v.parse::<u16>().ok()).filter(|p| *p != 0 && !ports.contains(p)) {
+        let value = || inline.or_else(|| words.get(i + 1).copied());
+        let found = match flag {
+            "--port" | "-p" | "--http-port" | "--server.port" | "-Dserver.port" | "--listen-port" => {
+                value().and_then(|v| v.parse::<u16>().ok())
+            }
+            "--bind" | "-b" | "--listen" | "--urls" | "--address" | "--addr" | "--http" => {
+                value().and_then(|v| ports::ports_in_value(v).first().copied())
+            }
+            _ if inline.is_none() && is_local_address(word) => ports::ports_in_value(word).first().copied(),
+            _ => None,
+        };
+        if let Some(port) = found.filter(|p| *p != 0 && !ports.contains(p)) {
             ports.push(port);
         }
     }
     ports
+}
+
+/// `0.0.0.0:8000`, `[::]:8000`, `127.0.0.1:8000`, `localhost:8000`, `:8000`, `http://0.0.0.0:8000`:
+/// an address this container listens on, not another host's.
+fn is_local_address(word: &str) -> bool {
+    let address = word.split_once("://").map_or(word, |(_, rest)| rest).trim_end_matches('/');
+    let Some((host, port)) = address.rsplit_once(':') else { return false };
+    matches!(host, "" | "0.0.0.0" | "[::]" | "127.0.0.1" | "localhost" | "*" | "+") && port.parse::<u16>().is_ok()
 }
 
 /// `PLACEHOLDER_PORTS`: comma-separated ports; `NAME:PORT` and `PORT/tcp` are read as PORT,
@@ -385,7 +414,7 @@ mod tests {
     fn defaults() {
         let c = serve(&[], &[]);
         assert_eq!((c.port, c.root.to_str(), c.access_log, c.max_connections, c.strict), (None, Some("/public_html"), false, DEFAULT_MAX_CONNECTIONS, false));
-        assert_eq!(c.ports, PortSources { given: vec![], metadata_uri: None, fallback: vec![80] });
+        assert_eq!(c.ports, PortSources { given: vec![], metadata_uri: None, baked: vec![] });
         assert!(c.ignored.is_empty());
     }
 
@@ -401,10 +430,10 @@ mod tests {
     #[test]
     fn port_sources_from_the_environment() {
         let c = serve(&[], &[("PLACEHOLDER_PORTS", "api:8080, 9090/tcp,53/udp,8080"), ("ECS_CONTAINER_METADATA_URI_V4", "http://169.254.170.2/v4/x")]);
-        assert_eq!(c.ports.fallback, vec![8080, 9090]);
+        assert_eq!(c.ports.baked, vec![8080, 9090]);
         assert_eq!(c.ports.metadata_uri.as_deref(), Some("http://169.254.170.2/v4/x"));
         let c = serve(&[], &[("PLACEHOLDER_PORTS", "eighty"), ("PORT", "0")]);
-        assert_eq!((c.ports.fallback, c.ports.given), (vec![80], vec![]));
+        assert_eq!((c.ports.baked, c.ports.given), (vec![], vec![]));
         assert_eq!(c.ignored.len(), 2, "{:?}", c.ignored);
     }
 
@@ -430,6 +459,32 @@ mod tests {
         assert_eq!(stand_in(&["-c", "npm start -- --port 3002"], &[]).ports.given, vec![3002]);
         assert_eq!(stand_in(&["--port", "x", "--port=0", "--port"], &[]).ports.given, Vec::<u16>::new());
         assert_eq!(stand_in(&["--root", "/srv"], &[]).root.to_str(), Some("/public_html"));
+    }
+
+    #[test]
+    fn a_stand_in_finds_ports_the_way_real_launchers_take_them() {
+        for (args, port) in [
+            (&["server", "-p", "3000"][..], 3000),
+            (&["-Dserver.port=8081", "-jar", "app.jar"][..], 8081),
+            (&["-jar", "app.jar", "--server.port=8082"][..], 8082),
+            (&["app.wsgi", "--bind", "0.0.0.0:8000", "--workers", "3"][..], 8000),
+            (&["-b", ":8083"][..], 8083),
+            (&["--urls", "http://+:5000"][..], 5000),
+            (&["manage.py", "runserver", "0.0.0.0:8001"][..], 8001),
+            (&["-c", "exec gunicorn -b '[::]:8002' app:app"][..], 8002),
+            (&["main:app", "--host", "0.0.0.0", "--port", "8004"][..], 8004),
+        ] {
+            assert_eq!(stand_in(args, &[]).ports.given, vec![port], "{args:?}");
+        }
+        for args in [&["-p", "print(1)"][..], &["--workers", "3"][..], &["postgres://db:5432/app"][..], &["redis:6379"][..]] {
+            assert_eq!(stand_in(args, &[]).ports.given, Vec::<u16>::new(), "{args:?}");
+        }
+    }
+
+    #[test]
+    fn framework_port_variables_are_given_ports() {
+        let c = serve(&[], &[("SERVER_PORT", "8080"), ("ASPNETCORE_URLS", "http://+:5000"), ("PORT", "3000"), ("DB_PORT", "5432")]);
+        assert_eq!(c.ports.given, vec![3000, 8080, 5000]);
     }
 
     #[test]

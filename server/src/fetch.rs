@@ -14,6 +14,7 @@ use hyper::{Method, Uri};
 use tokio::time::Instant;
 
 use crate::client::{self, Answer, Failure};
+use crate::control;
 
 /// Docker keeps the first 4 KiB of a check's output; anything past that only costs time.
 static OUTPUT_LEFT: AtomicUsize = AtomicUsize::new(4096);
@@ -358,16 +359,16 @@ impl Transfer {
             Err(reason) => return Outcome::Instead(reason),
         };
         let started = Instant::now();
-        let request = client::request(
-            target.address,
-            self.method.clone(),
-            &target.authority,
-            &target.target,
-            &self.headers,
-            BODY_LIMIT,
-            deadline,
-        );
-        let result = match request.await {
+        let request = || {
+            client::request(target.address, self.method.clone(), &target.authority, &target.target, &self.headers, BODY_LIMIT, deadline)
+        };
+        let mut result = request().await;
+        // The port a check names on localhost is the service's own: when nothing listens there
+        // yet, the placeholder is asked to, and the check goes on against it.
+        if matches!(result, Err(Failure::Refused)) && control::open(target.address.port(), deadline).await.is_ok() {
+            result = request().await;
+        }
+        let result = match result {
             Err(Failure::Refused | Failure::Connect(_)) => {
                 return Outcome::Instead(format!("nothing listens on {}", target.authority));
             }

@@ -10,6 +10,7 @@ use tokio::time::Instant;
 
 use crate::args::{self, DEFAULT_PORT, DEFAULT_PROBE_PATH};
 use crate::client::{self, Failure};
+use crate::control;
 use crate::fetch::{Sink, Streams};
 
 /// Each port gets this long to answer; the placeholder answers from memory in microseconds.
@@ -18,9 +19,15 @@ const PER_PORT: Duration = Duration::from_secs(2);
 const MAX_PORTS: usize = 16;
 
 /// Answers for a check command that cannot run as written: says so on stderr in one line and
-/// returns the placeholder's own health as an exit status (0 or 1).
+/// returns the placeholder's own health as an exit status (0 or 1). A port the command names on
+/// localhost (`nc -z localhost 3000`, `node -e "http.get('http://localhost:3000')"`) is the
+/// service's own: the server is asked to listen there first, and it is checked first.
 pub async fn instead(command: &str, why: &str, deadline: Instant) -> i32 {
-    let verdict = check(deadline).await;
+    let named = ports_named(command);
+    for &port in &named {
+        let _ = control::open(port, deadline).await;
+    }
+    let verdict = check(&named, deadline).await;
     let (status, verdict) = match &verdict {
         Ok(how) => (0, format!("healthy ({how})")),
         Err(why) => (1, format!("unhealthy ({why})")),
@@ -32,10 +39,11 @@ pub async fn instead(command: &str, why: &str, deadline: Instant) -> i32 {
     status
 }
 
-/// `Ok("127.0.0.1:8080 answered 200")` when the placeholder answers 2xx on one of its likely
-/// ports, `Err` naming the ports tried otherwise. Gives up at `deadline`.
-pub async fn check(deadline: Instant) -> Result<String, String> {
-    let ports = likely_ports();
+/// `Ok("127.0.0.1:8080 answered 200")` when the placeholder answers 2xx on one of `first` or its
+/// likely ports, `Err` naming the ports tried otherwise. Gives up at `deadline`.
+pub async fn check(first: &[u16], deadline: Instant) -> Result<String, String> {
+    let mut ports = first.to_vec();
+    ports.extend(likely_ports().into_iter().filter(|p| !first.contains(p)));
     for &port in &ports {
         for ip in [IpAddr::V4(Ipv4Addr::LOCALHOST), IpAddr::V6(Ipv6Addr::LOCALHOST)] {
             let address = SocketAddr::new(ip, port);
@@ -55,6 +63,30 @@ pub async fn check(deadline: Instant) -> Result<String, String> {
     }
     let tried: Vec<String> = ports.iter().map(u16::to_string).collect();
     Err(format!("nothing answered {DEFAULT_PROBE_PATH} with 2xx on port(s) {}", tried.join(", ")))
+}
+
+/// Ports a command names on this container: `localhost:3000`, `127.0.0.1:8080/health`,
+/// `[::1]:80`, and `localhost 3000` as `nc` takes them.
+fn ports_named(command: &str) -> Vec<u16> {
+    const LOCAL: [&str; 5] = ["localhost", "127.0.0.1", "0.0.0.0", "[::1]", "::1"];
+    let words: Vec<&str> = command.split(|c: char| c.is_whitespace() || "'\"`(),;".contains(c)).filter(|w| !w.is_empty()).collect();
+    let mut ports = Vec::new();
+    for (i, word) in words.iter().enumerate() {
+        let address = word.split_once("://").map_or(*word, |(_, rest)| rest);
+        let address = address.split('/').next().unwrap_or_default();
+        let port = match LOCAL.iter().find(|host| address.starts_with(**host)) {
+            Some(host) => match address[host.len()..].strip_prefix(':') {
+                Some(port) => port.parse::<u16>().ok(),
+                None if address.len() == host.len() => words.get(i + 1).and_then(|next| next.parse::<u16>().ok()),
+                None => None,
+            },
+            None => None,
+        };
+        if let Some(port) = port.filter(|p| *p != 0 && !ports.contains(p) && ports.len() < MAX_PORTS) {
+            ports.push(port);
+        }
+    }
+    ports
 }
 
 /// Where the placeholder probably listens, most likely first.
@@ -113,6 +145,16 @@ mod tests {
         assert_eq!(listening_ports(tcp6), vec![3000]);
         assert_eq!(listening_ports(""), Vec::<u16>::new());
         assert_eq!(listening_ports("header\n 0: x:ZZZZ y 0A"), Vec::<u16>::new());
+    }
+
+    #[test]
+    fn ports_a_command_names_on_this_container() {
+        assert_eq!(ports_named("nc -z localhost 3000"), vec![3000]);
+        assert_eq!(ports_named("node -e \"require('http').get('http://localhost:8080/health', r => process.exit(r.statusCode == 200 ? 0 : 1))\""), vec![8080]);
+        assert_eq!(ports_named("curl -fk https://127.0.0.1:8443/health | grep ok"), vec![8443]);
+        assert_eq!(ports_named("python3 -c 'import urllib.request; urllib.request.urlopen(\"http://[::1]:5000\")'"), vec![5000]);
+        assert_eq!(ports_named("pg_isready -h db.internal -p 5432 && curl http://example.com:81"), Vec::<u16>::new());
+        assert_eq!(ports_named("nc -z localhost"), Vec::<u16>::new());
     }
 
     #[test]

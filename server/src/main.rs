@@ -3,20 +3,22 @@
 //! health check (`--probe`), and the `sh`, `curl` and `wget` that health checks call.
 
 mod args;
-mod conns;
 mod client;
+mod conns;
+mod control;
 mod fetch;
 mod health;
 mod json;
 mod metadata;
+mod ports;
 mod probe;
 mod serve;
 mod shell;
+mod sidecars;
 mod site;
 mod wire;
 
 use std::ffi::{OsStr, OsString};
-use std::io;
 use std::pin::Pin;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -24,6 +26,7 @@ use std::time::Duration;
 use args::{Mode, ServeConfig, UsageError};
 use fetch::{Outcome, Streams, Tool};
 use tokio::net::TcpListener;
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -172,96 +175,112 @@ async fn serve(config: ServeConfig) -> Result<(), String> {
     }
     let site = site::Site::load(&config.root)?;
 
+    let (opener, requests) = mpsc::unbounded_channel();
     let mut listeners = Vec::new();
-    let mut tried = Vec::new();
     let mut failures = Vec::new();
-    let mut metadata_later = None;
+    let mut notes = Vec::new();
     if let Some(port) = config.port {
-        listeners.push(serve::bind(port).map_err(|e| bind_error(port, &e))?);
+        // Exactly this port: no other is ever opened, not even for a health check.
+        listeners.push(serve::bind(port).map_err(|e| serve::bind_error(port, &e))?);
     } else {
         let sources = &config.ports;
-        listeners = bind_each(&sources.given, &mut tried, &mut failures);
+        listeners = bind_each(&sources.given, &mut failures);
         match &sources.metadata_uri {
-            None => listeners.extend(bind_each(&sources.fallback, &mut tried, &mut failures)),
+            None => {
+                let fallback = if sources.baked.is_empty() { vec![args::DEFAULT_PORT] } else { sources.baked.clone() };
+                listeners.extend(bind_each(&fallback, &mut failures));
+            }
             // Nothing to serve on yet: waiting for the metadata costs nothing.
             Some(uri) if listeners.is_empty() => {
-                let ports = ports_from_metadata(uri, &sources.fallback).await;
-                listeners.extend(bind_each(&ports, &mut tried, &mut failures));
+                let (ports, note) = ports_from_metadata(uri, &sources.baked, true).await;
+                notes.extend(note);
+                listeners.extend(bind_each(&ports, &mut failures));
             }
-            Some(uri) => metadata_later = Some(uri.clone()),
+            Some(uri) => {
+                let (uri, baked, opener) = (uri.clone(), sources.baked.clone(), opener.clone());
+                tokio::spawn(async move {
+                    let (ports, note) = ports_from_metadata(&uri, &baked, false).await;
+                    if let Some(note) = note {
+                        eprintln!("server: {note}");
+                    }
+                    let _ = opener.send(control::Open { ports, reply: None });
+                });
+            }
         }
     }
-    if listeners.is_empty() {
+    let can_open = config.port.is_none()
+        && match control::serve(opener) {
+            Ok(()) => true,
+            // Another placeholder in this PID namespace answers them (`pidMode: task`).
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => false,
+            Err(e) => {
+                eprintln!("server: health checks cannot ask for ports: {e}");
+                false
+            }
+        };
+    // Waiting with no port is only for when none was known to try; a port that was tried and
+    // could not be had is an error the task must show.
+    if listeners.is_empty() && (!can_open || !failures.is_empty()) {
         return Err(format!("cannot listen on any port: {}", failures.join("; ")));
     }
 
     let addresses: Vec<String> = listeners.iter().filter_map(|l| l.local_addr().ok()).map(|a| a.to_string()).collect();
-    println!(
-        "server {VERSION} listening on {}, serving {} files from {}",
-        addresses.join(", "),
-        site.len(),
-        config.root.display()
-    );
+    let listening = if addresses.is_empty() { "no port yet".to_owned() } else { addresses.join(", ") };
+    println!("server {VERSION} listening on {listening}, serving {} files from {}", site.len(), config.root.display());
+    for note in &notes {
+        eprintln!("server: {note}");
+    }
     for failure in &failures {
         eprintln!("server: skipped: {failure}");
     }
     if !site.contains(args::DEFAULT_PROBE_PATH) {
         eprintln!("warning: {} has no healthcheck.html, so the default --probe will fail", config.root.display());
     }
-
-    let later = metadata_later.map(|uri| -> serve::Later {
-        let fallback = config.ports.fallback.clone();
-        Box::pin(async move {
-            let ports = ports_from_metadata(&uri, &fallback).await;
-            let mut failures = Vec::new();
-            let listeners = bind_each(&ports, &mut tried, &mut failures);
-            for address in listeners.iter().filter_map(|l| l.local_addr().ok()) {
-                println!("also listening on {address}");
-            }
-            for failure in failures {
-                eprintln!("server: skipped: {failure}");
-            }
-            listeners
-        })
-    });
-    serve::run(config, site, listeners, later, stop).await.map_err(|e| e.to_string())
+    serve::run(config, site, listeners, requests, stop).await.map_err(|e| e.to_string())
 }
 
-/// The container's ports from ECS task metadata, or `fallback` when it names none.
-async fn ports_from_metadata(uri: &str, fallback: &[u16]) -> Vec<u16> {
-    match metadata::container_ports(uri).await {
-        Ok(ports) => ports,
-        Err(why) => {
-            let list: Vec<String> = fallback.iter().map(u16::to_string).collect();
-            eprintln!("server: ECS task metadata {why}; listening on {} instead", list.join(", "));
-            fallback.to_vec()
-        }
+/// The ports to listen on from ECS task metadata, and a line for the log when they are not the
+/// container's own mappings. When the metadata names none: the baked ports; else, when `guess`
+/// (nothing else names a port), what the container's surroundings allow (`ports.rs`).
+async fn ports_from_metadata(uri: &str, baked: &[u16], guess: bool) -> (Vec<u16>, Option<String>) {
+    let list = |ports: &[u16]| ports.iter().map(u16::to_string).collect::<Vec<_>>().join(", ");
+    let found = metadata::look(uri).await;
+    let why = match &found {
+        Ok(found) if !found.ports.is_empty() => return (found.ports.clone(), None),
+        Ok(found) => found.why_none(),
+        Err(why) => why.clone(),
+    };
+    if !baked.is_empty() {
+        return (baked.to_vec(), Some(format!("ECS task metadata {why}; listening on {} instead", list(baked))));
     }
+    if !guess {
+        return (Vec::new(), None);
+    }
+    let around = found.map(|found| found.around).unwrap_or_default();
+    let environment: Vec<(String, String)> = std::env::vars_os().map(|(k, v)| (k.to_string_lossy().into_owned(), v.to_string_lossy().into_owned())).collect();
+    let guessed = ports::guess(&around, &environment);
+    let listening = if guessed.ports.is_empty() {
+        "listening on no port until a health check names one".to_owned()
+    } else {
+        format!("listening on {}", list(&guessed.ports))
+    };
+    (guessed.ports, Some(format!("ECS task metadata {why}, and nothing else names this container's port: {}; {listening}", guessed.why)))
 }
 
-/// Binds each port not yet in `tried`. A port that cannot be bound (a sidecar holds it, or 80
-/// without root) is noted in `failures` and skipped: serving on the others still helps.
-fn bind_each(ports: &[u16], tried: &mut Vec<u16>, failures: &mut Vec<String>) -> Vec<TcpListener> {
-    let mut listeners = Vec::new();
+/// Binds each port once. A port that cannot be bound (a sidecar holds it, or 80 without root) is
+/// noted in `failures` and skipped: serving on the others still helps.
+fn bind_each(ports: &[u16], failures: &mut Vec<String>) -> Vec<TcpListener> {
+    let mut listeners: Vec<TcpListener> = Vec::new();
     for &port in ports {
-        if tried.contains(&port) {
+        if listeners.iter().any(|l| l.local_addr().is_ok_and(|a| a.port() == port)) {
             continue;
         }
-        tried.push(port);
         match serve::bind(port) {
             Ok(listener) => listeners.push(listener),
-            Err(e) => failures.push(bind_error(port, &e)),
+            Err(e) => failures.push(serve::bind_error(port, &e)),
         }
     }
     listeners
-}
-
-fn bind_error(port: u16, e: &io::Error) -> String {
-    match e.kind() {
-        io::ErrorKind::AddrInUse => format!("port {port} is already in use: stop the other server or set PORT"),
-        io::ErrorKind::PermissionDenied => format!("no permission to listen on port {port}: use a port above 1023 or run as root"),
-        _ => format!("cannot listen on port {port}: {e}"),
-    }
 }
 
 #[cfg(test)]

@@ -19,8 +19,13 @@
 //!   introspection API, not v4.
 //! - The same port can be listed twice (an IPv4 and an IPv6 binding, amazon-ecs-agent#3096).
 //!
+//! - `/task` lists every container of the task with `Name`, `Image` and `Type` (`NORMAL` for the
+//!   task definition's own; `CNI_PAUSE`, `NAMESPACE_PAUSE`... for those ECS adds), before they run
+//!   and on Fargate too (agent/handlers/v2/response.go `NewTaskResponse`; Fargate's v4 examples).
+//!
 //! Hence: retry briefly for bridge mode, give up at once when the document says awsvpc or host,
-//! and let the caller fall back to `PLACEHOLDER_PORTS` (baked in at publish) or 80.
+//! and let the caller fall back to `PLACEHOLDER_PORTS` (baked in at publish), or guess from the
+//! task's other containers (`ports.rs`).
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -30,6 +35,8 @@ use tokio::time::Instant;
 
 use crate::client;
 use crate::json::{self, Json};
+use crate::ports::Surroundings;
+use crate::sidecars::{self, Neighbour};
 
 /// Each metadata request; the endpoint is local, so a slower answer means it is not there.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -40,31 +47,39 @@ const GIVE_UP_AFTER: Duration = Duration::from_secs(3);
 /// A task document lists every container with its labels and networks; this is plenty.
 const MAX_DOCUMENT_BYTES: usize = 1024 * 1024;
 
-/// The container's TCP ports, or why there are none.
-pub async fn container_ports(uri: &str) -> Result<Vec<u16>, String> {
+/// What the metadata says: this container's TCP ports (empty when it names none) and its
+/// surroundings. Retries for bridge mode's ports; returns at once in awsvpc and host mode.
+pub async fn look(uri: &str) -> Result<Found, String> {
     let endpoint = Endpoint::parse(uri).ok_or_else(|| format!("cannot use ECS_CONTAINER_METADATA_URI_V4={uri:?}"))?;
     let deadline = Instant::now() + GIVE_UP_AFTER;
-    let mut why = String::new();
+    let mut last = Err(String::new());
     for pause in BACKOFF.iter().map(Some).chain([None]) {
         match lookup(&endpoint, deadline).await {
-            Ok(Found { ports, .. }) if !ports.is_empty() => return Ok(ports),
-            Ok(Found { network_mode: Some(mode), .. }) if mode == "awsvpc" || mode == "host" => {
-                return Err(format!("names no ports for this container ({mode} network mode)"));
-            }
-            Ok(_) => why = "names no ports for this container".into(),
-            Err(e) => why = e,
+            Ok(found) if !found.ports.is_empty() => return Ok(found),
+            Ok(found) if matches!(found.around.network_mode.as_deref(), Some("awsvpc" | "host")) => return Ok(found),
+            other => last = other,
         }
         match pause {
             Some(pause) if Instant::now() + *pause < deadline => tokio::time::sleep(*pause).await,
             _ => break,
         }
     }
-    Err(why)
+    last
 }
 
-struct Found {
-    ports: Vec<u16>,
-    network_mode: Option<String>,
+pub struct Found {
+    pub ports: Vec<u16>,
+    pub around: Surroundings,
+}
+
+impl Found {
+    /// Why no port was found, for the log: `names no ports for this container (awsvpc network mode)`.
+    pub fn why_none(&self) -> String {
+        match &self.around.network_mode {
+            Some(mode) => format!("names no ports for this container ({mode} network mode)"),
+            None => "names no ports for this container".to_owned(),
+        }
+    }
 }
 
 async fn lookup(endpoint: &Endpoint, deadline: Instant) -> Result<Found, String> {
@@ -76,15 +91,25 @@ async fn lookup(endpoint: &Endpoint, deadline: Instant) -> Result<Found, String>
         .and_then(Json::as_str)
         .map(str::to_owned);
     let mut ports = tcp_ports(&container);
-    if ports.is_empty() {
-        // The task document is built from the same state, but may be the one an agent fills.
-        if let Ok(task) = endpoint.get("/task", deadline).await
-            && let Some(me) = find_container(&task, &container)
-        {
-            ports = tcp_ports(me);
-        }
+    let task = endpoint.get("/task", deadline).await.ok();
+    let me = task.as_ref().and_then(|task| find_container(task, &container));
+    // The task document is built from the same state, but may be the one an agent fills.
+    if ports.is_empty()
+        && let Some(me) = me
+    {
+        ports = tcp_ports(me);
     }
-    Ok(Found { ports, network_mode })
+    let neighbours = task.as_ref().map(|task| neighbours(task, me.unwrap_or(&container)));
+    Ok(Found { ports, around: Surroundings { network_mode, neighbours } })
+}
+
+/// Every container of the task but `me` (the same `DockerId` or `Name`: names are unique in a
+/// task), as the placeholder sees it.
+fn neighbours(task: &Json, me: &Json) -> Vec<Neighbour> {
+    let text = |c: &Json, key: &str| c.get(key).and_then(Json::as_str).unwrap_or_default().to_owned();
+    let is_me = |c: &Json| ["DockerId", "Name"].iter().any(|key| !text(me, key).is_empty() && text(me, key) == text(c, key));
+    let containers = task.get("Containers").map(Json::as_array).unwrap_or_default();
+    containers.iter().filter(|c| !is_me(c)).map(|c| sidecars::classify(&text(c, "Name"), &text(c, "Image"), &text(c, "Type"))).collect()
 }
 
 /// This container in a task document: by `DockerId`, else by `Name`.
@@ -178,6 +203,25 @@ mod tests {
         let nameless = json::parse(r#"{"DockerId":"","Name":""}"#).unwrap();
         assert!(find_container(&task, &nameless).is_none());
         assert!(find_container(&json::parse("{}").unwrap(), &by_id).is_none());
+    }
+
+    #[test]
+    fn neighbours_are_every_other_container() {
+        let task = json::parse(
+            r#"{"Containers":[{"DockerId":"aaa","Name":"web","Image":"1.dkr.ecr.eu-west-1.amazonaws.com/web:1","Type":"NORMAL"},
+                {"DockerId":"bbb","Name":"log_router","Image":"public.ecr.aws/aws-observability/aws-for-fluent-bit:stable","Type":"NORMAL"},
+                {"Name":"~internal~ecs~pause","Image":"amazon/amazon-ecs-pause:0.1.0","Type":"CNI_PAUSE"},
+                {"Name":"proxy","Image":"nginx","KnownStatus":"PENDING"}]}"#,
+        )
+        .unwrap();
+        let me = json::parse(r#"{"DockerId":"aaa","Name":"web"}"#).unwrap();
+        let found = neighbours(&task, &me);
+        assert_eq!(found.len(), 3, "{found:?}");
+        assert!(matches!(&found[0], Neighbour::Agent { name, .. } if name.starts_with("log_router")));
+        assert_eq!(found[1], Neighbour::Ecs);
+        assert!(matches!(&found[2], Neighbour::Proxy { .. }), "a container with no Type is the definition's own");
+        let by_name = json::parse(r#"{"Name":"web"}"#).unwrap();
+        assert_eq!(neighbours(&task, &by_name).len(), 3);
     }
 
     #[test]

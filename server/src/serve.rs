@@ -4,7 +4,6 @@
 use std::convert::Infallible;
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
@@ -18,9 +17,11 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::signal::unix::{signal, Signal, SignalKind};
+use tokio::sync::mpsc;
 
 use crate::args::ServeConfig;
 use crate::conns::{self, Lease, Phase, Table, Timeouts};
+use crate::control::Open;
 use crate::site::{Miss, Site};
 use crate::wire::{self, Next, Peeked, Wire, MAX_HEAD_BYTES};
 
@@ -46,6 +47,15 @@ fn listen(addr: SocketAddr, dual_stack: bool) -> io::Result<TcpListener> {
     TcpListener::from_std(socket.into())
 }
 
+/// One line saying why `port` cannot be listened on, and what to do.
+pub fn bind_error(port: u16, e: &io::Error) -> String {
+    match e.kind() {
+        io::ErrorKind::AddrInUse => format!("port {port} is already in use: stop the other server or set PORT"),
+        io::ErrorKind::PermissionDenied => format!("no permission to listen on port {port}: use a port above 1023 or run as root"),
+        _ => format!("cannot listen on port {port}: {e}"),
+    }
+}
+
 /// SIGTERM and SIGINT handlers. PID 1 only receives the signals it has handlers for, and any other
 /// process dies of them until it has some, so they are installed before anything else happens.
 pub struct StopSignals {
@@ -67,9 +77,6 @@ impl StopSignals {
     }
 }
 
-/// Listeners that come later: the ports ECS task metadata names once it answers.
-pub type Later = Pin<Box<dyn Future<Output = Vec<TcpListener>>>>;
-
 /// How long a closing connection reads on for what the client still sends.
 const LINGER: Duration = Duration::from_secs(1);
 
@@ -82,13 +89,14 @@ struct Shared {
     balancer_status: Option<u16>,
 }
 
-/// Serves on `listeners`, and on those `later` delivers, until SIGTERM or SIGINT; then lets
-/// in-flight requests finish within the grace period.
+/// Serves on `listeners`, and on the ports `opens` asks for (task metadata that answers late, a
+/// health check naming its port), until SIGTERM or SIGINT; then lets in-flight requests finish
+/// within the grace period.
 pub async fn run(
     config: ServeConfig,
     site: Site,
     mut listeners: Vec<TcpListener>,
-    mut later: Option<Later>,
+    mut opens: mpsc::UnboundedReceiver<Open>,
     mut stop: StopSignals,
 ) -> io::Result<()> {
     let fits = conns::raise_open_file_limit();
@@ -116,19 +124,13 @@ pub async fn run(
     let signal_name = 'serving: loop {
         let event = tokio::select! {
             name = stop.recv() => Event::Stop(name),
-            more = async {
-                match later.as_mut() {
-                    Some(more) => more.await,
-                    None => std::future::pending().await,
-                }
-            }, if later.is_some() => Event::Added(more),
+            Some(open) = opens.recv() => Event::Open(open),
             accepted = accept_any(&listeners, first) => Event::Accepted(accepted),
         };
         let (stream, peer) = match event {
             Event::Stop(name) => break name,
-            Event::Added(more) => {
-                listeners.extend(more);
-                later = None; // done: a finished future must not be polled again
+            Event::Open(open) => {
+                open_ports(&mut listeners, open);
                 continue;
             }
             Event::Accepted(Ok((accepted, index))) => {
@@ -169,8 +171,40 @@ pub async fn run(
 
 enum Event {
     Stop(&'static str),
-    Added(Vec<TcpListener>),
+    Open(Open),
     Accepted(io::Result<((TcpStream, SocketAddr), usize)>),
+}
+
+/// Listens on each port asked for that is not listened on yet, and answers the asker (a health
+/// check), or logs what could not be opened (ports from task metadata).
+fn open_ports(listeners: &mut Vec<TcpListener>, open: Open) {
+    let mut results = Vec::new();
+    for &port in &open.ports {
+        if listeners.iter().any(|l| l.local_addr().is_ok_and(|a| a.port() == port)) {
+            results.push(Ok(()));
+            continue;
+        }
+        match bind(port) {
+            Ok(listener) => {
+                if let Ok(address) = listener.local_addr() {
+                    let asked = if open.reply.is_some() { " (its health check names it)" } else { "" };
+                    println!("also listening on {address}{asked}");
+                }
+                listeners.push(listener);
+                results.push(Ok(()));
+            }
+            Err(e) => {
+                let why = bind_error(port, &e);
+                if open.reply.is_none() {
+                    eprintln!("server: skipped: {why}");
+                }
+                results.push(Err(why));
+            }
+        }
+    }
+    if let Some(reply) = open.reply {
+        let _ = reply.send(results);
+    }
 }
 
 /// Accepts the next connection on any of `listeners`, trying them from `first` round-robin;

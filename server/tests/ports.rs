@@ -216,3 +216,139 @@ fn a_stand_in_that_is_not_the_main_process_is_a_health_check_never_a_server() {
     assert_eq!(healthy.status.code(), Some(0), "{healthy:?}");
     assert!(String::from_utf8_lossy(&healthy.stderr).contains("healthy ("));
 }
+
+/// Task metadata as Fargate serves it: no `Ports`, network mode awsvpc, and a task document that
+/// lists this container (`web`) and `others` as `(name, image, type)`.
+fn fargate(others: &[(&str, &str, &str)]) -> Metadata {
+    let mut containers = vec![container(&[], "awsvpc")];
+    for (name, image, kind) in others {
+        containers.push(format!(r#"{{"DockerId":"{name}-id","Name":"{name}","Image":"{image}","Type":"{kind}","KnownStatus":"PENDING"}}"#));
+    }
+    let task = format!(r#"{{"LaunchType":"FARGATE","Containers":[{}]}}"#, containers.join(","));
+    Metadata::serve(move |path, _| match path {
+        "/v4/test/task" => (200, task.clone()),
+        _ => (200, container(&[], "awsvpc")),
+    })
+}
+
+/// A control socket name of this test's own: the servers of parallel tests share a PID namespace.
+fn control_socket() -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    format!("ecs-minimal-container-test/{}/{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst))
+}
+
+/// The ports named in the start-up line.
+fn listening(first_line: &str) -> Vec<u16> {
+    first_line.split("]:").skip(1).filter_map(|rest| rest.split([',', ' ']).next()?.parse().ok()).collect()
+}
+
+#[test]
+fn alone_in_its_task_on_fargate_it_listens_where_web_frameworks_do() {
+    let metadata = fargate(&[("~internal~ecs~pause", "amazon/amazon-ecs-pause:0.1.0", "CNI_PAUSE")]);
+    let grpc = free_port();
+    let (server, _fixture) = serve(&[
+        ("ECS_CONTAINER_METADATA_URI_V4", &metadata.uri),
+        ("PLACEHOLDER_CONTROL_SOCKET", &control_socket()),
+        ("GRPC_PORT", &grpc.to_string()),
+    ]);
+    let ports = listening(&server.first_line);
+    let errors = server.error_lines(Duration::from_millis(300)).join("\n");
+    assert!(errors.contains("only container in its task"), "{errors}");
+    // A default some other program on this machine holds is skipped and said so, never fatal.
+    for port in [grpc, 3000, 8080, 8000, 5000, 8501, 7007, 80] {
+        assert!(ports.contains(&port) || errors.contains(&format!("port {port} is already in use")), "{port}: {}\n{errors}", server.first_line);
+    }
+    assert!(answers(grpc));
+}
+
+#[test]
+fn beside_a_log_router_it_leaves_the_log_routers_ports() {
+    let metadata = fargate(&[("log_router", "public.ecr.aws/aws-observability/aws-for-fluent-bit:stable", "NORMAL")]);
+    let (server, _fixture) = serve(&[("ECS_CONTAINER_METADATA_URI_V4", &metadata.uri), ("PLACEHOLDER_CONTROL_SOCKET", &control_socket())]);
+    let ports = listening(&server.first_line);
+    assert!(!ports.contains(&24224) && !ports.contains(&2020), "{}", server.first_line);
+    let errors = server.error_lines(Duration::from_millis(300)).join("\n");
+    assert!(errors.contains("beside log_router (aws-observability/aws-for-fluent-bit)"), "{errors}");
+    assert!(ports.contains(&3000) || errors.contains("port 3000 is already in use"), "{}\n{errors}", server.first_line);
+}
+
+#[test]
+fn beside_a_proxy_it_takes_no_port_until_its_health_check_names_one() {
+    let names = Names::new();
+    let metadata = fargate(&[("proxy", "nginx:1.25", "NORMAL"), ("log_router", "amazon/aws-for-fluent-bit", "NORMAL")]);
+    let socket = control_socket();
+    let (server, _fixture) = serve(&[("ECS_CONTAINER_METADATA_URI_V4", &metadata.uri), ("PLACEHOLDER_CONTROL_SOCKET", &socket)]);
+    assert!(server.first_line.contains("listening on no port yet"), "{}", server.first_line);
+    let errors = server.error_lines(Duration::from_millis(300));
+    assert_eq!(errors.len(), 1, "one line says why: {errors:?}");
+    assert!(errors[0].contains("proxy (nginx)") && errors[0].contains("health check names"), "{errors:?}");
+
+    // The container's own check, as ECS runs it, names the service's port: it is opened, then probed.
+    let port = free_port();
+    let check = Command::new(names.path("sh"))
+        .args(["-c", &format!("curl -f http://localhost:{port}/health || exit 1")])
+        .env_clear()
+        .env("PLACEHOLDER_CONTROL_SOCKET", &socket)
+        .output()
+        .unwrap();
+    assert_eq!(check.status.code(), Some(0), "{check:?}");
+    assert_eq!(server.next_line(Duration::from_secs(2)).as_deref(), Some(format!("also listening on [::]:{port} (its health check names it)").as_str()));
+    // From now on the load balancer's check on that port passes too.
+    assert_eq!(get(([127, 0, 0, 1], port).into(), "/health").status, 200);
+
+    // `--probe --port`, wget, and what the shell cannot run but names a port (`nc`) open theirs too.
+    for (program, args) in [
+        ("server", vec!["--probe".to_owned(), "--port".to_owned(), free_port().to_string()]),
+        ("wget", vec!["-q".to_owned(), "--spider".to_owned(), format!("http://127.0.0.1:{}/", free_port())]),
+        ("sh", vec!["-c".to_owned(), format!("nc -z localhost {}", free_port())]),
+    ] {
+        let path = if program == "server" { std::path::PathBuf::from(BIN) } else { names.path(program) };
+        let output = Command::new(path).args(&args).env_clear().env("PLACEHOLDER_CONTROL_SOCKET", &socket).output().unwrap();
+        assert_eq!(output.status.code(), Some(0), "{program} {args:?}: {output:?}");
+        assert!(server.next_line(Duration::from_secs(2)).is_some_and(|l| l.starts_with("also listening on")), "{program}");
+    }
+}
+
+#[test]
+fn a_process_in_another_pid_namespace_cannot_ask_for_ports() {
+    let names = Names::new();
+    let fixture = Fixture::new();
+    let metadata = fargate(&[("proxy", "nginx", "NORMAL")]);
+    let socket = control_socket();
+    // The server as a container's PID 1, and the asker in a PID namespace of its own: a sidecar.
+    let server = Server::spawn(
+        Path::new("/usr/bin/unshare"),
+        &["--pid", "--fork", "--kill-child", names.path("node").to_str().unwrap()],
+        &[
+            ("ECS_CONTAINER_METADATA_URI_V4", &metadata.uri),
+            ("PLACEHOLDER_CONTROL_SOCKET", &socket),
+            ("DOCUMENT_ROOT", fixture.root().to_str().unwrap()),
+        ],
+    );
+    assert!(server.first_line.contains("no port yet"), "{}", server.first_line);
+    let port = free_port();
+    // The asker runs below its namespace's PID 1 (a shell and a subshell), as a sidecar's process
+    // would: as PID 1, or an init's child, the binary would be a server, not curl.
+    let curl = format!("{} -sf http://localhost:{port}/", names.path("curl").display());
+    let sidecar = Command::new("/usr/bin/unshare")
+        .args(["--pid", "--fork", "/bin/sh", "-c", &format!("( {curl}; echo \"exit=$?\" ); true")])
+        .env_clear()
+        .env("PLACEHOLDER_CONTROL_SOCKET", &socket)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&sidecar.stdout).contains("exit="), "the check ran as curl: {sidecar:?}");
+    assert!(!answers(port), "a sidecar's request must not open a port");
+    assert!(server.next_line(Duration::from_millis(300)).is_none());
+
+    // The same request from inside the server's PID namespace opens the port.
+    let unshare = server.child.id();
+    let pid = std::fs::read_to_string(format!("/proc/{unshare}/task/{unshare}/children")).unwrap().trim().to_owned();
+    let inside = Command::new("nsenter")
+        .args(["--target", &pid, "--pid", "--", "/bin/sh", "-c", &format!("( {curl}; echo \"exit=$?\" ); true")])
+        .env_clear()
+        .env("PLACEHOLDER_CONTROL_SOCKET", &socket)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&inside.stdout).contains("exit=0"), "{inside:?}");
+    assert!(answers(port));
+}

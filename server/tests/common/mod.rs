@@ -83,11 +83,13 @@ impl Server {
         let stdout = lines(child.stdout.take().unwrap(), false);
         let stderr = lines(child.stderr.take().unwrap(), true);
         let first = stdout.recv_timeout(Duration::from_secs(10)).expect("server printed no start-up line");
+        // A server waiting for its health check to name a port listens on none yet: port 0.
         let port = first
             .split("]:")
             .nth(1)
             .and_then(|rest| rest.split(',').next())
             .and_then(|p| p.parse().ok())
+            .or_else(|| first.contains("listening on no port yet").then_some(0))
             .unwrap_or_else(|| panic!("no port in start-up line {first:?}"));
         Server { child, port, started, first_line: first, stdout, stderr }
     }
