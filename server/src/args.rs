@@ -28,9 +28,12 @@ Serves the files under DIR from memory; `--probe` checks a running server instea
   -h, --help           this text
   -V, --version        the version
 
-Without --port it listens on env PORT, on the container's ports from ECS task metadata
-(ECS_CONTAINER_METADATA_URI_V4), and when the metadata names none, on env PLACEHOLDER_PORTS
-(comma-separated) or 80. Arguments meant for the real image are logged and ignored.
+Without --port it listens on env PORT (and SERVER_PORT, ASPNETCORE_URLS...), on the container's
+ports from ECS task metadata (ECS_CONTAINER_METADATA_URI_V4), and when the metadata names none, on
+env PLACEHOLDER_PORTS (comma-separated); else on what the task's other containers leave free (the
+ports web frameworks default to, and 80, when it is alone or beside known agents), or 80 with no
+metadata. A health check naming a port on localhost has it opened. Arguments meant for the real
+image are logged and ignored.
 PLACEHOLDER_STATUS=302 answers load-balancer health checks (User-Agent ELB-HealthChecker)
 with that status instead of 200, for target groups that accept nothing else.
 

@@ -14,7 +14,6 @@ mod ports;
 mod probe;
 mod serve;
 mod shell;
-mod sidecars;
 mod site;
 mod wire;
 
@@ -243,7 +242,6 @@ async fn serve(config: ServeConfig) -> Result<(), String> {
 /// container's own mappings. When the metadata names none: the baked ports; else, when `guess`
 /// (nothing else names a port), what the container's surroundings allow (`ports.rs`).
 async fn ports_from_metadata(uri: &str, baked: &[u16], guess: bool) -> (Vec<u16>, Option<String>) {
-    let list = |ports: &[u16]| ports.iter().map(u16::to_string).collect::<Vec<_>>().join(", ");
     let found = metadata::look(uri).await;
     let why = match &found {
         Ok(found) if !found.ports.is_empty() => return (found.ports.clone(), None),
@@ -251,7 +249,8 @@ async fn ports_from_metadata(uri: &str, baked: &[u16], guess: bool) -> (Vec<u16>
         Err(why) => why.clone(),
     };
     if !baked.is_empty() {
-        return (baked.to_vec(), Some(format!("ECS task metadata {why}; listening on {} instead", list(baked))));
+        let list: Vec<String> = baked.iter().map(u16::to_string).collect();
+        return (baked.to_vec(), Some(format!("ECS task metadata {why}; listening on {} instead", list.join(", "))));
     }
     if !guess {
         return (Vec::new(), None);
@@ -259,12 +258,7 @@ async fn ports_from_metadata(uri: &str, baked: &[u16], guess: bool) -> (Vec<u16>
     let around = found.map(|found| found.around).unwrap_or_default();
     let environment: Vec<(String, String)> = std::env::vars_os().map(|(k, v)| (k.to_string_lossy().into_owned(), v.to_string_lossy().into_owned())).collect();
     let guessed = ports::guess(&around, &environment);
-    let listening = if guessed.ports.is_empty() {
-        "listening on no port until a health check names one".to_owned()
-    } else {
-        format!("listening on {}", list(&guessed.ports))
-    };
-    (guessed.ports, Some(format!("ECS task metadata {why}, and nothing else names this container's port: {}; {listening}", guessed.why)))
+    (guessed.ports, Some(format!("nothing names this container's port (ECS task metadata {why}): {}", guessed.why)))
 }
 
 /// Binds each port once. A port that cannot be bound (a sidecar holds it, or 80 without root) is

@@ -36,7 +36,7 @@ use tokio::time::Instant;
 use crate::client;
 use crate::json::{self, Json};
 use crate::ports::Surroundings;
-use crate::sidecars::{self, Neighbour};
+use server::sidecars::{self, Neighbour};
 
 /// Each metadata request; the endpoint is local, so a slower answer means it is not there.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(1);

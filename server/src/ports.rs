@@ -3,7 +3,7 @@
 //! agents). What the container can still learn at run time decides it: the names its environment
 //! gives ports, its network mode, and what else runs in its task.
 
-use crate::sidecars::Neighbour;
+use server::sidecars::Neighbour;
 
 /// Ports web frameworks listen on when not told otherwise, most used first, each with where the
 /// default is written down:
@@ -196,7 +196,7 @@ fn dedup_without(ports: Vec<u16>, taken: &[u16]) -> Vec<u16> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sidecars::classify;
+    use server::sidecars::classify;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()

@@ -124,6 +124,8 @@ pub struct Outcome {
     pub repository_uri: Option<String>,
     pub action: Action,
     pub digest: Option<String>,
+    /// The ports baked into this repository's placeholder; empty when none was given.
+    pub ports: Vec<u16>,
     pub reason: Option<String>,
     pub warnings: Vec<String>,
 }
@@ -138,6 +140,7 @@ impl Outcome {
             repository_uri: None,
             action: Action::Failed,
             digest: None,
+            ports: Vec::new(),
             reason: None,
             warnings: Vec::new(),
         }
@@ -436,6 +439,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
             .await
     };
     for (outcome, &(d, target)) in outcomes.iter_mut().zip(&work) {
+        outcome.ports = target.recipe.ports.clone();
         outcome.warnings.extend(target.notes.iter().cloned());
         outcome.account = Some(destinations[d].account.clone());
         outcome.region = Some(destinations[d].aws.region.clone());
@@ -711,6 +715,18 @@ async fn push_blob(job: &Job, place: &Place<'_>, name: &str, blob: &Blob) -> Res
     place.registry.push_blob(name, blob, Some(from)).await
 }
 
+/// What the placeholder does where no port was given at publish, and how to give one.
+pub fn unknown_port_advice(example: &str) -> String {
+    format!(
+        "PORTS ? means no port was given. Where the task metadata lists none (Fargate, awsvpc on current EC2 agents), the \
+         placeholder listens on PORT and the port variables frameworks read (SERVER_PORT, ASPNETCORE_URLS...), opens the port \
+         the container's own health check names when it runs, and, when it is alone in its task (or beside known agents such \
+         as FireLens, Datadog, ADOT), on the ports web frameworks default to (3000, 8080, 8000, 5000, 8501, 4000, ...) and 80; \
+         beside a proxy or an unknown container it takes no port unasked. To be sure of the load balancer's port, give it: \
+         --containers {example}:8080, or publish from the definition (--task-definition FILE, --from STACK)."
+    )
+}
+
 /// What to tell users about health checks: the task definition stays the real service's.
 pub const HEALTH_CHECK_ADVICE: &str = "Keep the task definition written for the real image: its port, its own healthCheck \
 (CMD-SHELL with curl or wget: the placeholder answers it), its load balancer path, command and entryPoint. Only where a \
@@ -727,20 +743,28 @@ fn print_text(outcomes: &[Outcome], dry_run: bool) {
     let width = outcomes.iter().map(|o| o.container.len()).max().unwrap_or(9).max(9);
     let uri_width = outcomes.iter().filter_map(|o| o.repository_uri.as_ref().map(String::len)).max().unwrap_or(14).max(14);
     let region_width = outcomes.iter().filter_map(|o| o.region.as_ref().map(String::len)).max().unwrap_or(6).max(6);
+    let ports_of = |o: &Outcome| if o.ports.is_empty() { "?".to_owned() } else { o.ports.iter().map(u16::to_string).collect::<Vec<_>>().join(",") };
+    let ports_width = outcomes.iter().map(|o| ports_of(o).len()).max().unwrap_or(5).max(5);
     println!(
-        "{:<width$}  {:<12}  {:<region_width$}  {:<uri_width$}  {:<12}  DIGEST",
-        "CONTAINER", "ACCOUNT", "REGION", "REPOSITORY URI", "ACTION"
+        "{:<width$}  {:<12}  {:<region_width$}  {:<uri_width$}  {:<ports_width$}  {:<12}  DIGEST",
+        "CONTAINER", "ACCOUNT", "REGION", "REPOSITORY URI", "PORTS", "ACTION"
     );
     for o in outcomes {
         println!(
-            "{:<width$}  {:<12}  {:<region_width$}  {:<uri_width$}  {:<12}  {}",
+            "{:<width$}  {:<12}  {:<region_width$}  {:<uri_width$}  {:<ports_width$}  {:<12}  {}",
             o.container,
             o.account.as_deref().unwrap_or("?"),
             o.region.as_deref().unwrap_or("?"),
             o.repository_uri.as_deref().unwrap_or("-"),
+            ports_of(o),
             o.action.text(),
             o.digest.as_deref().unwrap_or("-")
         );
+    }
+    let unknown: BTreeSet<&str> = outcomes.iter().filter(|o| o.ports.is_empty() && o.container != "*").map(|o| o.container.as_str()).collect();
+    if !unknown.is_empty() {
+        let names: Vec<&str> = unknown.into_iter().collect();
+        println!("\n{}: {}", names.join(", "), unknown_port_advice(names[0]));
     }
     let many_targets = outcomes.iter().map(|o| (&o.account, &o.region)).collect::<BTreeSet<_>>().len() > 1;
     for o in outcomes.iter().filter(|o| o.reason.is_some()) {

@@ -395,6 +395,7 @@ impl<'a> Stack<'a> {
         let checks = self.target_groups();
         let mut found = Vec::new();
         for (id, resource) in self.resources().filter(|(_, r)| r["Type"] == "AWS::ECS::TaskDefinition") {
+            let first = found.len();
             // A list of definitions, or what stands for one (an Fn::If): unresolved, and said so.
             let definitions: Vec<(String, &Value)> = match &resource["Properties"]["ContainerDefinitions"] {
                 Value::Null => continue,
@@ -424,6 +425,7 @@ impl<'a> Stack<'a> {
                 let kind = classify(&image, &unknowns);
                 found.push(Found { location: at, image: unknowns.render(&image), kind, https, container });
             }
+            link_task(&mut found[first..]);
         }
         found
     }
@@ -934,6 +936,7 @@ fn terraform(file: &str, plan: &Value, created: &mut Created) -> Result<Vec<Foun
                 continue;
             }
         };
+        let first = found.len();
         for (n, definition) in definitions.iter().enumerate() {
             let mut container = taskdef::container(definition);
             if container.name.is_empty() {
@@ -950,8 +953,18 @@ fn terraform(file: &str, plan: &Value, created: &mut Created) -> Result<Vec<Foun
             let kind = classify(&image, &Unknowns::default());
             found.push(Found { container, location: format!("{at}[{n}].image"), image, kind, https });
         }
+        link_task(&mut found[first..]);
     }
     Ok(found)
+}
+
+/// Tells each container of one task definition about the others (with images as far as they resolve).
+fn link_task(task: &mut [Found]) {
+    let mut containers: Vec<Container> = task.iter().map(|f| Container { image: Some(f.image.clone()), ..f.container.clone() }).collect();
+    taskdef::link(&mut containers);
+    for (found, linked) in task.iter_mut().zip(containers) {
+        found.container.sidecars = linked.sidecars;
+    }
 }
 
 /// The module part of a resource address: `module.a.module.b.` of `module.a.module.b.aws_x.y`.

@@ -25,6 +25,28 @@ pub struct Container {
     pub init_process: bool,
     /// The load balancer's check, where the file says (the compatibility sample's `albHealthCheck`).
     pub load_balancer: Option<LoadBalancerCheck>,
+    /// The task's other containers: in awsvpc mode (Fargate) they share its network namespace.
+    pub sidecars: Vec<Sidecar>,
+}
+
+/// Another container of the same task definition, as the placeholder meets it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Sidecar {
+    pub name: String,
+    pub image: String,
+    /// Its TCP container ports, as its definition maps them.
+    pub ports: Vec<u16>,
+}
+
+/// Tells each container of one task definition about the others.
+pub fn link(task: &mut [Container]) {
+    let all: Vec<Sidecar> = task
+        .iter()
+        .map(|c| Sidecar { name: c.name.clone(), image: c.image.clone().unwrap_or_default(), ports: c.ports.clone() })
+        .collect();
+    for (i, container) in task.iter_mut().enumerate() {
+        container.sidecars = all.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, s)| s.clone()).collect();
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -78,6 +100,13 @@ pub fn load(path: &Path) -> Result<Vec<Container>> {
 
 fn collect(document: &Value, out: &mut Vec<Container>) {
     if let Some(list) = document.as_array() {
+        // A list of container definitions is one task's; a list of anything else is looked into.
+        if !list.is_empty() && list.iter().all(is_container_definition) {
+            let mut task: Vec<Container> = list.iter().map(container).collect();
+            link(&mut task);
+            out.extend(task);
+            return;
+        }
         for item in list {
             collect(item, out);
         }
@@ -85,9 +114,13 @@ fn collect(document: &Value, out: &mut Vec<Container>) {
         collect(task, out);
     } else if let Some(definitions) = field(document, "containerDefinitions") {
         collect(definitions, out);
-    } else if document.is_object() && (field(document, "image").is_some() || field(document, "portMappings").is_some()) {
+    } else if is_container_definition(document) {
         out.push(container(document));
     }
+}
+
+fn is_container_definition(document: &Value) -> bool {
+    document.is_object() && (field(document, "image").is_some() || field(document, "portMappings").is_some())
 }
 
 /// A key in ECS's camelCase or CloudFormation's PascalCase.
@@ -182,6 +215,7 @@ pub fn container(definition: &Value) -> Container {
         working_directory: text(field(definition, "workingDirectory")),
         init_process,
         load_balancer,
+        sidecars: Vec::new(),
     }
 }
 
@@ -274,6 +308,15 @@ mod tests {
 
         let described = format!(r#"{{"taskDefinition":{}}}"#, register);
         assert_eq!(parse(&described).len(), 1);
+
+        let with_sidecars = r#"{"containerDefinitions":[{"name":"app","image":"1.dkr.ecr.eu-west-1.amazonaws.com/app"},
+            {"name":"log_router","image":"amazon/aws-for-fluent-bit","firelensConfiguration":{"type":"fluentbit"}},
+            {"name":"datadog","image":"datadog/agent","portMappings":[{"containerPort":8126},{"containerPort":8125,"protocol":"udp"}]}]}"#;
+        let task = parse(with_sidecars);
+        let names = |c: &Container| c.sidecars.iter().map(|s| s.name.clone()).collect::<Vec<_>>();
+        assert_eq!(names(&task[0]), ["log_router", "datadog"]);
+        assert_eq!(names(&task[2]), ["app", "log_router"]);
+        assert_eq!(task[0].sidecars[1].ports, [8126]);
 
         let cloudformation = r#"[{"Name":"api","Image":"x","PortMappings":[{"ContainerPort":"3000"}],"EntryPoint":["npm"],"Command":["start"]}]"#;
         let c = &parse(cloudformation)[0];

@@ -29,7 +29,8 @@ use crate::image::{self, Plan};
 use crate::oci::{self, Recipe};
 use crate::platform::Platform;
 use crate::publish::OutputFormat;
-use crate::taskdef::{self, Container, Matcher};
+use crate::taskdef::{self, Container, Matcher, Sidecar};
+use server::sidecars::Neighbour;
 use crate::{aws, stack, Usage};
 
 /// Where the stand-in metadata endpoint listens inside the task's namespace.
@@ -92,7 +93,16 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     let matcher = args.matcher.as_deref().map(Matcher::parse).transpose().map_err(|e| Usage(e.to_string()))?;
     let mut containers = Vec::new();
     for file in &args.task_definitions {
-        containers.extend(taskdef::load(file).map_err(|e| Usage(format!("{e:#}")))?);
+        for container in taskdef::load(file).map_err(|e| Usage(format!("{e:#}")))? {
+            // In a task of several containers, one from another registry (a log router, an agent,
+            // a proxy) is not the placeholder's to stand in for: it runs beside the others.
+            match container.image.as_deref() {
+                Some(image) if !container.sidecars.is_empty() && !stands_for_ecr(image) => {
+                    eprintln!("{}: container {} uses {image}: not an ECR image, so it runs beside the others as a sidecar", file.display(), container.name);
+                }
+                _ => containers.push(container),
+            }
+        }
     }
     let mut repositories: Vec<Option<String>> = containers.iter().map(|c| c.image.as_deref().and_then(taskdef::ecr_repository)).collect();
     for found in stack::load(&args.from, &stack::Context::new(args.aws.first_region()))? {
@@ -139,7 +149,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         }
     };
 
-    let checks = Checks { health_path: args.health_path.clone(), matcher, metadata_ports: !args.no_metadata_ports };
+    let checks = Checks { health_path: args.health_path.clone(), matcher, metadata_ports: !args.no_metadata_ports, published: args.published };
     let images = published.unwrap_or_else(|| vec![image.clone(); containers.len()]);
     let verdicts: Vec<Verdict> = futures_util::stream::iter(containers.iter().zip(&images).enumerate())
         .map(|(n, (container, image))| verify_one(&engine, image, container, &checks, n))
@@ -166,6 +176,8 @@ struct Checks {
     matcher: Option<Matcher>,
     /// Whether the stand-in task metadata lists the container's ports.
     metadata_ports: bool,
+    /// Whether each container runs under what publish baked for it, rather than one image for all.
+    published: bool,
 }
 
 /// Makes sure the engine has `image`. A reference that names a registry is pulled every time (with
@@ -223,13 +235,15 @@ struct Task<'a> {
     prefix: String,
     pause: Option<String>,
     app: Option<String>,
+    /// Stand-ins for the task's other containers: (sidecar, port, Docker container).
+    sidecars: Vec<(String, u16, String)>,
 }
 
 impl<'a> Task<'a> {
     fn new(engine: &'a Engine, image: &'a str, container: &'a Container, n: usize) -> Task<'a> {
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
         let prefix = format!("ecs-verify-{}-{n}-{nanos}", std::process::id());
-        Task { docker: &engine.docker, image, container, prefix, pause: None, app: None }
+        Task { docker: &engine.docker, image, container, prefix, pause: None, app: None, sidecars: Vec::new() }
     }
 
     async fn verify(&mut self, checks: &Checks) -> Result<String> {
@@ -248,10 +262,20 @@ impl<'a> Task<'a> {
             .map_err(|e| anyhow!("the container did not start: {}", engine_message(&e)))?;
         let started = Instant::now();
         let mut said = Vec::new();
+        // Sidecars start when they start, often after the app (`dependsOn`): the worst case is
+        // after the placeholder has taken every port it takes at start-up.
+        if !container.sidecars.is_empty() {
+            self.wait_for_start_up(&app).await?;
+            self.start_sidecars(&pause).await?;
+        }
 
         if let Some(check) = &container.health_check {
             let after = self.wait_healthy(&app, check).await?;
             said.push(format!("its health check {:?} passed after {:.1} s", check.command.join(" "), after.as_secs_f64()));
+        }
+
+        if !self.sidecars.is_empty() {
+            said.push(self.sidecars_serve(&pause).await?);
         }
 
         let file_check = container.load_balancer.clone().unwrap_or_default();
@@ -263,11 +287,12 @@ impl<'a> Task<'a> {
         };
         match file_check.port.or(container.ports.first().copied()) {
             Some(port) => {
-                let status = self.load_balancer_get(&pause, &app, port, &path, &matcher).await?;
+                let status = self.load_balancer_get(&pause, &app, port, &path, &matcher, checks).await?;
                 said.push(format!("the load balancer's GET :{port}{path} got {status} (matcher {matcher})"));
             }
             None => said.push("no port to check from a load balancer".to_owned()),
         }
+
         // The main process must keep serving, not exit once a check has run.
         self.still_running(&app).await.with_context(|| format!("after {:.1} s", started.elapsed().as_secs_f64()))?;
         Ok(said.join("; "))
@@ -391,8 +416,76 @@ impl<'a> Task<'a> {
         }
     }
 
+    /// Waits for the placeholder's start-up line: by then it listens wherever it listens at first.
+    async fn wait_for_start_up(&self, app: &str) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self.log_tail(app).await.contains(" listening on ") {
+            self.still_running(app).await?;
+            if Instant::now() > deadline {
+                bail!("the container printed no start-up line within 10 s; {}", self.log_tail(app).await);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(())
+    }
+
+    /// One stand-in per port of each other container of the task, in its network namespace: the
+    /// placeholder binary serving exactly that port (`--port` exits when it cannot bind), as the
+    /// sidecar's own program would. Ports are the sidecar's mappings, or where none are mapped
+    /// (a FireLens log router) the ports its image is known to open.
+    async fn start_sidecars(&mut self, pause: &str) -> Result<()> {
+        for sidecar in &self.container.sidecars {
+            for port in sidecar_ports(sidecar) {
+                let config = ContainerCreateBody {
+                    image: Some(self.image.to_owned()),
+                    entrypoint: Some(vec!["/server".into()]),
+                    cmd: Some(vec!["--port".into(), port.to_string()]),
+                    healthcheck: Some(HealthConfig { test: Some(vec!["NONE".into()]), ..Default::default() }),
+                    labels: Some(labels()),
+                    host_config: Some(HostConfig { network_mode: Some(format!("container:{pause}")), ..Default::default() }),
+                    ..Default::default()
+                };
+                let name = format!("{}-sidecar-{}", self.prefix, self.sidecars.len());
+                let id = self
+                    .docker
+                    .create_container(Some(CreateContainerOptionsBuilder::new().name(&name).build()), config)
+                    .await
+                    .map_err(|e| engine::call_failed("creating a sidecar's stand-in", e))?
+                    .id;
+                self.sidecars.push((sidecar.name.clone(), port, id.clone()));
+                self.docker.start_container(&id, None).await.map_err(|e| engine::call_failed("starting a sidecar's stand-in", e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Every sidecar stand-in still runs and answers on its port: the placeholder left it free.
+    async fn sidecars_serve(&self, pause: &str) -> Result<String> {
+        let mut serving = Vec::new();
+        for (name, port, id) in &self.sidecars {
+            let url = format!("http://127.0.0.1:{port}/healthcheck.html");
+            let deadline = Instant::now() + Duration::from_secs(5);
+            loop {
+                let state = self.docker.inspect_container(id, None).await.context("inspecting a sidecar")?.state.unwrap_or_default();
+                if state.running != Some(true) {
+                    bail!("sidecar {name} could not listen on its port {port}, so it exited (code {}): {}", state.exit_code.unwrap_or(-1), self.log_tail(id).await);
+                }
+                let (code, _) = exec(self.docker, pause, &["curl", "-sf", "-o", "/dev/null", "-m", "2", &url]).await?;
+                if code == 0 {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    bail!("sidecar {name} does not answer on its port {port}: {}", self.log_tail(id).await);
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            serving.push(format!("{name} :{port}"));
+        }
+        Ok(format!("sidecars started after it serve on their ports ({})", serving.join(", ")))
+    }
+
     /// A GET as the load balancer sends it, from inside the task's namespace, until it answers.
-    async fn load_balancer_get(&self, pause: &str, app: &str, port: u16, path: &str, matcher: &Matcher) -> Result<u16> {
+    async fn load_balancer_get(&self, pause: &str, app: &str, port: u16, path: &str, matcher: &Matcher, checks: &Checks) -> Result<u16> {
         let url = format!("http://127.0.0.1:{port}{path}");
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
@@ -403,7 +496,8 @@ impl<'a> Task<'a> {
             }
             if Instant::now() > deadline {
                 let why = if status == 0 { format!("no answer ({})", output.trim()) } else { format!("{status}") };
-                bail!("the load balancer's GET :{port}{path} got {why}, and the matcher is {matcher}; {}", self.log_tail(app).await);
+                let fix = fix_for(self.container, port, status, matcher, checks);
+                bail!("the load balancer's GET :{port}{path} got {why}, and the matcher is {matcher}; {}{fix}", self.log_tail(app).await);
             }
             self.still_running(app).await?;
             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -430,7 +524,8 @@ impl<'a> Task<'a> {
     }
 
     async fn remove(&self) {
-        for id in [&self.app, &self.pause].into_iter().flatten() {
+        let sidecars = self.sidecars.iter().map(|(_, _, id)| id);
+        for id in sidecars.chain([&self.app, &self.pause].into_iter().flatten()) {
             let _ = self.docker.remove_container(id, Some(RemoveContainerOptionsBuilder::new().force(true).build())).await;
         }
     }
@@ -469,6 +564,55 @@ async fn exec(docker: &Docker, container: &str, command: &[&str]) -> Result<(i64
     Ok((code, output))
 }
 
+/// Whether an image is one publish fills: an ECR repository, or a template that stands for one.
+fn stands_for_ecr(image: &str) -> bool {
+    taskdef::ecr_repository(image).is_some() || image.contains("${") || image.contains("{{") || image.trim().is_empty()
+}
+
+/// The ports a sidecar's own program would listen on: its TCP mappings, else those its image is
+/// known to open (a FireLens log router maps none); a proxy's first, as its default config has it.
+fn sidecar_ports(sidecar: &Sidecar) -> Vec<u16> {
+    if !sidecar.ports.is_empty() {
+        return sidecar.ports.clone();
+    }
+    match server::sidecars::classify(&sidecar.name, &sidecar.image, "NORMAL") {
+        Neighbour::Agent { ports, .. } => ports.to_vec(),
+        Neighbour::Proxy { ports, .. } => ports.iter().take(1).copied().collect(),
+        Neighbour::Ecs | Neighbour::Unknown { .. } => Vec::new(),
+    }
+}
+
+/// What would make a failed load-balancer check pass, where only something publish bakes in can:
+/// the port (nothing the placeholder sees at run time names it), or a matcher that refuses 200.
+fn fix_for(container: &Container, port: u16, status: u16, matcher: &Matcher, checks: &Checks) -> String {
+    if status != 0 && !matcher.accepts_ok() {
+        return format!(
+            ". Only the definition can fix this: the target group accepts only {matcher}, which `cargo xtask publish --task-definition FILE` \
+             (or --from) bakes into this repository's placeholder"
+        );
+    }
+    if status != 0 || checks.published {
+        return String::new();
+    }
+    if port == 443 {
+        return ". Port 443 is HTTPS's: a target group that checks over HTTPS gets no answer from any placeholder (it has no \
+                certificate); for one that checks over HTTP, bake the port in: `cargo xtask publish --containers NAME:443`"
+            .to_owned();
+    }
+    let metadata = if checks.metadata_ports { "the task metadata lists none" } else { "Fargate's task metadata lists no ports" };
+    let defaults = if container.sidecars.is_empty() {
+        "and no web framework defaults to it"
+    } else {
+        "and beside the task's other containers it takes a framework's default port only when they are all known agents"
+    };
+    format!(
+        ". Only the definition can fix this: nothing container {} has at run time names port {port} ({metadata}, no PORT or \
+         health check names it, {defaults}): bake it in with `cargo xtask publish --containers NAME:{port}`, or publish from \
+         the definition (--task-definition FILE, --from STACK)",
+        container.name
+    )
+}
+
 /// The documents the ECS agent serves for this container and its task, as files for the pause
 /// container's server: `/v4/ID` (the container) and `/v4/ID/task`. With `list_ports`, Ports are
 /// filled the way older EC2 agents fill them in awsvpc mode (the definition's mappings, host port
@@ -489,6 +633,25 @@ fn metadata_archive(container: &Container, path_id: &str, docker_id: &str, image
     if !ports.is_empty() {
         document["Ports"] = json!(ports);
     }
+    // The task's other containers are listed before they run, as ECS lists them.
+    let mut containers = vec![document.clone()];
+    for sidecar in &container.sidecars {
+        let mut listed = json!({
+            "DockerId": "",
+            "Name": sidecar.name,
+            "DockerName": format!("ecs-verify-{}", sidecar.name),
+            "Image": sidecar.image,
+            "Labels": { "com.amazonaws.ecs.container-name": sidecar.name, "com.amazonaws.ecs.task-definition-family": "verify" },
+            "DesiredStatus": "RUNNING",
+            "KnownStatus": "PENDING",
+            "Type": "NORMAL",
+            "Networks": [{ "NetworkMode": "awsvpc", "IPv4Addresses": ["127.0.0.1"] }],
+        });
+        if list_ports && !sidecar.ports.is_empty() {
+            listed["Ports"] = json!(sidecar.ports.iter().map(|p| json!({ "ContainerPort": p, "Protocol": "tcp", "HostPort": p })).collect::<Vec<_>>());
+        }
+        containers.push(listed);
+    }
     let task = json!({
         "Cluster": "verify",
         "TaskARN": "arn:aws:ecs:eu-west-1:123456789012:task/verify/0",
@@ -497,7 +660,7 @@ fn metadata_archive(container: &Container, path_id: &str, docker_id: &str, image
         "DesiredStatus": "RUNNING",
         "KnownStatus": "RUNNING",
         "LaunchType": if list_ports { "EC2" } else { "FARGATE" },
-        "Containers": [document],
+        "Containers": containers,
     });
     let files = BTreeMap::from([
         ("ecs-metadata/index.html".to_owned(), b"ECS task metadata stand-in\n".to_vec()),

@@ -183,6 +183,16 @@ fn dry_run_changes_nothing() {
     let names = tokio::runtime::Runtime::new().unwrap().block_on(bed.repository_names());
     assert!(names.is_empty(), "dry run created {names:?}");
     assert!(!stderr.contains("pushing"), "{stderr}");
+    assert_eq!(report["containers"][0]["ports"], serde_json::json!([]));
+
+    // The table says which ports each placeholder knows, and what one that knows none does on Fargate.
+    let (code, stdout, stderr) = xtask(&["publish", "--containers", "delta,epsilon:8080", "--dry-run"], &bed.env());
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.lines().next().unwrap().contains("PORTS"), "{stdout}");
+    assert!(row(&stdout, "delta").contains(" ? ") && row(&stdout, "epsilon").contains(" 8080 "), "{stdout}");
+    let advice = reason(&stdout, "delta");
+    assert!(advice.contains("Fargate") && advice.contains("health check names") && advice.contains("--containers delta:8080"), "{advice}");
+    assert!(!stdout.contains("epsilon: PORTS") && !advice.contains("epsilon"), "a container with a port needs no advice: {stdout}");
 }
 
 #[test]

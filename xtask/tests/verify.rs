@@ -156,24 +156,130 @@ fn bad_input_is_one_line_and_exit_2() {
 }
 
 #[test]
-fn without_ports_in_task_metadata_the_baked_port_is_what_boots() {
+fn without_ports_in_task_metadata_the_health_check_or_the_baked_port_is_what_boots() {
     let bed = bed();
     let (_dir, file) = definition(serde_json::json!({
         "name": "fargate",
         "image": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/fargate-api:latest",
-        "portMappings": [{ "containerPort": 3000 }],
-        "healthCheck": { "command": ["CMD-SHELL", "curl -f http://localhost:3000/health || exit 1"], "timeout": 2, "retries": 2 },
+        "portMappings": [{ "containerPort": 3001 }],
+        "healthCheck": { "command": ["CMD-SHELL", "curl -f http://localhost:3001/health || exit 1"], "timeout": 2, "retries": 2 },
     }));
-    // As Fargate serves it, the metadata names no port: an image that was told none listens on 80.
+    // As Fargate serves it, the metadata names no port: the container's own check names it.
     let unbaked = published(&bed, &["--containers", "fargate-api"], "fargate-api");
     let (code, stdout, stderr) = verify(&bed, &file, &unbaked, &["--no-metadata-ports"]);
-    assert_eq!(code, 1, "{stdout}\n{stderr}");
-    assert!(line_for(&stdout, "fargate").contains("NOT HEALTHY"), "{stdout}");
-
-    let baked = published(&bed, &["--containers", "fargate-api:3000"], "fargate-api");
-    let (code, stdout, stderr) = verify(&bed, &file, &baked, &["--no-metadata-ports"]);
     assert_eq!(code, 0, "{stdout}\n{stderr}");
-    assert!(line_for(&stdout, "fargate").contains("GET :3000/ got 200"), "{stdout}");
+    assert!(line_for(&stdout, "fargate").contains("GET :3001/ got 200"), "{stdout}");
+
+    // With no check, and a port no framework defaults to, nothing at run time names it.
+    let (_dir, unchecked) = definition(serde_json::json!({
+        "name": "unchecked",
+        "image": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/fargate-api:latest",
+        "portMappings": [{ "containerPort": 3001 }],
+    }));
+    let (code, stdout, stderr) = verify(&bed, &unchecked, &unbaked, &["--no-metadata-ports"]);
+    assert_eq!(code, 1, "{stdout}\n{stderr}");
+    let verdict = line_for(&stdout, "unchecked");
+    assert!(verdict.contains("NOT HEALTHY") && verdict.contains("--containers NAME:3001"), "{verdict}");
+
+    let baked = published(&bed, &["--containers", "fargate-api:3001"], "fargate-api");
+    let (code, stdout, stderr) = verify(&bed, &unchecked, &baked, &["--no-metadata-ports"]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(line_for(&stdout, "unchecked").contains("GET :3001/ got 200"), "{stdout}");
+}
+
+#[test]
+fn on_fargate_the_plain_placeholder_boots_the_sample_but_what_only_a_definition_can_fix() {
+    let bed = bed();
+    let image = published(&bed, &["--containers", "compat-fargate"], "compat-fargate");
+    let (code, stdout, stderr) = verify(&bed, std::path::Path::new(COMPAT), &image, &["--no-metadata-ports"]);
+    assert_eq!(code, 1, "{stdout}\n{stderr}");
+    // #4 listens on 8001, which nothing in its definition but the mapping names; #15's target group
+    // accepts only 302; #37 serves 443. Every other one finds its port at run time.
+    let needs_the_definition = ["#4", "#15", "#37"];
+    let lines: Vec<serde_json::Value> =
+        std::fs::read_to_string(COMPAT).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    for line in &lines {
+        let name = format!("#{}", line["id"]);
+        let verdict = line_for(&stdout, &name);
+        if needs_the_definition.contains(&name.as_str()) {
+            assert!(verdict.contains("NOT HEALTHY"), "{verdict}");
+            assert!(verdict.contains("Only the definition can fix this") || verdict.contains("Port 443 is HTTPS's"), "the reason: {verdict}");
+        } else {
+            assert!(verdict.starts_with(&format!("{name}: healthy")), "{verdict}\n{stderr}");
+        }
+    }
+    let healthy = lines.len() - needs_the_definition.len();
+    assert!(stdout.contains(&format!("{healthy} of {} container(s) came up healthy", lines.len())), "{stdout}");
+}
+
+/// A task definition with several containers, in a file of its own.
+fn task(containers: serde_json::Value) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("task-definition.json");
+    let task = serde_json::json!({ "family": "t", "networkMode": "awsvpc", "requiresCompatibilities": ["FARGATE"], "containerDefinitions": containers });
+    std::fs::write(&file, task.to_string()).unwrap();
+    (dir, file)
+}
+
+#[test]
+fn sidecars_started_after_the_placeholder_keep_their_ports() {
+    let bed = bed();
+    let image = published(&bed, &["--containers", "with-sidecars"], "with-sidecars");
+    let app = |name: &str, port: u16, check: Option<&str>| {
+        let mut app = serde_json::json!({
+            "name": name,
+            "image": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/with-sidecars:latest",
+            "essential": true,
+            "portMappings": [{ "containerPort": port, "protocol": "tcp" }],
+            "logConfiguration": { "logDriver": "awsfirelens" },
+        });
+        if let Some(check) = check {
+            app["healthCheck"] = serde_json::json!({ "command": ["CMD-SHELL", check], "timeout": 2, "retries": 2 });
+        }
+        app
+    };
+    let log_router = serde_json::json!({
+        "name": "log_router", "image": "public.ecr.aws/aws-observability/aws-for-fluent-bit:stable",
+        "essential": true, "firelensConfiguration": { "type": "fluentbit" },
+    });
+    let datadog = serde_json::json!({
+        "name": "datadog-agent", "image": "public.ecr.aws/datadog/agent:latest",
+        "portMappings": [{ "containerPort": 8126, "protocol": "tcp" }, { "containerPort": 8125, "protocol": "udp" }],
+    });
+    let otel = serde_json::json!({ "name": "aws-otel-collector", "image": "public.ecr.aws/aws-observability/aws-otel-collector:v0.40.0" });
+    let proxy = serde_json::json!({
+        "name": "proxy", "image": "nginx:1.25", "essential": true,
+        "portMappings": [{ "containerPort": 80, "protocol": "tcp" }],
+        "dependsOn": [{ "containerName": "web", "condition": "START" }],
+    });
+
+    // Log router, APM agent and collector: the app's port is a framework default, and is served;
+    // every agent binds what it binds, including ports (5000, 8888) frameworks also default to.
+    let (_d1, agents) = task(serde_json::json!([app("web", 3000, None), log_router, datadog, otel]));
+    // A proxy in front: the placeholder takes nothing unasked (not even 80); its check names its port.
+    let (_d2, proxied) = task(serde_json::json!([app("web", 8080, Some("curl -f http://localhost:8080/health || exit 1")), proxy.clone()]));
+    for metadata in [&["--no-metadata-ports"][..], &[][..]] {
+        for file in [&agents, &proxied] {
+            let (code, stdout, stderr) = verify(&bed, file, &image, metadata);
+            assert_eq!(code, 0, "{metadata:?} {}:\n{stdout}\n{stderr}", file.display());
+            let web = line_for(&stdout, "web");
+            assert!(web.contains("sidecars started after it serve on their ports"), "{web}");
+        }
+    }
+    let (code, stdout, _) = verify(&bed, &agents, &image, &["--no-metadata-ports"]);
+    assert_eq!(code, 0);
+    for served in ["log_router :24224", "log_router :2020", "datadog-agent :8126", "aws-otel-collector :4317", "aws-otel-collector :8888"] {
+        assert!(line_for(&stdout, "web").contains(served), "{served}: {stdout}");
+    }
+    assert!(line_for(&stdout, "web").contains("GET :3000/ got 200"), "{stdout}");
+
+    // Behind a proxy with no check, the app's port is named by nothing at run time: said, and the
+    // proxy still gets 80.
+    let (_d3, unnamed) = task(serde_json::json!([app("web", 3000, None), proxy]));
+    let (code, stdout, stderr) = verify(&bed, &unnamed, &image, &["--no-metadata-ports"]);
+    assert_eq!(code, 1, "{stdout}\n{stderr}");
+    let web = line_for(&stdout, "web");
+    assert!(web.contains("Only the definition can fix this") && web.contains("NAME:3000") && !web.contains("sidecar proxy could not"), "{web}");
 }
 
 #[test]
