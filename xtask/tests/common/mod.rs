@@ -157,7 +157,8 @@ pub async fn push_real_image(bed: &Bed, docker: &Docker, repository: &str) -> Cl
     let local = format!("{}:latest", unique_name("real"));
     docker
         .build_image(
-            BuildImageOptionsBuilder::new().dockerfile("Dockerfile").t(&local).rm(true).build(),
+            // No cache: a cached intermediate image is shared, and another test's cleanup may remove it mid-build.
+            BuildImageOptionsBuilder::new().dockerfile("Dockerfile").t(&local).rm(true).nocache(true).build(),
             None,
             Some(bollard::body_full(context.into())),
         )
@@ -248,7 +249,8 @@ pub fn dockerfile_context(root: &std::path::Path, binary: &std::path::Path) -> V
 pub async fn build_dockerfile(docker: &Docker, context: Vec<u8>, tag: &str) {
     use bollard::query_parameters::BuildImageOptionsBuilder;
     use futures_util::StreamExt;
-    let options = BuildImageOptionsBuilder::new().dockerfile("Dockerfile").t(tag).rm(true).networkmode("none").build();
+    // No cache: a cached intermediate image is shared, and another test's cleanup may remove it mid-build.
+    let options = BuildImageOptionsBuilder::new().dockerfile("Dockerfile").t(tag).rm(true).nocache(true).networkmode("none").build();
     let mut stream = docker.build_image(options, None, Some(bollard::body_full(context.into())));
     while let Some(item) = stream.next().await {
         let info = item.expect("docker build");
