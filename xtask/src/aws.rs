@@ -204,6 +204,8 @@ pub struct Target {
 pub struct Aws {
     pub ecr: aws_sdk_ecr::Client,
     pub region: String,
+    /// For the other services' clients (CloudFormation, ECS, ELBv2), made when needed.
+    pub config: aws_config::SdkConfig,
 }
 
 pub async fn connect(spec: &TargetSpec) -> Result<Aws> {
@@ -226,7 +228,7 @@ pub async fn connect(spec: &TargetSpec) -> Result<Aws> {
     if let Err(e) = aws_credential_types::provider::ProvideCredentials::provide_credentials(&provider).await {
         bail!(Usage(credentials_error(spec, &region, &e)));
     }
-    Ok(Aws { ecr: aws_sdk_ecr::Client::new(&config), region })
+    Ok(Aws { ecr: aws_sdk_ecr::Client::new(&config), region, config })
 }
 
 /// One line for credentials that could not be loaded: which sources the chain tried, as far as
@@ -287,15 +289,32 @@ where
     E: ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug + 'static,
 {
+    service_call_failed("ECR", call, error)
+}
+
+/// The same for any AWS service's call: `ECS DescribeServices failed: ClusterNotFoundException: ...`.
+pub fn service_call_failed<E, R>(service: &str, call: &str, error: SdkError<E, R>) -> anyhow::Error
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug + 'static,
+{
     let why = match &error {
         SdkError::ServiceError(service) => {
             let inner = service.err();
             format!("{}: {}", inner.code().unwrap_or("error"), inner.message().unwrap_or("no message"))
         }
         SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => {
-            format!("cannot reach the ECR API ({})", crate::root_cause(&error))
+            format!("cannot reach the {service} API ({})", crate::root_cause(&error))
         }
         _ => DisplayErrorContext(&error).to_string(),
     };
-    anyhow::anyhow!("ECR {call} failed: {why}")
+    anyhow::anyhow!("{service} {call} failed: {why}")
+}
+
+/// The service's error code of a failed call, such as `ClusterNotFoundException`.
+pub fn error_code<E: ProvideErrorMetadata, R>(error: &SdkError<E, R>) -> Option<&str> {
+    match error {
+        SdkError::ServiceError(service) => service.err().code(),
+        _ => None,
+    }
 }

@@ -2,8 +2,12 @@
 
 mod aws;
 mod bench;
+mod cluster;
+mod deployed;
 mod ecr;
 mod engine;
+mod follow;
+mod from;
 mod image;
 mod layer;
 mod names;

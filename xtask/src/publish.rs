@@ -19,9 +19,10 @@ use crate::ecr::{self, Encryption, Lifecycle, Settings};
 use crate::image::{self, Plan};
 use crate::oci::{self, Blob, ImageSet, Recipe};
 use crate::platform;
-use crate::registry::{Latest, Pushed, Registry};
+use crate::registry::{Pushed, Registry};
 use crate::smoke::Proof;
-use crate::{aws, engine, names, stack, taskdef, Usage};
+use crate::taskdef::TagRef;
+use crate::{aws, engine, follow, from, names, stack, taskdef, Usage};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -34,10 +35,11 @@ pub struct Args {
     #[arg(long = "task-definition", value_name = "FILE", num_args = 1..)]
     pub task_definitions: Vec<PathBuf>,
     /// The stack the containers are in: a CloudFormation template (JSON or YAML), a CDK cdk.out
-    /// directory, a `terraform show -json` plan, or ECS task definition JSON. Each container whose
-    /// image is in ECR names a repository, baked as with --task-definition.
-    #[arg(long, value_name = "PATH", num_args = 1..)]
-    pub from: Vec<PathBuf>,
+    /// directory, a `terraform show -json` plan, ECS task definition JSON, a deployed or deploying
+    /// stack (`stack:NAME`), or a cluster's services (`ecs:CLUSTER[/SERVICE,...]`). Each container
+    /// whose image is in ECR names a repository, baked as with --task-definition.
+    #[arg(long, value_name = "SOURCE", num_args = 1..)]
+    pub from: Vec<String>,
     #[command(flatten)]
     pub aws: aws::AwsArgs,
     /// Encryption for repositories this run creates (fixed at creation).
@@ -69,6 +71,16 @@ pub struct Args {
     /// Push without proving the image healthy first.
     #[arg(long)]
     pub no_smoke: bool,
+    /// Put the placeholder only at the tags the definitions name, not also at :latest.
+    #[arg(long)]
+    pub no_latest: bool,
+    /// After pushing, follow the services `--from stack:NAME` or `--from ecs:CLUSTER` names until
+    /// they are steady, or say why not.
+    #[arg(long)]
+    pub wait: bool,
+    /// How long --wait follows the services.
+    #[arg(long, value_name = "DURATION", default_value = "15m", value_parser = humantime::parse_duration)]
+    pub wait_timeout: std::time::Duration,
     /// Push to the first target only, and write ECR replication (rule, registry policy, creation
     /// templates) so ECR copies the placeholder to the other targets.
     #[arg(long)]
@@ -126,6 +138,8 @@ pub struct Outcome {
     pub digest: Option<String>,
     /// The ports baked into this repository's placeholder; empty when none was given.
     pub ports: Vec<u16>,
+    /// The tags the placeholder is put at.
+    pub tags: Vec<String>,
     pub reason: Option<String>,
     pub warnings: Vec<String>,
 }
@@ -141,6 +155,7 @@ impl Outcome {
             action: Action::Failed,
             digest: None,
             ports: Vec::new(),
+            tags: Vec::new(),
             reason: None,
             warnings: Vec::new(),
         }
@@ -183,6 +198,10 @@ struct Target {
     recipe: Recipe,
     /// What the task definitions ask that no image can give, said once per repository.
     notes: Vec<String>,
+    /// The tags the placeholder is put at: those the definitions name, and `latest`.
+    tags: Vec<String>,
+    /// The deployed stack that owns the repository, where one does.
+    owner: Option<String>,
 }
 
 /// The repositories to publish: `--containers`, and the ECR repositories of every container in
@@ -193,7 +212,7 @@ fn targets(args: &Args, found: &[stack::Found]) -> Result<Vec<Target>> {
         match targets.iter().position(|t| t.name == name) {
             Some(i) => i,
             None => {
-                targets.push(Target { name: name.to_owned(), recipe: Recipe::default(), notes: Vec::new() });
+                targets.push(Target { name: name.to_owned(), recipe: Recipe::default(), notes: Vec::new(), tags: Vec::new(), owner: None });
                 targets.len() - 1
             }
         }
@@ -215,15 +234,22 @@ fn targets(args: &Args, found: &[stack::Found]) -> Result<Vec<Target>> {
                 );
                 continue;
             };
+            let Some(tag) = tag_for(&container.name, container.image.as_deref().unwrap_or_default()) else { continue };
             let i = entry(&mut targets, &repository);
             bake(&mut targets[i], &container);
+            targets[i].tags.extend(tag);
         }
     }
     for found in found {
         match found.repository() {
             Some(repository) => {
+                let Some(tag) = tag_for(&found.container.name, &found.image) else { continue };
                 let i = entry(&mut targets, repository);
                 bake(&mut targets[i], &found.container);
+                targets[i].tags.extend(tag);
+                if let Some(owner) = found.owner() {
+                    targets[i].owner = Some(owner);
+                }
             }
             // A dry run's table says it on stdout.
             None if !(args.dry_run && args.output == OutputFormat::Text) => eprintln!("{}", found.left_alone().unwrap_or_default()),
@@ -240,8 +266,36 @@ fn targets(args: &Args, found: &[stack::Found]) -> Result<Vec<Target>> {
             seen.push(*p);
             new
         });
+        if !args.no_latest || target.tags.is_empty() {
+            target.tags.push("latest".to_owned());
+        }
+        let mut seen = Vec::new();
+        target.tags.retain(|tag| {
+            let new = !seen.contains(tag);
+            seen.push(tag.clone());
+            new
+        });
     }
     Ok(targets)
+}
+
+/// The tag a container's image names, to put the placeholder at: `Some(None)` when it names none
+/// that can be known now (`:latest` stands in), `None` for a digest, which no placeholder can be.
+fn tag_for(container: &str, image: &str) -> Option<Option<String>> {
+    match taskdef::image_tag(image) {
+        TagRef::Tag(tag) => Some(Some(tag)),
+        TagRef::Digest(digest) => {
+            eprintln!("container {container}: its image {image} pins the digest {digest}, which cannot be a placeholder: nothing is pushed for it");
+            None
+        }
+        TagRef::Unknown(tag) => {
+            eprintln!(
+                "container {container}: the tag {tag:?} of {image} is known only when the stack is deployed: the placeholder goes to :latest; \
+                 --from stack:NAME reads the deployed stack's own value"
+            );
+            Some(None)
+        }
+    }
 }
 
 /// Adds to `target`'s recipe what `container` needs to boot the placeholder, and notes what no
@@ -301,11 +355,17 @@ struct Look {
     /// `None` when the repository does not exist.
     uri: Option<String>,
     lifecycle: Option<Lifecycle>,
-    latest: LatestState,
+    /// Each tag the placeholder is to be at, and what is there now.
+    tags: Vec<(String, TagState)>,
+    /// The repository's tags are immutable: a tag that exists can never be moved.
+    immutable: bool,
+    /// The stack that owns the repository (`--from stack:NAME`), which publish never creates,
+    /// tags or gives a lifecycle policy.
+    owner: Option<String>,
     warnings: Vec<String>,
 }
 
-enum LatestState {
+enum TagState {
     Absent,
     /// Exactly the image this run would push.
     Ours,
@@ -316,25 +376,62 @@ enum LatestState {
 }
 
 /// What to do with one repository.
-enum Step {
-    UpToDate,
-    /// The image is current; only the lifecycle policy needs putting back.
-    FixLifecycle,
-    Push { create: bool },
-    Skip(String),
+struct Step {
+    create: bool,
+    /// Tags to put the placeholder at.
+    push: Vec<String>,
+    /// Tags left alone, and why.
+    skipped: Vec<(String, String)>,
+    /// Only the lifecycle policy needs putting back.
+    fix_lifecycle: bool,
+    /// Nothing can be done, and why.
+    blocked: Option<String>,
 }
 
 impl Look {
     fn step(&self, force: bool) -> Step {
-        match (&self.uri, &self.latest) {
-            (None, _) => Step::Push { create: true },
-            (Some(_), LatestState::Ours) if self.lifecycle == Some(Lifecycle::Expected) => Step::UpToDate,
-            (Some(_), LatestState::Ours) => Step::FixLifecycle,
-            (Some(_), LatestState::Real(digest)) if !force => {
-                Step::Skip(format!(":latest ({digest}) is not a placeholder, so it was left untouched; --force replaces it"))
+        let mut step = Step { create: false, push: Vec::new(), skipped: Vec::new(), fix_lifecycle: false, blocked: None };
+        if self.uri.is_none() {
+            match &self.owner {
+                Some(owner) => {
+                    step.blocked = Some(format!(
+                        "{owner} has not created repository {} yet: publish never creates a stack's repository; run it again once \
+                         CloudFormation has (the repository is among the first resources it creates)",
+                        self.name
+                    ))
+                }
+                None => {
+                    step.create = true;
+                    step.push = self.tags.iter().map(|(tag, _)| tag.clone()).collect();
+                }
             }
-            (Some(_), _) => Step::Push { create: false },
+            return step;
         }
+        for (tag, state) in &self.tags {
+            match state {
+                TagState::Ours => {}
+                TagState::Absent => step.push.push(tag.clone()),
+                TagState::Placeholder(digest) if self.immutable => step.skipped.push((
+                    tag.clone(),
+                    format!(":{tag} already holds another placeholder ({digest}), and the repository's tags are immutable: it stays"),
+                )),
+                TagState::Real(digest) if self.immutable => step.skipped.push((
+                    tag.clone(),
+                    format!(":{tag} ({digest}) is a real image, and the repository's tags are immutable: it stays"),
+                )),
+                TagState::Real(digest) if !force => step
+                    .skipped
+                    .push((tag.clone(), format!(":{tag} ({digest}) is not a placeholder, so it was left untouched; --force replaces it"))),
+                TagState::Placeholder(_) | TagState::Real(_) => step.push.push(tag.clone()),
+            }
+        }
+        step.fix_lifecycle = self.owner.is_none() && self.lifecycle != Some(Lifecycle::Expected);
+        step
+    }
+
+    /// Some tag already holds this placeholder.
+    fn any_ours(&self) -> bool {
+        self.tags.iter().any(|(_, state)| matches!(state, TagState::Ours))
     }
 }
 
@@ -355,7 +452,11 @@ struct Place<'a> {
 }
 
 pub async fn run(args: Args) -> Result<ExitCode> {
-    let found = stack::load(&args.from, &stack::Context::new(args.aws.first_region()))?;
+    let loaded = from::load(&args.from, &args.aws).await?;
+    let found = loaded.found;
+    if args.wait && loaded.services.is_empty() {
+        bail!(Usage("--wait follows ECS services: name them with --from stack:NAME or --from ecs:CLUSTER[/SERVICE,...]".into()));
+    }
     if args.dry_run && args.output == OutputFormat::Text && !found.is_empty() {
         stack::print_table(&found);
     }
@@ -404,12 +505,13 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     let work: Vec<(usize, &Target)> = (0..source_only).flat_map(|d| targets.iter().map(move |t| (d, t))).collect();
     let place = |d: usize| Place { destination: d, ecr: &destinations[d].aws.ecr, registry: &destinations[d].registry };
     let looks: Vec<Result<Look>> = futures_util::stream::iter(&work)
-        .map(|&(d, target)| look(place(d), &target.name, &sets[&target.recipe], &settings))
+        .map(|&(d, target)| look(place(d), target, &sets[&target.recipe], &settings))
         .buffered(args.concurrency as usize)
         .collect()
         .await;
 
     let mut proofs = Vec::new();
+    let interrupted = if args.dry_run { Arc::new(AtomicBool::new(false)) } else { on_interrupt() };
     let mut outcomes: Vec<Outcome> = if args.dry_run {
         work.iter().zip(looks).map(|(&(_, target), look)| planned(&target.name, look, args.force)).collect()
     } else {
@@ -417,7 +519,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
             .iter()
             .map(|(_, target)| target)
             .zip(&looks)
-            .filter(|(_, look)| look.as_ref().is_ok_and(|look| matches!(look.step(args.force), Step::Push { .. })))
+            .filter(|(_, look)| look.as_ref().is_ok_and(|look| !look.step(args.force).push.is_empty()))
             .map(|(target, _)| &target.recipe)
             .collect();
         if !pushed.is_empty() && !args.no_smoke {
@@ -430,7 +532,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
             homes: (0..destinations.len())
                 .flat_map(|d| blobs.iter().map(move |digest| ((d, digest.to_string()), OnceCell::new())))
                 .collect(),
-            interrupted: on_interrupt(),
+            interrupted: interrupted.clone(),
         };
         futures_util::stream::iter(work.iter().zip(looks))
             .map(|(&(d, target), look)| act(&job, place(d), &target.name, &sets[&target.recipe], look, args.force))
@@ -440,6 +542,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     };
     for (outcome, &(d, target)) in outcomes.iter_mut().zip(&work) {
         outcome.ports = target.recipe.ports.clone();
+        outcome.tags = target.tags.clone();
         outcome.warnings.extend(target.notes.iter().cloned());
         outcome.account = Some(destinations[d].account.clone());
         outcome.region = Some(destinations[d].aws.region.clone());
@@ -468,6 +571,14 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         }
     }
     let failed = outcomes.iter().any(|o| o.action == Action::Failed) || replication.iter().any(|c| c.result == "failed");
+    if args.wait && !args.dry_run && !failed {
+        let config = &destinations.first().context("no target to follow the services in")?.aws.config;
+        return Ok(match follow::follow(&loaded.services, config, args.wait_timeout, &interrupted).await? {
+            follow::Ended::Steady => ExitCode::SUCCESS,
+            follow::Ended::NotSteady => ExitCode::FAILURE,
+            follow::Ended::Interrupted => ExitCode::from(130),
+        });
+    }
     Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 
@@ -499,7 +610,7 @@ fn on_interrupt() -> Arc<AtomicBool> {
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
             flag.store(true, Ordering::SeqCst);
-            eprintln!("interrupted: finishing the steps in progress; Ctrl-C again to abort at once");
+            eprintln!("interrupted: finishing the steps in progress, undoing nothing; Ctrl-C again to abort at once");
             if tokio::signal::ctrl_c().await.is_ok() {
                 std::process::exit(130);
             }
@@ -545,29 +656,49 @@ fn describe(recipe: &Recipe) -> String {
     parts.join(", ")
 }
 
-/// Reads one repository: does it exist, its settings, its lifecycle policy, and what `:latest` is.
-async fn look(place: Place<'_>, name: &str, images: &ImageSet, settings: &Settings) -> Result<Look> {
-    let (ecr_client, registry) = (place.ecr, place.registry);
+/// Reads one repository: does it exist, its settings, its lifecycle policy, and what each tag is.
+async fn look(place: Place<'_>, target: &Target, images: &ImageSet, settings: &Settings) -> Result<Look> {
+    let (ecr_client, registry, name) = (place.ecr, place.registry, target.name.as_str());
+    let absent = || target.tags.iter().map(|tag| (tag.clone(), TagState::Absent)).collect();
     let Some(existing) = ecr::describe(ecr_client, name).await? else {
-        return Ok(Look { name: name.to_owned(), uri: None, lifecycle: None, latest: LatestState::Absent, warnings: Vec::new() });
+        return Ok(Look {
+            name: name.to_owned(),
+            uri: None,
+            lifecycle: None,
+            tags: absent(),
+            immutable: false,
+            owner: target.owner.clone(),
+            warnings: Vec::new(),
+        });
     };
-    let lifecycle = ecr::lifecycle(ecr_client, name, settings.keep).await?;
-    // The digest alone answers the common case; labels are read only when it differs.
-    let latest = match registry.manifest(name, "latest").await.context("reading :latest")? {
-        None => LatestState::Absent,
-        Some(manifest) if manifest.digest == images.index.digest => LatestState::Ours,
-        Some(_) => match registry.latest(name).await.context("reading :latest")? {
-            Latest::Missing => LatestState::Absent,
-            Latest::Placeholder { digest, .. } => LatestState::Placeholder(digest),
-            Latest::Other { digest, .. } => LatestState::Real(digest),
-        },
+    // A stack's repository keeps the stack's own policy and settings.
+    let lifecycle = match target.owner {
+        None => Some(ecr::lifecycle(ecr_client, name, settings.keep).await?),
+        Some(_) => None,
     };
+    let mut tags = Vec::new();
+    for tag in &target.tags {
+        // The digest alone answers the common case; labels are read only when it differs.
+        let state = match registry.manifest(name, tag).await.with_context(|| format!("reading :{tag}"))? {
+            None => TagState::Absent,
+            Some(manifest) if manifest.digest == images.index.digest => TagState::Ours,
+            Some(_) => match registry.inspect(name, tag).await.with_context(|| format!("reading :{tag}"))? {
+                None => TagState::Absent,
+                Some(image) if image.placeholder => TagState::Placeholder(image.digest),
+                Some(image) => TagState::Real(image.digest),
+            },
+        };
+        tags.push((tag.clone(), state));
+    }
+    let immutable = existing.image_tag_mutability().is_some_and(|m| m.as_str().starts_with("IMMUTABLE"));
     Ok(Look {
         name: name.to_owned(),
         uri: existing.repository_uri().map(str::to_owned),
-        lifecycle: Some(lifecycle),
-        latest,
-        warnings: ecr::differences(&existing, settings),
+        lifecycle,
+        tags,
+        immutable,
+        owner: target.owner.clone(),
+        warnings: if target.owner.is_some() { Vec::new() } else { ecr::differences(&existing, settings) },
     })
 }
 
@@ -582,21 +713,30 @@ fn planned(name: &str, look: Result<Look>, force: bool) -> Outcome {
         }
     };
     outcome.repository_uri = look.uri.clone();
-    (outcome.action, outcome.reason) = match look.step(force) {
-        Step::UpToDate => (Action::UpToDate, None),
-        Step::FixLifecycle => (Action::WouldUpdate, Some("would put the lifecycle policy back".to_owned())),
-        Step::Push { create: true } => (Action::WouldCreate, Some("repository missing: would create it, put the lifecycle policy, push".to_owned())),
-        Step::Push { create: false } => (
-            Action::WouldUpdate,
-            Some(
-                match &look.latest {
-                    LatestState::Placeholder(digest) => format!("an older placeholder ({digest}) is :latest: would push this one"),
-                    LatestState::Real(digest) => format!(":latest ({digest}) is a real image: --force would replace it"),
-                    _ => "no :latest: would push".to_owned(),
-                },
-            ),
-        ),
-        Step::Skip(why) => (Action::WouldSkip, Some(why)),
+    let step = look.step(force);
+    let tags = |tags: &[String]| tags.iter().map(|t| format!(":{t}")).collect::<Vec<_>>().join(", ");
+    let skipped: Vec<String> = step.skipped.iter().map(|(_, why)| why.clone()).collect();
+    (outcome.action, outcome.reason) = if let Some(why) = step.blocked {
+        (Action::WouldSkip, Some(why))
+    } else if step.create {
+        (Action::WouldCreate, Some(format!("repository missing: would create it, put the lifecycle policy, push {}", tags(&step.push))))
+    } else if !step.push.is_empty() {
+        let mut said = vec![format!("would push {}", tags(&step.push))];
+        for (tag, state) in &look.tags {
+            match state {
+                TagState::Placeholder(digest) if step.push.contains(tag) => said.push(format!("an older placeholder ({digest}) is :{tag}")),
+                TagState::Real(digest) if step.push.contains(tag) => said.push(format!(":{tag} ({digest}) is a real image: --force replaces it")),
+                _ => {}
+            }
+        }
+        said.extend(skipped);
+        (Action::WouldUpdate, Some(said.join("; ")))
+    } else if step.fix_lifecycle {
+        (Action::WouldUpdate, Some("would put the lifecycle policy back".to_owned()))
+    } else if !skipped.is_empty() && !look.any_ours() {
+        (Action::WouldSkip, Some(skipped.join("; ")))
+    } else {
+        (Action::UpToDate, (!skipped.is_empty()).then(|| skipped.join("; ")))
     };
     outcome
 }
@@ -622,60 +762,63 @@ async fn act_steps(job: &Job, place: &Place<'_>, images: &ImageSet, look: Look, 
         eprintln!("[{name}] warning: {warning}");
     }
     outcome.warnings = look.warnings.clone();
-    let create = match look.step(force) {
-        Step::UpToDate => {
-            outcome.action = Action::UpToDate;
-            outcome.digest = Some(images.index.digest.clone());
-            return Ok(());
-        }
-        Step::Skip(why) => {
-            eprintln!("[{name}] warning: skipped: {why}");
-            outcome.action = Action::Skipped;
-            outcome.digest = match &look.latest {
-                LatestState::Real(digest) => Some(digest.clone()),
-                _ => None,
-            };
-            outcome.reason = Some(why);
-            return Ok(());
-        }
-        Step::FixLifecycle => {
+    let step = look.step(force);
+    if let Some(why) = step.blocked {
+        bail!(why);
+    }
+    let skipped: Vec<String> = step.skipped.iter().map(|(_, why)| why.clone()).collect();
+    for why in &skipped {
+        eprintln!("[{name}] warning: skipped: {why}");
+    }
+    outcome.reason = (!skipped.is_empty()).then(|| skipped.join("; "));
+    if step.push.is_empty() {
+        if step.fix_lifecycle {
             ecr::put_lifecycle(place.ecr, name, job.settings.keep).await?;
-            eprintln!("[{name}] lifecycle policy put back (keep {}); :latest was already this placeholder", job.settings.keep);
+            eprintln!("[{name}] lifecycle policy put back (keep {}); the tags already held this placeholder", job.settings.keep);
             outcome.action = Action::Updated;
-            outcome.digest = Some(images.index.digest.clone());
-            outcome.reason = Some("lifecycle policy put back; :latest was already this placeholder".to_owned());
+            outcome.reason = Some("lifecycle policy put back; the tags already held this placeholder".to_owned());
+        } else if !skipped.is_empty() && !look.any_ours() {
+            outcome.action = Action::Skipped;
+            outcome.digest = look.tags.iter().find_map(|(_, state)| match state {
+                TagState::Real(digest) | TagState::Placeholder(digest) => Some(digest.clone()),
+                _ => None,
+            });
             return Ok(());
+        } else {
+            outcome.action = Action::UpToDate;
         }
-        Step::Push { create } => create,
-    };
+        outcome.digest = Some(images.index.digest.clone());
+        return Ok(());
+    }
     if job.interrupted.load(Ordering::SeqCst) {
         bail!("interrupted before it started");
     }
-    if create {
+    if step.create {
         let uri = ecr::create(place.ecr, name, &job.settings).await?;
         eprintln!("[{name}] repository created: {uri}");
         outcome.repository_uri = Some(uri);
     }
     // Every push puts the policy, so a repository never stays without one after a failed run.
-    if create || look.lifecycle != Some(Lifecycle::Expected) {
+    if step.create || step.fix_lifecycle {
         ecr::put_lifecycle(place.ecr, name, job.settings.keep).await?;
     }
-    push(job, place, images, name, create).await?;
-    eprintln!("[{name}] :latest is now {}", images.index.digest);
-    outcome.action = if create { Action::Created } else { Action::Updated };
+    push(job, place, images, name, step.create, &step.push).await?;
+    let tags: Vec<String> = step.push.iter().map(|t| format!(":{t}")).collect();
+    eprintln!("[{name}] {} now {}", tags.join(", "), images.index.digest);
+    outcome.action = if step.create { Action::Created } else { Action::Updated };
     outcome.digest = Some(images.index.digest.clone());
     Ok(())
 }
 
 /// Blobs first (each only where missing), then each platform's manifest by digest, untagged,
-/// and last the index as `:latest`: it never points at anything the repository lacks.
-async fn push(job: &Job, place: &Place<'_>, images: &ImageSet, name: &str, fresh: bool) -> Result<()> {
+/// and last the index at each tag: a tag never points at anything the repository lacks.
+async fn push(job: &Job, place: &Place<'_>, images: &ImageSet, name: &str, fresh: bool, tags: &[String]) -> Result<()> {
     eprintln!("[{name}] pushing {}", images.index.digest);
     let mut mounted = 0;
     let mut uploaded = 0;
     for blob in images.blobs() {
         if job.interrupted.load(Ordering::SeqCst) {
-            bail!("interrupted before :latest was changed");
+            bail!("interrupted before any tag was changed");
         }
         // A repository created by this run holds nothing yet: no need to ask.
         if !fresh && place.registry.has_blob(name, &blob.digest).await? {
@@ -690,10 +833,13 @@ async fn push(job: &Job, place: &Place<'_>, images: &ImageSet, name: &str, fresh
     for image in &images.images {
         place.registry.put_manifest(name, &image.manifest.digest, &image.manifest).await?;
     }
-    if job.interrupted.load(Ordering::SeqCst) {
-        bail!("interrupted before :latest was changed");
+    for tag in tags {
+        if job.interrupted.load(Ordering::SeqCst) {
+            bail!("interrupted before :{tag} was changed");
+        }
+        place.registry.put_manifest(name, tag, &images.index).await?;
     }
-    place.registry.put_manifest(name, "latest", &images.index).await
+    Ok(())
 }
 
 /// The first repository to need a blob uploads it; the others wait for that and mount it from

@@ -34,6 +34,9 @@ pub enum Kind {
     Ecr(String),
     /// An ECR repository the stack itself creates (`resource` names where).
     Owned { repository: String, resource: String },
+    /// An ECR repository a deployed (or deploying) stack created: filled, never created, set up
+    /// or deleted by publish, status or teardown (`owner` names the stack and resource).
+    Deployed { repository: String, owner: String },
     /// Another registry's image (Docker Hub, public ECR): not ours.
     Other,
     /// The image cannot be resolved from the file, and why.
@@ -44,7 +47,15 @@ impl Found {
     /// The repository publish fills, if any.
     pub fn repository(&self) -> Option<&str> {
         match &self.kind {
-            Kind::Ecr(name) => Some(name),
+            Kind::Ecr(name) | Kind::Deployed { repository: name, .. } => Some(name),
+            _ => None,
+        }
+    }
+
+    /// The deployed stack that owns the repository, where one does.
+    pub fn owner(&self) -> Option<String> {
+        match &self.kind {
+            Kind::Deployed { owner, .. } => Some(owner.clone()),
             _ => None,
         }
     }
@@ -52,7 +63,7 @@ impl Found {
     /// Whether `verify` expects the placeholder `publish --from` makes to boot under it, and why not.
     pub fn boots(&self) -> String {
         match &self.kind {
-            Kind::Ecr(_) => {}
+            Kind::Ecr(_) | Kind::Deployed { .. } => {}
             Kind::Owned { .. } => return "no: the stack creates its repository".into(),
             Kind::Other => return "not ours".into(),
             Kind::Unresolved(_) => return "-".into(),
@@ -71,7 +82,7 @@ impl Found {
     pub fn left_alone(&self) -> Option<String> {
         let what = format!("{}: container {}", self.location, self.container.name);
         match &self.kind {
-            Kind::Ecr(_) => None,
+            Kind::Ecr(_) | Kind::Deployed { .. } => None,
             Kind::Other => Some(format!("{what} uses {}: not an ECR repository, left alone", self.image)),
             Kind::Unresolved(why) => Some(format!("{what}: cannot resolve its image {}: {why}", self.image)),
             Kind::Owned { repository, resource } => Some(format!(
@@ -112,7 +123,8 @@ impl Context {
 
 /// Every container of every stack in `paths`. Bad input (unreadable, not a stack, no ECR image
 /// resolved at all) is a usage error: one line, exit 2.
-pub fn load(paths: &[PathBuf], context: &Context) -> Result<Vec<Found>> {
+#[cfg(test)]
+fn load(paths: &[PathBuf], context: &Context) -> Result<Vec<Found>> {
     let mut found = Vec::new();
     if paths.is_empty() {
         return Ok(found);
@@ -120,23 +132,15 @@ pub fn load(paths: &[PathBuf], context: &Context) -> Result<Vec<Found>> {
     for path in paths {
         found.extend(discover(path, context).map_err(|e| Usage(format!("--from {}: {e:#}", path.display())))?);
     }
-    if !found.iter().any(|f| matches!(f.kind, Kind::Ecr(_) | Kind::Owned { .. })) {
-        let listed: Vec<String> = found.iter().filter_map(Found::left_alone).collect();
-        let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
-        bail!(Usage(format!("no ECR image resolved in {}: {}", names.join(", "), if listed.is_empty() { "no containers".to_owned() } else { listed.join("; ") })));
-    }
+    check_any_ecr(&found, &paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>())?;
     Ok(found)
 }
 
-/// Adds to `names` the repositories `--from` names for status and teardown: the ECR repositories
-/// the stack does not create. The rest is said on stderr.
-pub fn add_repositories(paths: &[PathBuf], region: Option<&str>, names: &mut Vec<String>) -> Result<()> {
-    for found in load(paths, &Context::new(region))? {
-        match found.repository() {
-            Some(name) if !names.iter().any(|n| n == name) => names.push(name.to_owned()),
-            Some(_) => {}
-            None => eprintln!("{}", found.left_alone().unwrap_or_default()),
-        }
+/// Bad input unless some container's image is in ECR: one line naming what was found instead.
+pub fn check_any_ecr(found: &[Found], sources: &[String]) -> Result<()> {
+    if !found.iter().any(|f| matches!(f.kind, Kind::Ecr(_) | Kind::Owned { .. } | Kind::Deployed { .. })) {
+        let listed: Vec<String> = found.iter().filter_map(Found::left_alone).collect();
+        bail!(Usage(format!("no ECR image resolved in {}: {}", sources.join(", "), if listed.is_empty() { "no containers".to_owned() } else { listed.join("; ") })));
     }
     Ok(())
 }
@@ -150,6 +154,7 @@ pub fn print_table(found: &[Found]) {
             let repository = match &f.kind {
                 Kind::Ecr(name) => name.clone(),
                 Kind::Owned { repository, .. } => format!("{repository} (the stack's)"),
+                Kind::Deployed { repository, .. } => format!("{repository} (the stack's, filled)"),
                 Kind::Other => format!("{} (not ours)", f.image),
                 Kind::Unresolved(_) => "(unresolved)".to_owned(),
             };
@@ -190,6 +195,7 @@ pub fn to_json(found: &[Found]) -> Value {
                 let (kind, repository, why) = match &f.kind {
                     Kind::Ecr(name) => ("ecr", Some(name.as_str()), None),
                     Kind::Owned { repository, .. } => ("created-by-the-stack", Some(repository.as_str()), None),
+                    Kind::Deployed { repository, .. } => ("created-by-the-deployed-stack", Some(repository.as_str()), None),
                     Kind::Other => ("not-ours", None, None),
                     Kind::Unresolved(why) => ("unresolved", None, Some(why.as_str())),
                 };
@@ -226,7 +232,7 @@ pub fn discover(path: &Path, context: &Context) -> Result<Vec<Found>> {
     let found = match document {
         Some(d) if d.get("Resources").is_some() => {
             created.cloudformation(&file, &d, context);
-            Stack { file, document: &d, context, parameters: HashMap::new() }.containers()
+            Stack { file, document: &d, context, parameters: HashMap::new(), deployment: None }.containers()
         }
         Some(d) if d.get("planned_values").is_some() || d.get("terraform_version").is_some() => terraform(&file, &d, &mut created)?,
         _ => taskdef::load(path)?
@@ -289,6 +295,7 @@ fn cdk_out(dir: &Path, context: &Context) -> Result<Vec<Found>> {
             document,
             context,
             parameters: passed.remove(path).unwrap_or_default(),
+            deployment: None,
         };
         for (child, parameters) in stack.nested() {
             let child = path.with_file_name(child);
@@ -306,7 +313,7 @@ struct Created(BTreeMap<String, String>);
 
 impl Created {
     fn cloudformation(&mut self, file: &str, document: &Value, context: &Context) {
-        let stack = Stack { file: file.to_owned(), document, context, parameters: HashMap::new() };
+        let stack = Stack { file: file.to_owned(), document, context, parameters: HashMap::new(), deployment: None };
         for (id, resource) in stack.resources() {
             if resource["Type"] == "AWS::ECR::Repository"
                 && let Some(name) = stack.repository_name(resource)
@@ -356,6 +363,43 @@ struct Stack<'a> {
     context: &'a Context,
     /// Parameter values a parent stack passes (CDK nested stacks), evaluated in the parent.
     parameters: Passed,
+    /// What CloudFormation knows of the stack, for `--from stack:NAME`.
+    deployment: Option<&'a Deployment>,
+}
+
+/// What CloudFormation knows of a deployed (or deploying) stack that its template does not.
+#[derive(Clone, Debug, Default)]
+pub struct Deployment {
+    /// The stack's name, for `AWS::StackName`.
+    pub name: String,
+    pub stack_id: String,
+    /// The parameter values the stack was given; `NoEcho` ones (`****`) are left out.
+    pub parameters: HashMap<String, String>,
+    /// Each resource's type and physical id, by logical id; one not created yet is absent.
+    pub resources: HashMap<String, (String, String)>,
+    /// Every export in the region, for `Fn::ImportValue`.
+    pub exports: HashMap<String, String>,
+}
+
+/// The containers of a deployed stack's template (`--from stack:NAME`), evaluated with what
+/// CloudFormation knows of it. `created` is every ECR repository the stack and its nested stacks
+/// created, by name, with the owner to name.
+pub fn deployed(document: &Value, context: &Context, deployment: &Deployment, created: &HashMap<String, String>) -> Vec<Found> {
+    let stack = Stack { file: format!("stack:{}", deployment.name), document, context, parameters: HashMap::new(), deployment: Some(deployment) };
+    let mut found = stack.containers();
+    for f in &mut found {
+        if let Kind::Ecr(name) = &f.kind
+            && let Some(owner) = created.get(name)
+        {
+            f.kind = Kind::Deployed { repository: name.clone(), owner: owner.clone() };
+        }
+    }
+    found
+}
+
+/// An image as CloudFormation would resolve it, for images read elsewhere (an ECS service's).
+pub fn classify_image(image: &str) -> Kind {
+    classify(image, &Unknowns::default())
 }
 
 impl<'a> Stack<'a> {
@@ -649,7 +693,11 @@ impl Eval<'_, '_> {
             ("Fn::ImportValue", _) => {
                 let name = self.text(argument);
                 let name = self.unknowns.render(&name);
-                self.unknown(whole, format!("Fn::ImportValue {name}: another stack's export, known only when this stack is deployed"))
+                match self.stack.deployment.map(|d| d.exports.get(&name)) {
+                    Some(Some(value)) => Val::Str(value.clone()),
+                    Some(None) => self.unknown(whole, format!("Fn::ImportValue {name}: no stack in the region exports it")),
+                    None => self.unknown(whole, format!("Fn::ImportValue {name}: another stack's export, known only when this stack is deployed")),
+                }
             }
             ("Fn::If", [condition, ..]) => {
                 let condition = condition.as_str().unwrap_or("?").to_owned();
@@ -675,6 +723,8 @@ impl Eval<'_, '_> {
             "AWS::Region" => region,
             "AWS::Partition" => Some(partition.to_owned()),
             "AWS::URLSuffix" => Some(if partition == "aws-cn" { "amazonaws.com.cn" } else { "amazonaws.com" }.to_owned()),
+            "AWS::StackName" if self.stack.deployment.is_some() => self.stack.deployment.map(|d| d.name.clone()),
+            "AWS::StackId" if self.stack.deployment.is_some() => self.stack.deployment.map(|d| d.stack_id.clone()),
             _ if name.starts_with("AWS::") => None,
             _ => return None,
         };
@@ -687,6 +737,14 @@ impl Eval<'_, '_> {
     fn reference(&mut self, name: &str, whole: &Value) -> Val {
         if let Some(value) = self.pseudo(name, whole) {
             return value;
+        }
+        if let Some(deployment) = self.stack.deployment {
+            if let Some(value) = deployment.parameters.get(name) {
+                return Val::Str(value.clone());
+            }
+            if let Some((_, physical)) = deployment.resources.get(name) {
+                return Val::Str(physical.clone());
+            }
         }
         if let Some((text, table)) = self.stack.parameters.get(name) {
             return Val::Str(self.unknowns.import(text, table));
@@ -714,7 +772,8 @@ impl Eval<'_, '_> {
             },
             Some(resource) => {
                 let kind = resource["Type"].as_str().unwrap_or("resource").to_owned();
-                self.unknown(whole, format!("Ref {name} ({kind}) is known only once the stack is deployed"))
+                let when = if self.stack.deployment.is_some() { "once CloudFormation has created it: run again then" } else { "once the stack is deployed" };
+                self.unknown(whole, format!("Ref {name} ({kind}) is known only {when}"))
             }
             None => self.unknown(whole, format!("Ref {name}: no such parameter or resource in the template")),
         }
@@ -1137,7 +1196,7 @@ mod tests {
     /// Evaluates one expression (as YAML) against a template of parameters and resources.
     fn evaluate(template: &str, expression: &str, context: &Context) -> (String, Kind) {
         let document = yaml(template).unwrap();
-        let stack = Stack { file: "t".into(), document: &document, context, parameters: HashMap::new() };
+        let stack = Stack { file: "t".into(), document: &document, context, parameters: HashMap::new(), deployment: None };
         let mut unknowns = Unknowns::default();
         let expression = yaml(expression).unwrap();
         let text = Eval { stack: &stack, unknowns: &mut unknowns, depth: 0 }.text(&expression);

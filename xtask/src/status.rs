@@ -1,7 +1,6 @@
 //! `cargo xtask status`: which repositories exist, how they are set up, and which still serve the
 //! placeholder rather than a real image.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
@@ -13,7 +12,7 @@ use crate::aws::{self, call_failed};
 use crate::ecr::{self, MANAGED_TAG_KEY, MANAGED_TAG_VALUE};
 use crate::publish::{parse_containers, OutputFormat};
 use crate::registry::{Latest, Registry};
-use crate::stack;
+use crate::from;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -21,9 +20,11 @@ pub struct Args {
     #[arg(long, env = "ECS_PLACEHOLDER_CONTAINERS", value_name = "NAMES")]
     pub containers: Option<String>,
     /// The stack the containers are in (a CloudFormation template, a CDK cdk.out directory, a
-    /// `terraform show -json` plan, ECS task definition JSON): its ECR repositories.
-    #[arg(long, value_name = "PATH", num_args = 1..)]
-    pub from: Vec<PathBuf>,
+    /// `terraform show -json` plan, ECS task definition JSON, a deployed stack `stack:NAME`, a
+    /// cluster's services `ecs:CLUSTER[/SERVICE,...]`): its ECR repositories, and the tags its
+    /// definitions name.
+    #[arg(long, value_name = "SOURCE", num_args = 1..)]
+    pub from: Vec<String>,
     #[command(flatten)]
     pub aws: aws::AwsArgs,
     /// The lifecycle policy counts as expected when it keeps this many images.
@@ -50,13 +51,32 @@ pub struct RepositoryStatus {
     pub latest_pushed_at: Option<String>,
     pub latest_platforms: Vec<String>,
     pub image_count: Option<usize>,
+    /// The deployed stack that owns the repository, where one does.
+    pub owner: Option<String>,
+    /// The other tags the definitions name, and what each holds.
+    pub tags: Vec<DefinitionTag>,
     pub error: Option<String>,
+}
+
+#[derive(Serialize, Debug, Default, Clone)]
+pub struct DefinitionTag {
+    pub tag: String,
+    /// `placeholder`, `real`, or `missing`.
+    pub holds: String,
+    pub digest: Option<String>,
 }
 
 pub async fn run(args: Args) -> Result<ExitCode> {
     let mut asked = args.containers.as_deref().map(parse_containers).transpose()?;
+    let mut named = Vec::new();
     if !args.from.is_empty() {
-        stack::add_repositories(&args.from, args.aws.first_region(), asked.get_or_insert_with(Vec::new))?;
+        from::repositories(&args.from, &args.aws, &mut named).await?;
+        let asked = asked.get_or_insert_with(Vec::new);
+        for name in &named {
+            if !asked.contains(&name.repository) {
+                asked.push(name.repository.clone());
+            }
+        }
     }
     args.aws.check()?;
     let (destinations, unreachable) = crate::publish::connect_targets(&args.aws).await?;
@@ -77,14 +97,18 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         work.extend(names.into_iter().map(|name| (target, name)));
     }
     let mut statuses: Vec<RepositoryStatus> = futures_util::stream::iter(&work)
-        .map(|(target, name)| status_of(target, name, args.keep))
+        .map(|(target, name)| status_of(target, name, args.keep, named.iter().find(|n| n.repository == *name)))
         .buffered(8)
         .collect()
         .await;
     statuses.extend(unlisted);
     statuses.extend(unreachable.iter().map(|(spec, error)| unreachable_row(None, spec.region.clone(), error)));
 
-    let placeholders = statuses.iter().filter(|s| s.latest.as_deref() == Some("placeholder")).count();
+    // The tag a service pulls may be another than :latest.
+    let placeholders = statuses
+        .iter()
+        .filter(|s| s.latest.as_deref() == Some("placeholder") || s.tags.iter().any(|t| t.holds == "placeholder"))
+        .count();
     let repositories = statuses.iter().filter(|s| s.container != "*").count();
     let summary = format!("{placeholders} of {repositories} repositories still serve the placeholder");
     match args.output {
@@ -127,20 +151,22 @@ fn unreachable_row(account: Option<String>, region: Option<String>, error: &anyh
     RepositoryStatus { container: "*".to_owned(), account, region, error: Some(format!("{error:#}")), ..Default::default() }
 }
 
-async fn status_of(target: &aws::Target, name: &str, keep: u32) -> RepositoryStatus {
+async fn status_of(target: &aws::Target, name: &str, keep: u32, named: Option<&from::Named>) -> RepositoryStatus {
     let mut status = RepositoryStatus {
         container: name.to_owned(),
         account: Some(target.account.clone()),
         region: Some(target.aws.region.clone()),
+        owner: named.and_then(|n| n.owner.clone()),
         ..Default::default()
     };
-    if let Err(error) = fill(&target.aws.ecr, &target.registry, name, keep, &mut status).await {
+    let tags: Vec<String> = named.map(|n| n.tags.iter().filter(|t| *t != "latest").cloned().collect()).unwrap_or_default();
+    if let Err(error) = fill(&target.aws.ecr, &target.registry, name, keep, &tags, &mut status).await {
         status.error = Some(format!("{error:#}"));
     }
     status
 }
 
-async fn fill(ecr_client: &aws_sdk_ecr::Client, registry: &Registry, name: &str, keep: u32, status: &mut RepositoryStatus) -> Result<()> {
+async fn fill(ecr_client: &aws_sdk_ecr::Client, registry: &Registry, name: &str, keep: u32, tags: &[String], status: &mut RepositoryStatus) -> Result<()> {
     let Some(repository) = ecr::describe(ecr_client, name).await? else { return Ok(()) };
     status.exists = true;
     status.repository_uri = repository.repository_uri().map(str::to_owned);
@@ -169,6 +195,14 @@ async fn fill(ecr_client: &aws_sdk_ecr::Client, registry: &Registry, name: &str,
     status.latest = Some(kind.to_owned());
     status.latest_digest = digest;
     status.latest_platforms = platforms;
+    for tag in tags {
+        let (holds, digest) = match registry.inspect(name, tag).await? {
+            None => ("missing", None),
+            Some(image) if image.placeholder => ("placeholder", Some(image.digest)),
+            Some(image) => ("real", Some(image.digest)),
+        };
+        status.tags.push(DefinitionTag { tag: tag.clone(), holds: holds.to_owned(), digest });
+    }
     if status.latest_digest.is_some() {
         // When ECR knows the image, it knows when it was pushed.
         let described = ecr_client
@@ -216,6 +250,13 @@ fn print_text(statuses: &[RepositoryStatus], summary: &str) {
     for s in statuses {
         if let Some(key) = &s.kms_key {
             println!("{}: KMS key {key}", s.container);
+        }
+        if let Some(owner) = &s.owner {
+            println!("{}: belongs to {owner}: publish fills it, never creates, sets up or deletes it", s.container);
+        }
+        for tag in &s.tags {
+            let digest = tag.digest.as_deref().map_or(String::new(), |d| format!(" ({d})"));
+            println!("{}: :{} (a definition names it): {}{digest}", s.container, tag.tag, tag.holds);
         }
         if let Some(error) = &s.error {
             let region = s.region.as_deref().unwrap_or("?");

@@ -242,6 +242,38 @@ pub fn ecr_repository(image: &str) -> Option<String> {
     Some(repository.to_owned())
 }
 
+/// What an image reference says to pull, after the repository.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TagRef {
+    /// A tag, `latest` when the reference names none.
+    Tag(String),
+    /// `repo@sha256:...`: that exact image, which a placeholder cannot be.
+    Digest(String),
+    /// A tag that is not one yet (`${Tag}`, a Terraform interpolation): as the file writes it.
+    Unknown(String),
+}
+
+/// The tag or digest `image` names (`123.dkr.ecr.eu-west-1.amazonaws.com/api:1.0.0` -> `1.0.0`).
+pub fn image_tag(image: &str) -> TagRef {
+    let last = image.rsplit('/').next().unwrap_or(image);
+    if let Some((_, digest)) = image.rsplit_once('@').filter(|(_, d)| !d.contains('/')) {
+        return TagRef::Digest(digest.to_owned());
+    }
+    match last.split_once(':') {
+        None => TagRef::Tag("latest".to_owned()),
+        Some((_, tag)) if is_tag(tag) => TagRef::Tag(tag.to_owned()),
+        Some((_, tag)) => TagRef::Unknown(tag.to_owned()),
+    }
+}
+
+/// A tag as registries take it: `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
+pub fn is_tag(tag: &str) -> bool {
+    let mut bytes = tag.bytes();
+    bytes.next().is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && tag.len() <= 128
+        && bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
 /// An ALB target group matcher: `200`, `200-299`, `200,301,302`, `200-299,307`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Matcher(Vec<(u16, u16)>);
@@ -349,6 +381,18 @@ mod tests {
         for other in ["public.ecr.aws/e9f6t9n0/digital-workspace:latest", "nginx:latest", "${image_uri}", "cloudposse/default-backend", "ghcr.io/a/b"] {
             assert_eq!(ecr_repository(other), None, "{other}");
         }
+    }
+
+    #[test]
+    fn tags_of_image_references() {
+        let tag = |image: &str| image_tag(image);
+        assert_eq!(tag("123456789012.dkr.ecr.eu-west-1.amazonaws.com/team/api:1.0.0"), TagRef::Tag("1.0.0".into()));
+        assert_eq!(tag("123456789012.dkr.ecr.eu-west-1.amazonaws.com/api"), TagRef::Tag("latest".into()));
+        assert_eq!(tag("localhost:5000/api"), TagRef::Tag("latest".into()));
+        assert_eq!(tag("123456789012.dkr.ecr.eu-west-1.amazonaws.com/repo:back-end"), TagRef::Tag("back-end".into()));
+        assert_eq!(tag("1.dkr.ecr.eu-west-1.amazonaws.com/api@sha256:abc"), TagRef::Digest("sha256:abc".into()));
+        assert_eq!(tag("1.dkr.ecr.eu-west-1.amazonaws.com/api:${Tag}"), TagRef::Unknown("${Tag}".into()));
+        assert!(is_tag("v1.2.3_rc-1") && is_tag("dce3f1a") && !is_tag("-x") && !is_tag("") && !is_tag(&"a".repeat(129)));
     }
 
     #[test]

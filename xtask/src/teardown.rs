@@ -1,7 +1,6 @@
 //! `cargo xtask teardown --containers a,b`: delete repositories that hold nothing but placeholders.
 
 use std::io::{BufRead, IsTerminal, Write};
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{bail, Result};
@@ -11,7 +10,7 @@ use crate::aws::{self, call_failed};
 use crate::ecr;
 use crate::publish::{parse_containers, OutputFormat};
 use crate::registry::Registry;
-use crate::{stack, Usage};
+use crate::{from, Usage};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -19,10 +18,11 @@ pub struct Args {
     #[arg(long, env = "ECS_PLACEHOLDER_CONTAINERS", value_name = "NAMES", required_unless_present = "from")]
     pub containers: Option<String>,
     /// The stack the containers are in (a CloudFormation template, a CDK cdk.out directory, a
-    /// `terraform show -json` plan, ECS task definition JSON): its ECR repositories, never those
-    /// the stack creates itself.
-    #[arg(long, value_name = "PATH", num_args = 1..)]
-    pub from: Vec<PathBuf>,
+    /// `terraform show -json` plan, ECS task definition JSON, a deployed stack `stack:NAME`, a
+    /// cluster's services `ecs:CLUSTER[/SERVICE,...]`): its ECR repositories, never those the
+    /// stack creates itself.
+    #[arg(long, value_name = "SOURCE", num_args = 1..)]
+    pub from: Vec<String>,
     /// Delete even repositories that hold real images.
     #[arg(long)]
     pub force: bool,
@@ -45,6 +45,8 @@ enum Action {
     WouldDelete,
     NotFound,
     Refused,
+    /// A deployed stack's repository: the stack's to delete.
+    Kept,
     Failed,
 }
 
@@ -66,7 +68,12 @@ struct Held {
 
 pub async fn run(args: Args) -> Result<ExitCode> {
     let mut names = args.containers.as_deref().map(parse_containers).transpose()?.unwrap_or_default();
-    stack::add_repositories(&args.from, args.aws.first_region(), &mut names)?;
+    let mut named = Vec::new();
+    from::repositories(&args.from, &args.aws, &mut named).await?;
+    // A deployed stack's repository is the stack's to delete, never teardown's.
+    let owned: Vec<(String, String)> = named.iter().filter_map(|n| Some((n.repository.clone(), n.owner.clone()?))).collect();
+    names.extend(named.into_iter().map(|n| n.repository).filter(|n| !owned.iter().any(|(o, _)| o == n)));
+    names.dedup();
     args.aws.check()?;
     let (destinations, unreachable) = crate::publish::connect_targets(&args.aws).await?;
     let outcome = |target: Option<&aws::Target>, container: &str, action: Action, detail: String| Outcome {
@@ -82,6 +89,10 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     let mut outcomes = Vec::new();
     let mut doomed = Vec::new();
     for target in &destinations {
+        for (name, owner) in &owned {
+            let detail = format!("belongs to {owner}: teardown never deletes a stack's repository; delete the stack (or its repository resource) instead");
+            outcomes.push(outcome(Some(target), name, Action::Kept, detail));
+        }
         for name in &names {
             match inventory(&target.aws.ecr, &target.registry, name).await {
                 Ok(None) => outcomes.push(outcome(Some(target), name, Action::NotFound, "no such repository".into())),

@@ -31,7 +31,7 @@ use crate::platform::Platform;
 use crate::publish::OutputFormat;
 use crate::taskdef::{self, Container, Matcher, Sidecar};
 use server::sidecars::Neighbour;
-use crate::{aws, stack, Usage};
+use crate::{aws, from, stack, Usage};
 
 /// Where the stand-in metadata endpoint listens inside the task's namespace.
 const METADATA_PORT: u16 = 51679;
@@ -46,11 +46,13 @@ pub struct Args {
     #[arg(long = "task-definition", value_name = "FILE", required_unless_present = "from", num_args = 1..)]
     pub task_definitions: Vec<PathBuf>,
     /// The stack the containers are in (a CloudFormation template, a CDK cdk.out directory, a
-    /// `terraform show -json` plan): its ECR containers, each with its target group's check.
-    #[arg(long, value_name = "PATH", num_args = 1..)]
-    pub from: Vec<PathBuf>,
-    /// Run each container under the `:latest` its ECR repository holds (what publish pushed, with
-    /// what it baked in), pulled with ECR credentials from the AWS chain.
+    /// `terraform show -json` plan, a deployed stack `stack:NAME`, a cluster's services
+    /// `ecs:CLUSTER[/SERVICE,...]`): its ECR containers, each with its target group's check.
+    #[arg(long, value_name = "SOURCE", num_args = 1..)]
+    pub from: Vec<String>,
+    /// Run each container under the image its ECR repository holds at the tag its definition
+    /// names (what publish pushed, with what it baked in), pulled with ECR credentials from the
+    /// AWS chain.
     #[arg(long, conflicts_with = "image")]
     pub published: bool,
     /// The load balancer's health check path [default: the file's, else /].
@@ -104,10 +106,21 @@ pub async fn run(args: Args) -> Result<ExitCode> {
             }
         }
     }
-    let mut repositories: Vec<Option<String>> = containers.iter().map(|c| c.image.as_deref().and_then(taskdef::ecr_repository)).collect();
-    for found in stack::load(&args.from, &stack::Context::new(args.aws.first_region()))? {
+    // Each container's repository and the tag its service pulls.
+    let reference = |repository: Option<String>, image: &str| {
+        let tag = match taskdef::image_tag(image) {
+            taskdef::TagRef::Tag(tag) => tag,
+            _ => "latest".to_owned(),
+        };
+        repository.map(|r| (r, tag))
+    };
+    let mut repositories: Vec<Option<(String, String)>> = containers
+        .iter()
+        .map(|c| reference(c.image.as_deref().and_then(taskdef::ecr_repository), c.image.as_deref().unwrap_or_default()))
+        .collect();
+    for found in from::load(&args.from, &args.aws).await?.found {
         match &found.kind {
-            stack::Kind::Ecr(name) => repositories.push(Some(name.clone())),
+            stack::Kind::Ecr(name) | stack::Kind::Deployed { repository: name, .. } => repositories.push(reference(Some(name.clone()), &found.image)),
             // The definition can still be run under the placeholder; only nothing is published there.
             stack::Kind::Owned { .. } if !args.published => repositories.push(None),
             _ => {
@@ -122,10 +135,10 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         let (_, registry) = args.aws.connect().await?;
         let mut images = Vec::new();
         for (container, repository) in containers.iter().zip(&repositories) {
-            let Some(repository) = repository else {
+            let Some((repository, tag)) = repository else {
                 bail!(Usage(format!("--published: container {} has no ECR image to take the published placeholder from", container.name)));
             };
-            let image = format!("{}/{repository}:latest", registry.host());
+            let image = format!("{}/{repository}:{tag}", registry.host());
             if !images.contains(&image) {
                 ensure_image(&engine.docker, &image, &args.aws).await?;
             }

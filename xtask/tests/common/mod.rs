@@ -56,6 +56,8 @@ pub fn bed() -> Bed {
 /// What tests ask of the bed beyond starting it.
 #[allow(async_fn_in_trait)]
 pub trait BedExt {
+    /// The AWS configuration that reaches the bed's moto (ECR, ECS, ELBv2, CloudFormation).
+    async fn aws(&self) -> aws_config::SdkConfig;
     async fn ecr(&self) -> aws_sdk_ecr::Client;
     async fn repository_names(&self) -> Vec<String>;
     async fn registry_json(&self, path: &str) -> Option<(serde_json::Value, String)>;
@@ -63,14 +65,17 @@ pub trait BedExt {
 }
 
 impl BedExt for Bed {
-    async fn ecr(&self) -> aws_sdk_ecr::Client {
-        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+    async fn aws(&self) -> aws_config::SdkConfig {
+        aws_config::defaults(aws_config::BehaviorVersion::latest())
             .endpoint_url(self.moto.endpoint())
             .region(aws_config::Region::new("eu-west-1"))
             .credentials_provider(aws_sdk_ecr::config::Credentials::new("testing", "testing", None, None, "tests"))
             .load()
-            .await;
-        aws_sdk_ecr::Client::new(&config)
+            .await
+    }
+
+    async fn ecr(&self) -> aws_sdk_ecr::Client {
+        aws_sdk_ecr::Client::new(&self.aws().await)
     }
 
     async fn repository_names(&self) -> Vec<String> {

@@ -1,0 +1,170 @@
+//! `--from ecs:CLUSTER[/SERVICE,...]`: the services of a cluster as ECS runs them, whatever made
+//! them (Terraform, the console, Copilot, a stack file nobody has at hand): each service's task
+//! definition (`DescribeServices`, `DescribeTaskDefinition`) and what its target groups check
+//! (`DescribeTargetGroups`): path, port, matcher.
+
+use std::collections::HashMap;
+
+use anyhow::{Result, bail};
+use aws_sdk_ecs::types::ContainerDefinition;
+
+use crate::aws::{error_code, service_call_failed};
+use crate::follow::Service;
+use crate::stack::{self, Found};
+use crate::taskdef::{self, Container, HealthCheck, LoadBalancerCheck};
+use crate::Usage;
+
+/// DescribeServices takes at most this many services a call.
+const SERVICES_PER_CALL: usize = 10;
+
+/// The containers of `services` in `cluster` (every service of the cluster when none is named),
+/// and the services themselves.
+pub async fn load(cluster: &str, services: &[String], config: &aws_config::SdkConfig) -> Result<(Vec<Found>, Vec<Service>)> {
+    let ecs = aws_sdk_ecs::Client::new(config);
+    let region = config.region().map(|r| r.to_string()).unwrap_or_default();
+    let no_cluster = || {
+        anyhow::Error::new(Usage(format!(
+            "--from ecs:{cluster}: there is no cluster {cluster} in {region}: check the name (`aws ecs list-clusters`) and --region"
+        )))
+    };
+    let mut names = services.to_vec();
+    if names.is_empty() {
+        let mut pages = ecs.list_services().cluster(cluster).into_paginator().send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| if error_code(&e) == Some("ClusterNotFoundException") { no_cluster() } else { service_call_failed("ECS", "ListServices", e) })?;
+            names.extend(page.service_arns().iter().cloned());
+        }
+        if names.is_empty() {
+            bail!(Usage(format!("--from ecs:{cluster}: cluster {cluster} has no services: name a cluster that runs the stuck service, or give the stack (--from stack:NAME)")));
+        }
+    }
+
+    let elbv2 = aws_sdk_elasticloadbalancingv2::Client::new(config);
+    let mut found = Vec::new();
+    let mut followed = Vec::new();
+    for chunk in names.chunks(SERVICES_PER_CALL) {
+        let described = ecs
+            .describe_services()
+            .cluster(cluster)
+            .set_services(Some(chunk.to_vec()))
+            .send()
+            .await
+            .map_err(|e| if error_code(&e) == Some("ClusterNotFoundException") { no_cluster() } else { service_call_failed("ECS", "DescribeServices", e) })?;
+        if let Some(failure) = described.failures().first() {
+            let what = failure.arn().unwrap_or("?");
+            let why = failure.reason().unwrap_or("not found");
+            bail!(Usage(format!("--from ecs:{cluster}: service {what}: {why}: check the name (`aws ecs list-services --cluster {cluster}`)")));
+        }
+        for service in described.services() {
+            let name = service.service_name().unwrap_or_default().to_owned();
+            // The definition being rolled out: the PRIMARY deployment's, else the service's.
+            let primary = service.deployments().iter().find(|d| d.status() == Some("PRIMARY")).and_then(|d| d.task_definition());
+            let Some(definition) = primary.or(service.task_definition()) else { continue };
+            let task = ecs
+                .describe_task_definition()
+                .task_definition(definition)
+                .send()
+                .await
+                .map_err(|e| service_call_failed("ECS", "DescribeTaskDefinition", e))?;
+            let Some(task) = task.task_definition() else { continue };
+            let family = format!("{}:{}", task.family().unwrap_or_default(), task.revision());
+            let checks = target_group_checks(&elbv2, service.load_balancers()).await?;
+            let mut containers: Vec<Container> = task.container_definitions().iter().map(container).collect();
+            taskdef::link(&mut containers);
+            for mut container in containers {
+                let https = match checks.get(&container.name) {
+                    Some((check, https)) => {
+                        container.load_balancer = Some(check.clone());
+                        *https
+                    }
+                    None => false,
+                };
+                let image = container.image.clone().unwrap_or_default();
+                found.push(Found {
+                    location: format!("ecs:{cluster}/{name} (task definition {family}, container {})", container.name),
+                    kind: stack::classify_image(&image),
+                    image,
+                    https,
+                    container,
+                });
+            }
+            followed.push(Service { cluster: cluster.to_owned(), name });
+        }
+    }
+    Ok((found, followed))
+}
+
+/// What each load-balanced container's target group checks, by container name, and whether it
+/// checks over HTTPS.
+async fn target_group_checks(
+    elbv2: &aws_sdk_elasticloadbalancingv2::Client,
+    balancers: &[aws_sdk_ecs::types::LoadBalancer],
+) -> Result<HashMap<String, (LoadBalancerCheck, bool)>> {
+    let mut checks = HashMap::new();
+    let arns: Vec<String> = balancers.iter().filter_map(|b| b.target_group_arn().map(str::to_owned)).collect();
+    if arns.is_empty() {
+        return Ok(checks);
+    }
+    let groups = elbv2
+        .describe_target_groups()
+        .set_target_group_arns(Some(arns))
+        .send()
+        .await
+        .map_err(|e| service_call_failed("ELBv2", "DescribeTargetGroups", e))?;
+    for balancer in balancers {
+        let (Some(arn), Some(name)) = (balancer.target_group_arn(), balancer.container_name()) else { continue };
+        let Some(group) = groups.target_groups().iter().find(|g| g.target_group_arn() == Some(arn)) else { continue };
+        let port = match group.health_check_port() {
+            Some(port) if port != "traffic-port" => port.parse().ok(),
+            _ => balancer.container_port().and_then(|p| u16::try_from(p).ok()),
+        };
+        let protocol = group.health_check_protocol().or(group.protocol()).map(|p| p.as_str().to_owned()).unwrap_or_default();
+        let check = LoadBalancerCheck {
+            path: Some(group.health_check_path().unwrap_or("/").to_owned()),
+            port,
+            matcher: Some(group.matcher().and_then(|m| m.http_code()).unwrap_or("200").to_owned()),
+        };
+        checks.insert(name.to_owned(), (check, protocol.eq_ignore_ascii_case("HTTPS")));
+    }
+    Ok(checks)
+}
+
+/// A container definition as ECS holds it, as the placeholder must meet it.
+fn container(definition: &ContainerDefinition) -> Container {
+    let list = |items: &[String]| (!items.is_empty()).then(|| items.to_vec());
+    let mut ports = Vec::new();
+    for mapping in definition.port_mappings() {
+        let tcp = mapping.protocol().is_none_or(|p| p.as_str().eq_ignore_ascii_case("tcp"));
+        if let Some(port) = mapping.container_port().and_then(|p| u16::try_from(p).ok()).filter(|_| tcp)
+            && !ports.contains(&port)
+        {
+            ports.push(port);
+        }
+    }
+    let seconds = |s: Option<i32>| s.and_then(|s| u64::try_from(s).ok());
+    Container {
+        name: definition.name().unwrap_or_default().to_owned(),
+        image: definition.image().map(str::to_owned),
+        ports,
+        health_check: definition.health_check().map(|h| HealthCheck {
+            command: h.command().to_vec(),
+            interval: seconds(h.interval()),
+            timeout: seconds(h.timeout()),
+            retries: seconds(h.retries()),
+            start_period: seconds(h.start_period()),
+        }),
+        command: list(definition.command()),
+        entry_point: list(definition.entry_point()),
+        environment: definition
+            .environment()
+            .iter()
+            .filter_map(|pair| Some((pair.name()?.to_owned(), pair.value().unwrap_or_default().to_owned())))
+            .collect(),
+        user: definition.user().map(str::to_owned),
+        readonly_root: definition.readonly_root_filesystem().unwrap_or(false),
+        working_directory: definition.working_directory().map(str::to_owned),
+        init_process: definition.linux_parameters().and_then(|l| l.init_process_enabled()).unwrap_or(false),
+        load_balancer: None,
+        sidecars: Vec::new(),
+    }
+}
