@@ -5,10 +5,12 @@
 //! like a file, with those values.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
 use aws_sdk_cloudformation::types::TemplateStage;
 use serde_json::Value;
+use tokio::time::Instant;
 
 use crate::aws::{error_code, service_call_failed};
 use crate::follow::Service;
@@ -21,10 +23,36 @@ pub struct Loaded {
     pub services: Vec<Service>,
     /// `CREATE_IN_PROGRESS`, `UPDATE_COMPLETE`...
     pub status: String,
+    /// Repositories the template declares that CloudFormation has not created yet.
+    pub pending: Vec<String>,
 }
 
-/// Reads stack `name` (and its nested stacks) in `config`'s region and account.
-pub async fn load(name: &str, config: &aws_config::SdkConfig) -> Result<Loaded> {
+/// How often a stack that is not there yet, or has not created its repositories yet, is looked at.
+const POLL: Duration = Duration::from_secs(5);
+
+/// Reads stack `name` (and its nested stacks) in `config`'s region and account. With `wait`, a
+/// stack that does not exist yet (`cdk deploy` is still uploading assets), or has not yet created
+/// every repository its template declares, is looked at again until it has, for at most `wait`.
+pub async fn load(name: &str, config: &aws_config::SdkConfig, wait: Option<Duration>) -> Result<Loaded> {
+    let deadline = wait.map(|wait| Instant::now() + wait);
+    let mut said = false;
+    loop {
+        let waiting = deadline.is_some_and(|d| Instant::now() + POLL < d);
+        let why = match read(name, config).await {
+            Ok(loaded) if loaded.pending.is_empty() || !waiting => return Ok(loaded),
+            Ok(loaded) => format!("has not created repository {} yet", loaded.pending.join(", ")),
+            Err(e) if waiting && e.downcast_ref::<Usage>().is_some() => "does not exist yet".to_owned(),
+            Err(e) => return Err(e),
+        };
+        if !said {
+            eprintln!("stack {name} {why}: looking again every {}s", POLL.as_secs());
+            said = true;
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+async fn read(name: &str, config: &aws_config::SdkConfig) -> Result<Loaded> {
     let client = aws_sdk_cloudformation::Client::new(config);
     let region = config.region().map(|r| r.to_string()).unwrap_or_default();
     let exports = exports(&client).await?;
@@ -96,10 +124,17 @@ pub async fn load(name: &str, config: &aws_config::SdkConfig) -> Result<Loaded> 
         }
     }
     let mut found = Vec::new();
+    let mut pending = Vec::new();
     for (template, deployment) in &stacks {
         found.extend(stack::deployed(template, &context, deployment, &created));
+        let declared = template.get("Resources").and_then(Value::as_object).into_iter().flatten();
+        for (logical, resource) in declared.filter(|(_, r)| r["Type"] == "AWS::ECR::Repository") {
+            if !deployment.resources.contains_key(logical) {
+                pending.push(format!("{} (Resources.{logical})", deployment.name));
+            }
+        }
     }
-    Ok(Loaded { found, services, status })
+    Ok(Loaded { found, services, status, pending })
 }
 
 /// The template CloudFormation holds for the stack, after transforms (SAM, CDK's are none).

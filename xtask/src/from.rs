@@ -68,6 +68,12 @@ pub struct Loaded {
 /// target's account and region. Bad input (a missing stack or cluster, nothing in ECR) is a usage
 /// error: one line, exit 2, nothing changed.
 pub async fn load(values: &[String], aws_args: &AwsArgs) -> Result<Loaded> {
+    load_waiting(values, aws_args, None).await
+}
+
+/// `load`, but a stack that is not there yet, or has not created its repositories yet, is waited
+/// for, at most `wait` (`publish --wait` beside a `cdk deploy` that has just begun).
+pub async fn load_waiting(values: &[String], aws_args: &AwsArgs, wait: Option<std::time::Duration>) -> Result<Loaded> {
     let sources = parse(values)?;
     let mut loaded = Loaded::default();
     if sources.is_empty() {
@@ -82,7 +88,7 @@ pub async fn load(values: &[String], aws_args: &AwsArgs) -> Result<Loaded> {
             }
             Source::Stack(name) => {
                 let config = connected(&mut config, aws_args).await?;
-                let stack = deployed::load(name, config).await?;
+                let stack = deployed::load(name, config, wait).await?;
                 eprintln!("stack {name}: {} ({} container(s), {} service(s))", stack.status, stack.found.len(), stack.services.len());
                 loaded.found.extend(stack.found);
                 loaded.services.extend(stack.services);

@@ -452,7 +452,7 @@ struct Place<'a> {
 }
 
 pub async fn run(args: Args) -> Result<ExitCode> {
-    let loaded = from::load(&args.from, &args.aws).await?;
+    let loaded = from::load_waiting(&args.from, &args.aws, args.wait.then_some(args.wait_timeout)).await?;
     let found = loaded.found;
     if args.wait && loaded.services.is_empty() {
         bail!(Usage("--wait follows ECS services: name them with --from stack:NAME or --from ecs:CLUSTER[/SERVICE,...]".into()));
@@ -731,10 +731,10 @@ fn planned(name: &str, look: Result<Look>, force: bool) -> Outcome {
         }
         said.extend(skipped);
         (Action::WouldUpdate, Some(said.join("; ")))
-    } else if step.fix_lifecycle {
-        (Action::WouldUpdate, Some("would put the lifecycle policy back".to_owned()))
     } else if !skipped.is_empty() && !look.any_ours() {
         (Action::WouldSkip, Some(skipped.join("; ")))
+    } else if step.fix_lifecycle {
+        (Action::WouldUpdate, Some("would put the lifecycle policy back".to_owned()))
     } else {
         (Action::UpToDate, (!skipped.is_empty()).then(|| skipped.join("; ")))
     };
@@ -772,18 +772,20 @@ async fn act_steps(job: &Job, place: &Place<'_>, images: &ImageSet, look: Look, 
     }
     outcome.reason = (!skipped.is_empty()).then(|| skipped.join("; "));
     if step.push.is_empty() {
-        if step.fix_lifecycle {
-            ecr::put_lifecycle(place.ecr, name, job.settings.keep).await?;
-            eprintln!("[{name}] lifecycle policy put back (keep {}); the tags already held this placeholder", job.settings.keep);
-            outcome.action = Action::Updated;
-            outcome.reason = Some("lifecycle policy put back; the tags already held this placeholder".to_owned());
-        } else if !skipped.is_empty() && !look.any_ours() {
+        // Every tag left alone: the repository is somebody else's to set up.
+        if !skipped.is_empty() && !look.any_ours() {
             outcome.action = Action::Skipped;
             outcome.digest = look.tags.iter().find_map(|(_, state)| match state {
                 TagState::Real(digest) | TagState::Placeholder(digest) => Some(digest.clone()),
                 _ => None,
             });
             return Ok(());
+        }
+        if step.fix_lifecycle {
+            ecr::put_lifecycle(place.ecr, name, job.settings.keep).await?;
+            eprintln!("[{name}] lifecycle policy put back (keep {}); the tags already held this placeholder", job.settings.keep);
+            outcome.action = Action::Updated;
+            outcome.reason = Some("lifecycle policy put back; the tags already held this placeholder".to_owned());
         } else {
             outcome.action = Action::UpToDate;
         }
@@ -891,18 +893,21 @@ fn print_text(outcomes: &[Outcome], dry_run: bool) {
     let region_width = outcomes.iter().filter_map(|o| o.region.as_ref().map(String::len)).max().unwrap_or(6).max(6);
     let ports_of = |o: &Outcome| if o.ports.is_empty() { "?".to_owned() } else { o.ports.iter().map(u16::to_string).collect::<Vec<_>>().join(",") };
     let ports_width = outcomes.iter().map(|o| ports_of(o).len()).max().unwrap_or(5).max(5);
+    let tags_of = |o: &Outcome| if o.tags.is_empty() { "-".to_owned() } else { o.tags.join(",") };
+    let tags_width = outcomes.iter().map(|o| tags_of(o).len()).max().unwrap_or(4).max(4);
     println!(
-        "{:<width$}  {:<12}  {:<region_width$}  {:<uri_width$}  {:<ports_width$}  {:<12}  DIGEST",
-        "CONTAINER", "ACCOUNT", "REGION", "REPOSITORY URI", "PORTS", "ACTION"
+        "{:<width$}  {:<12}  {:<region_width$}  {:<uri_width$}  {:<ports_width$}  {:<tags_width$}  {:<12}  DIGEST",
+        "CONTAINER", "ACCOUNT", "REGION", "REPOSITORY URI", "PORTS", "TAGS", "ACTION"
     );
     for o in outcomes {
         println!(
-            "{:<width$}  {:<12}  {:<region_width$}  {:<uri_width$}  {:<ports_width$}  {:<12}  {}",
+            "{:<width$}  {:<12}  {:<region_width$}  {:<uri_width$}  {:<ports_width$}  {:<tags_width$}  {:<12}  {}",
             o.container,
             o.account.as_deref().unwrap_or("?"),
             o.region.as_deref().unwrap_or("?"),
             o.repository_uri.as_deref().unwrap_or("-"),
             ports_of(o),
+            tags_of(o),
             o.action.text(),
             o.digest.as_deref().unwrap_or("-")
         );
@@ -931,7 +936,8 @@ fn print_text(outcomes: &[Outcome], dry_run: bool) {
     }
     println!("\nIn each task definition's container definition:");
     for o in ready {
-        println!("  Image: {}:latest", o.repository_uri.as_deref().unwrap_or(&o.container));
+        let tag = o.tags.first().map_or("latest", String::as_str);
+        println!("  Image: {}:{tag}", o.repository_uri.as_deref().unwrap_or(&o.container));
     }
     println!("{HEALTH_CHECK_ADVICE}");
     println!("{VERIFY_ADVICE}");

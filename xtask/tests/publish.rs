@@ -272,3 +272,67 @@ async fn an_existing_repository_with_other_encryption_is_reused_and_reported() {
     assert!(warning.contains("cannot change after creation"), "{report}");
     assert!(stderr.contains("warning: repository exists with AES256"), "{stderr}");
 }
+
+/// A task definition file with these container definitions.
+fn definitions(containers: serde_json::Value) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("task-definition.json");
+    std::fs::write(&file, serde_json::json!({ "family": "tags", "containerDefinitions": containers }).to_string()).unwrap();
+    let path = file.display().to_string();
+    (dir, path)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_tag_a_definition_names_is_where_the_placeholder_goes() {
+    let bed = bed();
+    let image = |reference: &str| format!("123456789012.dkr.ecr.eu-west-1.amazonaws.com/{reference}");
+    let (_d1, file) = definitions(serde_json::json!([
+        { "name": "api", "image": image("tagged:1.0.0"), "portMappings": [{ "containerPort": 3000 }] },
+        { "name": "worker", "image": image("tagged:back-end") },
+        { "name": "pinned", "image": image("pinned@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef") },
+        { "name": "templated", "image": image("templ:${Tag}") },
+    ]));
+    let (code, stdout, stderr) = xtask(&["publish", "--task-definition", &file], &bed.env());
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert_eq!(registry_tags(&bed, "tagged").await, ["1.0.0", "back-end", "latest"]);
+    assert_eq!(registry_tags(&bed, "templ").await, ["latest"]);
+    assert!(stderr.contains("pins the digest sha256:0123") && stderr.contains("nothing is pushed for it"), "{stderr}");
+    assert!(stderr.contains("\"${Tag}\"") && stderr.contains("--from stack:NAME"), "{stderr}");
+    let names = bed.repository_names().await;
+    assert!(!names.contains(&"pinned".to_owned()), "a digest-pinned repository needs nothing: {names:?}");
+    assert!(row(&stdout, "tagged").contains("1.0.0,back-end,latest"), "{stdout}");
+    // Each tag holds the one placeholder, and a re-run finds them all up to date.
+    let index = assert_placeholder_list(&bed, "tagged").await;
+    for tag in ["1.0.0", "back-end"] {
+        let (_, digest) = bed.registry_json(&format!("tagged/manifests/{tag}")).await.unwrap();
+        assert_eq!(digest, index, ":{tag}");
+    }
+    let (code, stdout, stderr) = xtask(&["publish", "--task-definition", &file], &bed.env());
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(row(&stdout, "tagged").contains("up to date"), "{stdout}");
+
+    // --no-latest: only the tag the definition names.
+    let (_d2, only) = definitions(serde_json::json!([{ "name": "only", "image": image("only:7") }]));
+    let (code, stdout, stderr) = xtask(&["publish", "--task-definition", &only, "--no-latest"], &bed.env());
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert_eq!(registry_tags(&bed, "only").await, ["7"]);
+
+    // A repository with immutable tags: a tag it lacks is pushed once; one it has is reported.
+    bed.ecr()
+        .await
+        .create_repository()
+        .repository_name("frozen")
+        .image_tag_mutability(aws_sdk_ecr::types::ImageTagMutability::Immutable)
+        .send()
+        .await
+        .unwrap();
+    let (_d3, first) = definitions(serde_json::json!([{ "name": "f", "image": image("frozen:1.0.0"), "portMappings": [{ "containerPort": 8080 }] }]));
+    let (code, stdout, stderr) = xtask(&["publish", "--task-definition", &first], &bed.env());
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert_eq!(registry_tags(&bed, "frozen").await, ["1.0.0", "latest"]);
+    let (_d4, changed) = definitions(serde_json::json!([{ "name": "f", "image": image("frozen:1.0.0"), "portMappings": [{ "containerPort": 9090 }] }]));
+    let (code, stdout, stderr) = xtask(&["publish", "--task-definition", &changed], &bed.env());
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(row(&stdout, "frozen").contains("skipped"), "{stdout}");
+    assert!(reason(&stdout, "frozen").contains("immutable"), "{stdout}");
+}
