@@ -128,7 +128,7 @@ async fn read(name: &str, config: &aws_config::SdkConfig) -> Result<Loaded> {
     for (template, deployment) in &stacks {
         found.extend(stack::deployed(template, &context, deployment, &created));
         let declared = template.get("Resources").and_then(Value::as_object).into_iter().flatten();
-        for (logical, resource) in declared.filter(|(_, r)| r["Type"] == "AWS::ECR::Repository") {
+        for (logical, _) in declared.filter(|(_, r)| r["Type"] == "AWS::ECR::Repository") {
             if !deployment.resources.contains_key(logical) {
                 pending.push(format!("{} (Resources.{logical})", deployment.name));
             }

@@ -14,7 +14,7 @@ use crate::oci::{self, ImageSet, PlatformImage, Recipe, Sources};
 use crate::platform::{self, Platform};
 use crate::progress::Progress;
 use crate::smoke::{self, Proof};
-use crate::{names, repo};
+use crate::{cache, names, repo};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -117,7 +117,6 @@ fn kib(bytes: u64) -> String {
 
 /// Builds the release server for every platform and gathers what the image is made from.
 pub fn sources(plan: &Plan) -> Result<Sources> {
-    check_rust_targets(&plan.platforms)?;
     let binaries = build_servers(&plan.platforms)?
         .into_iter()
         .zip(&plan.platforms)
@@ -201,15 +200,28 @@ pub fn build_servers(platforms: &[Platform]) -> Result<Vec<PathBuf>> {
     if let Some(home) = cargo_home {
         flags.push(format!("--remap-path-prefix={}=/cargo", home.display()));
     }
-    command.env("CARGO_ENCODED_RUSTFLAGS", flags.join("\u{1f}"));
+    let flags = flags.join("\u{1f}");
+    let targets: Vec<&str> = platforms.iter().map(|p| p.rust_target()).collect();
+    let paths: Vec<PathBuf> = platforms.iter().map(|p| binary_path(*p)).collect();
+    // Nothing cargo reads has changed since it built these very binaries: no need to ask it.
+    let inputs = cache::server_inputs(&targets, &flags);
+    if let Some(inputs) = &inputs
+        && cache::server_is_built(inputs, &targets, &paths)
+    {
+        return Ok(paths);
+    }
+    check_rust_targets(platforms)?;
+    command.env("CARGO_ENCODED_RUSTFLAGS", &flags);
     let status = command.status().with_context(|| format!("running {cargo}"))?;
     if !status.success() {
         bail!("building the server failed ({status}); the cargo output above says why");
     }
-    Ok(platforms.iter().map(|p| binary_path(&root, *p)).collect())
+    if let Some(inputs) = &inputs {
+        cache::keep_server_build(inputs, &targets, &paths);
+    }
+    Ok(paths)
 }
 
-fn binary_path(root: &Path, platform: Platform) -> PathBuf {
-    let target_dir = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"));
-    target_dir.join(platform.rust_target()).join("release/server")
+fn binary_path(platform: Platform) -> PathBuf {
+    repo::target_dir().join(platform.rust_target()).join("release/server")
 }

@@ -2,6 +2,7 @@
 
 mod aws;
 mod bench;
+mod cache;
 mod cluster;
 mod deployed;
 mod ecr;
@@ -14,6 +15,7 @@ mod names;
 mod oci;
 mod platform;
 mod progress;
+mod proofs;
 mod publish;
 mod registry;
 mod replicate;
@@ -87,6 +89,8 @@ fn main() -> ExitCode {
             Task::Bench(args) => bench::run(args).await.map(|()| ExitCode::SUCCESS),
         }
     });
+    // Work left in the background (an image build when a target failed first) is not waited for.
+    runtime.shutdown_background();
     match result {
         Ok(code) => code,
         Err(error) => {

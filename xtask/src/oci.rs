@@ -11,6 +11,7 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
+use crate::cache;
 use crate::layer::{self, Tree};
 use crate::platform::Platform;
 
@@ -192,8 +193,18 @@ fn build_platform(sources: &Sources, recipe: &Recipe, platform: Platform, binary
     tree.directory(&sources.public_html, "public_html")
         .with_context(|| format!("adding the pages in {}", sources.public_html.display()))?;
     let layer_tar = tree.tar(sources.created)?;
-    let layer = Blob::new(LAYER, layer::gzip(&layer_tar)?);
-    let config = Blob::new(CONFIG, serde_json::to_vec(&config_json(sources, recipe, platform, &digest(&layer_tar)))?);
+    let diff_id = digest(&layer_tar);
+    // Compressing is most of a build's time; the same tar always compresses to the same bytes.
+    let compressed = match cache::layer(&diff_id) {
+        Some(compressed) => compressed,
+        None => {
+            let compressed = layer::gzip(&layer_tar)?;
+            cache::keep_layer(&diff_id, &compressed);
+            compressed
+        }
+    };
+    let layer = Blob::new(LAYER, compressed);
+    let config = Blob::new(CONFIG, serde_json::to_vec(&config_json(sources, recipe, platform, &diff_id))?);
     let manifest = json!({
         "schemaVersion": 2,
         "mediaType": MANIFEST,

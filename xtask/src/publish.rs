@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use std::collections::HashMap;
 
@@ -22,7 +23,7 @@ use crate::platform;
 use crate::registry::{Pushed, Registry};
 use crate::smoke::Proof;
 use crate::taskdef::TagRef;
-use crate::{aws, engine, follow, from, names, stack, taskdef, Usage};
+use crate::{aws, engine, follow, from, names, proofs, stack, taskdef, Usage};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -78,6 +79,9 @@ pub struct Args {
     /// they are steady, or say why not.
     #[arg(long)]
     pub wait: bool,
+    /// Print where the run's time went, phase by phase, on stderr at the end.
+    #[arg(long)]
+    pub timings: bool,
     /// How long --wait follows the services.
     #[arg(long, value_name = "DURATION", default_value = "15m", value_parser = humantime::parse_duration)]
     pub wait_timeout: std::time::Duration,
@@ -452,7 +456,12 @@ struct Place<'a> {
 }
 
 pub async fn run(args: Args) -> Result<ExitCode> {
+    let mut timings = Timings::new(args.timings);
+    let started = Instant::now();
     let loaded = from::load_waiting(&args.from, &args.aws, args.wait.then_some(args.wait_timeout)).await?;
+    if !args.from.is_empty() {
+        timings.add("read the --from sources", started.elapsed());
+    }
     let found = loaded.found;
     if args.wait && loaded.services.is_empty() {
         bail!(Usage("--wait follows ECS services: name them with --from stack:NAME or --from ecs:CLUSTER[/SERVICE,...]".into()));
@@ -473,21 +482,45 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     if args.replicate && specs.len() < 2 {
         bail!(Usage("--replicate needs at least two targets: the first is the source, e.g. --region eu-west-1,us-east-1".into()));
     }
-    let (destinations, unreachable) = connect_targets(&args.aws).await?;
-    if args.replicate && unreachable.iter().any(|(spec, _)| *spec == specs[0]) {
-        bail!("--replicate: the source target ({}) cannot be reached; nothing was changed", specs[0].label());
-    }
-    let source_only = if args.replicate { 1 } else { destinations.len() };
-
-    // The images first, in-process: their digests say which repositories are already up to date.
-    let plan = Plan::project(platforms);
-    let sources = image::sources(&plan)?;
-    let mut sets: BTreeMap<Recipe, ImageSet> = BTreeMap::new();
-    for target in &targets {
-        if !sets.contains_key(&target.recipe) {
-            sets.insert(target.recipe.clone(), oci::build(&sources, &target.recipe)?);
+    // The images are built (cargo's check of the server build, then the layers in-process) while
+    // the targets connect and their repositories are read: neither waits for the other.
+    let recipes: Vec<Recipe> = targets.iter().map(|t| t.recipe.clone()).collect::<BTreeSet<_>>().into_iter().collect();
+    let build = tokio::task::spawn_blocking({
+        let platforms = platforms.clone();
+        move || -> Result<(BTreeMap<Recipe, ImageSet>, Duration, Duration)> {
+            let started = Instant::now();
+            let sources = image::sources(&Plan::project(platforms))?;
+            let cargo = started.elapsed();
+            let sets = recipes.into_iter().map(|recipe| Ok((recipe.clone(), oci::build(&sources, &recipe)?))).collect::<Result<_>>()?;
+            Ok((sets, cargo, started.elapsed() - cargo))
         }
-    }
+    });
+    let read = async {
+        let started = Instant::now();
+        let (destinations, unreachable) = connect_targets(&args.aws).await?;
+        let connected = started.elapsed();
+        if args.replicate && unreachable.iter().any(|(spec, _)| *spec == specs[0]) {
+            bail!("--replicate: the source target ({}) cannot be reached; nothing was changed", specs[0].label());
+        }
+        let source_only = if args.replicate { 1 } else { destinations.len() };
+        let work: Vec<(usize, usize)> = (0..source_only).flat_map(|d| (0..targets.len()).map(move |t| (d, t))).collect();
+        let place = |d: usize| Place { destination: d, ecr: &destinations[d].aws.ecr, registry: &destinations[d].registry };
+        let raws: Vec<Result<Raw>> = futures_util::stream::iter(&work)
+            .map(|&(d, t)| look_raw(place(d), &targets[t], &settings))
+            .buffered(args.concurrency as usize)
+            .collect()
+            .await;
+        let looked = started.elapsed() - connected;
+        Ok((destinations, unreachable, work, raws, connected, looked))
+    };
+    // A target that cannot be reached is reported at once, not after the build.
+    let built = async { build.await.context("the image build stopped")? };
+    let ((destinations, unreachable, work, raws, connected, looked), (sets, cargo, layers)) = tokio::try_join!(read, built)?;
+    timings.add("connect (credentials, GetAuthorizationToken)", connected);
+    timings.add("read each repository (describe, lifecycle, tag digests)", looked);
+    timings.add("server build (cargo's check)", cargo);
+    timings.add("layers, configs and manifests (in-process)", layers);
+    let plan = Plan::project(platforms);
     for target in &targets {
         let set = &sets[&target.recipe];
         if target.recipe != Recipe::default() {
@@ -502,13 +535,21 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     }
 
     // Every (target, repository) pair, worked under the one --concurrency limit.
-    let work: Vec<(usize, &Target)> = (0..source_only).flat_map(|d| targets.iter().map(move |t| (d, t))).collect();
+    let work: Vec<(usize, &Target)> = work.into_iter().map(|(d, t)| (d, &targets[t])).collect();
     let place = |d: usize| Place { destination: d, ecr: &destinations[d].aws.ecr, registry: &destinations[d].registry };
-    let looks: Vec<Result<Look>> = futures_util::stream::iter(&work)
-        .map(|&(d, target)| look(place(d), target, &sets[&target.recipe], &settings))
+    let started = Instant::now();
+    let sets_ref = &sets;
+    let looks: Vec<Result<Look>> = futures_util::stream::iter(work.iter().zip(raws))
+        .map(|(&(d, target), raw)| async move {
+            match raw {
+                Ok(raw) => resolve(place(d), raw, &sets_ref[&target.recipe]).await,
+                Err(error) => Err(error),
+            }
+        })
         .buffered(args.concurrency as usize)
         .collect()
         .await;
+    timings.add("read tags holding something else (labels)", started.elapsed());
 
     let mut proofs = Vec::new();
     let interrupted = if args.dry_run { Arc::new(AtomicBool::new(false)) } else { on_interrupt() };
@@ -524,8 +565,11 @@ pub async fn run(args: Args) -> Result<ExitCode> {
             .collect();
         if !pushed.is_empty() && !args.no_smoke {
             // Proven before anything changes in AWS: a broken image is never pushed.
+            let started = Instant::now();
             proofs = prove(pushed.into_iter().map(|recipe| &sets[recipe]).collect(), &plan).await?;
+            timings.add("smoke test", started.elapsed());
         }
+        let started = Instant::now();
         let blobs: BTreeSet<&str> = sets.values().flat_map(ImageSet::blobs).map(|b| b.digest.as_str()).collect();
         let job = Job {
             settings: settings.clone(),
@@ -534,11 +578,13 @@ pub async fn run(args: Args) -> Result<ExitCode> {
                 .collect(),
             interrupted: interrupted.clone(),
         };
-        futures_util::stream::iter(work.iter().zip(looks))
+        let outcomes = futures_util::stream::iter(work.iter().zip(looks))
             .map(|(&(d, target), look)| act(&job, place(d), &target.name, &sets[&target.recipe], look, args.force))
             .buffered(args.concurrency as usize)
             .collect()
-            .await
+            .await;
+        timings.add("writes: repositories, lifecycle policies, blobs, manifests", started.elapsed());
+        outcomes
     };
     for (outcome, &(d, target)) in outcomes.iter_mut().zip(&work) {
         outcome.ports = target.recipe.ports.clone();
@@ -571,6 +617,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         }
     }
     let failed = outcomes.iter().any(|o| o.action == Action::Failed) || replication.iter().any(|c| c.result == "failed");
+    timings.print();
     if args.wait && !args.dry_run && !failed {
         let config = &destinations.first().context("no target to follow the services in")?.aws.config;
         return Ok(match follow::follow(&loaded.services, config, args.wait_timeout, &interrupted).await? {
@@ -580,6 +627,34 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         });
     }
     Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+/// `--timings`: where publish's own time goes, phase by phase. Phases that overlap (the image
+/// build runs while the targets connect and are read) are each timed whole.
+struct Timings {
+    enabled: bool,
+    started: Instant,
+    phases: Vec<(&'static str, Duration)>,
+}
+
+impl Timings {
+    fn new(enabled: bool) -> Timings {
+        Timings { enabled, started: Instant::now(), phases: Vec::new() }
+    }
+
+    fn add(&mut self, phase: &'static str, took: Duration) {
+        self.phases.push((phase, took));
+    }
+
+    fn print(&self) {
+        if !self.enabled {
+            return;
+        }
+        for (phase, took) in &self.phases {
+            eprintln!("timing: {:>8.1} ms  {phase}", took.as_secs_f64() * 1000.0);
+        }
+        eprintln!("timing: {:>8.1} ms  in all, from the start of the task", self.started.elapsed().as_secs_f64() * 1000.0);
+    }
 }
 
 /// Connects every target. With one target its failure is the run's error (exit 2 for bad
@@ -619,8 +694,23 @@ fn on_interrupt() -> Arc<AtomicBool> {
     interrupted
 }
 
-/// Smoke-tests the images through the engine when one answers, else straight from the layers.
+/// Smoke-tests the images through the engine when one answers, else straight from the layers. A
+/// set an earlier run proved (the same index digest) is not run again; each new proof is kept.
 async fn prove(sets: Vec<&ImageSet>, plan: &Plan) -> Result<Vec<Proof>> {
+    let mut proofs = Vec::new();
+    let mut unproven = Vec::new();
+    for set in sets {
+        match proofs::earlier(set) {
+            Some(earlier) => {
+                eprintln!("{}: proven healthy by an earlier run for this same digest; not run again", set.index.digest);
+                proofs.extend(earlier);
+            }
+            None => unproven.push(set),
+        }
+    }
+    if unproven.is_empty() {
+        return Ok(proofs);
+    }
     let engine = match engine::optional().await {
         Ok(engine) => Some(engine),
         Err(why) => {
@@ -628,12 +718,13 @@ async fn prove(sets: Vec<&ImageSet>, plan: &Plan) -> Result<Vec<Proof>> {
             None
         }
     };
-    let mut proofs = Vec::new();
-    for set in sets {
+    for set in unproven {
         if let Some(engine) = &engine {
             image::load(engine, set, plan).await?;
         }
-        proofs.extend(image::prove(set, engine.as_ref(), plan).await?);
+        let proven = image::prove(set, engine.as_ref(), plan).await?;
+        proofs::keep(set, &proven);
+        proofs.extend(proven);
     }
     Ok(proofs)
 }
@@ -656,49 +747,68 @@ fn describe(recipe: &Recipe) -> String {
     parts.join(", ")
 }
 
-/// Reads one repository: does it exist, its settings, its lifecycle policy, and what each tag is.
-async fn look(place: Place<'_>, target: &Target, images: &ImageSet, settings: &Settings) -> Result<Look> {
+/// What one repository holds, read before the images are built: whether it exists, its
+/// settings and lifecycle policy, and the manifest digest at each tag.
+struct Raw {
+    name: String,
+    uri: Option<String>,
+    lifecycle: Option<Lifecycle>,
+    tags: Vec<(String, Option<String>)>,
+    immutable: bool,
+    owner: Option<String>,
+    warnings: Vec<String>,
+}
+
+/// Reads one repository with read-only calls; needs nothing of this run's images.
+async fn look_raw(place: Place<'_>, target: &Target, settings: &Settings) -> Result<Raw> {
     let (ecr_client, registry, name) = (place.ecr, place.registry, target.name.as_str());
-    let absent = || target.tags.iter().map(|tag| (tag.clone(), TagState::Absent)).collect();
-    let Some(existing) = ecr::describe(ecr_client, name).await? else {
-        return Ok(Look {
-            name: name.to_owned(),
-            uri: None,
-            lifecycle: None,
-            tags: absent(),
-            immutable: false,
-            owner: target.owner.clone(),
-            warnings: Vec::new(),
-        });
+    let mut raw = Raw {
+        name: name.to_owned(),
+        uri: None,
+        lifecycle: None,
+        tags: target.tags.iter().map(|tag| (tag.clone(), None)).collect(),
+        immutable: false,
+        owner: target.owner.clone(),
+        warnings: Vec::new(),
     };
+    let Some(existing) = ecr::describe(ecr_client, name).await? else { return Ok(raw) };
     // A stack's repository keeps the stack's own policy and settings.
-    let lifecycle = match target.owner {
-        None => Some(ecr::lifecycle(ecr_client, name, settings.keep).await?),
-        Some(_) => None,
-    };
+    if target.owner.is_none() {
+        raw.lifecycle = Some(ecr::lifecycle(ecr_client, name, settings.keep).await?);
+        raw.warnings = ecr::differences(&existing, settings);
+    }
+    for (tag, digest) in &mut raw.tags {
+        *digest = registry.manifest(name, tag).await.with_context(|| format!("reading :{tag}"))?.map(|m| m.digest);
+    }
+    raw.uri = existing.repository_uri().map(str::to_owned);
+    raw.immutable = existing.image_tag_mutability().is_some_and(|m| m.as_str().starts_with("IMMUTABLE"));
+    Ok(raw)
+}
+
+/// What each tag is, against the images this run built: the digest alone answers the common case
+/// (this very placeholder); only a tag holding something else is read for its labels.
+async fn resolve(place: Place<'_>, raw: Raw, images: &ImageSet) -> Result<Look> {
     let mut tags = Vec::new();
-    for tag in &target.tags {
-        // The digest alone answers the common case; labels are read only when it differs.
-        let state = match registry.manifest(name, tag).await.with_context(|| format!("reading :{tag}"))? {
+    for (tag, digest) in raw.tags {
+        let state = match digest {
             None => TagState::Absent,
-            Some(manifest) if manifest.digest == images.index.digest => TagState::Ours,
-            Some(_) => match registry.inspect(name, tag).await.with_context(|| format!("reading :{tag}"))? {
+            Some(digest) if digest == images.index.digest => TagState::Ours,
+            Some(_) => match place.registry.inspect(&raw.name, &tag).await.with_context(|| format!("reading :{tag}"))? {
                 None => TagState::Absent,
                 Some(image) if image.placeholder => TagState::Placeholder(image.digest),
                 Some(image) => TagState::Real(image.digest),
             },
         };
-        tags.push((tag.clone(), state));
+        tags.push((tag, state));
     }
-    let immutable = existing.image_tag_mutability().is_some_and(|m| m.as_str().starts_with("IMMUTABLE"));
     Ok(Look {
-        name: name.to_owned(),
-        uri: existing.repository_uri().map(str::to_owned),
-        lifecycle,
+        name: raw.name,
+        uri: raw.uri,
+        lifecycle: raw.lifecycle,
         tags,
-        immutable,
-        owner: target.owner.clone(),
-        warnings: if target.owner.is_some() { Vec::new() } else { ecr::differences(&existing, settings) },
+        immutable: raw.immutable,
+        owner: raw.owner,
+        warnings: raw.warnings,
     })
 }
 
@@ -816,25 +926,25 @@ async fn act_steps(job: &Job, place: &Place<'_>, images: &ImageSet, look: Look, 
 /// and last the index at each tag: a tag never points at anything the repository lacks.
 async fn push(job: &Job, place: &Place<'_>, images: &ImageSet, name: &str, fresh: bool, tags: &[String]) -> Result<()> {
     eprintln!("[{name}] pushing {}", images.index.digest);
-    let mut mounted = 0;
-    let mut uploaded = 0;
-    for blob in images.blobs() {
+    // The blobs at once (each platform's layer and config), then the manifests naming them.
+    let pushed = futures_util::future::try_join_all(images.blobs().map(|blob| async move {
         if job.interrupted.load(Ordering::SeqCst) {
             bail!("interrupted before any tag was changed");
         }
         // A repository created by this run holds nothing yet: no need to ask.
         if !fresh && place.registry.has_blob(name, &blob.digest).await? {
-            continue;
+            return Ok(None);
         }
-        match push_blob(job, place, name, blob).await? {
-            Pushed::Mounted => mounted += 1,
-            Pushed::Uploaded => uploaded += 1,
-        }
-    }
+        push_blob(job, place, name, blob).await.map(Some)
+    }))
+    .await?;
+    let mounted = pushed.iter().filter(|p| matches!(p, Some(Pushed::Mounted))).count();
+    let uploaded = pushed.iter().filter(|p| matches!(p, Some(Pushed::Uploaded))).count();
     eprintln!("[{name}] blobs: {uploaded} uploaded, {mounted} mounted from another repository");
-    for image in &images.images {
-        place.registry.put_manifest(name, &image.manifest.digest, &image.manifest).await?;
-    }
+    futures_util::future::try_join_all(
+        images.images.iter().map(|image| place.registry.put_manifest(name, &image.manifest.digest, &image.manifest)),
+    )
+    .await?;
     for tag in tags {
         if job.interrupted.load(Ordering::SeqCst) {
             bail!("interrupted before :{tag} was changed");

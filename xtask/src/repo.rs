@@ -14,6 +14,11 @@ pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
 }
 
+/// Cargo's target directory: `CARGO_TARGET_DIR`, else `target/` in the checkout.
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root().join("target"))
+}
+
 fn git(args: &[&str]) -> Option<String> {
     let output = Command::new("git").args(args).current_dir(root()).output().ok()?;
     let text = String::from_utf8(output.stdout).ok()?.trim().to_owned();

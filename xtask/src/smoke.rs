@@ -27,6 +27,8 @@ pub struct Proof {
 
 pub enum Verdict {
     Healthy { after: Duration, how: &'static str },
+    /// An earlier run proved this very image set (the same index digest) healthy.
+    Earlier { proven_at: String, how: String },
     /// Nothing here can run this architecture: not a verdict on the image.
     CannotRun(String),
 }
@@ -35,6 +37,7 @@ impl Proof {
     pub fn describe(&self) -> String {
         match &self.verdict {
             Verdict::Healthy { after, how } => format!("healthy after {:.2} s ({how})", after.as_secs_f64()),
+            Verdict::Earlier { proven_at, how } => format!("healthy: proven at {proven_at} for this same digest ({how}), so not run again"),
             Verdict::CannotRun(why) => format!("not smoke-tested: {why}"),
         }
     }

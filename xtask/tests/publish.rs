@@ -336,3 +336,55 @@ async fn the_tag_a_definition_names_is_where_the_placeholder_goes() {
     assert!(row(&stdout, "frozen").contains("skipped"), "{stdout}");
     assert!(reason(&stdout, "frozen").contains("immutable"), "{stdout}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_proof_is_reused_only_for_the_same_digest_and_only_when_it_can_be_trusted() {
+    let bed = bed();
+    let cache = tempfile::tempdir().unwrap();
+    let env = with(bed.env(), "ECS_PLACEHOLDER_CACHE", cache.path().display().to_string());
+    let publish = |names: &str, extra: &[&str]| {
+        let mut args = vec!["publish", "--containers", names];
+        args.extend_from_slice(extra);
+        let (code, stdout, stderr) = xtask(&args, &env);
+        assert_eq!(code, 0, "{stdout}\n{stderr}");
+        stderr
+    };
+    let proven_now = |stderr: &str| stderr.contains("healthy after");
+    let reused = |stderr: &str| stderr.contains("proven healthy by an earlier run for this same digest");
+
+    // --no-smoke proves nothing, so keeps nothing.
+    let stderr = publish("reuse-none", &["--no-smoke"]);
+    assert!(!proven_now(&stderr) && !cache.path().join("proofs").exists(), "{stderr}");
+
+    let stderr = publish("reuse-a", &[]);
+    assert!(proven_now(&stderr) && !reused(&stderr), "{stderr}");
+    let digest = stderr.lines().find_map(|l| l.strip_prefix("placeholder ")).and_then(|l| l.split_whitespace().next()).unwrap().to_owned();
+    let proof = cache.path().join("proofs").join(format!("{}.json", digest.replace(':', "-")));
+    assert!(proof.exists(), "{}", proof.display());
+
+    // The same digest: the earlier proof stands, and says so.
+    let stderr = publish("reuse-b", &[]);
+    assert!(reused(&stderr) && !proven_now(&stderr), "{stderr}");
+    // Another digest (a port baked in changes the image's config): proven again.
+    let stderr = publish("reuse-c:8080", &[]);
+    assert!(proven_now(&stderr) && !reused(&stderr), "{stderr}");
+
+    // A proof that is not whole, or is another version's, is never trusted.
+    let kept = std::fs::read_to_string(&proof).unwrap();
+    for broken in [kept[..kept.len() / 2].to_owned(), kept.replace(env!("CARGO_PKG_VERSION"), "0.0.1"), kept.replace(&digest, "sha256:0")] {
+        std::fs::write(&proof, broken).unwrap();
+        let stderr = publish("reuse-d", &[]);
+        assert!(stderr.contains("pushing") && proven_now(&stderr) && !reused(&stderr), "a broken proof was trusted: {stderr}");
+        // The repository goes, so the next run pushes (and so proves) again.
+        bed.ecr().await.delete_repository().repository_name("reuse-d").force(true).send().await.unwrap();
+    }
+
+    // A damaged compressed layer in the cache is rebuilt, never pushed: the image is whole.
+    for layer in std::fs::read_dir(cache.path().join("layers")).unwrap() {
+        std::fs::write(layer.unwrap().path(), b"not gzip").unwrap();
+    }
+    let stderr = publish("reuse-e", &[]);
+    assert!(stderr.contains(&digest), "the same image again: {stderr}");
+    let docker = docker().await;
+    pulled_becomes_healthy(&bed, &docker, "reuse-e").await;
+}
