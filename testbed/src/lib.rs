@@ -348,18 +348,21 @@ impl Moto {
 pub struct Bed {
     pub moto: Moto,
     pub registry: Registry,
+    /// publish's cache of builds and proofs, empty: every bed starts as a fresh checkout would.
+    pub cache: tempfile::TempDir,
 }
 
 impl Bed {
     pub fn start() -> Result<Bed> {
         docker_engine()?;
         arm64_emulation()?;
-        Ok(Bed { moto: Moto::start()?, registry: Registry::start(MOTO_PASSWORD)? })
+        Ok(Bed { moto: Moto::start()?, registry: Registry::start(MOTO_PASSWORD)?, cache: tempfile::tempdir()? })
     }
 
     pub fn env(&self) -> Vec<(&'static str, String)> {
         let mut env = self.moto.env();
         env.push(("ECR_REGISTRY_ENDPOINT", format!("http://{}", self.registry.host())));
+        env.push(("ECS_PLACEHOLDER_CACHE", self.cache.path().display().to_string()));
         env
     }
 }

@@ -70,6 +70,9 @@ pub async fn load(cluster: &str, services: &[String], config: &aws_config::SdkCo
             let family = format!("{}:{}", task.family().unwrap_or_default(), task.revision());
             let checks = target_group_checks(&elbv2, service.load_balancers()).await?;
             let mut containers: Vec<Container> = task.container_definitions().iter().map(container).collect();
+            for container in &mut containers {
+                container.task = Some(format!("{cluster}/{name}"));
+            }
             taskdef::link(&mut containers);
             for mut container in containers {
                 let https = match checks.get(&container.name) {
@@ -166,5 +169,6 @@ fn container(definition: &ContainerDefinition) -> Container {
         init_process: definition.linux_parameters().and_then(|l| l.init_process_enabled()).unwrap_or(false),
         load_balancer: None,
         sidecars: Vec::new(),
+        task: None,
     }
 }

@@ -23,7 +23,7 @@ use crate::platform;
 use crate::registry::{Pushed, Registry};
 use crate::smoke::Proof;
 use crate::taskdef::TagRef;
-use crate::{aws, engine, follow, from, names, proofs, stack, taskdef, Usage};
+use crate::{aws, engine, follow, from, names, progress, proofs, stack, taskdef, Usage};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -446,6 +446,19 @@ struct Job {
     /// ones in the same registry mount from it, so each blob is uploaded once per registry.
     homes: HashMap<(usize, String), OnceCell<String>>,
     interrupted: Arc<AtomicBool>,
+    /// Each target's `ACCOUNT REGION`, where there are several: lines name the target too.
+    labels: Vec<String>,
+    tally: progress::Tally,
+}
+
+impl Job {
+    /// `[repository]`, or `[ACCOUNT REGION repository]` when the run has several targets.
+    fn who(&self, destination: usize, name: &str) -> String {
+        match self.labels.get(destination) {
+            Some(label) if self.labels.len() > 1 => format!("[{label} {name}]"),
+            _ => format!("[{name}]"),
+        }
+    }
 }
 
 /// One repository in one target.
@@ -577,6 +590,12 @@ pub async fn run(args: Args) -> Result<ExitCode> {
                 .flat_map(|d| blobs.iter().map(move |digest| ((d, digest.to_string()), OnceCell::new())))
                 .collect(),
             interrupted: interrupted.clone(),
+            labels: destinations.iter().map(|d| format!("{} {}", d.account, d.aws.region)).collect(),
+            tally: progress::Tally::new(
+                "publishing",
+                destinations.iter().enumerate().map(|(d, t)| (t.aws.region.clone(), work.iter().filter(|(w, _)| *w == d).count() as u64)).collect(),
+                args.output == OutputFormat::Text && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            ),
         };
         let outcomes = futures_util::stream::iter(work.iter().zip(looks))
             .map(|(&(d, target), look)| act(&job, place(d), &target.name, &sets[&target.recipe], look, args.force))
@@ -857,10 +876,11 @@ async fn act(job: &Job, place: Place<'_>, name: &str, images: &ImageSet, look: R
         Ok(look) => act_steps(job, &place, images, look, force, &mut outcome).await,
         Err(error) => Err(error),
     };
+    job.tally.tick(place.destination);
     if let Err(error) = result {
         outcome.action = Action::Failed;
         outcome.reason = Some(format!("{error:#}"));
-        eprintln!("[{name}] failed: {error:#}");
+        progress::say(format!("{} failed: {error:#}", job.who(place.destination, name)));
     }
     outcome
 }
@@ -869,7 +889,7 @@ async fn act_steps(job: &Job, place: &Place<'_>, images: &ImageSet, look: Look, 
     let name = look.name.as_str();
     outcome.repository_uri = look.uri.clone();
     for warning in &look.warnings {
-        eprintln!("[{name}] warning: {warning}");
+        progress::say(format!("{} warning: {warning}", job.who(place.destination, name)));
     }
     outcome.warnings = look.warnings.clone();
     let step = look.step(force);
@@ -878,7 +898,7 @@ async fn act_steps(job: &Job, place: &Place<'_>, images: &ImageSet, look: Look, 
     }
     let skipped: Vec<String> = step.skipped.iter().map(|(_, why)| why.clone()).collect();
     for why in &skipped {
-        eprintln!("[{name}] warning: skipped: {why}");
+        progress::say(format!("{} warning: skipped: {why}", job.who(place.destination, name)));
     }
     outcome.reason = (!skipped.is_empty()).then(|| skipped.join("; "));
     if step.push.is_empty() {
@@ -893,7 +913,7 @@ async fn act_steps(job: &Job, place: &Place<'_>, images: &ImageSet, look: Look, 
         }
         if step.fix_lifecycle {
             ecr::put_lifecycle(place.ecr, name, job.settings.keep).await?;
-            eprintln!("[{name}] lifecycle policy put back (keep {}); the tags already held this placeholder", job.settings.keep);
+            progress::say(format!("{} lifecycle policy put back (keep {}); the tags already held this placeholder", job.who(place.destination, name), job.settings.keep));
             outcome.action = Action::Updated;
             outcome.reason = Some("lifecycle policy put back; the tags already held this placeholder".to_owned());
         } else {
@@ -907,7 +927,7 @@ async fn act_steps(job: &Job, place: &Place<'_>, images: &ImageSet, look: Look, 
     }
     if step.create {
         let uri = ecr::create(place.ecr, name, &job.settings).await?;
-        eprintln!("[{name}] repository created: {uri}");
+        progress::say(format!("{} repository created: {uri}", job.who(place.destination, name)));
         outcome.repository_uri = Some(uri);
     }
     // Every push puts the policy, so a repository never stays without one after a failed run.
@@ -916,7 +936,7 @@ async fn act_steps(job: &Job, place: &Place<'_>, images: &ImageSet, look: Look, 
     }
     push(job, place, images, name, step.create, &step.push).await?;
     let tags: Vec<String> = step.push.iter().map(|t| format!(":{t}")).collect();
-    eprintln!("[{name}] {} now {}", tags.join(", "), images.index.digest);
+    progress::say(format!("{} {} now {}", job.who(place.destination, name), tags.join(", "), images.index.digest));
     outcome.action = if step.create { Action::Created } else { Action::Updated };
     outcome.digest = Some(images.index.digest.clone());
     Ok(())
@@ -925,7 +945,7 @@ async fn act_steps(job: &Job, place: &Place<'_>, images: &ImageSet, look: Look, 
 /// Blobs first (each only where missing), then each platform's manifest by digest, untagged,
 /// and last the index at each tag: a tag never points at anything the repository lacks.
 async fn push(job: &Job, place: &Place<'_>, images: &ImageSet, name: &str, fresh: bool, tags: &[String]) -> Result<()> {
-    eprintln!("[{name}] pushing {}", images.index.digest);
+    progress::say(format!("{} pushing {}", job.who(place.destination, name), images.index.digest));
     // The blobs at once (each platform's layer and config), then the manifests naming them.
     let pushed = futures_util::future::try_join_all(images.blobs().map(|blob| async move {
         if job.interrupted.load(Ordering::SeqCst) {
@@ -940,7 +960,7 @@ async fn push(job: &Job, place: &Place<'_>, images: &ImageSet, name: &str, fresh
     .await?;
     let mounted = pushed.iter().filter(|p| matches!(p, Some(Pushed::Mounted))).count();
     let uploaded = pushed.iter().filter(|p| matches!(p, Some(Pushed::Uploaded))).count();
-    eprintln!("[{name}] blobs: {uploaded} uploaded, {mounted} mounted from another repository");
+    progress::say(format!("{} blobs: {uploaded} uploaded, {mounted} mounted from another repository", job.who(place.destination, name)));
     futures_util::future::try_join_all(
         images.images.iter().map(|image| place.registry.put_manifest(name, &image.manifest.digest, &image.manifest)),
     )
@@ -1022,8 +1042,9 @@ fn print_text(outcomes: &[Outcome], dry_run: bool) {
             o.digest.as_deref().unwrap_or("-")
         );
     }
+    let nothing_changed = !dry_run && !outcomes.is_empty() && outcomes.iter().all(|o| o.action == Action::UpToDate);
     let unknown: BTreeSet<&str> = outcomes.iter().filter(|o| o.ports.is_empty() && o.container != "*").map(|o| o.container.as_str()).collect();
-    if !unknown.is_empty() {
+    if !unknown.is_empty() && !nothing_changed {
         let names: Vec<&str> = unknown.into_iter().collect();
         println!("\n{}: {}", names.join(", "), unknown_port_advice(names[0]));
     }
@@ -1042,6 +1063,11 @@ fn print_text(outcomes: &[Outcome], dry_run: bool) {
     let ready: Vec<&Outcome> =
         outcomes.iter().filter(|o| matches!(o.action, Action::Created | Action::Updated | Action::UpToDate)).collect();
     if ready.is_empty() {
+        return;
+    }
+    // A re-run that changed nothing needs no advice: the table and one line say it all.
+    if nothing_changed {
+        println!("\nNothing changed: {} repositor{} already up to date.", outcomes.len(), if outcomes.len() == 1 { "y" } else { "ies" });
         return;
     }
     println!("\nIn each task definition's container definition:");

@@ -147,9 +147,11 @@ pub fn check_any_ecr(found: &[Found], sources: &[String]) -> Result<()> {
 
 /// `publish --from --dry-run`: what was found, one row a container, then what is left alone and why.
 pub fn print_table(found: &[Found]) {
+    let names = taskdef::unique_names(found.iter().map(|f| &f.container));
     let rows: Vec<[String; 6]> = found
         .iter()
-        .map(|f| {
+        .zip(names)
+        .map(|(f, unique)| {
             let c = &f.container;
             let repository = match &f.kind {
                 Kind::Ecr(name) => name.clone(),
@@ -164,7 +166,7 @@ pub fn print_table(found: &[Found]) {
                 let port = lb.port.or(c.ports.first().copied()).map_or(String::new(), |p| format!(":{p}"));
                 format!("GET {port}{} {}", lb.path.as_deref().unwrap_or("/"), lb.matcher.as_deref().unwrap_or("200"))
             });
-            [c.name.clone(), repository, ports, health, balancer, f.boots()]
+            [unique, repository, ports, health, balancer, f.boots()]
         })
         .collect();
     let header = ["CONTAINER", "REPOSITORY", "PORTS", "HEALTH CHECK", "LOAD BALANCER", "BOOTS"].map(str::to_owned);
@@ -188,10 +190,12 @@ pub fn print_table(found: &[Found]) {
 
 /// What was found, for `--output json`.
 pub fn to_json(found: &[Found]) -> Value {
+    let names = taskdef::unique_names(found.iter().map(|f| &f.container));
     Value::Array(
         found
             .iter()
-            .map(|f| {
+            .zip(names)
+            .map(|(f, unique)| {
                 let (kind, repository, why) = match &f.kind {
                     Kind::Ecr(name) => ("ecr", Some(name.as_str()), None),
                     Kind::Owned { repository, .. } => ("created-by-the-stack", Some(repository.as_str()), None),
@@ -201,7 +205,9 @@ pub fn to_json(found: &[Found]) -> Value {
                 };
                 let c = &f.container;
                 serde_json::json!({
-                    "container": c.name,
+                    "container": unique,
+                    "name": c.name,
+                    "task": c.task,
                     "location": f.location,
                     "image": f.image,
                     "kind": kind,
@@ -456,6 +462,7 @@ impl<'a> Stack<'a> {
                 };
                 let resolved = eval.deep(definition);
                 let mut container = taskdef::container(&resolved);
+                container.task = Some(id.clone());
                 if container.name.is_empty() {
                     container.name = format!("{id}{index}");
                 }
@@ -998,6 +1005,7 @@ fn terraform(file: &str, plan: &Value, created: &mut Created) -> Result<Vec<Foun
         let first = found.len();
         for (n, definition) in definitions.iter().enumerate() {
             let mut container = taskdef::container(definition);
+            container.task = Some(task.address.clone());
             if container.name.is_empty() {
                 container.name = format!("{}[{n}]", task.address);
             }

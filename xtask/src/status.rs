@@ -12,7 +12,7 @@ use crate::aws::{self, call_failed};
 use crate::ecr::{self, MANAGED_TAG_KEY, MANAGED_TAG_VALUE};
 use crate::publish::{parse_containers, OutputFormat};
 use crate::registry::{Latest, Registry};
-use crate::from;
+use crate::{from, progress};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -96,11 +96,19 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         };
         work.extend(names.into_iter().map(|name| (target, name)));
     }
+    let draw = args.output == OutputFormat::Text && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let per_target = destinations.iter().map(|t| (t.aws.region.clone(), work.iter().filter(|(w, _)| std::ptr::eq(*w, t)).count() as u64));
+    let tally = progress::Tally::new("reading", per_target.collect(), draw);
     let mut statuses: Vec<RepositoryStatus> = futures_util::stream::iter(&work)
-        .map(|(target, name)| status_of(target, name, args.keep, named.iter().find(|n| n.repository == *name)))
+        .map(|(target, name)| async {
+            let status = status_of(target, name, args.keep, named.iter().find(|n| n.repository == *name)).await;
+            tally.tick(destinations.iter().position(|t| std::ptr::eq(t, *target)).unwrap_or(0));
+            status
+        })
         .buffered(8)
         .collect()
         .await;
+    drop(tally);
     statuses.extend(unlisted);
     statuses.extend(unreachable.iter().map(|(spec, error)| unreachable_row(None, spec.region.clone(), error)));
 

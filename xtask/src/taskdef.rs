@@ -27,6 +27,39 @@ pub struct Container {
     pub load_balancer: Option<LoadBalancerCheck>,
     /// The task's other containers: in awsvpc mode (Fargate) they share its network namespace.
     pub sidecars: Vec<Sidecar>,
+    /// The task definition it is in: its family, or the stack's name for the resource.
+    pub task: Option<String>,
+}
+
+impl Container {
+    /// `Api/web`: the task definition and the container, or the container alone where the file
+    /// names no task definition.
+    pub fn qualified(&self) -> String {
+        match &self.task {
+            Some(task) => format!("{task}/{}", self.name),
+            None => self.name.clone(),
+        }
+    }
+}
+
+/// A name for each container that is unique among them: its own where no other has it, else
+/// qualified by its task definition (`Api/web`), else numbered as well.
+pub fn unique_names<'a>(containers: impl IntoIterator<Item = &'a Container>) -> Vec<String> {
+    let containers: Vec<&Container> = containers.into_iter().collect();
+    let count = |name: &str, of: &dyn Fn(&Container) -> String| containers.iter().filter(|c| of(c) == name).count();
+    let mut names: Vec<String> = containers
+        .iter()
+        .map(|c| if count(&c.name, &|c: &Container| c.name.clone()) > 1 { c.qualified() } else { c.name.clone() })
+        .collect();
+    for i in 0..names.len() {
+        let same: Vec<usize> = (0..names.len()).filter(|&j| names[j] == names[i]).collect();
+        if same.len() > 1 {
+            for (n, j) in same.into_iter().enumerate() {
+                names[j] = format!("{} ({})", names[j], n + 1);
+            }
+        }
+    }
+    names
 }
 
 /// Another container of the same task definition, as the placeholder meets it.
@@ -113,7 +146,13 @@ fn collect(document: &Value, out: &mut Vec<Container>) {
     } else if let Some(task) = field(document, "taskDefinition") {
         collect(task, out);
     } else if let Some(definitions) = field(document, "containerDefinitions") {
+        let first = out.len();
         collect(definitions, out);
+        if let Some(family) = text(field(document, "family")) {
+            for container in &mut out[first..] {
+                container.task = Some(family.clone());
+            }
+        }
     } else if is_container_definition(document) {
         out.push(container(document));
     }
@@ -216,6 +255,7 @@ pub fn container(definition: &Value) -> Container {
         init_process,
         load_balancer,
         sidecars: Vec::new(),
+        task: None,
     }
 }
 
@@ -381,6 +421,13 @@ mod tests {
         for other in ["public.ecr.aws/e9f6t9n0/digital-workspace:latest", "nginx:latest", "${image_uri}", "cloudposse/default-backend", "ghcr.io/a/b"] {
             assert_eq!(ecr_repository(other), None, "{other}");
         }
+    }
+
+    #[test]
+    fn names_unique_in_the_run() {
+        let c = |task: Option<&str>, name: &str| Container { name: name.into(), task: task.map(str::to_owned), ..Default::default() };
+        let all = [c(Some("Api"), "web"), c(Some("Admin"), "web"), c(Some("Api"), "worker"), c(None, "solo"), c(Some("X"), "dup"), c(Some("X"), "dup")];
+        assert_eq!(unique_names(&all), ["Api/web", "Admin/web", "worker", "solo", "X/dup (1)", "X/dup (2)"]);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use crate::aws::{self, call_failed};
 use crate::ecr;
 use crate::publish::{parse_containers, OutputFormat};
 use crate::registry::Registry;
-use crate::{from, Usage};
+use crate::{from, progress, Usage};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -88,7 +88,9 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     // confirmed.
     let mut outcomes = Vec::new();
     let mut doomed = Vec::new();
-    for target in &destinations {
+    let draw = args.output == OutputFormat::Text && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let tally = progress::Tally::new("looking", destinations.iter().map(|t| (t.aws.region.clone(), names.len() as u64)).collect(), draw);
+    for (index, target) in destinations.iter().enumerate() {
         for (name, owner) in &owned {
             let detail = format!("belongs to {owner}: teardown never deletes a stack's repository; delete the stack (or its repository resource) instead");
             outcomes.push(outcome(Some(target), name, Action::Kept, detail));
@@ -109,8 +111,10 @@ pub async fn run(args: Args) -> Result<ExitCode> {
                 }
                 Err(error) => outcomes.push(outcome(Some(target), name, Action::Failed, format!("{error:#}"))),
             }
+            tally.tick(index);
         }
     }
+    drop(tally);
     for (spec, error) in &unreachable {
         let mut row = outcome(None, "*", Action::Failed, format!("{error:#}"));
         row.region = spec.region.clone();
@@ -124,12 +128,15 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     } else if !doomed.is_empty() && !args.yes {
         confirm(&doomed)?;
     }
+    let tally = progress::Tally::new("deleting", vec![("".to_owned(), doomed.len() as u64)], draw);
     for d in doomed {
+        tally.tick(0);
         outcomes.push(match delete(&d.target.aws.ecr, &d.target.registry, &d.name, &d.held).await {
             Ok(()) => outcome(Some(d.target), &d.name, Action::Deleted, d.detail),
             Err(error) => outcome(Some(d.target), &d.name, Action::Failed, format!("{error:#}")),
         });
     }
+    drop(tally);
     outcomes.sort_by_key(|o| (o.account.clone(), o.region.clone(), names.iter().position(|n| *n == o.container)));
 
     match args.output {

@@ -82,7 +82,11 @@ pub struct Args {
 
 #[derive(Serialize, Debug)]
 pub struct Verdict {
+    /// Unique in the run: the container's name, qualified by its task definition where another
+    /// container has the same name (`Api/web`).
     pub container: String,
+    /// The task definition it is in, where the file names one.
+    pub task: Option<String>,
     pub healthy: bool,
     pub detail: String,
 }
@@ -164,8 +168,10 @@ pub async fn run(args: Args) -> Result<ExitCode> {
 
     let checks = Checks { health_path: args.health_path.clone(), matcher, metadata_ports: !args.no_metadata_ports, published: args.published };
     let images = published.unwrap_or_else(|| vec![image.clone(); containers.len()]);
-    let verdicts: Vec<Verdict> = futures_util::stream::iter(containers.iter().zip(&images).enumerate())
-        .map(|(n, (container, image))| verify_one(&engine, image, container, &checks, n))
+    // CDK names every service's container `web`: each line must say which.
+    let names = taskdef::unique_names(&containers);
+    let verdicts: Vec<Verdict> = futures_util::stream::iter(containers.iter().zip(&images).zip(names).enumerate())
+        .map(|(n, ((container, image), name))| verify_one(&engine, image, container, name, &checks, n))
         .buffered(args.concurrency as usize)
         .collect()
         .await;
@@ -229,13 +235,13 @@ async fn ensure_image(docker: &Docker, image: &str, aws_args: &aws::AwsArgs) -> 
     }
 }
 
-async fn verify_one(engine: &Engine, image: &str, container: &Container, checks: &Checks, n: usize) -> Verdict {
+async fn verify_one(engine: &Engine, image: &str, container: &Container, name: String, checks: &Checks, n: usize) -> Verdict {
     let mut run = Task::new(engine, image, container, n);
     let result = run.verify(checks).await;
     run.remove().await;
     match result {
-        Ok(detail) => Verdict { container: container.name.clone(), healthy: true, detail },
-        Err(why) => Verdict { container: container.name.clone(), healthy: false, detail: format!("{why:#}") },
+        Ok(detail) => Verdict { container: name, task: container.task.clone(), healthy: true, detail },
+        Err(why) => Verdict { container: name, task: container.task.clone(), healthy: false, detail: format!("{why:#}") },
     }
 }
 
