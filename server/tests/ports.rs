@@ -231,6 +231,10 @@ fn fargate(others: &[(&str, &str, &str)]) -> Metadata {
     })
 }
 
+/// Tests that listen on the ports web frameworks default to take turns: those ports are this
+/// machine's, not a free port each.
+static DEFAULT_PORTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// A control socket name of this test's own: the servers of parallel tests share a PID namespace.
 fn control_socket() -> String {
     static N: AtomicUsize = AtomicUsize::new(0);
@@ -244,6 +248,7 @@ fn listening(first_line: &str) -> Vec<u16> {
 
 #[test]
 fn alone_in_its_task_on_fargate_it_listens_where_web_frameworks_do() {
+    let _turn = DEFAULT_PORTS.lock().unwrap_or_else(|e| e.into_inner());
     let metadata = fargate(&[("~internal~ecs~pause", "amazon/amazon-ecs-pause:0.1.0", "CNI_PAUSE")]);
     let grpc = free_port();
     let (server, _fixture) = serve(&[
@@ -263,6 +268,7 @@ fn alone_in_its_task_on_fargate_it_listens_where_web_frameworks_do() {
 
 #[test]
 fn beside_a_log_router_it_leaves_the_log_routers_ports() {
+    let _turn = DEFAULT_PORTS.lock().unwrap_or_else(|e| e.into_inner());
     let metadata = fargate(&[("log_router", "public.ecr.aws/aws-observability/aws-for-fluent-bit:stable", "NORMAL")]);
     let (server, _fixture) = serve(&[("ECS_CONTAINER_METADATA_URI_V4", &metadata.uri), ("PLACEHOLDER_CONTROL_SOCKET", &control_socket())]);
     let ports = listening(&server.first_line);

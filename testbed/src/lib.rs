@@ -423,6 +423,8 @@ impl Accounts {
             .env("AWS_CONFIG_FILE", self.home.path().join(".aws/config"))
             .env("AWS_SHARED_CREDENTIALS_FILE", self.home.path().join(".aws/credentials"))
             .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env("ECR_REGISTRY_ENDPOINT", endpoints.join(","));
+            .env("ECR_REGISTRY_ENDPOINT", endpoints.join(","))
+            // publish's cache of builds and proofs starts empty, as in a fresh checkout.
+            .env("ECS_PLACEHOLDER_CACHE", self.home.path().join("cache"));
     }
 }
