@@ -205,12 +205,15 @@ pub struct Aws {
     pub ecr: aws_sdk_ecr::Client,
     pub region: String,
     /// For the other services' clients (CloudFormation, ECS, ELBv2), made when needed.
+    #[cfg_attr(not(feature = "stacks"), allow(dead_code))] // used by the stack readers
     pub config: aws_config::SdkConfig,
 }
 
 pub async fn connect(spec: &TargetSpec) -> Result<Aws> {
     // Adaptive retry: a throttled target slows its own requests down instead of failing the run.
-    let mut loader = aws_config::defaults(BehaviorVersion::latest()).retry_config(RetryConfig::adaptive().with_max_attempts(8));
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .retry_config(RetryConfig::adaptive().with_max_attempts(8))
+        .http_client(https_client());
     if let Some(region) = &spec.region {
         loader = loader.region(aws_config::Region::new(region.clone()));
     }
@@ -229,6 +232,12 @@ pub async fn connect(spec: &TargetSpec) -> Result<Aws> {
         bail!(Usage(credentials_error(spec, &region, &e)));
     }
     Ok(Aws { ecr: aws_sdk_ecr::Client::new(&config), region, config })
+}
+
+/// The SDK's HTTPS client with ring for TLS (`Cargo.toml` says why not the default).
+pub fn https_client() -> aws_sdk_ecr::config::SharedHttpClient {
+    use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
+    aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::Ring)).build_https()
 }
 
 /// One line for credentials that could not be loaded: which sources the chain tried, as far as
@@ -312,6 +321,7 @@ where
 }
 
 /// The service's error code of a failed call, such as `ClusterNotFoundException`.
+#[cfg_attr(not(feature = "stacks"), allow(dead_code))] // used by the stack readers
 pub fn error_code<E: ProvideErrorMetadata, R>(error: &SdkError<E, R>) -> Option<&str> {
     match error {
         SdkError::ServiceError(service) => service.err().code(),

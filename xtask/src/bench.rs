@@ -239,6 +239,11 @@ pub async fn run(args: Args) -> Result<()> {
         }
     }
 
+    eprintln!("cold build...");
+    if let Some(ratio) = cold_build_section(&mut report, args.quick)? {
+        goals.push(("Cold build of what the first publish needs at most half the commit before the trim".into(), format!("{ratio:.2}×"), ratio <= 0.5));
+    }
+
     eprintln!("publish to several targets...");
     if let Some(ratio) = targets_section(&mut report, settings)? {
         goals.push(("Publish of 20 repositories to 4 targets well under 4× the time for 1 target".into(), format!("{ratio:.2}×"), ratio < 3.0));
@@ -802,6 +807,59 @@ fn publish_section(report: &mut String, settings: &Settings, aws_cli: &Path) -> 
         8
     )?;
     Ok(ratios)
+}
+
+/// The commit before the first build was trimmed (debug info, a second HTTP stack): the cold
+/// build is measured against it.
+const COLD_BUILD_BASE: &str = "dfbb1d6f15f177715871fb185b73f17c8252b4ec";
+
+/// What the first `cargo xtask publish` on a fresh machine builds before it does anything: xtask in
+/// the dev profile and the server in release for both musl targets, in an empty target
+/// directory; for this checkout and for `COLD_BUILD_BASE` (a worktree of it), one after the other.
+/// Returns this checkout's time over the base's.
+fn cold_build_section(report: &mut String, quick: bool) -> Result<Option<f64>> {
+    writeln!(report, "\n## Cold build: what the first `cargo xtask publish` compiles\n")?;
+    if quick {
+        writeln!(report, "Not run in quick mode: two cold builds take minutes.")?;
+        return Ok(None);
+    }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let build = |dir: &Path| -> Result<f64> {
+        let target = tempfile::tempdir()?;
+        let started = Instant::now();
+        for args in [
+            vec!["build", "-p", "xtask"],
+            vec!["build", "--release", "-p", "server", "--target", "x86_64-unknown-linux-musl", "--target", "aarch64-unknown-linux-musl"],
+        ] {
+            let status = Command::new(&cargo).args(&args).current_dir(dir).env("CARGO_TARGET_DIR", target.path()).stdout(Stdio::null()).stderr(Stdio::null()).status()?;
+            if !status.success() {
+                bail!("cold build `cargo {}` in {} failed", args.join(" "), dir.display());
+            }
+        }
+        Ok(started.elapsed().as_secs_f64())
+    };
+    let worktree = tempfile::tempdir()?;
+    let base = worktree.path().join("base");
+    let added = Command::new("git").args(["worktree", "add", "--detach"]).arg(&base).arg(COLD_BUILD_BASE).current_dir(repo::root()).output()?;
+    if !added.status.success() {
+        writeln!(report, "Not measured: the base commit {COLD_BUILD_BASE} is not in this clone ({}).", String::from_utf8_lossy(&added.stderr).trim())?;
+        return Ok(None);
+    }
+    let before = build(&base);
+    let _ = Command::new("git").args(["worktree", "remove", "--force"]).arg(&base).current_dir(repo::root()).output();
+    let before = before?;
+    let after = build(&repo::root())?;
+    let ratio = after / before;
+    writeln!(report, "| build | wall time |\n|---|---|")?;
+    writeln!(report, "| commit before the trim (`{}`) | {before:.0} s |", &COLD_BUILD_BASE[..10])?;
+    writeln!(report, "| this checkout | {after:.0} s |")?;
+    writeln!(
+        report,
+        "\nThis checkout takes {ratio:.2}× the base's time. Each in an empty target directory, one after the other, on this \
+         machine's {} cores: `cargo build -p xtask`, then the server in release for x86_64 and aarch64 musl.",
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    )?;
+    Ok(Some(ratio))
 }
 
 /// The bed's environment with the checkout's own cache of builds and proofs (the bed brings an

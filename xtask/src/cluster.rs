@@ -9,7 +9,7 @@ use anyhow::{Result, bail};
 use aws_sdk_ecs::types::ContainerDefinition;
 
 use crate::aws::{error_code, service_call_failed};
-use crate::follow::Service;
+use crate::from::Service;
 use crate::stack::{self, Found};
 use crate::taskdef::{self, Container, HealthCheck, LoadBalancerCheck};
 use crate::Usage;

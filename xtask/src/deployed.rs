@@ -13,7 +13,7 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use crate::aws::{error_code, service_call_failed};
-use crate::follow::Service;
+use crate::from::Service;
 use crate::stack::{self, Deployment, Found};
 use crate::Usage;
 

@@ -6,10 +6,37 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 
-use crate::aws::{self, AwsArgs};
-use crate::follow::Service;
+#[cfg(feature = "stacks")]
+use crate::aws;
+use crate::aws::AwsArgs;
 use crate::stack::{self, Found};
-use crate::{cluster, deployed, Usage};
+#[cfg(feature = "stacks")]
+use crate::{cluster, deployed};
+use crate::Usage;
+
+/// An ECS service to follow.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Service {
+    pub cluster: String,
+    pub name: String,
+}
+
+#[cfg_attr(not(feature = "stacks"), allow(dead_code))] // used by the stack readers
+impl Service {
+    /// `arn:aws:ecs:REGION:ACCOUNT:service/CLUSTER/NAME` (a stack's physical id); the old form
+    /// `service/NAME` is in the `default` cluster.
+    pub fn from_arn(arn: &str) -> Option<Service> {
+        let path = arn.split(':').nth(5)?.strip_prefix("service/")?;
+        match path.split_once('/') {
+            Some((cluster, name)) => Some(Service { cluster: cluster.to_owned(), name: name.to_owned() }),
+            None => Some(Service { cluster: "default".to_owned(), name: path.to_owned() }),
+        }
+    }
+
+    pub fn label(&self) -> String {
+        format!("{}/{}", self.cluster, self.name)
+    }
+}
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Source {
@@ -57,6 +84,11 @@ pub fn parse(values: &[String]) -> Result<Vec<Source>> {
     Ok(sources)
 }
 
+/// Whether any of `values` names what AWS holds (`stack:`, `ecs:`) rather than a file.
+pub fn names_aws(values: &[String]) -> bool {
+    parse(values).is_ok_and(|sources| sources.iter().any(|s| !matches!(s, Source::Files(_))))
+}
+
 /// The containers every source names, and the ECS services among them (for `--wait`).
 #[derive(Default)]
 pub struct Loaded {
@@ -73,6 +105,7 @@ pub async fn load(values: &[String], aws_args: &AwsArgs) -> Result<Loaded> {
 
 /// `load`, but a stack that is not there yet, or has not created its repositories yet, is waited
 /// for, at most `wait` (`publish --wait` beside a `cdk deploy` that has just begun).
+#[cfg_attr(not(feature = "stacks"), allow(unused_variables))]
 pub async fn load_waiting(values: &[String], aws_args: &AwsArgs, wait: Option<std::time::Duration>) -> Result<Loaded> {
     let sources = parse(values)?;
     let mut loaded = Loaded::default();
@@ -80,12 +113,14 @@ pub async fn load_waiting(values: &[String], aws_args: &AwsArgs, wait: Option<st
         return Ok(loaded);
     }
     let context = stack::Context::new(aws_args.first_region());
+    #[cfg(feature = "stacks")]
     let mut config = None;
     for source in &sources {
         match source {
             Source::Files(path) => {
                 loaded.found.extend(stack::discover(path, &context).map_err(|e| Usage(format!("--from {}: {e:#}", path.display())))?);
             }
+            #[cfg(feature = "stacks")]
             Source::Stack(name) => {
                 let config = connected(&mut config, aws_args).await?;
                 let stack = deployed::load(name, config, wait).await?;
@@ -93,12 +128,17 @@ pub async fn load_waiting(values: &[String], aws_args: &AwsArgs, wait: Option<st
                 loaded.found.extend(stack.found);
                 loaded.services.extend(stack.services);
             }
+            #[cfg(feature = "stacks")]
             Source::Cluster { cluster, services } => {
                 let config = connected(&mut config, aws_args).await?;
                 let (found, services) = cluster::load(cluster, services, config).await?;
                 loaded.found.extend(found);
                 loaded.services.extend(services);
             }
+            // `main` runs the build that has them first (`stacks::ensure`); this is a binary run
+            // directly, not through cargo.
+            #[cfg(not(feature = "stacks"))]
+            other => anyhow::bail!(Usage(format!("--from {}: this xtask was built without the stack readers: run it as `cargo xtask`", other.label()))),
         }
     }
     stack::check_any_ecr(&loaded.found, &sources.iter().map(Source::label).collect::<Vec<_>>())?;
@@ -106,6 +146,7 @@ pub async fn load_waiting(values: &[String], aws_args: &AwsArgs, wait: Option<st
 }
 
 /// The first target's AWS configuration, connected once.
+#[cfg(feature = "stacks")]
 async fn connected<'a>(config: &'a mut Option<aws_config::SdkConfig>, aws_args: &AwsArgs) -> Result<&'a aws_config::SdkConfig> {
     if config.is_none() {
         let spec = aws_args.specs()?.into_iter().next().unwrap_or_default();

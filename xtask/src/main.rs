@@ -3,10 +3,13 @@
 mod aws;
 mod bench;
 mod cache;
+#[cfg(feature = "stacks")]
 mod cluster;
+#[cfg(feature = "stacks")]
 mod deployed;
 mod ecr;
 mod engine;
+#[cfg(feature = "stacks")]
 mod follow;
 mod from;
 mod image;
@@ -22,6 +25,7 @@ mod replicate;
 mod repo;
 mod smoke;
 mod stack;
+mod stacks;
 mod status;
 mod taskdef;
 mod teardown;
@@ -78,6 +82,18 @@ pub fn root_cause<'a>(error: &'a (dyn std::error::Error + 'static)) -> &'a (dyn 
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The registry client's TLS (reqwest, built without a provider of its own: Cargo.toml).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let needs_stacks = match &cli.task {
+        Task::Publish(args) => args.wait || from::names_aws(&args.from),
+        Task::Verify(args) => from::names_aws(&args.from),
+        Task::Status(args) => from::names_aws(&args.from),
+        Task::Teardown(args) => from::names_aws(&args.from),
+        _ => false,
+    };
+    if needs_stacks && let Some(code) = stacks::run_with_them() {
+        return code;
+    }
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     let result = runtime.block_on(async {
         match cli.task {

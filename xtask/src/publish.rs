@@ -23,7 +23,9 @@ use crate::platform;
 use crate::registry::{Pushed, Registry};
 use crate::smoke::Proof;
 use crate::taskdef::TagRef;
-use crate::{aws, engine, follow, from, names, progress, proofs, stack, taskdef, Usage};
+#[cfg(feature = "stacks")]
+use crate::follow;
+use crate::{aws, engine, from, names, progress, proofs, stack, taskdef, Usage};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -637,6 +639,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     }
     let failed = outcomes.iter().any(|o| o.action == Action::Failed) || replication.iter().any(|c| c.result == "failed");
     timings.print();
+    #[cfg(feature = "stacks")]
     if args.wait && !args.dry_run && !failed {
         let config = &destinations.first().context("no target to follow the services in")?.aws.config;
         return Ok(match follow::follow(&loaded.services, config, args.wait_timeout, &interrupted).await? {

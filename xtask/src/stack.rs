@@ -36,6 +36,7 @@ pub enum Kind {
     Owned { repository: String, resource: String },
     /// An ECR repository a deployed (or deploying) stack created: filled, never created, set up
     /// or deleted by publish, status or teardown (`owner` names the stack and resource).
+    #[cfg_attr(not(feature = "stacks"), allow(dead_code))] // used by the stack readers
     Deployed { repository: String, owner: String },
     /// Another registry's image (Docker Hub, public ECR): not ours.
     Other,
@@ -390,6 +391,7 @@ pub struct Deployment {
 /// The containers of a deployed stack's template (`--from stack:NAME`), evaluated with what
 /// CloudFormation knows of it. `created` is every ECR repository the stack and its nested stacks
 /// created, by name, with the owner to name.
+#[cfg_attr(not(feature = "stacks"), allow(dead_code))] // used by the stack readers
 pub fn deployed(document: &Value, context: &Context, deployment: &Deployment, created: &HashMap<String, String>) -> Vec<Found> {
     let stack = Stack { file: format!("stack:{}", deployment.name), document, context, parameters: HashMap::new(), deployment: Some(deployment) };
     let mut found = stack.containers();
@@ -404,6 +406,7 @@ pub fn deployed(document: &Value, context: &Context, deployment: &Deployment, cr
 }
 
 /// An image as CloudFormation would resolve it, for images read elsewhere (an ECS service's).
+#[cfg_attr(not(feature = "stacks"), allow(dead_code))] // used by the stack readers
 pub fn classify_image(image: &str) -> Kind {
     classify(image, &Unknowns::default())
 }

@@ -66,7 +66,9 @@ pub trait BedExt {
 
 impl BedExt for Bed {
     async fn aws(&self) -> aws_config::SdkConfig {
+        use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
         aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .http_client(aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::Ring)).build_https())
             .endpoint_url(self.moto.endpoint())
             .region(aws_config::Region::new("eu-west-1"))
             .credentials_provider(aws_sdk_ecr::config::Credentials::new("testing", "testing", None, None, "tests"))
@@ -87,6 +89,7 @@ impl BedExt for Bed {
     async fn registry_json(&self, path: &str) -> Option<(serde_json::Value, String)> {
         let accept = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, \
                       application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json";
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let response = reqwest::Client::new()
             .get(format!("http://{}/v2/{path}", self.registry.host()))
             .basic_auth(testbed::ECR_USER, Some(testbed::MOTO_PASSWORD))
