@@ -15,17 +15,26 @@ use futures_util::StreamExt;
 use serde::Serialize;
 use tokio::sync::OnceCell;
 
-use crate::replicate;
-use crate::ecr::{self, Encryption, Lifecycle, Settings};
+use crate::clients::replicate;
+use crate::clients::ecr::{self, Encryption, Lifecycle, Settings};
 use crate::image::{self, Plan};
-use crate::oci::{self, Blob, ImageSet, Recipe};
-use crate::platform;
-use crate::registry::{Pushed, Registry};
-use crate::smoke::Proof;
-use crate::taskdef::TagRef;
+use crate::proof;
+use crate::image::oci::{self, Blob, ImageSet, Recipe};
+use crate::base::platform;
+use crate::clients::registry::{Pushed, Registry};
+use crate::proof::smoke::Proof;
+use crate::sources::taskdef::TagRef;
 #[cfg(feature = "stacks")]
-use crate::follow;
-use crate::{aws, engine, from, names, progress, proofs, stack, taskdef, Usage};
+use crate::clients::follow;
+use crate::clients::aws;
+use crate::clients::engine;
+use crate::sources::from;
+use crate::base::names;
+use crate::base::progress;
+use crate::proof::kept;
+use crate::sources::stack;
+use crate::sources::taskdef;
+use crate::base::Usage;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -722,7 +731,7 @@ async fn prove(sets: Vec<&ImageSet>, plan: &Plan) -> Result<Vec<Proof>> {
     let mut proofs = Vec::new();
     let mut unproven = Vec::new();
     for set in sets {
-        match proofs::earlier(set) {
+        match kept::earlier(set) {
             Some(earlier) => {
                 eprintln!("{}: proven healthy by an earlier run for this same digest; not run again", set.index.digest);
                 proofs.extend(earlier);
@@ -742,10 +751,10 @@ async fn prove(sets: Vec<&ImageSet>, plan: &Plan) -> Result<Vec<Proof>> {
     };
     for set in unproven {
         if let Some(engine) = &engine {
-            image::load(engine, set, plan).await?;
+            proof::load(engine, set, plan).await?;
         }
-        let proven = image::prove(set, engine.as_ref(), plan).await?;
-        proofs::keep(set, &proven);
+        let proven = proof::prove(set, engine.as_ref(), plan).await?;
+        kept::keep(set, &proven);
         proofs.extend(proven);
     }
     Ok(proofs)

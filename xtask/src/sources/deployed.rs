@@ -12,10 +12,10 @@ use aws_sdk_cloudformation::types::TemplateStage;
 use serde_json::Value;
 use tokio::time::Instant;
 
-use crate::aws::{error_code, service_call_failed};
-use crate::from::Service;
-use crate::stack::{self, Deployment, Found};
-use crate::Usage;
+use crate::clients::aws::{error_code, service_call_failed};
+use crate::base::service::Service;
+use crate::sources::stack::{self, Deployment, Found};
+use crate::base::Usage;
 
 /// What a deployed stack holds: its containers, and its ECS services (for `--wait`).
 pub struct Loaded {

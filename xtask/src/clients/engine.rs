@@ -38,7 +38,7 @@ pub fn call_failed(what: &str, error: bollard::errors::Error) -> anyhow::Error {
     use bollard::errors::Error::*;
     match &error {
         HyperLegacyError { .. } | IOError { .. } | RequestTimeoutError | SocketNotFoundError(_) => {
-            anyhow!("{what}: lost the connection to the Docker engine ({})", crate::root_cause(&error))
+            anyhow!("{what}: lost the connection to the Docker engine ({})", crate::base::root_cause(&error))
         }
         _ => anyhow!("{what}: {error}"),
     }

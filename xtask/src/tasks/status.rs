@@ -8,11 +8,12 @@ use aws_sdk_ecr::types::{EncryptionType, ImageIdentifier, TagStatus};
 use futures_util::StreamExt;
 use serde::Serialize;
 
-use crate::aws::{self, call_failed};
-use crate::ecr::{self, MANAGED_TAG_KEY, MANAGED_TAG_VALUE};
-use crate::publish::{parse_containers, OutputFormat};
-use crate::registry::{Latest, Registry};
-use crate::{from, progress};
+use crate::clients::aws::{self, call_failed};
+use crate::clients::ecr::{self, MANAGED_TAG_KEY, MANAGED_TAG_VALUE};
+use crate::tasks::publish::{parse_containers, OutputFormat};
+use crate::clients::registry::{Latest, Registry};
+use crate::sources::from;
+use crate::base::progress;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -79,7 +80,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         }
     }
     args.aws.check()?;
-    let (destinations, unreachable) = crate::publish::connect_targets(&args.aws).await?;
+    let (destinations, unreachable) = crate::tasks::publish::connect_targets(&args.aws).await?;
     let mut work = Vec::new();
     let mut unlisted = Vec::new();
     for target in &destinations {

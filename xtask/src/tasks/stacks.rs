@@ -4,7 +4,7 @@
 
 use std::process::{Command, ExitCode};
 
-use crate::repo;
+use crate::base::repo;
 
 /// Runs this very command again through cargo with the `stacks` feature (built the first time,
 /// reused after), and returns its exit code; `None` when this build already has them.

@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::cache;
-use crate::oci::ImageSet;
-use crate::smoke::{Proof, Verdict};
+use crate::image::cache;
+use crate::image::oci::ImageSet;
+use crate::proof::smoke::{Proof, Verdict};
 
 #[derive(Serialize, Deserialize)]
 struct Kept {

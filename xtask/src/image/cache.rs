@@ -10,8 +10,12 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::oci;
-use crate::repo;
+use crate::base::repo;
+
+/// `sha256:<hex>`, as OCI names content (the same as `oci::digest`, which builds on this cache).
+fn digest(bytes: &[u8]) -> String {
+    format!("sha256:{:x}", Sha256::digest(bytes))
+}
 
 /// `ECS_PLACEHOLDER_CACHE`, else `target/ecs-placeholder`.
 pub fn dir() -> PathBuf {
@@ -80,7 +84,7 @@ pub fn keep_server_build(inputs: &str, targets: &[&str], paths: &[PathBuf]) {
 }
 
 fn binaries(targets: &[&str], paths: &[PathBuf]) -> Option<Vec<(String, String)>> {
-    targets.iter().zip(paths).map(|(target, path)| Some((target.to_string(), oci::digest(&std::fs::read(path).ok()?)))).collect()
+    targets.iter().zip(paths).map(|(target, path)| Some((target.to_string(), digest(&std::fs::read(path).ok()?)))).collect()
 }
 
 fn layer_path(diff_id: &str) -> PathBuf {
@@ -93,7 +97,7 @@ pub fn layer(diff_id: &str) -> Option<Vec<u8>> {
     let compressed = std::fs::read(layer_path(diff_id)).ok()?;
     let mut tar = Vec::new();
     flate2::read::GzDecoder::new(&compressed[..]).read_to_end(&mut tar).ok()?;
-    (oci::digest(&tar) == diff_id).then_some(compressed)
+    (digest(&tar) == diff_id).then_some(compressed)
 }
 
 pub fn keep_layer(diff_id: &str, compressed: &[u8]) {

@@ -16,8 +16,8 @@ use aws_sdk_ecr::types::{
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::aws::{call_failed, Target};
-use crate::ecr::{self, Encryption, Settings, MANAGED_TAG_KEY, MANAGED_TAG_VALUE};
+use crate::clients::aws::{call_failed, Target};
+use crate::clients::ecr::{self, Encryption, Settings, MANAGED_TAG_KEY, MANAGED_TAG_VALUE};
 
 /// The registry policy statement publish owns in a destination registry.
 const POLICY_SID: &str = "EcsMinimalContainerReplication";

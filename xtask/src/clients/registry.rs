@@ -16,8 +16,8 @@ use reqwest::StatusCode;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::oci::{self, Blob};
-use crate::repo::PLACEHOLDER_LABEL;
+use crate::image::oci::{self, Blob};
+use crate::base::repo::PLACEHOLDER_LABEL;
 
 // Docker's media types too: earlier versions pushed them, and real images often use them.
 const MANIFEST_V2: &str = "application/vnd.docker.distribution.manifest.v2+json";
@@ -290,7 +290,7 @@ impl Registry {
     }
 
     async fn send(&self, request: reqwest::RequestBuilder) -> Result<reqwest::Response> {
-        request.send().await.map_err(|e| anyhow!("registry {} unreachable ({})", self.host(), crate::root_cause(&e)))
+        request.send().await.map_err(|e| anyhow!("registry {} unreachable ({})", self.host(), crate::base::root_cause(&e)))
     }
 
     /// An upload session's URL: the `Location` header, which may be relative to the registry.

@@ -8,11 +8,11 @@ use std::collections::HashMap;
 use anyhow::{Result, bail};
 use aws_sdk_ecs::types::ContainerDefinition;
 
-use crate::aws::{error_code, service_call_failed};
-use crate::from::Service;
-use crate::stack::{self, Found};
-use crate::taskdef::{self, Container, HealthCheck, LoadBalancerCheck};
-use crate::Usage;
+use crate::clients::aws::{error_code, service_call_failed};
+use crate::base::service::Service;
+use crate::sources::stack::{self, Found};
+use crate::sources::taskdef::{self, Container, HealthCheck, LoadBalancerCheck};
+use crate::base::Usage;
 
 /// DescribeServices takes at most this many services a call.
 const SERVICES_PER_CALL: usize = 10;

@@ -11,8 +11,8 @@ use anyhow::Result;
 use aws_sdk_ecs::types::{DesiredStatus, Service as EcsService};
 use tokio::time::Instant;
 
-use crate::aws::service_call_failed;
-use crate::from::Service;
+use crate::clients::aws::service_call_failed;
+use crate::base::service::Service;
 
 /// How often ECS is asked; its own events come no faster.
 const POLL: Duration = Duration::from_secs(5);

@@ -278,7 +278,7 @@ pub fn ecr_repository(image: &str) -> Option<String> {
         Some((name, _tag)) => name,
         None => repository,
     };
-    crate::names::check_repository(repository).ok()?;
+    crate::base::names::check_repository(repository).ok()?;
     Some(repository.to_owned())
 }
 

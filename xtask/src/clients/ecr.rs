@@ -2,7 +2,7 @@
 
 use anyhow::{anyhow, Result};
 
-use crate::aws::call_failed;
+use crate::clients::aws::call_failed;
 use aws_sdk_ecr::types::{EncryptionConfiguration, EncryptionType, ImageScanningConfiguration, ImageTagMutability, Tag};
 
 /// The tag that marks a repository as made by this project (`status` lists them).

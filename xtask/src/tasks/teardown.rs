@@ -6,11 +6,13 @@ use std::process::ExitCode;
 use anyhow::{bail, Result};
 use serde::Serialize;
 
-use crate::aws::{self, call_failed};
-use crate::ecr;
-use crate::publish::{parse_containers, OutputFormat};
-use crate::registry::Registry;
-use crate::{from, progress, Usage};
+use crate::clients::aws::{self, call_failed};
+use crate::clients::ecr;
+use crate::tasks::publish::{parse_containers, OutputFormat};
+use crate::clients::registry::Registry;
+use crate::sources::from;
+use crate::base::progress;
+use crate::base::Usage;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -75,7 +77,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     names.extend(named.into_iter().map(|n| n.repository).filter(|n| !owned.iter().any(|(o, _)| o == n)));
     names.dedup();
     args.aws.check()?;
-    let (destinations, unreachable) = crate::publish::connect_targets(&args.aws).await?;
+    let (destinations, unreachable) = crate::tasks::publish::connect_targets(&args.aws).await?;
     let outcome = |target: Option<&aws::Target>, container: &str, action: Action, detail: String| Outcome {
         container: container.to_owned(),
         account: target.map(|t| t.account.clone()),

@@ -11,8 +11,8 @@ use aws_config::retry::RetryConfig;
 use aws_sdk_ecr::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use base64::Engine as _;
 
-use crate::registry::{Credentials, Registry};
-use crate::Usage;
+use crate::clients::registry::{Credentials, Registry};
+use crate::base::Usage;
 
 /// Where to find AWS and the registry: flags every task that talks to ECR shares.
 #[derive(clap::Args, Debug, Default)]
@@ -250,7 +250,7 @@ fn credentials_error(spec: &TargetSpec, region: &str, error: &CredentialsError) 
         None => format!("{} ({region})", spec.label()),
     };
     if !matches!(error, CredentialsError::CredentialsNotLoaded(_)) {
-        let why = crate::root_cause(error).to_string();
+        let why = crate::base::root_cause(error).to_string();
         let why = why.split_whitespace().collect::<Vec<_>>().join(" ");
         return format!(
             "{target}: AWS credentials failed: {why}; check profile {profile:?} in ~/.aws/config (`aws sts get-caller-identity --profile {profile}` shows the same error)"
@@ -313,7 +313,7 @@ where
             format!("{}: {}", inner.code().unwrap_or("error"), inner.message().unwrap_or("no message"))
         }
         SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => {
-            format!("cannot reach the {service} API ({})", crate::root_cause(&error))
+            format!("cannot reach the {service} API ({})", crate::base::root_cause(&error))
         }
         _ => DisplayErrorContext(&error).to_string(),
     };

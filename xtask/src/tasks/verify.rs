@@ -24,14 +24,18 @@ use futures_util::{StreamExt, TryStreamExt};
 use serde::Serialize;
 use serde_json::json;
 
-use crate::engine::{self, Engine};
+use crate::clients::engine::{self, Engine};
 use crate::image::{self, Plan};
-use crate::oci::{self, Recipe};
-use crate::platform::Platform;
-use crate::publish::OutputFormat;
-use crate::taskdef::{self, Container, Matcher, Sidecar};
+use crate::proof;
+use crate::image::oci::{self, Recipe};
+use crate::base::platform::Platform;
+use crate::tasks::publish::OutputFormat;
+use crate::sources::taskdef::{self, Container, Matcher, Sidecar};
 use server::sidecars::Neighbour;
-use crate::{aws, from, stack, Usage};
+use crate::clients::aws;
+use crate::sources::from;
+use crate::sources::stack;
+use crate::base::Usage;
 
 /// Where the stand-in metadata endpoint listens inside the task's namespace.
 const METADATA_PORT: u16 = 51679;
@@ -161,7 +165,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         None => {
             let plan = Plan::project(vec![Platform::native()]);
             let set = oci::build(&image::sources(&plan)?, &Recipe::default())?;
-            image::load(&engine, &set, &plan).await?;
+            proof::load(&engine, &set, &plan).await?;
             plan.tag_for(Platform::native())
         }
     };

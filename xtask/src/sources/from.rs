@@ -7,36 +7,13 @@ use std::path::PathBuf;
 use anyhow::Result;
 
 #[cfg(feature = "stacks")]
-use crate::aws;
-use crate::aws::AwsArgs;
-use crate::stack::{self, Found};
+use crate::clients::aws;
+use crate::clients::aws::AwsArgs;
+use crate::sources::stack::{self, Found};
 #[cfg(feature = "stacks")]
-use crate::{cluster, deployed};
-use crate::Usage;
-
-/// An ECS service to follow.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Service {
-    pub cluster: String,
-    pub name: String,
-}
-
-#[cfg_attr(not(feature = "stacks"), allow(dead_code))] // used by the stack readers
-impl Service {
-    /// `arn:aws:ecs:REGION:ACCOUNT:service/CLUSTER/NAME` (a stack's physical id); the old form
-    /// `service/NAME` is in the `default` cluster.
-    pub fn from_arn(arn: &str) -> Option<Service> {
-        let path = arn.split(':').nth(5)?.strip_prefix("service/")?;
-        match path.split_once('/') {
-            Some((cluster, name)) => Some(Service { cluster: cluster.to_owned(), name: name.to_owned() }),
-            None => Some(Service { cluster: "default".to_owned(), name: path.to_owned() }),
-        }
-    }
-
-    pub fn label(&self) -> String {
-        format!("{}/{}", self.cluster, self.name)
-    }
-}
+use crate::sources::{cluster, deployed};
+use crate::base::Usage;
+pub use crate::base::service::Service;
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Source {
@@ -171,8 +148,8 @@ pub async fn repositories(values: &[String], aws_args: &AwsArgs, names: &mut Vec
             eprintln!("{}", found.left_alone().unwrap_or_default());
             continue;
         };
-        let tag = match crate::taskdef::image_tag(&found.image) {
-            crate::taskdef::TagRef::Tag(tag) => Some(tag),
+        let tag = match crate::sources::taskdef::image_tag(&found.image) {
+            crate::sources::taskdef::TagRef::Tag(tag) => Some(tag),
             _ => None,
         };
         let index = match names.iter().position(|n| n.repository == repository) {

@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 use crate::image::{self, Plan};
-use crate::oci::{self, ImageSet, Recipe};
-use crate::platform::Platform;
-use crate::repo;
+use crate::image::oci::{self, ImageSet, Recipe};
+use crate::base::platform::Platform;
+use crate::base::repo;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {

@@ -13,9 +13,9 @@ use bollard::Docker;
 use futures_util::TryStreamExt;
 use tokio::io::AsyncReadExt;
 
-use crate::engine::Engine;
-use crate::oci::PlatformImage;
-use crate::platform::Platform;
+use crate::clients::engine::Engine;
+use crate::image::oci::PlatformImage;
+use crate::base::platform::Platform;
 
 pub const HEALTHY_WITHIN: Duration = Duration::from_secs(20);
 

@@ -11,9 +11,9 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use crate::cache;
-use crate::layer::{self, Tree};
-use crate::platform::Platform;
+use crate::image::cache;
+use crate::image::layer::{self, Tree};
+use crate::base::platform::Platform;
 
 pub const INDEX: &str = "application/vnd.oci.image.index.v1+json";
 pub const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";

@@ -1,0 +1,59 @@
+//! Proving an image healthy before anything is pushed: loaded into the Docker engine and run
+//! under its own HEALTHCHECK, or run straight from its layer (`smoke.rs`); and proofs kept for
+//! the same digest between runs (`kept.rs`). May use `base`, `build` and `clients::engine`.
+
+pub mod kept;
+pub mod smoke;
+
+use anyhow::{bail, Result};
+use bollard::query_parameters::ImportImageOptionsBuilder;
+use futures_util::TryStreamExt;
+
+use crate::base::progress::Progress;
+use crate::image::oci::{self, ImageSet, PlatformImage};
+use crate::image::Plan;
+use crate::clients::engine::{self, Engine};
+use smoke::Proof;
+
+/// Loads each platform's image into the engine under the plan's tag, so `docker run` works.
+pub async fn load(engine: &Engine, set: &ImageSet, plan: &Plan) -> Result<()> {
+    for image in &set.images {
+        load_one(engine, image, &plan.tag_for(image.platform)).await?;
+    }
+    Ok(())
+}
+
+async fn load_one(engine: &Engine, image: &PlatformImage, tag: &str) -> Result<()> {
+    let archive = oci::docker_archive(image, tag)?;
+    engine
+        .docker
+        .import_image(ImportImageOptionsBuilder::new().quiet(true).build(), bollard::body_full(archive.into()), None)
+        .try_collect::<Vec<_>>()
+        .await
+        .map_err(|e| engine::call_failed(&format!("loading the {} image into the engine", image.platform), e))?;
+    let loaded = engine.docker.inspect_image(tag).await.map_err(|e| engine::call_failed(&format!("inspecting {tag}"), e))?;
+    if loaded.id.as_deref() != Some(image.config.digest.as_str()) {
+        bail!("the engine gave {tag} the ID {:?}, expected {}", loaded.id, image.config.digest);
+    }
+    // An image this tag pointed at before stays as it is: another run may be using it.
+    Ok(())
+}
+
+/// Proves every platform's image healthy: through the engine's own HEALTHCHECK when there is an
+/// engine (the images must be loaded), else by running the server from the built layer.
+pub async fn prove(set: &ImageSet, engine: Option<&Engine>, plan: &Plan) -> Result<Vec<Proof>> {
+    let progress = Progress::new();
+    progress.working(format!("proving {} image(s) healthy", set.images.len()));
+    let proofs = futures_util::future::try_join_all(set.images.iter().map(|image| async {
+        let proof = match engine {
+            Some(engine) => smoke::in_engine(engine, &plan.tag_for(image.platform), image.platform).await?,
+            None => smoke::direct(image).await?,
+        };
+        progress.done(format!("{}: {}", image.platform, proof.describe()));
+        Ok::<_, anyhow::Error>(proof)
+    }))
+    .await;
+    progress.finish();
+    proofs
+}
+

@@ -1,0 +1,10 @@
+//! One module per `cargo xtask` task: each wires its flags to the layers below (sources, build,
+//! proof, clients) and reports. May use everything; nothing below uses it.
+
+pub mod bench;
+pub mod image;
+pub mod publish;
+pub mod stacks;
+pub mod status;
+pub mod teardown;
+pub mod verify;
