@@ -8,6 +8,7 @@
 pub mod cluster;
 #[cfg(feature = "stacks")]
 pub mod deployed;
+pub mod containers;
 pub mod from;
 pub mod stack;
 pub mod taskdef;

@@ -8,3 +8,9 @@ pub mod stacks;
 pub mod status;
 pub mod teardown;
 pub mod verify;
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq)]
+pub enum OutputFormat {
+    Text,
+    Json,
+}

@@ -10,7 +10,8 @@ use serde::Serialize;
 
 use crate::clients::aws::{self, call_failed};
 use crate::clients::ecr::{self, MANAGED_TAG_KEY, MANAGED_TAG_VALUE};
-use crate::tasks::publish::{parse_containers, OutputFormat};
+use crate::sources::containers::parse_containers;
+use crate::tasks::OutputFormat;
 use crate::clients::registry::{Latest, Registry};
 use crate::sources::from;
 use crate::base::progress;

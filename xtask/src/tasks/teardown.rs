@@ -8,7 +8,8 @@ use serde::Serialize;
 
 use crate::clients::aws::{self, call_failed};
 use crate::clients::ecr;
-use crate::tasks::publish::{parse_containers, OutputFormat};
+use crate::sources::containers::parse_containers;
+use crate::tasks::OutputFormat;
 use crate::clients::registry::Registry;
 use crate::sources::from;
 use crate::base::progress;

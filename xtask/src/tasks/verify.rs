@@ -29,7 +29,7 @@ use crate::image::{self, Plan};
 use crate::proof;
 use crate::image::oci::{self, Recipe};
 use crate::base::platform::Platform;
-use crate::tasks::publish::OutputFormat;
+use crate::tasks::OutputFormat;
 use crate::sources::taskdef::{self, Container, Matcher, Sidecar};
 use server::sidecars::Neighbour;
 use crate::clients::aws;

@@ -1,0 +1,205 @@
+//! The read-only look at each repository before anything changes: does it exist, its settings,
+//! and what each tag holds; and the step that follows from it (`--dry-run` prints that).
+
+
+
+use anyhow::{Context, Result};
+
+use crate::clients::ecr::{self, Lifecycle, Settings};
+use crate::image::oci::ImageSet;
+
+use super::plan::Target;
+use super::report::{Action, Outcome};
+
+use super::push::Place;
+
+/// What one repository is before anything is changed, from read-only calls.
+pub(super) struct Look {
+    pub(super) name: String,
+    /// `None` when the repository does not exist.
+    pub(super) uri: Option<String>,
+    pub(super) lifecycle: Option<Lifecycle>,
+    /// Each tag the placeholder is to be at, and what is there now.
+    pub(super) tags: Vec<(String, TagState)>,
+    /// The repository's tags are immutable: a tag that exists can never be moved.
+    pub(super) immutable: bool,
+    /// The stack that owns the repository (`--from stack:NAME`), which publish never creates,
+    /// tags or gives a lifecycle policy.
+    pub(super) owner: Option<String>,
+    pub(super) warnings: Vec<String>,
+}
+
+pub(super) enum TagState {
+    Absent,
+    /// Exactly the image this run would push.
+    Ours,
+    /// An older or different placeholder.
+    Placeholder(String),
+    /// Somebody's real image.
+    Real(String),
+}
+
+/// What to do with one repository.
+pub(super) struct Step {
+    pub(super) create: bool,
+    /// Tags to put the placeholder at.
+    pub(super) push: Vec<String>,
+    /// Tags left alone, and why.
+    pub(super) skipped: Vec<(String, String)>,
+    /// Only the lifecycle policy needs putting back.
+    pub(super) fix_lifecycle: bool,
+    /// Nothing can be done, and why.
+    pub(super) blocked: Option<String>,
+}
+
+impl Look {
+    pub(super) fn step(&self, force: bool) -> Step {
+        let mut step = Step { create: false, push: Vec::new(), skipped: Vec::new(), fix_lifecycle: false, blocked: None };
+        if self.uri.is_none() {
+            match &self.owner {
+                Some(owner) => {
+                    step.blocked = Some(format!(
+                        "{owner} has not created repository {} yet: publish never creates a stack's repository; run it again once \
+                         CloudFormation has (the repository is among the first resources it creates)",
+                        self.name
+                    ))
+                }
+                None => {
+                    step.create = true;
+                    step.push = self.tags.iter().map(|(tag, _)| tag.clone()).collect();
+                }
+            }
+            return step;
+        }
+        for (tag, state) in &self.tags {
+            match state {
+                TagState::Ours => {}
+                TagState::Absent => step.push.push(tag.clone()),
+                TagState::Placeholder(digest) if self.immutable => step.skipped.push((
+                    tag.clone(),
+                    format!(":{tag} already holds another placeholder ({digest}), and the repository's tags are immutable: it stays"),
+                )),
+                TagState::Real(digest) if self.immutable => step.skipped.push((
+                    tag.clone(),
+                    format!(":{tag} ({digest}) is a real image, and the repository's tags are immutable: it stays"),
+                )),
+                TagState::Real(digest) if !force => step
+                    .skipped
+                    .push((tag.clone(), format!(":{tag} ({digest}) is not a placeholder, so it was left untouched; --force replaces it"))),
+                TagState::Placeholder(_) | TagState::Real(_) => step.push.push(tag.clone()),
+            }
+        }
+        step.fix_lifecycle = self.owner.is_none() && self.lifecycle != Some(Lifecycle::Expected);
+        step
+    }
+
+    /// Some tag already holds this placeholder.
+    pub(super) fn any_ours(&self) -> bool {
+        self.tags.iter().any(|(_, state)| matches!(state, TagState::Ours))
+    }
+}
+
+/// What one repository holds, read before the images are built: whether it exists, its
+/// settings and lifecycle policy, and the manifest digest at each tag.
+pub(super) struct Raw {
+    pub(super) name: String,
+    pub(super) uri: Option<String>,
+    pub(super) lifecycle: Option<Lifecycle>,
+    pub(super) tags: Vec<(String, Option<String>)>,
+    pub(super) immutable: bool,
+    pub(super) owner: Option<String>,
+    pub(super) warnings: Vec<String>,
+}
+
+/// Reads one repository with read-only calls; needs nothing of this run's images.
+pub(super) async fn look_raw(place: Place<'_>, target: &Target, settings: &Settings) -> Result<Raw> {
+    let (ecr_client, registry, name) = (place.ecr, place.registry, target.name.as_str());
+    let mut raw = Raw {
+        name: name.to_owned(),
+        uri: None,
+        lifecycle: None,
+        tags: target.tags.iter().map(|tag| (tag.clone(), None)).collect(),
+        immutable: false,
+        owner: target.owner.clone(),
+        warnings: Vec::new(),
+    };
+    let Some(existing) = ecr::describe(ecr_client, name).await? else { return Ok(raw) };
+    // A stack's repository keeps the stack's own policy and settings.
+    if target.owner.is_none() {
+        raw.lifecycle = Some(ecr::lifecycle(ecr_client, name, settings.keep).await?);
+        raw.warnings = ecr::differences(&existing, settings);
+    }
+    for (tag, digest) in &mut raw.tags {
+        *digest = registry.manifest(name, tag).await.with_context(|| format!("reading :{tag}"))?.map(|m| m.digest);
+    }
+    raw.uri = existing.repository_uri().map(str::to_owned);
+    raw.immutable = existing.image_tag_mutability().is_some_and(|m| m.as_str().starts_with("IMMUTABLE"));
+    Ok(raw)
+}
+
+/// What each tag is, against the images this run built: the digest alone answers the common case
+/// (this very placeholder); only a tag holding something else is read for its labels.
+pub(super) async fn resolve(place: Place<'_>, raw: Raw, images: &ImageSet) -> Result<Look> {
+    let mut tags = Vec::new();
+    for (tag, digest) in raw.tags {
+        let state = match digest {
+            None => TagState::Absent,
+            Some(digest) if digest == images.index.digest => TagState::Ours,
+            Some(_) => match place.registry.inspect(&raw.name, &tag).await.with_context(|| format!("reading :{tag}"))? {
+                None => TagState::Absent,
+                Some(image) if image.placeholder => TagState::Placeholder(image.digest),
+                Some(image) => TagState::Real(image.digest),
+            },
+        };
+        tags.push((tag, state));
+    }
+    Ok(Look {
+        name: raw.name,
+        uri: raw.uri,
+        lifecycle: raw.lifecycle,
+        tags,
+        immutable: raw.immutable,
+        owner: raw.owner,
+        warnings: raw.warnings,
+    })
+}
+
+/// `--dry-run`: the step each repository would get.
+pub(super) fn planned(name: &str, look: Result<Look>, force: bool) -> Outcome {
+    let mut outcome = Outcome::new(name);
+    let look = match look {
+        Ok(look) => look,
+        Err(error) => {
+            outcome.reason = Some(format!("{error:#}"));
+            return outcome;
+        }
+    };
+    outcome.repository_uri = look.uri.clone();
+    let step = look.step(force);
+    let tags = |tags: &[String]| tags.iter().map(|t| format!(":{t}")).collect::<Vec<_>>().join(", ");
+    let skipped: Vec<String> = step.skipped.iter().map(|(_, why)| why.clone()).collect();
+    (outcome.action, outcome.reason) = if let Some(why) = step.blocked {
+        (Action::WouldSkip, Some(why))
+    } else if step.create {
+        (Action::WouldCreate, Some(format!("repository missing: would create it, put the lifecycle policy, push {}", tags(&step.push))))
+    } else if !step.push.is_empty() {
+        let mut said = vec![format!("would push {}", tags(&step.push))];
+        for (tag, state) in &look.tags {
+            match state {
+                TagState::Placeholder(digest) if step.push.contains(tag) => said.push(format!("an older placeholder ({digest}) is :{tag}")),
+                TagState::Real(digest) if step.push.contains(tag) => said.push(format!(":{tag} ({digest}) is a real image: --force replaces it")),
+                _ => {}
+            }
+        }
+        said.extend(skipped);
+        (Action::WouldUpdate, Some(said.join("; ")))
+    } else if !skipped.is_empty() && !look.any_ours() {
+        (Action::WouldSkip, Some(skipped.join("; ")))
+    } else if step.fix_lifecycle {
+        (Action::WouldUpdate, Some("would put the lifecycle policy back".to_owned()))
+    } else {
+        (Action::UpToDate, (!skipped.is_empty()).then(|| skipped.join("; ")))
+    };
+    outcome
+}
+
