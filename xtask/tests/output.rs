@@ -86,7 +86,7 @@ fn progress_is_drawn_on_a_terminal_only_and_a_rerun_that_changed_nothing_is_shor
     // On a terminal (`script` gives the run a pseudo-terminal), the bar counts the repositories.
     let mut command = std::process::Command::new("script");
     let line = format!("{XTASK} status --containers drawn-a,drawn-b");
-    command.args(["-qefc", &line, "/dev/null"]).envs(bed.env().into_iter());
+    command.args(["-qefc", &line, "/dev/null"]).envs(bed.env());
     let output = command.output().expect("script (bsdutils)");
     let seen = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{seen}");

@@ -169,7 +169,8 @@ pub(super) fn phases_section(report: &mut String, settings: &Settings) -> Result
     let scenarios = ["fresh checkout (empty cache)", "new repository, unchanged checkout", "no-op re-run"];
     let mut phases: Vec<String> = Vec::new();
     // Per scenario: per phase, the timings of every run; and the wall times.
-    let mut timed: Vec<(std::collections::BTreeMap<String, Vec<f64>>, Vec<f64>)> = vec![Default::default(); scenarios.len()];
+    type Timed = (std::collections::BTreeMap<String, Vec<f64>>, Vec<f64>);
+    let mut timed: Vec<Timed> = vec![Default::default(); scenarios.len()];
     for run in 0..runs {
         let bed = testbed::Bed::start()?;
         let cold = tempfile::tempdir()?;
