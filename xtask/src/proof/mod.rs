@@ -31,9 +31,12 @@ async fn load_one(engine: &Engine, image: &PlatformImage, tag: &str) -> Result<(
         .try_collect::<Vec<_>>()
         .await
         .map_err(|e| engine::call_failed(&format!("loading the {} image into the engine", image.platform), e))?;
-    let loaded = engine.docker.inspect_image(tag).await.map_err(|e| engine::call_failed(&format!("inspecting {tag}"), e))?;
-    if loaded.id.as_deref() != Some(image.config.digest.as_str()) {
-        bail!("the engine gave {tag} the ID {:?}, expected {}", loaded.id, image.config.digest);
+    // By its ID, not the tag: another run may load another recipe's image under the same tag at
+    // the same moment, and what is proven must be this very image.
+    let id = &image.config.digest;
+    let loaded = engine.docker.inspect_image(id).await.map_err(|e| engine::call_failed(&format!("inspecting {tag} ({id})"), e))?;
+    if loaded.id.as_deref() != Some(id.as_str()) {
+        bail!("the engine gave {tag} the ID {:?}, expected {id}", loaded.id);
     }
     // An image this tag pointed at before stays as it is: another run may be using it.
     Ok(())
@@ -41,12 +44,12 @@ async fn load_one(engine: &Engine, image: &PlatformImage, tag: &str) -> Result<(
 
 /// Proves every platform's image healthy: through the engine's own HEALTHCHECK when there is an
 /// engine (the images must be loaded), else by running the server from the built layer.
-pub async fn prove(set: &ImageSet, engine: Option<&Engine>, plan: &Plan) -> Result<Vec<Proof>> {
+pub async fn prove(set: &ImageSet, engine: Option<&Engine>) -> Result<Vec<Proof>> {
     let progress = Progress::new();
     progress.working(format!("proving {} image(s) healthy", set.images.len()));
     let proofs = futures_util::future::try_join_all(set.images.iter().map(|image| async {
         let proof = match engine {
-            Some(engine) => smoke::in_engine(engine, &plan.tag_for(image.platform), image.platform).await?,
+            Some(engine) => smoke::in_engine(engine, &image.config.digest, image.platform).await?,
             None => smoke::direct(image).await?,
         };
         progress.done(format!("{}: {}", image.platform, proof.describe()));

@@ -50,7 +50,7 @@ pub async fn run(args: Args) -> Result<()> {
         (None, Some(engine)) => proof::load(engine, &set, &plan).await?,
         (None, None) => unreachable!("an engine was required above"),
     }
-    let proofs = if args.no_smoke { Vec::new() } else { proof::prove(&set, engine.as_ref(), &plan).await? };
+    let proofs = if args.no_smoke { Vec::new() } else { proof::prove(&set, engine.as_ref()).await? };
     print_summary(&set, &proofs, &plan, engine.is_some());
     Ok(())
 }

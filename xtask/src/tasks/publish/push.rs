@@ -80,7 +80,7 @@ pub(super) async fn prove(sets: Vec<&ImageSet>, plan: &Plan) -> Result<Vec<Proof
         if let Some(engine) = &engine {
             proof::load(engine, set, plan).await?;
         }
-        let proven = proof::prove(set, engine.as_ref(), plan).await?;
+        let proven = proof::prove(set, engine.as_ref()).await?;
         kept::keep(set, &proven);
         proofs.extend(proven);
     }

@@ -172,7 +172,8 @@ pub async fn run(args: Args) -> Result<ExitCode> {
             let plan = Plan::project(vec![Platform::native()]);
             let set = oci::build(&image::sources(&plan)?, &Recipe::default())?;
             proof::load(&engine, &set, &plan).await?;
-            plan.tag_for(Platform::native())
+            // Run by its ID: another run may be loading another recipe under the same tag.
+            set.images[0].config.digest.clone()
         }
     };
 
