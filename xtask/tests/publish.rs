@@ -79,7 +79,7 @@ async fn publishes_two_containers_then_finds_them_up_to_date() {
     // A second run changes nothing.
     let (code, stdout, stderr) = xtask(&["publish", "--containers", "alpha,beta"], &bed.env());
     assert_eq!(code, 0, "{stderr}");
-    assert_eq!(stdout.lines().filter(|l| l.contains("up to date")).count(), 2, "{stdout}");
+    assert_eq!(stdout.lines().filter(|l| l.contains("up to date  ")).count(), 2, "{stdout}");
     assert!(!stderr.contains("healthy after"), "no smoke test when nothing is pushed: {stderr}");
     assert_eq!(assert_placeholder_list(&bed, "alpha").await, alpha_digest);
 }
@@ -127,7 +127,7 @@ async fn a_noop_rerun_makes_no_upload_and_no_manifest_write() {
 
     let (code, stdout, stderr) = xtask(&["publish", "--containers", "noop-1,noop-2,noop-3"], &env);
     assert_eq!(code, 0, "{stdout}\n{stderr}");
-    assert_eq!(stdout.lines().filter(|l| l.contains("up to date")).count(), 3, "{stdout}");
+    assert_eq!(stdout.lines().filter(|l| l.contains("up to date  ")).count(), 3, "{stdout}");
     let second = &proxy.requests()[first.len()..];
     assert!(writes(second).is_empty(), "a no-op re-run wrote to the registry: {second:#?}");
     assert_eq!(second.len(), 3, "one read of :latest per repository: {second:#?}");

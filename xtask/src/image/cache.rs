@@ -39,6 +39,10 @@ pub fn server_inputs(targets: &[&str], flags: &str) -> Option<String> {
     let modified = meta.modified().ok()?.duration_since(std::time::UNIX_EPOCH).ok()?.as_nanos();
     let mut hash = Sha256::new();
     hash.update(format!("{}\0{}\0{modified}\0{flags}\0{}\0", cargo.display(), meta.len(), targets.join(",")));
+    // Another compiler or wrapper, or other flags, make other binaries.
+    for name in ["RUSTC", "RUSTC_WRAPPER", "RUSTUP_TOOLCHAIN", "RUSTFLAGS", "CARGO_BUILD_RUSTFLAGS", "CARGO_TARGET_DIR"] {
+        hash.update(format!("{name}={}\0", std::env::var(name).unwrap_or_default()));
+    }
     let root = repo::root();
     let mut files = vec![root.join("Cargo.toml"), root.join("Cargo.lock"), root.join(".cargo/config.toml")];
     walk(&root.join("server"), &mut files);
