@@ -372,15 +372,15 @@ fn shedding_line(heads: u64, idle: u64, slow_readers: u64, cut: u64, open: usize
     format!("shedding: {what}; {open} open")
 }
 
-/// A connection and its place in the table. Dropping it leaves the table first, then closes the
-/// socket, so the table never shuts down a descriptor that was closed and reused.
-pub struct Lease {
-    table: Arc<Table>,
-    conn: Arc<Conn>,
-    pub stream: TcpStream,
+/// A connection's entry in the table, as the code that holds its socket sees it: what phase it is
+/// in, what was written to it, and how full the table is.
+#[derive(Clone, Copy)]
+pub struct Entry<'a> {
+    table: &'a Table,
+    conn: &'a Conn,
 }
 
-impl Lease {
+impl Entry<'_> {
     /// Records that the connection entered `phase` now, with that phase's deadline.
     pub fn enter(&self, phase: Phase) {
         let now = self.table.now_ms();
@@ -398,6 +398,37 @@ impl Lease {
         }
     }
 
+    /// Counts bytes written to the socket, for the drain check.
+    pub fn wrote(&self, bytes: usize) {
+        self.conn.written.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    /// Whether fewer than half of the table's slots are taken: far enough from the cap that a
+    /// connection may hold hyper's buffers while it waits for its next request.
+    pub fn roomy(&self) -> bool {
+        self.table.open() < self.table.cap / 2
+    }
+}
+
+/// A connection and its place in the table. Dropping it leaves the table first, then closes the
+/// socket, so the table never shuts down a descriptor that was closed and reused.
+pub struct Lease {
+    table: Arc<Table>,
+    conn: Arc<Conn>,
+    pub stream: TcpStream,
+}
+
+impl Lease {
+    /// Records that the connection entered `phase` now, with that phase's deadline.
+    pub fn enter(&self, phase: Phase) {
+        self.entry().enter(phase);
+    }
+
+    /// The connection's entry in the table, for what hyper's side of it records.
+    pub fn entry(&self) -> Entry<'_> {
+        Entry { table: &self.table, conn: &self.conn }
+    }
+
     /// Idle, and closed by the reaper after `within` at the latest.
     pub fn close_within(&self, within: Duration) {
         self.enter(Phase::Idle);
@@ -411,9 +442,9 @@ impl Lease {
         }
     }
 
-    /// The socket, and the running count of bytes written to it for `wire::Wire` to add to.
-    pub fn socket_and_written(&mut self) -> (&mut TcpStream, &AtomicU64) {
-        (&mut self.stream, &self.conn.written)
+    /// The socket for hyper to read and write, and the entry that records what it does.
+    pub fn socket_and_entry(&mut self) -> (&mut TcpStream, Entry<'_>) {
+        (&mut self.stream, Entry { table: &self.table, conn: &self.conn })
     }
 
     /// Closed by the server: evicted, timed out, cut as a slow reader, or stopping.

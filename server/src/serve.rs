@@ -4,6 +4,7 @@
 use std::convert::Infallible;
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
@@ -230,10 +231,10 @@ async fn connection(mut lease: Lease, peer: SocketAddr, shared: Arc<Shared>) {
     loop {
         let Some(next) = wait_for_head(&lease).await else { return };
         lease.enter(Phase::Serving);
-        let one_request = matches!(next, Next::OneRequest(_));
+        let closing = AtomicBool::new(false);
         let service = service_fn(|request| {
             let mut response = respond(&shared.site, &request, shared.strict, shared.balancer_status);
-            if !one_request {
+            if closing.load(Ordering::Relaxed) {
                 // hyper read on past this request: the connection cannot return to the gate.
                 response.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
             }
@@ -242,8 +243,8 @@ async fn connection(mut lease: Lease, peer: SocketAddr, shared: Arc<Shared>) {
             }
             async move { Ok::<_, Infallible>(response) }
         });
-        let (stream, written) = lease.socket_and_written();
-        let io = TokioIo::new(Wire::new(stream, next, written));
+        let (stream, entry) = lease.socket_and_entry();
+        let io = TokioIo::new(Wire::new(stream, entry, next, &closing));
         // Boxed: hyper's state exists only while a request is answered, not in every waiting task.
         let answered = Box::pin(shared.http.serve_connection(io, service).without_shutdown()).await;
         let keep_alive = answered.is_ok_and(|parts| parts.io.inner().budget_spent);

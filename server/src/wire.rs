@@ -4,23 +4,29 @@
 //! Memory is the point. hyper gives every connection it drives an 8 KiB read buffer and a write
 //! buffer, so a connection parked in hyper (a slow head, an idle keep-alive) costs ~20 KiB. Here a
 //! connection is handed to hyper only once a whole request head is in the kernel's socket buffer,
-//! found by peeking (nothing is read, so a slow head costs us no buffer at all), and hyper may read
-//! exactly that request (and the next whole ones a busy client sends within 10 ms): when it asks
-//! for more, it is told the peer closed, finishes, and is dropped with its buffers. The next
-//! request starts at the gate again. Keep-alive is unchanged
-//! for the client; requests with a body (or a head too large to find the end of) are left to hyper
-//! whole, and answered with `Connection: close`.
+//! found by peeking (nothing is read, so a slow head costs us no buffer at all). hyper then keeps
+//! it for the client's next requests only while they come quickly (10 ms): when it asks for more
+//! and nothing comes, it is told the peer closed, finishes, and is dropped with its buffers, and
+//! the next request starts at the gate again. Keep-alive is unchanged for the client; requests
+//! with a body (or a head too large to find the end of) are left to hyper whole, and answered
+//! with `Connection: close`.
+//!
+//! The peek is paid only where it decides something: for a connection's first request, after an
+//! idle pause, and for every request when the server is near its connection cap. A busy
+//! keep-alive client on a server with room reads straight into hyper's buffer (see `Wire`).
 
 use std::io;
 use std::os::fd::AsRawFd;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::Sleep;
+
+use crate::conns::{Entry, Phase};
 
 /// Largest request head accepted; beyond it hyper answers 431. 8 KiB is hyper's minimum.
 pub const MAX_HEAD_BYTES: usize = 8 * 1024;
@@ -63,31 +69,25 @@ pub fn peek(stream: &TcpStream) -> Peeked {
 }
 
 /// Whether `bytes` (the start of what the peer sent) hold a whole request head, and how to serve it.
+/// One pass from line to line: this runs on every request.
 pub fn judge(bytes: &[u8]) -> Peeked {
-    let end = bytes.iter().enumerate().find_map(|(i, &b)| {
-        let rest = &bytes[i + 1..];
-        (b == b'\n').then_some(()).and_then(|_| {
-            if rest.starts_with(b"\r\n") {
-                Some(i + 3)
-            } else if rest.starts_with(b"\n") {
-                Some(i + 2)
-            } else {
-                None
+    let named = |line: &[u8], name: &[u8]| line.len() > name.len() && line[..name.len()].eq_ignore_ascii_case(name);
+    let mut has_body = false;
+    let mut line_start = 0;
+    while let Some(length) = bytes[line_start..].iter().position(|&b| b == b'\n') {
+        let line = &bytes[line_start..line_start + length];
+        let next = line_start + length + 1;
+        // An empty line after the request line ends the head (hyper takes a bare LF too).
+        if line_start > 0 && (line.is_empty() || line == b"\r") {
+            if next > MAX_HEAD_BYTES {
+                break;
             }
-        })
-    });
-    match end {
-        Some(end) if end <= MAX_HEAD_BYTES => {
-            let head = &bytes[..end];
-            let has_body = head.split(|&b| b == b'\n').any(|line| {
-                let named = |name: &[u8]| line.len() > name.len() && line[..name.len()].eq_ignore_ascii_case(name);
-                named(b"content-length:") || named(b"transfer-encoding:")
-            });
-            Peeked::Ready(if has_body { Next::Rest } else { Next::OneRequest(end) })
+            return Peeked::Ready(if has_body { Next::Rest } else { Next::OneRequest(next) });
         }
-        _ if bytes.len() > MAX_HEAD_BYTES => Peeked::Ready(Next::Rest),
-        _ => Peeked::Partial(bytes.len()),
+        has_body |= named(line, b"content-length:") || named(line, b"transfer-encoding:");
+        line_start = next;
     }
+    if bytes.len() > MAX_HEAD_BYTES { Peeked::Ready(Next::Rest) } else { Peeked::Partial(bytes.len()) }
 }
 
 /// Resolves when the socket is readable or the peer has shut its side. Unlike
@@ -111,6 +111,29 @@ pub fn forget_readiness(stream: &TcpStream) {
     let _ = stream.try_io(Interest::READABLE, || Err::<(), _>(io::ErrorKind::WouldBlock.into()));
 }
 
+/// Whether `bytes`, starting at a request boundary, end at one too.
+#[derive(Debug, PartialEq)]
+pub enum Split {
+    /// Whole bodiless requests, and nothing after them.
+    Whole,
+    /// Whole bodiless requests, then the start of a head from this offset.
+    Partial(usize),
+    /// A request with a body, or a head too large to find the end of.
+    Rest,
+}
+
+pub fn split_requests(bytes: &[u8]) -> Split {
+    let mut at = 0;
+    while at < bytes.len() {
+        match judge(&bytes[at..]) {
+            Peeked::Ready(Next::OneRequest(len)) => at += len,
+            Peeked::Ready(Next::Rest) => return Split::Rest,
+            _ => return Split::Partial(at),
+        }
+    }
+    Split::Whole
+}
+
 /// How long hyper keeps a connection after answering, for the client's next request. A busy
 /// client (a benchmark, a proxy's pool) sends it within a round trip, and rebuilding hyper's
 /// buffers for every request costs page faults under musl's allocator; an idle one goes back to
@@ -118,34 +141,49 @@ pub fn forget_readiness(stream: &TcpStream) {
 const NEXT_REQUEST_GRACE: Duration = Duration::from_millis(10);
 
 /// The socket as hyper sees it, one whole request at a time: once a request's bytes are read, the
-/// next whole bodiless request is handed over if it arrives within `NEXT_REQUEST_GRACE`, else
-/// reads end with an end of stream (so hyper, idle after its answer, finishes). Shutdown is left
-/// to the owner.
+/// next requests are handed over if they arrive within `NEXT_REQUEST_GRACE`, else reads end with
+/// an end of stream (so hyper, idle after its answer, finishes). Shutdown is left to the owner.
+///
+/// How the next requests are handed over depends on how full the server is. Near its cap, each is
+/// peeked at first, as at the gate, and hyper gets exactly its bytes. Far from it, hyper reads
+/// them straight into the buffer it already holds (a peek per request is a third of the system
+/// calls of a keep-alive request), and what it read is judged afterwards: if a head was cut short,
+/// the connection counts as a slow head (evictable, under the head timeout) until the rest comes.
 pub struct Wire<'a> {
     pub stream: &'a mut TcpStream,
+    entry: Entry<'a>,
     /// Bytes hyper may still read; `None`: no limit.
     budget: Option<usize>,
     /// hyper was told the stream ended because the budget was spent: the connection lives on.
     pub budget_spent: bool,
-    /// Bytes written, for the drain check.
-    written: &'a AtomicU64,
-    /// Running while hyper waits for the next request.
+    /// Set once hyper has read past a request boundary into a body or an endless head: the answer
+    /// must close the connection, which cannot come back to the gate.
+    closing: &'a AtomicBool,
+    /// The start of a head hyper has read and not yet seen the end of (read straight, far from
+    /// the cap); empty at a request boundary.
+    pending_head: Vec<u8>,
+    /// Runs while hyper waits for the next request; kept between requests and reset.
     grace: Option<Pin<Box<Sleep>>>,
+    waiting: bool,
 }
 
 impl<'a> Wire<'a> {
-    pub fn new(stream: &'a mut TcpStream, next: Next, written: &'a AtomicU64) -> Wire<'a> {
+    pub fn new(stream: &'a mut TcpStream, entry: Entry<'a>, next: Next, closing: &'a AtomicBool) -> Wire<'a> {
         let budget = match next {
             Next::OneRequest(len) => Some(len),
             Next::Rest => None,
         };
-        Wire { stream, budget, budget_spent: false, written, grace: None }
+        closing.store(budget.is_none(), Ordering::Relaxed);
+        Wire { stream, entry, budget, budget_spent: false, closing, pending_head: Vec::new(), grace: None, waiting: false }
     }
 }
 
 impl AsyncRead for Wire<'_> {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         if self.budget == Some(0) {
+            if !self.pending_head.is_empty() || self.entry.roomy() {
+                return self.read_straight(cx, buf);
+            }
             match self.next_request(cx) {
                 Poll::Ready(Some(len)) => self.budget = Some(len),
                 Poll::Ready(None) => {
@@ -157,27 +195,7 @@ impl AsyncRead for Wire<'_> {
         }
         let limit = self.budget.unwrap_or(usize::MAX).min(buf.remaining());
         let before = buf.filled().len();
-        // Read directly first: the gate saw these bytes in the socket, and made tokio forget it
-        // was readable, so tokio's own read would wait for bytes that already arrived.
-        let unfilled = buf.initialize_unfilled_to(limit);
-        // SAFETY: recv writes at most `unfilled.len()` bytes into `unfilled`.
-        let n = unsafe {
-            libc::recv(self.stream.as_raw_fd(), unfilled.as_mut_ptr().cast(), unfilled.len(), libc::MSG_DONTWAIT)
-        };
-        let result = if n >= 0 {
-            buf.advance(n as usize);
-            Poll::Ready(Ok(()))
-        } else {
-            let error = io::Error::last_os_error();
-            if error.kind() != io::ErrorKind::WouldBlock {
-                return Poll::Ready(Err(error));
-            }
-            let mut limited = buf.take(limit);
-            let result = Pin::new(&mut *self.stream).poll_read(cx, &mut limited);
-            let n = limited.filled().len();
-            buf.set_filled(before + n); // initialised above, up to `limit`
-            result
-        };
+        let result = self.read_within(cx, buf, limit);
         let read = buf.filled().len() - before;
         if let Some(budget) = &mut self.budget {
             *budget -= read;
@@ -187,6 +205,120 @@ impl AsyncRead for Wire<'_> {
 }
 
 impl Wire<'_> {
+    /// Reads at most `limit` bytes into `buf`.
+    fn read_within(&mut self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>, limit: usize) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        // Read directly first: the gate saw these bytes in the socket, and made tokio forget it
+        // was readable, so tokio's own read would wait for bytes that already arrived.
+        let unfilled = buf.initialize_unfilled_to(limit);
+        // SAFETY: recv writes at most `unfilled.len()` bytes into `unfilled`.
+        let n = unsafe {
+            libc::recv(self.stream.as_raw_fd(), unfilled.as_mut_ptr().cast(), unfilled.len(), libc::MSG_DONTWAIT)
+        };
+        if n >= 0 {
+            buf.advance(n as usize);
+            return Poll::Ready(Ok(()));
+        }
+        let error = io::Error::last_os_error();
+        if error.kind() != io::ErrorKind::WouldBlock {
+            return Poll::Ready(Err(error));
+        }
+        let mut limited = buf.take(limit);
+        let result = Pin::new(&mut *self.stream).poll_read(cx, &mut limited);
+        let n = limited.filled().len();
+        buf.set_filled(before + n); // initialised above, up to `limit`
+        result
+    }
+
+    /// Far from the cap, at a request boundary or inside a head: hyper reads what there is, and
+    /// the bytes are judged after.
+    fn read_straight(&mut self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        // Not initialised first: that would clear hyper's whole buffer for every request.
+        // SAFETY: recv writes at most `unfilled.len()` bytes, and nothing here reads the rest.
+        let unfilled = unsafe { buf.unfilled_mut() };
+        // SAFETY: as above.
+        let n = unsafe {
+            libc::recv(self.stream.as_raw_fd(), unfilled.as_mut_ptr().cast(), unfilled.len(), libc::MSG_DONTWAIT)
+        };
+        if n < 0 {
+            let error = io::Error::last_os_error();
+            if error.kind() != io::ErrorKind::WouldBlock {
+                return Poll::Ready(Err(error));
+            }
+            forget_readiness(self.stream);
+            // The grace is for a client between requests; one inside a head has the head timeout.
+            if self.pending_head.is_empty() && self.grace_over(cx) {
+                self.budget_spent = true;
+                return Poll::Ready(Ok(()));
+            }
+            return match self.stream.poll_read_ready(cx) {
+                // Bytes arrived since the read: read them.
+                Poll::Ready(Ok(())) => self.read_straight(cx, buf),
+                Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                Poll::Pending => Poll::Pending,
+            };
+        }
+        self.waiting = false;
+        // SAFETY: recv initialised the first `n` bytes of the unfilled part.
+        unsafe { buf.assume_init(n as usize) };
+        buf.advance(n as usize);
+        if n > 0 {
+            self.judge_read(&buf.filled()[before..]);
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Follows request boundaries through bytes hyper read straight.
+    fn judge_read(&mut self, read: &[u8]) {
+        let was_in_head = !self.pending_head.is_empty();
+        let split = if was_in_head {
+            self.pending_head.extend_from_slice(read);
+            split_requests(&self.pending_head)
+        } else {
+            split_requests(read)
+        };
+        match split {
+            Split::Whole => {
+                self.pending_head = Vec::new();
+                if was_in_head {
+                    self.entry.enter(Phase::Serving);
+                }
+            }
+            Split::Partial(at) => {
+                if was_in_head {
+                    self.pending_head.drain(..at);
+                } else {
+                    self.pending_head = read[at..].to_vec();
+                }
+                if !was_in_head || at > 0 {
+                    self.entry.enter(Phase::Head);
+                }
+            }
+            Split::Rest => {
+                self.pending_head = Vec::new();
+                self.budget = None;
+                self.closing.store(true, Ordering::Relaxed);
+                if was_in_head {
+                    self.entry.enter(Phase::Serving);
+                }
+            }
+        }
+    }
+
+    /// Whether the wait for the next request has lasted the grace; starts the wait if it has not.
+    fn grace_over(&mut self, cx: &mut Context<'_>) -> bool {
+        if !self.waiting {
+            self.waiting = true;
+            let deadline = tokio::time::Instant::now() + NEXT_REQUEST_GRACE;
+            match &mut self.grace {
+                Some(grace) => grace.as_mut().reset(deadline),
+                None => self.grace = Some(Box::pin(tokio::time::sleep_until(deadline))),
+            }
+        }
+        self.grace.as_mut().is_some_and(|grace| grace.as_mut().poll(cx).is_ready())
+    }
+
     /// The length of the next whole bodiless request once it is in the socket; `None` when the
     /// grace ends first, or the next request is anything else (the gate deals with it).
     fn next_request(&mut self, cx: &mut Context<'_>) -> Poll<Option<usize>> {
@@ -194,14 +326,13 @@ impl Wire<'_> {
             forget_readiness(self.stream);
             match peek(self.stream) {
                 Peeked::Ready(Next::OneRequest(len)) => {
-                    self.grace = None;
+                    self.waiting = false;
                     return Poll::Ready(Some(len));
                 }
                 Peeked::Nothing => {}
                 _ => return Poll::Ready(None),
             }
-            let grace = self.grace.get_or_insert_with(|| Box::pin(tokio::time::sleep(NEXT_REQUEST_GRACE)));
-            if grace.as_mut().poll(cx).is_ready() {
+            if self.grace_over(cx) {
                 return Poll::Ready(None);
             }
             if self.stream.poll_read_ready(cx).is_pending() {
@@ -215,7 +346,7 @@ impl AsyncWrite for Wire<'_> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
         let result = Pin::new(&mut *self.stream).poll_write(cx, data);
         if let Poll::Ready(Ok(n)) = result {
-            self.written.fetch_add(n as u64, Ordering::Relaxed);
+            self.entry.wrote(n);
         }
         result
     }
@@ -223,7 +354,7 @@ impl AsyncWrite for Wire<'_> {
     fn poll_write_vectored(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
         let result = Pin::new(&mut *self.stream).poll_write_vectored(cx, data);
         if let Poll::Ready(Ok(n)) = result {
-            self.written.fetch_add(n as u64, Ordering::Relaxed);
+            self.entry.wrote(n);
         }
         result
     }
@@ -257,6 +388,17 @@ mod tests {
         assert_eq!(judge(&two), Peeked::Ready(Next::OneRequest(get.len())));
         // Bare LF, which hyper accepts too.
         assert_eq!(judge(b"GET / HTTP/1.1\nHost: x\n\nrest"), Peeked::Ready(Next::OneRequest(24)));
+    }
+
+    #[test]
+    fn read_bytes_are_followed_from_request_to_request() {
+        let get = &b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"[..];
+        assert_eq!(split_requests(get), Split::Whole);
+        assert_eq!(split_requests(&[get, get, get].concat()), Split::Whole);
+        assert_eq!(split_requests(&get[..7]), Split::Partial(0));
+        assert_eq!(split_requests(&[get, &get[..7]].concat()), Split::Partial(get.len()));
+        let post = &b"POST / HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi"[..];
+        assert_eq!(split_requests(&[get, post].concat()), Split::Rest);
     }
 
     #[test]

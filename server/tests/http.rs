@@ -208,6 +208,59 @@ fn keep_alive_serves_several_requests_on_one_connection() {
 }
 
 #[test]
+fn a_kept_alive_request_split_across_packets_is_answered_and_the_connection_kept() {
+    let fixture = Fixture::new();
+    let server = Server::start(&fixture.root());
+    let mut stream = connect(server.addr());
+    let request = b"GET /healthcheck.html HTTP/1.1\r\nHost: x\r\n\r\n";
+    let mut buf = [0u8; 1024];
+    for pause in [Duration::ZERO, Duration::from_millis(5), Duration::from_millis(50), Duration::ZERO] {
+        // The head in two writes with a pause between them, as a slow network delivers it; then
+        // two requests in one write, the second of them cut short.
+        stream.write_all(&request[..20]).unwrap();
+        thread::sleep(pause);
+        stream.write_all(&request[20..]).unwrap();
+        let n = stream.read(&mut buf).unwrap();
+        let reply = parse(&buf[..n]).expect("reply");
+        assert_eq!((reply.status, reply.text().as_str()), (200, "OK\n"), "after a pause of {pause:?}");
+        assert!(!String::from_utf8_lossy(&buf[..n]).to_ascii_lowercase().contains("connection: close"));
+    }
+    stream.write_all(&[&request[..], &request[..10]].concat()).unwrap();
+    let n = stream.read(&mut buf).unwrap();
+    assert_eq!(parse(&buf[..n]).expect("reply").status, 200);
+    thread::sleep(Duration::from_millis(30));
+    stream.write_all(&request[10..]).unwrap();
+    let n = stream.read(&mut buf).unwrap();
+    assert_eq!(parse(&buf[..n]).expect("reply").status, 200, "the request finished after a pause");
+}
+
+#[test]
+fn a_slow_head_after_a_first_request_is_cut_off_like_any_slow_head() {
+    let fixture = Fixture::new();
+    let server = Server::start(&fixture.root());
+    let mut stream = connect(server.addr());
+    stream.write_all(b"GET /healthcheck.html HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n").unwrap();
+    let started = Instant::now();
+    let mut buf = [0u8; 1024];
+    let n = stream.read(&mut buf).unwrap();
+    assert_eq!(parse(&buf[..n]).expect("reply").status, 200);
+    // One header byte a second: the head never ends, and the head timeout (10 s) cuts it.
+    stream.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+    loop {
+        assert!(started.elapsed() < Duration::from_secs(13), "a slow second head was never cut off");
+        if stream.write_all(b"X").is_err() {
+            break;
+        }
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) if started.elapsed() > Duration::from_secs(9) => break,
+            Ok(0) => panic!("cut off after {:?}, before the head timeout", started.elapsed()),
+            Ok(n) => panic!("answered a head that never ended: {}", String::from_utf8_lossy(&buf[..n])),
+            Err(_) => {}
+        }
+    }
+}
+
+#[test]
 fn slow_client_does_not_delay_health_check_and_is_cut_off() {
     let fixture = Fixture::new();
     let server = Server::start(&fixture.root());
