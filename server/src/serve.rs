@@ -6,7 +6,9 @@ use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::task::Poll;
+use std::future::Future;
+use std::pin::pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -69,12 +71,16 @@ impl StopSignals {
         Ok(StopSignals { terminate: signal(SignalKind::terminate())?, interrupt: signal(SignalKind::interrupt())? })
     }
 
-    /// Waits for either signal and names it.
-    async fn recv(&mut self) -> &'static str {
-        tokio::select! {
-            _ = self.terminate.recv() => "SIGTERM",
-            _ = self.interrupt.recv() => "SIGINT",
+    /// Either signal, by name. (Polled by hand here and below rather than with `tokio::select!`,
+    /// whose feature brings a proc-macro and its parser into the image's build.)
+    fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<&'static str> {
+        if self.terminate.poll_recv(cx).is_ready() {
+            return Poll::Ready("SIGTERM");
         }
+        if self.interrupt.poll_recv(cx).is_ready() {
+            return Poll::Ready("SIGINT");
+        }
+        Poll::Pending
     }
 }
 
@@ -123,11 +129,16 @@ pub async fn run(
     let mut first = 0;
 
     let signal_name = 'serving: loop {
-        let event = tokio::select! {
-            name = stop.recv() => Event::Stop(name),
-            Some(open) = opens.recv() => Event::Open(open),
-            accepted = accept_any(&listeners, first) => Event::Accepted(accepted),
-        };
+        let event = std::future::poll_fn(|cx| {
+            if let Poll::Ready(name) = stop.poll_recv(cx) {
+                return Poll::Ready(Event::Stop(name));
+            }
+            if let Poll::Ready(Some(open)) = opens.poll_recv(cx) {
+                return Poll::Ready(Event::Open(open));
+            }
+            poll_accept_any(&listeners, first, cx).map(Event::Accepted)
+        })
+        .await;
         let (stream, peer) = match event {
             Event::Stop(name) => break name,
             Event::Open(open) => {
@@ -152,10 +163,15 @@ pub async fn run(
             }
             // Nothing to evict: every slot is answering a request or connected within the last
             // second. Wait for one, as the kernel's backlog did.
-            tokio::select! {
-                name = stop.recv() => break 'serving name,
-                _ = table.slot_freed() => {}
-                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+            let (mut freed, mut nap) = (pin!(table.slot_freed()), pin!(tokio::time::sleep(Duration::from_millis(100))));
+            let stopped = std::future::poll_fn(|cx| match stop.poll_recv(cx) {
+                Poll::Ready(name) => Poll::Ready(Some(name)),
+                Poll::Pending if freed.as_mut().poll(cx).is_ready() || nap.as_mut().poll(cx).is_ready() => Poll::Ready(None),
+                Poll::Pending => Poll::Pending,
+            })
+            .await;
+            if let Some(name) = stopped {
+                break 'serving name;
             }
         }
         tokio::spawn(connection(table.admit(stream), peer, shared.clone()));
@@ -208,19 +224,16 @@ fn open_ports(listeners: &mut Vec<TcpListener>, open: Open) {
     }
 }
 
-/// Accepts the next connection on any of `listeners`, trying them from `first` round-robin;
-/// returns it with its listener's index.
-async fn accept_any(listeners: &[TcpListener], first: usize) -> io::Result<((TcpStream, SocketAddr), usize)> {
-    std::future::poll_fn(|cx| {
-        for offset in 0..listeners.len() {
-            let index = (first + offset) % listeners.len();
-            if let Poll::Ready(accepted) = listeners[index].poll_accept(cx) {
-                return Poll::Ready(accepted.map(|a| (a, index)));
-            }
+/// The next connection on any of `listeners`, trying them from `first` round-robin, with its
+/// listener's index.
+fn poll_accept_any(listeners: &[TcpListener], first: usize, cx: &mut Context<'_>) -> Poll<io::Result<((TcpStream, SocketAddr), usize)>> {
+    for offset in 0..listeners.len() {
+        let index = (first + offset) % listeners.len();
+        if let Poll::Ready(accepted) = listeners[index].poll_accept(cx) {
+            return Poll::Ready(accepted.map(|a| (a, index)));
         }
-        Poll::Pending
-    })
-    .await
+    }
+    Poll::Pending
 }
 
 /// One connection, request after request: it waits at the gate (no buffers) for a whole head,

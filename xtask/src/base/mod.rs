@@ -1,6 +1,7 @@
 //! What every layer shares: bad-input errors, names ECR accepts, platforms, progress on stderr,
 //! and facts about this checkout. Uses nothing else of this crate.
 
+pub mod digest;
 pub mod names;
 pub mod platform;
 pub mod progress;

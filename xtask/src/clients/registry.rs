@@ -14,9 +14,9 @@ use anyhow::{anyhow, bail, Context, Result};
 use reqwest::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
 use reqwest::StatusCode;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 use crate::image::oci::{self, Blob};
+use crate::base::digest;
 use crate::base::repo::PLACEHOLDER_LABEL;
 
 // Docker's media types too: earlier versions pushed them, and real images often use them.
@@ -121,7 +121,7 @@ impl Registry {
         let bytes = response.bytes().await?;
         let json: Value = serde_json::from_slice(&bytes).context("registry sent a manifest that is not JSON")?;
         let media_type = json["mediaType"].as_str().map(str::to_owned).or(header_type).unwrap_or_default();
-        let digest = format!("sha256:{:x}", Sha256::digest(&bytes));
+        let digest = digest::sha256(&bytes);
         Ok(Some(Manifest { media_type, digest, json }))
     }
 

@@ -10,12 +10,9 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::base::digest::sha256 as digest;
 use crate::base::repo;
 
-/// `sha256:<hex>`, as OCI names content (the same as `oci::digest`, which builds on this cache).
-fn digest(bytes: &[u8]) -> String {
-    format!("sha256:{:x}", Sha256::digest(bytes))
-}
 
 /// `ECS_PLACEHOLDER_CACHE`, else `target/ecs-placeholder`.
 pub fn dir() -> PathBuf {
@@ -53,7 +50,7 @@ pub fn server_inputs(targets: &[&str], flags: &str) -> Option<String> {
         hash.update(std::fs::read(&file).unwrap_or_default());
         hash.update([0]);
     }
-    Some(format!("{:x}", hash.finalize()))
+    Some(hex::encode(hash.finalize()))
 }
 
 /// Every file below `dir`, but none below `target/`.

@@ -9,10 +9,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use bytes::Bytes;
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 
 use crate::image::cache;
 use crate::image::layer::{self, Tree};
+pub use crate::base::digest::sha256 as digest;
 use crate::base::platform::Platform;
 
 pub const INDEX: &str = "application/vnd.oci.image.index.v1+json";
@@ -48,9 +48,6 @@ impl Blob {
     }
 }
 
-pub fn digest(bytes: &[u8]) -> String {
-    format!("sha256:{:x}", Sha256::digest(bytes))
-}
 
 /// Other names of the server, as hard links (a tar header each, no data). The shell, curl and wget
 /// answer the health checks real task definitions run (`CMD-SHELL` is `/bin/sh -c`); the rest are
