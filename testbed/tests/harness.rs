@@ -44,6 +44,7 @@ async fn moto_answers_a_signed_ecr_call_and_hands_out_the_known_token() {
     let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .endpoint_url(moto.endpoint())
         .region(aws_config::Region::new("eu-west-1"))
+        .http_client(aws_smithy_http_client::Builder::new().build_http())
         .credentials_provider(aws_sdk_ecr::config::Credentials::new("testing", "testing", None, None, "testbed"))
         .load()
         .await;

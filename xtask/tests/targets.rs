@@ -40,6 +40,7 @@ impl World {
     /// Repository names in one account and region, read from moto as that account.
     async fn repositories(&self, account: &str, region: &str) -> Vec<String> {
         let base = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .http_client(aws_smithy_http_client::Builder::new().build_http())
             .endpoint_url(self.accounts.moto.endpoint())
             .region(aws_config::Region::new(region.to_owned()))
             .credentials_provider(aws_sdk_ecr::config::Credentials::new("testing", "testing", None, None, "tests"))

@@ -103,7 +103,7 @@ impl BedExt for Bed {
         assert!(response.status().is_success(), "{path}: {}", response.status());
         let bytes = response.bytes().await.unwrap();
         use sha2::Digest;
-        let digest = format!("sha256:{:x}", sha2::Sha256::digest(&bytes));
+        let digest = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&bytes)));
         Some((serde_json::from_slice(&bytes).unwrap(), digest))
     }
 
