@@ -23,7 +23,7 @@ use crate::base::repo;
 
 use attack::attack_section;
 use publish::{cold_build_section, phases_section, publish_section, targets_section};
-use servers::{image_section, machine_section, measure_load, measure_probes, measure_startup, method_section, peers, pin_to_cpu};
+use servers::{image_section, machine_section, measure_load, measure_probes, measure_startup, method_section, peers, pin_to_cpu, unpin};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -222,6 +222,9 @@ pub async fn run(args: Args) -> Result<()> {
     }
 
     attack_section(&mut report, &peers, settings, &mut goals)?;
+    if pin {
+        unpin(cpus);
+    }
 
     eprintln!("image sizes...");
     let smaller = image_section(&mut report).await?;

@@ -88,9 +88,21 @@ pub(super) fn peers(scratch: &Path, pages: &Path, server: &Path) -> Result<Vec<P
 }
 
 pub(super) fn pin_to_cpu(cpu: usize) {
+    set_cpus(&[cpu]);
+}
+
+/// Lets this thread, and the processes it starts from now on, run on every CPU again: publish and
+/// the cold builds are measured as a user runs them.
+pub(super) fn unpin(cpus: usize) {
+    set_cpus(&(0..cpus).collect::<Vec<_>>());
+}
+
+fn set_cpus(cpus: &[usize]) {
     unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
+        for &cpu in cpus {
+            libc::CPU_SET(cpu, &mut set);
+        }
         libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
     }
 }
@@ -283,7 +295,7 @@ pub(super) fn method_section(report: &mut String, settings: &Settings, pinned: b
     writeln!(report, "\n## Method\n")?;
     writeln!(report, "- Every server serves the same copy of `public_html/` on a loopback port, from a config of its own (nginx: one worker, access log off; Apache: mpm_event with only the modules it needs; busybox: `httpd -f`). The placeholder is the release build for this machine's musl target.")?;
     writeln!(report, "- Start-up: {} spawns each, from `spawn()` to the first `200` on `/healthcheck.html` (polled every 0.1 ms on a fresh connection). Memory: resident set summed over the server's whole process group, read from /proc after the first request.", settings.startups)?;
-    writeln!(report, "- Load: `wrk -t1 -cN -d{}s --latency` on `/healthcheck.html` with keep-alive, {} run(s) per setting.{}", settings.load_seconds, settings.load_runs, if pinned { " Servers run on CPU 0, wrk and the measuring thread on CPU 1." } else { " One CPU: no pinning possible." })?;
+    writeln!(report, "- Load: `wrk -t1 -cN -d{}s --latency` on `/healthcheck.html` with keep-alive, {} run(s) per setting.{}", settings.load_seconds, settings.load_runs, if pinned { " Servers run on CPU 0, wrk and the measuring thread on CPU 1; publish and the cold builds after them run on every CPU, as a user runs them." } else { " One CPU: no pinning possible." })?;
     writeln!(report, "- Probe: {} runs of each client against the running placeholder, wall time of the whole process.", settings.probes)?;
     writeln!(report, "- Publish: {} run(s) of each way per number of repositories (one above 20), each against a fresh moto and registry; the re-run follows at once on the same bed.", settings.publish_runs)?;
     writeln!(report, "- Ratios are against the best peer (not counting the placeholder itself): below 1 is better for times and memory, above 1 for requests/s.")?;
