@@ -16,6 +16,7 @@
 //! keep-alive client on a server with room reads straight into hyper's buffer (see `Wire`).
 
 use std::io;
+use std::mem::MaybeUninit;
 use std::os::fd::AsRawFd;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -51,20 +52,25 @@ pub enum Peeked {
     Closed,
 }
 
+/// What is in the socket now, into `into` (left uninitialised beyond what arrives), without
+/// waiting; `flags` as recv(2) takes them. Not through tokio, which would wait for readiness it
+/// may have been told to forget (`forget_readiness`).
+fn recv_now(stream: &TcpStream, into: &mut [MaybeUninit<u8>], flags: libc::c_int) -> io::Result<usize> {
+    // SAFETY: recv writes at most `into.len()` bytes into `into`.
+    let n = unsafe { libc::recv(stream.as_raw_fd(), into.as_mut_ptr().cast(), into.len(), flags | libc::MSG_DONTWAIT) };
+    if n < 0 { Err(io::Error::last_os_error()) } else { Ok(n as usize) }
+}
+
 /// Looks at what the peer has sent without reading it.
 pub fn peek(stream: &TcpStream) -> Peeked {
     // Not zeroed: a peek per request would otherwise clear 8 KiB for every request served.
-    let mut buf = std::mem::MaybeUninit::<[u8; MAX_HEAD_BYTES + 1]>::uninit();
-    // SAFETY: recv writes at most `MAX_HEAD_BYTES + 1` bytes into `buf`.
-    let n = unsafe { libc::recv(stream.as_raw_fd(), buf.as_mut_ptr().cast(), MAX_HEAD_BYTES + 1, libc::MSG_PEEK | libc::MSG_DONTWAIT) };
-    match n {
-        0 => Peeked::Closed,
-        n if n < 0 => match io::Error::last_os_error().kind() {
-            io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Peeked::Nothing,
-            _ => Peeked::Closed,
-        },
+    let mut buf = [MaybeUninit::<u8>::uninit(); MAX_HEAD_BYTES + 1];
+    match recv_now(stream, &mut buf, libc::MSG_PEEK) {
+        Ok(0) => Peeked::Closed,
         // SAFETY: recv initialised the first `n` bytes.
-        n => judge(unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), n as usize) }),
+        Ok(n) => judge(unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), n) }),
+        Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => Peeked::Nothing,
+        Err(_) => Peeked::Closed,
     }
 }
 
@@ -211,17 +217,15 @@ impl Wire<'_> {
         // Read directly first: the gate saw these bytes in the socket, and made tokio forget it
         // was readable, so tokio's own read would wait for bytes that already arrived.
         let unfilled = buf.initialize_unfilled_to(limit);
-        // SAFETY: recv writes at most `unfilled.len()` bytes into `unfilled`.
-        let n = unsafe {
-            libc::recv(self.stream.as_raw_fd(), unfilled.as_mut_ptr().cast(), unfilled.len(), libc::MSG_DONTWAIT)
-        };
-        if n >= 0 {
-            buf.advance(n as usize);
-            return Poll::Ready(Ok(()));
-        }
-        let error = io::Error::last_os_error();
-        if error.kind() != io::ErrorKind::WouldBlock {
-            return Poll::Ready(Err(error));
+        // SAFETY: initialised bytes are valid `MaybeUninit`s, and recv only writes bytes.
+        let unfilled = unsafe { &mut *(unfilled as *mut [u8] as *mut [MaybeUninit<u8>]) };
+        match recv_now(self.stream, unfilled, 0) {
+            Ok(n) => {
+                buf.advance(n);
+                return Poll::Ready(Ok(()));
+            }
+            Err(e) if e.kind() != io::ErrorKind::WouldBlock => return Poll::Ready(Err(e)),
+            Err(_) => {}
         }
         let mut limited = buf.take(limit);
         let result = Pin::new(&mut *self.stream).poll_read(cx, &mut limited);
@@ -235,34 +239,29 @@ impl Wire<'_> {
     fn read_straight(&mut self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         // Not initialised first: that would clear hyper's whole buffer for every request.
-        // SAFETY: recv writes at most `unfilled.len()` bytes, and nothing here reads the rest.
-        let unfilled = unsafe { buf.unfilled_mut() };
-        // SAFETY: as above.
-        let n = unsafe {
-            libc::recv(self.stream.as_raw_fd(), unfilled.as_mut_ptr().cast(), unfilled.len(), libc::MSG_DONTWAIT)
+        // SAFETY: recv writes only bytes, and nothing here reads the rest.
+        let n = match recv_now(self.stream, unsafe { buf.unfilled_mut() }, 0) {
+            Ok(n) => n,
+            Err(e) if e.kind() != io::ErrorKind::WouldBlock => return Poll::Ready(Err(e)),
+            Err(_) => {
+                forget_readiness(self.stream);
+                // The grace is for a client between requests; one inside a head has the head timeout.
+                if self.pending_head.is_empty() && self.grace_over(cx) {
+                    self.budget_spent = true;
+                    return Poll::Ready(Ok(()));
+                }
+                return match self.stream.poll_read_ready(cx) {
+                    // Bytes arrived since the read: read them.
+                    Poll::Ready(Ok(())) => self.read_straight(cx, buf),
+                    Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                    Poll::Pending => Poll::Pending,
+                };
+            }
         };
-        if n < 0 {
-            let error = io::Error::last_os_error();
-            if error.kind() != io::ErrorKind::WouldBlock {
-                return Poll::Ready(Err(error));
-            }
-            forget_readiness(self.stream);
-            // The grace is for a client between requests; one inside a head has the head timeout.
-            if self.pending_head.is_empty() && self.grace_over(cx) {
-                self.budget_spent = true;
-                return Poll::Ready(Ok(()));
-            }
-            return match self.stream.poll_read_ready(cx) {
-                // Bytes arrived since the read: read them.
-                Poll::Ready(Ok(())) => self.read_straight(cx, buf),
-                Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-                Poll::Pending => Poll::Pending,
-            };
-        }
         self.waiting = false;
         // SAFETY: recv initialised the first `n` bytes of the unfilled part.
-        unsafe { buf.assume_init(n as usize) };
-        buf.advance(n as usize);
+        unsafe { buf.assume_init(n) };
+        buf.advance(n);
         if n > 0 {
             self.judge_read(&buf.filled()[before..]);
         }

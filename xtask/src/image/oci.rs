@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 
 use crate::image::cache;
 use crate::image::layer::{self, Tree};
-pub use crate::base::digest::sha256 as digest;
+use crate::base::digest::sha256 as digest;
 use crate::base::platform::Platform;
 
 pub const INDEX: &str = "application/vnd.oci.image.index.v1+json";
