@@ -171,6 +171,10 @@ pub struct Wire<'a> {
     /// Runs while hyper waits for the next request; kept between requests and reset.
     grace: Option<Pin<Box<Sleep>>>,
     waiting: bool,
+    /// The last read found the socket emptied (fewer bytes than there was room for) and tokio was
+    /// told to forget its readiness: the next read waits for readiness instead of trying a recv
+    /// that would only fail (one system call per keep-alive request, as tokio's own reads save).
+    drained: bool,
 }
 
 impl<'a> Wire<'a> {
@@ -180,7 +184,7 @@ impl<'a> Wire<'a> {
             Next::Rest => None,
         };
         closing.store(budget.is_none(), Ordering::Relaxed);
-        Wire { stream, entry, budget, budget_spent: false, closing, pending_head: Vec::new(), grace: None, waiting: false }
+        Wire { stream, entry, budget, budget_spent: false, closing, pending_head: Vec::new(), grace: None, waiting: false, drained: false }
     }
 }
 
@@ -238,13 +242,22 @@ impl Wire<'_> {
     /// the bytes are judged after.
     fn read_straight(&mut self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
-        // Not initialised first: that would clear hyper's whole buffer for every request.
-        // SAFETY: recv writes only bytes, and nothing here reads the rest.
-        let n = match recv_now(self.stream, unsafe { buf.unfilled_mut() }, 0) {
+        let room = buf.remaining();
+        let received = if self.drained {
+            Err(io::ErrorKind::WouldBlock.into())
+        } else {
+            // Not initialised first: that would clear hyper's whole buffer for every request.
+            // SAFETY: recv writes only bytes, and nothing here reads the rest.
+            recv_now(self.stream, unsafe { buf.unfilled_mut() }, 0)
+        };
+        let n = match received {
             Ok(n) => n,
             Err(e) if e.kind() != io::ErrorKind::WouldBlock => return Poll::Ready(Err(e)),
             Err(_) => {
-                forget_readiness(self.stream);
+                if !self.drained {
+                    forget_readiness(self.stream);
+                }
+                self.drained = false;
                 // The grace is for a client between requests; one inside a head has the head timeout.
                 if self.pending_head.is_empty() && self.grace_over(cx) {
                     self.budget_spent = true;
@@ -258,6 +271,13 @@ impl Wire<'_> {
                 };
             }
         };
+        if n > 0 && n < room {
+            // The socket is empty: bytes arriving from here on raise a new readiness event (tokio
+            // registers sockets edge-triggered, and this one thread runs the reactor only between
+            // polls), so forgetting the old one loses nothing.
+            forget_readiness(self.stream);
+            self.drained = true;
+        }
         self.waiting = false;
         // SAFETY: recv initialised the first `n` bytes of the unfilled part.
         unsafe { buf.assume_init(n) };
