@@ -368,7 +368,7 @@ fn respond(site: &Site, request: &Request<hyper::body::Incoming>, strict: bool, 
     let mut response = Response::new(Full::new(body));
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static(asset.content_type));
-    headers.insert(CONTENT_LENGTH, HeaderValue::from(asset.body.len()));
+    headers.insert(CONTENT_LENGTH, asset.content_length.clone());
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }

@@ -3,11 +3,13 @@
 //! Requests are answered from a map keyed by normalised path, never from the file system, so no
 //! request can reach a file outside the root however its path is spelled.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fs;
 use std::path::Path;
 
 use bytes::Bytes;
+use hyper::header::HeaderValue;
 
 /// Refuses to load document roots that would make the placeholder a memory hog.
 const MAX_TOTAL_BYTES: u64 = 64 * 1024 * 1024;
@@ -16,6 +18,15 @@ const MAX_TOTAL_BYTES: u64 = 64 * 1024 * 1024;
 pub struct Asset {
     pub body: Bytes,
     pub content_type: &'static str,
+    /// The body's length as a header value, formatted once rather than for every request.
+    pub content_length: HeaderValue,
+}
+
+impl Asset {
+    fn new(body: Bytes, content_type: &'static str) -> Asset {
+        let content_length = HeaderValue::from(body.len());
+        Asset { body, content_type, content_length }
+    }
 }
 
 pub struct Site {
@@ -41,7 +52,7 @@ impl Site {
         if !meta.is_dir() {
             return Err(format!("document root {} is not a directory", root.display()));
         }
-        let home = Asset { body: Bytes::from_static(b"placeholder\n"), content_type: "text/plain; charset=utf-8" };
+        let home = Asset::new(Bytes::from_static(b"placeholder\n"), "text/plain; charset=utf-8");
         let mut site = Site { files: HashMap::new(), home };
         let mut total = 0;
         site.load_dir(root, "", &mut total)?;
@@ -72,7 +83,7 @@ impl Site {
                 if *total > MAX_TOTAL_BYTES {
                     return Err(format!("document root holds more than {} MiB", MAX_TOTAL_BYTES >> 20));
                 }
-                self.files.insert(key, Asset { body: Bytes::from(body), content_type: content_type(&name) });
+                self.files.insert(key, Asset::new(Bytes::from(body), content_type(&name)));
             }
         }
         Ok(())
@@ -89,7 +100,7 @@ impl Site {
     /// Finds the file for an origin-form request path (the part before any `?`).
     pub fn resolve(&self, raw_path: &str) -> Result<&Asset, Miss> {
         let path = normalise(raw_path)?;
-        self.files.get(path.as_str()).ok_or(Miss::NotFound)
+        self.files.get(path.as_ref()).ok_or(Miss::NotFound)
     }
 
     /// Always a page: the file for `raw_path`, else `raw_path.html` (so `/healthcheck` finds
@@ -107,7 +118,23 @@ impl Site {
 /// Splits `raw` into segments, percent-decodes each, and rejects anything that is not a plain path
 /// inside the root: dot segments, empty segments, encoded `/`, backslashes, NUL and other control
 /// characters, invalid UTF-8. A trailing `/` means that directory's `index.html`.
-fn normalise(raw: &str) -> Result<String, Miss> {
+fn normalise(raw: &str) -> Result<Cow<'_, str>, Miss> {
+    if is_plain(raw) {
+        return Ok(Cow::Borrowed(raw)); // what nearly every request asks for, looked up without a copy
+    }
+    decode(raw).map(Cow::Owned)
+}
+
+/// Whether `raw` is already what `decode` would make of it: printable ASCII with nothing to decode
+/// (no `%`, no backslash), and no empty, `.` or `..` segment (so no trailing `/` either).
+fn is_plain(raw: &str) -> bool {
+    raw.len() > 1
+        && raw.starts_with('/')
+        && raw.bytes().all(|b| b.is_ascii_graphic() && b != b'%' && b != b'\\')
+        && raw[1..].split('/').all(|segment| !matches!(segment, "" | "." | ".."))
+}
+
+fn decode(raw: &str) -> Result<String, Miss> {
     let rest = raw.strip_prefix('/').ok_or(Miss::BadPath)?;
     let mut path = String::with_capacity(raw.len() + 10);
     let mut segments = rest.split('/').peekable();
@@ -210,6 +237,11 @@ mod tests {
             if let Ok(path) = normalise(&target) {
                 assert_plain(&target, &path);
             }
+        }
+
+        #[test]
+        fn paths_taken_as_they_are_are_what_decoding_gives(target in "(/[a-z.%\\\\~ -]{0,3}){0,5}") {
+            assert_eq!(normalise(&target).map(Cow::into_owned), decode(&target));
         }
 
         #[test]
