@@ -21,6 +21,8 @@ fn quick_benchmark_writes_every_section_with_figures() {
         assert_eq!(rows, 2, "{server} should have a start-up row and a load row:\n{text}");
     }
     // Every table row carries a number where a figure belongs.
+    let load_row = text.lines().find(|l| l.starts_with("| placeholder (ours) | 10 |")).expect("a load row for ours");
+    assert!(load_row.contains(" ms (") && load_row.contains(" µs ("), "load rows carry latency and CPU per request: {load_row}");
     let publish_row = text.lines().find(|l| l.starts_with("| 1 |")).expect("publish row for one container");
     // Both ways timed, fresh and re-run: "median s (min–max)" four times, with their ratios.
     assert_eq!(publish_row.matches(" s (").count(), 4, "{publish_row}");

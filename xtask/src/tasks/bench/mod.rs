@@ -23,7 +23,7 @@ use crate::base::repo;
 
 use attack::attack_section;
 use publish::{cold_build_section, phases_section, publish_section, targets_section};
-use servers::{image_section, machine_section, measure_load, measure_probes, measure_startup, method_section, peers, pin_to_cpu, unpin};
+use servers::{image_section, machine_section, measure_load, measure_probes, LoadRun, measure_startup, method_section, peers, pin_to_cpu, unpin};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -57,7 +57,7 @@ pub(super) const FULL: Settings = Settings {
     startups: 20,
     probes: 30,
     load_seconds: 5,
-    load_runs: 3,
+    load_runs: 5,
     connections: &[10, 100],
     publish_counts: &[1, 20, 100],
     publish_runs: 3,
@@ -191,22 +191,35 @@ pub async fn run(args: Args) -> Result<()> {
 
     eprintln!("throughput...");
     writeln!(report, "\n## Throughput and latency (wrk, keep-alive, `/healthcheck.html`)\n")?;
-    writeln!(report, "| server | connections | requests/s | × best peer | p99 latency |\n|---|---|---|---|---|")?;
+    writeln!(report, "| server | connections | requests/s | × best peer | p99 latency | server CPU per request |\n|---|---|---|---|---|---|")?;
     for &connections in settings.connections {
-        let mut rows = Vec::new();
-        for peer in &peers {
-            rows.push((peer.name, measure_load(peer, connections, settings)?));
+        // Round by round, every server once a round: the machine's drift falls on all of them alike,
+        // and each round gives one ratio of ours to nginx.
+        let mut runs: Vec<Vec<LoadRun>> = peers.iter().map(|_| Vec::new()).collect();
+        for _ in 0..settings.load_runs {
+            for (peer, runs) in peers.iter().zip(&mut runs) {
+                runs.push(measure_load(peer, connections, settings)?);
+            }
         }
-        let best_rps = rows.iter().skip(1).map(|(_, (rps, _))| rps.median()).fold(0.0, f64::max);
-        let nginx_rps = rows[1].1 .0.median();
-        let ours_rps = rows[0].1 .0.median();
+        let figure = |runs: &[LoadRun], of: fn(&LoadRun) -> f64| Sample(runs.iter().map(of).collect());
+        let rates: Vec<Sample> = runs.iter().map(|runs| figure(runs, |run| run.requests_per_second)).collect();
+        let best_rps = rates.iter().skip(1).map(Sample::median).fold(0.0, f64::max);
+        let ratios = Sample(runs[0].iter().zip(&runs[1]).map(|(ours, nginx)| ours.requests_per_second / nginx.requests_per_second).collect());
         goals.push((
             format!("Requests/s at least 1.6× nginx with one worker ({connections} connections)"),
-            format!("{:.2}× ({ours_rps:.0} vs {nginx_rps:.0})", ours_rps / nginx_rps),
-            ours_rps >= 1.6 * nginx_rps,
+            format!("{} (ratio of each round; {:.0} vs {:.0} requests/s)", ratios.show("×", 2), rates[0].median(), rates[1].median()),
+            ratios.median() >= 1.6,
         ));
-        for (name, (rps, p99)) in rows {
-            writeln!(report, "| {name} | {connections} | {} | {:.2} | {} |", rps.show("", 0), rps.median() / best_rps, p99.show("ms", 2))?;
+        for ((peer, runs), rps) in peers.iter().zip(&runs).zip(&rates) {
+            writeln!(
+                report,
+                "| {} | {connections} | {} | {:.2} | {} | {} |",
+                peer.name,
+                rps.show("", 0),
+                rps.median() / best_rps,
+                figure(runs, |run| run.p99_ms).show("ms", 2),
+                figure(runs, |run| run.cpu_us_per_request).show("µs", 1)
+            )?;
         }
     }
 
@@ -279,10 +292,12 @@ pub async fn run(args: Args) -> Result<()> {
                  start-ups per repository; the ratio grows with the number of repositories."
             } else if goal.contains("Requests/s") {
                 "The placeholder runs one thread, like nginx with one worker. About two thirds of either server's CPU time \
-                 per keep-alive request is the kernel's loopback TCP (perf: writev alone about half), which no server \
-                 change reaches; the placeholder now makes two system calls per request (a read and a writev; the peek \
-                 is left for first requests and a server near its cap), and the runs of one setting spread by more than \
-                 a fifth on this machine."
+                 per keep-alive request is the kernel's loopback TCP (perf: writev alone over half, as it delivers the \
+                 answer into wrk's socket), which no server change reaches; the placeholder makes two system calls per \
+                 request (one read, one writev; the peek is left for first requests and a server near its cap). With \
+                 10 connections wrk's own CPU is busy all the time against the placeholder but not against nginx, so \
+                 the ratio there is bounded by the load generator: the CPU-per-request column shows each server's cost \
+                 whichever side is the bottleneck."
             } else if goal.contains("Cold build") {
                 "What is left is the design card's crates and what they bring: the AWS SDK (aws-config with its STS, SSO \
                  and SSO-OIDC clients, aws-sdk-ecr alone over 30 s of one core), bollard (its generated Docker API types \
