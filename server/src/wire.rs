@@ -190,10 +190,13 @@ impl<'a> Wire<'a> {
 
 impl AsyncRead for Wire<'_> {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        if self.budget == Some(0) && (!self.pending_head.is_empty() || self.entry.roomy()) {
+            return self.read_straight(cx, buf);
+        }
+        // Peeked at and read exactly from here on, which can leave bytes in the socket: a later
+        // straight read must try the socket before it waits.
+        self.drained = false;
         if self.budget == Some(0) {
-            if !self.pending_head.is_empty() || self.entry.roomy() {
-                return self.read_straight(cx, buf);
-            }
             match self.next_request(cx) {
                 Poll::Ready(Some(len)) => self.budget = Some(len),
                 Poll::Ready(None) => {
