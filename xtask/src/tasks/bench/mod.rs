@@ -198,7 +198,7 @@ pub async fn run(args: Args) -> Result<()> {
         let mut runs: Vec<Vec<LoadRun>> = peers.iter().map(|_| Vec::new()).collect();
         for _ in 0..settings.load_runs {
             for (peer, runs) in peers.iter().zip(&mut runs) {
-                runs.push(measure_load(peer, connections, settings)?);
+                runs.push(measure_load(peer, connections, settings, pin)?);
             }
         }
         let figure = |runs: &[LoadRun], of: fn(&LoadRun) -> f64| Sample(runs.iter().map(of).collect());
@@ -218,7 +218,7 @@ pub async fn run(args: Args) -> Result<()> {
                 rps.show("", 0),
                 rps.median() / best_rps,
                 figure(runs, |run| run.p99_ms).show("ms", 2),
-                figure(runs, |run| run.cpu_us_per_request).show("µs", 1)
+                runs.iter().map(|run| run.cpu_us_per_request).collect::<Option<Vec<_>>>().map_or("-".to_owned(), |cpu| Sample(cpu).show("µs", 1))
             )?;
         }
     }

@@ -160,21 +160,6 @@ impl Running {
             .sum()
     }
 
-    /// CPU time (user and system) used so far by every process in the group, in seconds.
-    pub(super) fn cpu_seconds(&self) -> f64 {
-        // SAFETY: sysconf only reads a constant.
-        let ticks_per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-        let ticks: u64 = self
-            .group_stats()
-            .map(|(_, fields)| {
-                // utime and stime: fields 14 and 15 of the line, 12th and 13th after the command name.
-                let tick = |n: usize| fields.split_whitespace().nth(n).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-                tick(11) + tick(12)
-            })
-            .sum();
-        ticks as f64 / ticks_per_second
-    }
-
     /// Each process of the group: its pid, and its `/proc/<pid>/stat` line after the command name.
     fn group_stats(&self) -> impl Iterator<Item = (i32, String)> {
         let group = self.child.id() as i32;
@@ -237,31 +222,47 @@ pub(super) fn measure_startup(peer: &Peer, runs: usize) -> Result<(Sample, u64)>
 pub(super) struct LoadRun {
     pub(super) requests_per_second: f64,
     pub(super) p99_ms: f64,
-    /// The server's own CPU time per request answered (all its processes), in microseconds: what
-    /// it costs, whichever side of the loopback is the bottleneck.
-    pub(super) cpu_us_per_request: f64,
+    /// CPU 0's busy time per request answered, in microseconds, when the servers are pinned there:
+    /// what the server costs (its processes, the kernel's work for them), whichever side of the
+    /// loopback is the bottleneck.
+    pub(super) cpu_us_per_request: Option<f64>,
 }
 
-pub(super) fn measure_load(peer: &Peer, connections: u32, settings: &Settings) -> Result<LoadRun> {
+pub(super) fn measure_load(peer: &Peer, connections: u32, settings: &Settings, pinned: bool) -> Result<LoadRun> {
     let (mut running, _) = Running::start(peer)?;
     running.wait_ready(peer.name)?;
     let url = format!("http://127.0.0.1:{}/healthcheck.html", running.port);
-    let cpu_before = running.cpu_seconds();
+    let busy_before = cpu0_busy_seconds();
     let output = Command::new("wrk")
         .args(["-t1", &format!("-c{connections}"), &format!("-d{}s", settings.load_seconds), "--latency", &url])
         .output()?;
-    let cpu = running.cpu_seconds() - cpu_before;
+    let busy = cpu0_busy_seconds().zip(busy_before).map(|(after, before)| after - before).filter(|_| pinned);
     let text = String::from_utf8_lossy(&output.stdout);
     let rate = text.lines().find_map(|l| l.strip_prefix("Requests/sec:")).and_then(|v| v.trim().parse::<f64>().ok());
     let tail = text.lines().find_map(|l| l.trim().strip_prefix("99%")).and_then(|v| parse_wrk_time(v.trim()));
     // "N requests in 5.00s, ..."
     let answered = text.lines().find_map(|l| l.trim().split_once(" requests in ")).and_then(|(n, _)| n.parse::<f64>().ok());
     match (rate, tail, answered) {
-        (Some(rate), Some(tail), Some(answered)) if answered > 0.0 => {
-            Ok(LoadRun { requests_per_second: rate, p99_ms: tail, cpu_us_per_request: cpu * 1e6 / answered })
-        }
+        (Some(rate), Some(tail), Some(answered)) if answered > 0.0 => Ok(LoadRun {
+            requests_per_second: rate,
+            p99_ms: tail,
+            cpu_us_per_request: busy.map(|seconds| seconds * 1e6 / answered),
+        }),
         _ => bail!("wrk against {} gave no figures:\n{text}", peer.name),
     }
+}
+
+/// CPU 0's busy time so far (user, nice, system, irq and softirq; not steal), in seconds. Read
+/// per CPU rather than per process: busybox forks a child per connection and Apache recycles its
+/// children, and a reaped child's time is lost to per-process counters.
+fn cpu0_busy_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().find(|l| l.starts_with("cpu0 "))?;
+    let fields: Vec<u64> = line.split_whitespace().skip(1).filter_map(|v| v.parse().ok()).collect();
+    let busy = fields.first()? + fields.get(1)? + fields.get(2)? + fields.get(5)? + fields.get(6)?;
+    // SAFETY: sysconf only reads a constant.
+    let ticks_per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    Some(busy as f64 / ticks_per_second)
 }
 
 /// wrk prints latencies as `812.00us`, `1.23ms` or `1.01s`; returns milliseconds.
@@ -322,7 +323,7 @@ pub(super) fn method_section(report: &mut String, settings: &Settings, pinned: b
     writeln!(report, "\n## Method\n")?;
     writeln!(report, "- Every server serves the same copy of `public_html/` on a loopback port, from a config of its own (nginx: one worker, access log off; Apache: mpm_event with only the modules it needs; busybox: `httpd -f`). The placeholder is the release build for this machine's musl target.")?;
     writeln!(report, "- Start-up: {} spawns each, from `spawn()` to the first `200` on `/healthcheck.html` (polled every 0.1 ms on a fresh connection). Memory: resident set summed over the server's whole process group, read from /proc after the first request.", settings.startups)?;
-    writeln!(report, "- Load: `wrk -t1 -cN -d{}s --latency` on `/healthcheck.html` with keep-alive, {} round(s) per setting, each server once a round on a fresh start (the ratio to nginx is taken round by round, so the machine's drift falls on both alike). Server CPU per request: the user and system time of all the server's processes during the run, over the requests wrk counted.{}", settings.load_seconds, settings.load_runs, if pinned { " Servers run on CPU 0, wrk and the measuring thread on CPU 1; publish and the cold builds after them run on every CPU, as a user runs them." } else { " One CPU: no pinning possible." })?;
+    writeln!(report, "- Load: `wrk -t1 -cN -d{}s --latency` on `/healthcheck.html` with keep-alive, {} round(s) per setting, each server once a round on a fresh start (the ratio to nginx is taken round by round, so the machine's drift falls on both alike). Server CPU per request: the busy time of CPU 0, where only the server runs, during the run, over the requests wrk counted (not given without pinning).{}", settings.load_seconds, settings.load_runs, if pinned { " Servers run on CPU 0, wrk and the measuring thread on CPU 1; publish and the cold builds after them run on every CPU, as a user runs them." } else { " One CPU: no pinning possible." })?;
     writeln!(report, "- Probe: {} runs of each client against the running placeholder, wall time of the whole process.", settings.probes)?;
     writeln!(report, "- Publish: {} run(s) of each way per number of repositories (one above 20), each against a fresh moto and registry; the re-run follows at once on the same bed.", settings.publish_runs)?;
     writeln!(report, "- Ratios are against the best peer (not counting the placeholder itself): below 1 is better for times and memory, above 1 for requests/s.")?;
