@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 
 
 use super::servers::{health_check, Running};
-use super::{Peer, Settings, ATTACKS, CHECK_TIMEOUT};
+use super::{Goal, Peer, Settings, ATTACKS, CHECK_TIMEOUT, NOT_ANALYSED};
 
 /// What a server did under one attack.
 pub(super) struct UnderAttack {
@@ -65,7 +65,7 @@ pub(super) fn measure_attack(peer: &Peer, flags: &[&str], settings: &Settings) -
 }
 
 /// Writes the "Under attack" table: every server under every slowhttptest mode.
-pub(super) fn attack_section(report: &mut String, peers: &[Peer], settings: &Settings, goals: &mut Vec<(String, String, bool)>) -> Result<()> {
+pub(super) fn attack_section(report: &mut String, peers: &[Peer], settings: &Settings, goals: &mut Vec<Goal>) -> Result<()> {
     eprintln!("under attack...");
     writeln!(report, "\n## Under attack (slowhttptest, {} connections)\n", settings.attack_connections)?;
     writeln!(
@@ -101,8 +101,8 @@ pub(super) fn attack_section(report: &mut String, peers: &[Peer], settings: &Set
         ours_lowest &= rows.iter().skip(1).all(|(_, r)| ours.peak_kib < r.peak_kib);
         failed_elsewhere.extend(rows.iter().skip(1).filter(|(_, r)| r.failed > 0).map(|(name, _)| format!("{name} ({mode})")));
     }
-    goals.push(("No failed health check under any attack".into(), if ours_never_failed { "0 failed".into() } else { "some failed".into() }, ours_never_failed));
-    goals.push(("Lowest peak memory of the four under every attack".into(), if ours_lowest { "lowest in every mode".into() } else { "not in every mode".into() }, ours_lowest));
+    goals.push(Goal::new("No failed health check under any attack", if ours_never_failed { "0 failed" } else { "some failed" }.into(), ours_never_failed, NOT_ANALYSED));
+    goals.push(Goal::new("Lowest peak memory of the four under every attack", if ours_lowest { "lowest in every mode" } else { "not in every mode" }.into(), ours_lowest, NOT_ANALYSED));
     if !failed_elsewhere.is_empty() {
         writeln!(report, "\nPeers that failed checks: {}.", failed_elsewhere.join(", "))?;
     }

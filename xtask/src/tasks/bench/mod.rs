@@ -145,7 +145,7 @@ pub async fn run(args: Args) -> Result<()> {
         pin_to_cpu(1); // this thread (the client side) on CPU 1, servers on CPU 0
     }
 
-    let mut goals: Vec<(String, String, bool)> = Vec::new();
+    let mut goals: Vec<Goal> = Vec::new();
     let mut report = String::new();
     if args.only_attack {
         attack_section(&mut report, &peers, settings, &mut goals)?;
@@ -182,12 +182,8 @@ pub async fn run(args: Args) -> Result<()> {
     }
 
     let (ours_start, ours_rss) = (startup[0].1 .0.median(), startup[0].1 .1 as f64);
-    goals.push((
-        "Start-up faster than every peer".into(),
-        format!("{ours_start:.2} ms; best peer {best_start:.2} ms"),
-        ours_start < best_start,
-    ));
-    goals.push(("Idle memory below every peer".into(), format!("{ours_rss:.0} KiB; best peer {best_rss:.0} KiB"), ours_rss < best_rss));
+    goals.push(Goal::new("Start-up faster than every peer", format!("{ours_start:.2} ms; best peer {best_start:.2} ms"), ours_start < best_start, NOT_ANALYSED));
+    goals.push(Goal::new("Idle memory below every peer", format!("{ours_rss:.0} KiB; best peer {best_rss:.0} KiB"), ours_rss < best_rss, NOT_ANALYSED));
 
     eprintln!("throughput...");
     writeln!(report, "\n## Throughput and latency (wrk, keep-alive, `/healthcheck.html`)\n")?;
@@ -205,10 +201,11 @@ pub async fn run(args: Args) -> Result<()> {
         let rates: Vec<Sample> = runs.iter().map(|runs| figure(runs, |run| run.requests_per_second)).collect();
         let best_rps = rates.iter().skip(1).map(Sample::median).fold(0.0, f64::max);
         let ratios = Sample(runs[0].iter().zip(&runs[1]).map(|(ours, nginx)| ours.requests_per_second / nginx.requests_per_second).collect());
-        goals.push((
+        goals.push(Goal::new(
             format!("Requests/s at least 1.6× nginx with one worker ({connections} connections)"),
             format!("{} (ratio of each round; {:.0} vs {:.0} requests/s)", ratios.show("×", 2), rates[0].median(), rates[1].median()),
             ratios.median() >= 1.6,
+            WHY_REQUESTS_PER_SECOND,
         ));
         for ((peer, runs), rps) in peers.iter().zip(&runs).zip(&rates) {
             writeln!(
@@ -229,7 +226,7 @@ pub async fn run(args: Args) -> Result<()> {
     let probes = measure_probes(&peers[0], &server, settings.probes)?;
     let ours = probes[0].1.median();
     let curl_ratio = probes[1].1.median() / ours;
-    goals.push(("`--probe` at least 10× faster than curl".into(), format!("{curl_ratio:.1}×"), curl_ratio >= 10.0));
+    goals.push(Goal::new("`--probe` at least 10× faster than curl", format!("{curl_ratio:.1}×"), curl_ratio >= 10.0, WHY_PROBE));
     for (name, sample) in &probes {
         writeln!(report, "| {name} | {} | {:.1} |", sample.show("ms", 2), sample.median() / ours)?;
     }
@@ -241,15 +238,15 @@ pub async fn run(args: Args) -> Result<()> {
 
     eprintln!("image sizes...");
     let smaller = image_section(&mut report).await?;
-    goals.push(("Image at least 100× smaller than `httpd:2.4`".into(), format!("{smaller:.0}×"), smaller >= 100.0));
+    goals.push(Goal::new("Image at least 100× smaller than `httpd:2.4`", format!("{smaller:.0}×"), smaller >= 100.0, NOT_ANALYSED));
 
     eprintln!("publish...");
     let ratios = publish_section(&mut report, settings, &aws_cli)?;
     if let Some(ratio) = ratios.fresh_20 {
-        goals.push(("Fresh publish of 20 repositories at least 10× faster than the AWS CLI + skopeo peer".into(), format!("{ratio:.1}×"), ratio >= 10.0));
+        goals.push(Goal::new("Fresh publish of 20 repositories at least 10× faster than the AWS CLI + skopeo peer", format!("{ratio:.1}×"), ratio >= 10.0, WHY_PUBLISH));
     }
     if let Some(ratio) = ratios.noop_20 {
-        goals.push(("No-op re-run of 20 repositories at least 30× faster than the peer's re-run".into(), format!("{ratio:.1}×"), ratio >= 30.0));
+        goals.push(Goal::new("No-op re-run of 20 repositories at least 30× faster than the peer's re-run", format!("{ratio:.1}×"), ratio >= 30.0, WHY_PUBLISH));
     }
 
     eprintln!("where publish's time goes...");
@@ -258,56 +255,30 @@ pub async fn run(args: Args) -> Result<()> {
         // The peer's one-repository figures are in the publish table above.
         if let Some((peer_fresh, peer_noop)) = ratios.peer_1 {
             let (fresh_ratio, noop_ratio) = (peer_fresh / fresh, peer_noop / noop);
-            goals.push(("Publish of 1 new repository at least 4× faster than the peer".into(), format!("{fresh_ratio:.1}× ({fresh:.2} s vs {peer_fresh:.1} s)"), fresh_ratio >= 4.0));
-            goals.push(("No-op re-run of 1 repository at least 10× faster than the peer's".into(), format!("{noop_ratio:.1}× ({noop:.2} s vs {peer_noop:.1} s)"), noop_ratio >= 10.0));
+            goals.push(Goal::new("Publish of 1 new repository at least 4× faster than the peer", format!("{fresh_ratio:.1}× ({fresh:.2} s vs {peer_fresh:.1} s)"), fresh_ratio >= 4.0, WHY_PUBLISH));
+            goals.push(Goal::new("No-op re-run of 1 repository at least 10× faster than the peer's", format!("{noop_ratio:.1}× ({noop:.2} s vs {peer_noop:.1} s)"), noop_ratio >= 10.0, WHY_PUBLISH));
         }
     }
 
     eprintln!("cold build...");
     if let Some(ratio) = cold_build_section(&mut report, args.quick)? {
-        goals.push(("Cold build of what the first publish needs at most half the commit before the trim".into(), format!("{ratio:.2}×"), ratio <= 0.5));
+        goals.push(Goal::new("Cold build of what the first publish needs at most half the commit before the trim", format!("{ratio:.2}×"), ratio <= 0.5, WHY_COLD_BUILD));
     }
 
     eprintln!("publish to several targets...");
     if let Some(ratio) = targets_section(&mut report, settings)? {
-        goals.push(("Publish of 20 repositories to 4 targets well under 4× the time for 1 target".into(), format!("{ratio:.2}×"), ratio < 3.0));
+        goals.push(Goal::new("Publish of 20 repositories to 4 targets well under 4× the time for 1 target", format!("{ratio:.2}×"), ratio < 3.0, NOT_ANALYSED));
     }
 
     writeln!(report, "\n## Goals\n")?;
     writeln!(report, "| goal | measured | met |\n|---|---|---|")?;
-    for (goal, figure, met) in &goals {
-        writeln!(report, "| {goal} | {figure} | {} |", if *met { "yes" } else { "**no**" })?;
+    for goal in &goals {
+        writeln!(report, "| {} | {} | {} |", goal.name, goal.measured, if goal.met { "yes" } else { "**no**" })?;
     }
-    let missed: Vec<&str> = goals.iter().filter(|(_, _, met)| !met).map(|(goal, _, _)| goal.as_str()).collect();
-    if !missed.is_empty() {
+    if goals.iter().any(|goal| !goal.met) {
         writeln!(report, "\n### Notes on missed goals\n")?;
-        for goal in missed {
-            let note = if goal.contains("--probe") {
-                "Most of a probe's wall time is creating the process (fork and exec of a static binary); its own work, \
-                 one connection and one request, is a small part. Process creation varies between runs on this machine \
-                 more than that work does, which puts the ratio against curl close to the line."
-            } else if goal.contains("publish") || goal.contains("re-run") {
-                "Publish pays a fixed cost once per run (cargo checking the server build, building both images in-process \
-                 and, when it pushes, proving them healthy) and little per repository, while the peer pays its process \
-                 start-ups per repository; the ratio grows with the number of repositories."
-            } else if goal.contains("Requests/s") {
-                "The placeholder runs one thread, like nginx with one worker. About two thirds of either server's CPU time \
-                 per keep-alive request is the kernel's loopback TCP (perf: writev alone over half, as it delivers the \
-                 answer into wrk's socket), which no server change reaches; the placeholder makes two system calls per \
-                 request (one read, one writev; the peek is left for first requests and a server near its cap). With \
-                 10 connections wrk's own CPU is busy all the time against the placeholder but not against nginx, so \
-                 the ratio there is bounded by the load generator: the CPU-per-request column shows each server's cost \
-                 whichever side is the bottleneck."
-            } else if goal.contains("Cold build") {
-                "What is left is the design card's crates and what they bring: the AWS SDK (aws-config with its STS, SSO \
-                 and SSO-OIDC clients, aws-sdk-ecr alone over 30 s of one core), bollard (its generated Docker API types \
-                 about 20 s) and rustls. Summed, the units of `cargo build -p xtask` take about 350 CPU-seconds and the \
-                 server's two release targets about 95, so on two cores even a perfectly parallel build takes about \
-                 220 s, above half of the base's time; and aws-sdk-ecr, with xtask after it, ends the build on one core."
-            } else {
-                "Not analysed by the benchmark; see the figures above."
-            };
-            writeln!(report, "- {goal}: {note}")?;
+        for goal in goals.iter().filter(|goal| !goal.met) {
+            writeln!(report, "- {}: {}", goal.name, goal.why_missed)?;
         }
     }
 
@@ -315,6 +286,43 @@ pub async fn run(args: Args) -> Result<()> {
     eprintln!("wrote {}", args.output.display());
     Ok(())
 }
+
+/// One row of the Goals table, with what the report says about it when it is missed.
+pub(super) struct Goal {
+    name: String,
+    measured: String,
+    met: bool,
+    why_missed: &'static str,
+}
+
+impl Goal {
+    pub(super) fn new(name: impl Into<String>, measured: String, met: bool, why_missed: &'static str) -> Self {
+        Goal { name: name.into(), measured, met, why_missed }
+    }
+}
+
+pub(super) const NOT_ANALYSED: &str = "Not analysed by the benchmark; see the figures above.";
+
+const WHY_PROBE: &str = "Most of a probe's wall time is creating the process (fork and exec of a static binary); its own work, \
+     one connection and one request, is a small part. Process creation varies between runs on this machine more than that \
+     work does, which puts the ratio against curl close to the line.";
+
+const WHY_PUBLISH: &str = "Publish pays a fixed cost once per run (connecting, and on a fresh checkout cargo checking the \
+     server build, building both images in-process and proving them healthy) and little per repository, while the peer \
+     pays its process start-ups per repository; the ratio grows with the number of repositories.";
+
+const WHY_REQUESTS_PER_SECOND: &str = "The placeholder runs one thread, like nginx with one worker. About two thirds of \
+     either server's CPU time per keep-alive request is the kernel's loopback TCP (perf: writev alone over half, as it \
+     delivers the answer into wrk's socket), which no server change reaches; the placeholder makes two system calls per \
+     request (one read, one writev; the peek is left for first requests and a server near its cap). With 10 connections \
+     wrk's own CPU is busy all the time against the placeholder but not against nginx, so the ratio there is bounded by \
+     the load generator: the CPU-per-request column shows each server's cost whichever side is the bottleneck.";
+
+const WHY_COLD_BUILD: &str = "What is left is the design card's crates and what they bring: the AWS SDK (aws-config with \
+     its STS, SSO and SSO-OIDC clients, aws-sdk-ecr alone over 30 s of one core), bollard (its generated Docker API types \
+     about 20 s) and rustls. Summed, the units of `cargo build -p xtask` take about 350 CPU-seconds and the server's two \
+     release targets about 95, so on two cores even a perfectly parallel build takes about 220 s, above half of the \
+     base's time; and aws-sdk-ecr, with xtask after it, ends the build on one core.";
 
 pub(super) fn best(values: impl Iterator<Item = f64>) -> f64 {
     values.fold(f64::INFINITY, f64::min)
