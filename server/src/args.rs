@@ -33,7 +33,7 @@ ports from ECS task metadata (ECS_CONTAINER_METADATA_URI_V4), and when the metad
 env PLACEHOLDER_PORTS (comma-separated); else on what the task's other containers leave free (the
 ports web frameworks default to, and 80, when it is alone or beside known agents), or 80 with no
 metadata. A health check naming a port on localhost has it opened. Arguments meant for the real
-image are logged and ignored.
+image are logged and ignored, but for a port they name (--bind 0.0.0.0:8001, --port 3000).
 PLACEHOLDER_STATUS=302 answers load-balancer health checks (User-Agent ELB-HealthChecker)
 with that status instead of 200, for target groups that accept nothing else.
 
@@ -129,14 +129,15 @@ pub fn parse(
     Ok(Mode::Serve(serve_config(&args, true, env)))
 }
 
-/// Serve settings. With `own_flags` the arguments are the `server` program's flags, and anything
-/// else among them is ignored; without, they belong to the program this one stands in for, and
-/// only a `--port N` among them is taken (as one more port).
+/// Serve settings. With `own_flags` the arguments are the `server` program's flags; without, they
+/// belong to the program this one stands in for. Either way, arguments meant for the real image
+/// are ignored but for the ports they name (`--port 3000`, `--bind 0.0.0.0:8001`): a definition's
+/// `command` is appended to the image's entry point, `/server`, and on Fargate it can be all that
+/// names the service's port.
 pub fn serve_config(args: &[String], own_flags: bool, env: impl Fn(&str) -> Option<OsString>) -> ServeConfig {
     let mut ignored = Vec::new();
     let mut foreign = Vec::new();
     let mut port = None;
-    let mut given = Vec::new();
     let mut root = None;
     let mut strict = false;
     let mut access_log = false;
@@ -172,8 +173,8 @@ pub fn serve_config(args: &[String], own_flags: bool, env: impl Fn(&str) -> Opti
         }
     } else {
         foreign = args.to_vec();
-        given = foreign_ports(args);
     }
+    let mut given = foreign_ports(&foreign);
     if !foreign.is_empty() {
         ignored.push(format!("ignoring arguments meant for the real image: {}", foreign.join(" ")));
     }
@@ -451,6 +452,17 @@ mod tests {
         assert!(c.ignored.iter().any(|l| l.contains("PORT value \"eighty\"")), "{:?}", c.ignored);
         assert!(c.ignored.iter().any(|l| l.contains("ACCESS_LOG")), "{:?}", c.ignored);
         assert_eq!(serve(&["--port"], &[]).port, None);
+    }
+
+    #[test]
+    fn a_command_appended_to_the_server_names_its_port() {
+        // ECS appends a definition's `command` to the image's entry point: on Fargate, with no
+        // ports in the task metadata, the port it names may be the only one anything names.
+        let c = serve(&["gunicorn", "hello_django.wsgi:application", "--bind", "0.0.0.0:8001"], &[]);
+        assert_eq!((c.port, c.ports.given), (None, vec![8001]));
+        assert_eq!(c.ignored, vec!["ignoring arguments meant for the real image: gunicorn hello_django.wsgi:application --bind 0.0.0.0:8001".to_string()]);
+        assert_eq!(serve(&["sh", "-c", "gunicorn app:app --bind 0.0.0.0:8001"], &[("PORT", "9000")]).ports.given, vec![9000, 8001]);
+        assert_eq!(serve(&["python", "manage.py", "runserver", "0.0.0.0:8000"], &[]).ports.given, vec![8000]);
     }
 
     #[test]

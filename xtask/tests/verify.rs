@@ -181,6 +181,34 @@ fn without_ports_in_task_metadata_the_health_check_or_the_baked_port_is_what_boo
     let verdict = line_for(&stdout, "unchecked");
     assert!(verdict.contains("NOT HEALTHY") && verdict.contains("--containers NAME:3001"), "{verdict}");
 
+    // A definition's `command`, meant for the real image, follows the placeholder's entry point:
+    // the port it names is served, in a shell line too.
+    for command in [serde_json::json!(["gunicorn", "app.wsgi:application", "--bind", "0.0.0.0:3001"]), serde_json::json!(["sh", "-c", "gunicorn app:app --bind 0.0.0.0:3001"])] {
+        let (_dir, commanded) = definition(serde_json::json!({
+            "name": "commanded",
+            "image": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/fargate-api:latest",
+            "portMappings": [{ "containerPort": 3001 }],
+            "command": command,
+        }));
+        let (code, stdout, stderr) = verify(&bed, &commanded, &unbaked, &["--no-metadata-ports"]);
+        assert_eq!(code, 0, "{command}:\n{stdout}\n{stderr}");
+        assert!(line_for(&stdout, "commanded").contains("GET :3001/ got 200"), "{stdout}");
+    }
+
+    // The console's export writes `"entryPoint": []` and `"command": []` for settings never made:
+    // ECS runs the image's own entry point, and so does verify.
+    let (_dir, exported) = definition(serde_json::json!({
+        "name": "exported",
+        "image": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/fargate-api:latest",
+        "entryPoint": [],
+        "command": [],
+        "portMappings": [{ "containerPort": 3001 }],
+        "healthCheck": { "command": ["CMD-SHELL", "curl -f http://localhost:3001/ || exit 1"], "timeout": 2, "retries": 2 },
+    }));
+    let (code, stdout, stderr) = verify(&bed, &exported, &unbaked, &["--no-metadata-ports"]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(line_for(&stdout, "exported").starts_with("exported: healthy"), "{stdout}");
+
     let baked = published(&bed, &["--containers", "fargate-api:3001"], "fargate-api");
     let (code, stdout, stderr) = verify(&bed, &unchecked, &baked, &["--no-metadata-ports"]);
     assert_eq!(code, 0, "{stdout}\n{stderr}");

@@ -194,6 +194,13 @@ fn strings(value: Option<&Value>) -> Option<Vec<String>> {
     }
 }
 
+/// A container's `command` or `entryPoint`. An empty list is no setting: the console's JSON export
+/// writes `"entryPoint": []` for definitions that never set one, and ECS then runs the image's own
+/// entry point (given to Docker, `[]` would clear it and the container could not start).
+fn launch_words(value: Option<&Value>) -> Option<Vec<String>> {
+    strings(value).filter(|words| !words.is_empty())
+}
+
 fn flag(value: Option<&Value>) -> bool {
     match value {
         Some(Value::Bool(b)) => *b,
@@ -246,8 +253,8 @@ pub fn container(definition: &Value) -> Container {
         image: text(field(definition, "image")),
         ports,
         health_check,
-        command: strings(field(definition, "command")),
-        entry_point: strings(field(definition, "entryPoint")),
+        command: launch_words(field(definition, "command")),
+        entry_point: launch_words(field(definition, "entryPoint")),
         environment,
         user: text(field(definition, "user")),
         readonly_root: flag(field(definition, "readonlyRootFilesystem")),
@@ -393,6 +400,10 @@ mod tests {
         let cloudformation = r#"[{"Name":"api","Image":"x","PortMappings":[{"ContainerPort":"3000"}],"EntryPoint":["npm"],"Command":["start"]}]"#;
         let c = &parse(cloudformation)[0];
         assert_eq!((c.ports.as_slice(), c.entry_point.as_deref(), c.command.as_deref()), (&[3000][..], Some(&["npm".to_owned()][..]), Some(&["start".to_owned()][..])));
+
+        // The console's export writes empty lists for settings never made.
+        let exported = &parse(r#"[{"name":"bot","image":"x","entryPoint":[],"command":[]}]"#)[0];
+        assert_eq!((exported.entry_point.as_deref(), exported.command.as_deref()), (None, None));
 
         let lines = "{\"image\":\"a\",\"portMappings\":[{\"containerPort\":1}],\"healthCheck\":{\"command\":[\"CMD\",\"x\"],\"startPeriod\":\"5 (written as start_period)\"},\"environment\":{\"A\":\"b\"},\"albHealthCheck\":{\"path\":\"/ (Copilot default)\",\"port\":\"traffic-port\",\"matcher\":\"(module default)\"}}\n\n{\"image\":\"b\"}\n";
         let both = parse(lines);

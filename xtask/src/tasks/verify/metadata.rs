@@ -53,7 +53,7 @@ pub(super) fn fix_for(container: &Container, port: u16, status: u16, matcher: &M
         "and beside the task's other containers it takes a framework's default port only when they are all known agents"
     };
     format!(
-        ". Only the definition can fix this: nothing container {} has at run time names port {port} ({metadata}, no PORT or \
+        ". Only the definition can fix this: nothing container {} has at run time names port {port} ({metadata}, no PORT, command or \
          health check names it, {defaults}): bake it in with `cargo xtask publish --containers NAME:{port}`, or publish from \
          the definition (--task-definition FILE, --from STACK)",
         container.name
