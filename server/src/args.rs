@@ -30,7 +30,8 @@ Serves the files under DIR from memory; `--probe` checks a running server instea
 
 Without --port it listens on env PORT (and SERVER_PORT, ASPNETCORE_URLS...), on the container's
 ports from ECS task metadata (ECS_CONTAINER_METADATA_URI_V4), and when the metadata names none, on
-env PLACEHOLDER_PORTS (comma-separated); else on what the task's other containers leave free (the
+env PLACEHOLDER_PORTS (comma-separated; NAME:PORT only for the container NAME, by the metadata's
+name); else on what the task's other containers leave free (the
 ports web frameworks default to, and 80, when it is alone or beside known agents), or 80 with no
 metadata. A health check naming a port on localhost has it opened. Arguments meant for the real
 image are logged and ignored, but for a port they name (--bind 0.0.0.0:8001, --port 3000).
@@ -92,7 +93,7 @@ pub struct PortSources {
     pub metadata_uri: Option<String>,
     /// Env `PLACEHOLDER_PORTS` (baked in at publish): used when there is no metadata or it names
     /// no port.
-    pub baked: Vec<u16>,
+    pub baked: BakedPorts,
 }
 
 #[derive(Debug, PartialEq)]
@@ -195,9 +196,9 @@ pub fn serve_config(args: &[String], own_flags: bool, env: impl Fn(&str) -> Opti
             }
         }
     }
-    let mut baked = Vec::new();
+    let mut baked = BakedPorts::default();
     if let Some(list) = env_string("PLACEHOLDER_PORTS") {
-        match parse_port_list(&list) {
+        match BakedPorts::parse(&list) {
             Ok(ports) => baked = ports,
             Err(e) => ignored.push(e),
         }
@@ -283,26 +284,71 @@ fn is_local_address(word: &str) -> bool {
     matches!(host, "" | "0.0.0.0" | "[::]" | "127.0.0.1" | "localhost" | "*" | "+") && port.parse::<u16>().is_ok()
 }
 
-/// `PLACEHOLDER_PORTS`: comma-separated ports; `NAME:PORT` and `PORT/tcp` are read as PORT,
-/// `PORT/udp` is skipped.
+/// `PLACEHOLDER_PORTS`, every port once: `NAME:PORT` and `PORT/tcp` are read as PORT, `PORT/udp`
+/// is skipped.
 pub fn parse_port_list(list: &str) -> Result<Vec<u16>, String> {
-    let mut ports = Vec::new();
-    for entry in list.split([',', ' ']).map(str::trim).filter(|e| !e.is_empty()) {
-        let port = entry.rsplit(':').next().unwrap_or(entry);
-        let (number, protocol) = port.split_once('/').unwrap_or((port, "tcp"));
-        if !protocol.eq_ignore_ascii_case("tcp") {
-            continue;
-        }
-        match number.parse::<u16>() {
-            Ok(port) if port > 0 => {
-                if !ports.contains(&port) {
-                    ports.push(port);
-                }
+    Ok(BakedPorts::parse(list)?.all())
+}
+
+/// `PLACEHOLDER_PORTS` as publish bakes it: `8080,9090` for every container that runs the image,
+/// and `frontend:3000,backend:8080` where one repository's tags serve containers on different
+/// ports in one task (on Fargate they share one network namespace, so each must keep to its own).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct BakedPorts {
+    entries: Vec<(Option<String>, u16)>,
+}
+
+impl BakedPorts {
+    pub fn parse(list: &str) -> Result<BakedPorts, String> {
+        let mut entries = Vec::new();
+        for entry in list.split([',', ' ']).map(str::trim).filter(|e| !e.is_empty()) {
+            let (name, port) = match entry.rsplit_once(':') {
+                Some((name, port)) => (Some(name.to_owned()).filter(|n| !n.is_empty()), port),
+                None => (None, entry),
+            };
+            let (number, protocol) = port.split_once('/').unwrap_or((port, "tcp"));
+            if !protocol.eq_ignore_ascii_case("tcp") {
+                continue;
             }
-            _ => return Err(format!("ignoring PLACEHOLDER_PORTS={list:?}: expected ports such as 8080,9090")),
+            match number.parse::<u16>() {
+                Ok(port) if port > 0 => entries.push((name, port)),
+                _ => return Err(format!("ignoring PLACEHOLDER_PORTS={list:?}: expected ports such as 8080,9090")),
+            }
+        }
+        Ok(BakedPorts { entries })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Every port, each once: for a container whose name is not known.
+    pub fn all(&self) -> Vec<u16> {
+        unique(self.entries.iter().map(|(_, port)| *port))
+    }
+
+    /// The ports of the container named `name`: those for every container and its own. Where
+    /// entries name containers and not this one (a worker with no port beside the web container
+    /// of the same image), only those for every container, which may be none: the ports named
+    /// for its neighbours are theirs. Without a name, all of them.
+    pub fn for_container(&self, name: Option<&str>) -> Vec<u16> {
+        match name {
+            Some(name) if self.entries.iter().any(|(n, _)| n.is_some()) => {
+                unique(self.entries.iter().filter(|(n, _)| n.is_none() || n.as_deref() == Some(name)).map(|(_, port)| *port))
+            }
+            _ => self.all(),
         }
     }
-    Ok(ports)
+}
+
+fn unique(ports: impl Iterator<Item = u16>) -> Vec<u16> {
+    let mut seen = Vec::new();
+    for port in ports {
+        if !seen.contains(&port) {
+            seen.push(port);
+        }
+    }
+    seen
 }
 
 fn parse_probe(args: Vec<OsString>, env: impl Fn(&str) -> Option<OsString>) -> Result<ProbeConfig, UsageError> {
@@ -418,7 +464,7 @@ mod tests {
     fn defaults() {
         let c = serve(&[], &[]);
         assert_eq!((c.port, c.root.to_str(), c.access_log, c.max_connections, c.strict), (None, Some("/public_html"), false, DEFAULT_MAX_CONNECTIONS, false));
-        assert_eq!(c.ports, PortSources { given: vec![], metadata_uri: None, baked: vec![] });
+        assert_eq!(c.ports, PortSources { given: vec![], metadata_uri: None, baked: BakedPorts::default() });
         assert!(c.ignored.is_empty());
     }
 
@@ -434,11 +480,25 @@ mod tests {
     #[test]
     fn port_sources_from_the_environment() {
         let c = serve(&[], &[("PLACEHOLDER_PORTS", "api:8080, 9090/tcp,53/udp,8080"), ("ECS_CONTAINER_METADATA_URI_V4", "http://169.254.170.2/v4/x")]);
-        assert_eq!(c.ports.baked, vec![8080, 9090]);
+        assert_eq!(c.ports.baked.all(), vec![8080, 9090]);
         assert_eq!(c.ports.metadata_uri.as_deref(), Some("http://169.254.170.2/v4/x"));
         let c = serve(&[], &[("PLACEHOLDER_PORTS", "eighty"), ("PORT", "0")]);
-        assert_eq!((c.ports.baked, c.ports.given), (vec![], vec![]));
+        assert_eq!((c.ports.baked.all(), c.ports.given), (vec![], vec![]));
         assert_eq!(c.ignored.len(), 2, "{:?}", c.ignored);
+    }
+
+    #[test]
+    fn ports_baked_for_one_container_are_that_containers_alone() {
+        let baked = BakedPorts::parse("frontend:3000,backend:8080,backend:5432,9100").unwrap();
+        assert_eq!(baked.all(), vec![3000, 8080, 5432, 9100]);
+        assert_eq!(baked.for_container(Some("frontend")), vec![3000, 9100]);
+        assert_eq!(baked.for_container(Some("backend")), vec![8080, 5432, 9100]);
+        // Another container of the same image: only the ports for every container.
+        assert_eq!(baked.for_container(Some("worker")), vec![9100]);
+        assert_eq!(BakedPorts::parse("web:8080").unwrap().for_container(Some("worker")), Vec::<u16>::new());
+        // No name known (no metadata): every port.
+        assert_eq!(baked.for_container(None), baked.all());
+        assert_eq!(BakedPorts::parse(":8080,3000").unwrap().for_container(Some("web")), vec![8080, 3000]);
     }
 
     #[test]

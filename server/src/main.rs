@@ -186,7 +186,7 @@ async fn serve(config: ServeConfig) -> Result<(), String> {
         listeners = bind_each(&sources.given, &mut failures);
         match &sources.metadata_uri {
             None => {
-                let fallback = if sources.baked.is_empty() { vec![args::DEFAULT_PORT] } else { sources.baked.clone() };
+                let fallback = if sources.baked.is_empty() { vec![args::DEFAULT_PORT] } else { sources.baked.all() };
                 listeners.extend(bind_each(&fallback, &mut failures));
             }
             // Nothing to serve on yet: waiting for the metadata costs nothing.
@@ -241,16 +241,17 @@ async fn serve(config: ServeConfig) -> Result<(), String> {
 /// The ports to listen on from ECS task metadata, and a line for the log when they are not the
 /// container's own mappings. When the metadata names none: the baked ports; else, when `guess`
 /// (nothing else names a port), what the container's surroundings allow (`ports.rs`).
-async fn ports_from_metadata(uri: &str, baked: &[u16], guess: bool) -> (Vec<u16>, Option<String>) {
+async fn ports_from_metadata(uri: &str, baked: &args::BakedPorts, guess: bool) -> (Vec<u16>, Option<String>) {
     let found = metadata::look(uri).await;
-    let why = match &found {
+    let (why, name) = match &found {
         Ok(found) if !found.ports.is_empty() => return (found.ports.clone(), None),
-        Ok(found) => found.why_none(),
-        Err(why) => why.clone(),
+        Ok(found) => (found.why_none(), found.name.as_deref()),
+        Err(why) => (why.clone(), None),
     };
-    if !baked.is_empty() {
-        let list: Vec<String> = baked.iter().map(u16::to_string).collect();
-        return (baked.to_vec(), Some(format!("ECS task metadata {why}; listening on {} instead", list.join(", "))));
+    let ports = baked.for_container(name);
+    if !ports.is_empty() {
+        let list: Vec<String> = ports.iter().map(u16::to_string).collect();
+        return (ports, Some(format!("ECS task metadata {why}; listening on {} instead", list.join(", "))));
     }
     if !guess {
         return (Vec::new(), None);

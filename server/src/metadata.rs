@@ -69,6 +69,8 @@ pub async fn look(uri: &str) -> Result<Found, String> {
 
 pub struct Found {
     pub ports: Vec<u16>,
+    /// The container's name in its task definition, which ports baked for it are keyed by.
+    pub name: Option<String>,
     pub around: Surroundings,
 }
 
@@ -100,7 +102,8 @@ async fn lookup(endpoint: &Endpoint, deadline: Instant) -> Result<Found, String>
         ports = tcp_ports(me);
     }
     let neighbours = task.as_ref().map(|task| neighbours(task, me.unwrap_or(&container)));
-    Ok(Found { ports, around: Surroundings { network_mode, neighbours } })
+    let name = container.get("Name").and_then(Json::as_str).filter(|n| !n.is_empty()).map(str::to_owned);
+    Ok(Found { ports, name, around: Surroundings { network_mode, neighbours } })
 }
 
 /// Every container of the task but `me` (the same `DockerId` or `Name`: names are unique in a

@@ -358,3 +358,31 @@ fn a_process_in_another_pid_namespace_cannot_ask_for_ports() {
     assert!(String::from_utf8_lossy(&inside.stdout).contains("exit=0"), "{inside:?}");
     assert!(answers(port));
 }
+
+#[test]
+fn ports_baked_for_containers_by_name_are_each_containers_own() {
+    // One repository's image runs as `web` and `admin` in one Fargate task: only web's ports here.
+    let (own, shared, theirs) = (free_port(), free_port(), free_port());
+    let baked = format!("web:{own},{shared},admin:{theirs}");
+    let metadata = fargate(&[("admin", "123456789012.dkr.ecr.eu-west-1.amazonaws.com/app:admin", "NORMAL")]);
+    let (server, _fixture) = serve(&[
+        ("ECS_CONTAINER_METADATA_URI_V4", &metadata.uri),
+        ("PLACEHOLDER_CONTROL_SOCKET", &control_socket()),
+        ("PLACEHOLDER_PORTS", &baked),
+    ]);
+    let mut ports = listening(&server.first_line);
+    ports.sort();
+    let mut expected = vec![own, shared];
+    expected.sort();
+    assert_eq!(ports, expected, "{}", server.first_line);
+    assert!(answers(own) && answers(shared) && std::net::TcpStream::connect(("127.0.0.1", theirs)).is_err());
+    drop(server);
+
+    // Without metadata the container's name is not known: every baked port.
+    let (server, _fixture) = serve(&[("PLACEHOLDER_PORTS", &baked)]);
+    let mut ports = listening(&server.first_line);
+    ports.sort();
+    let mut all = vec![own, shared, theirs];
+    all.sort();
+    assert_eq!(ports, all, "{}", server.first_line);
+}

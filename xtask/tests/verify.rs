@@ -328,3 +328,63 @@ fn an_init_wrapper_entry_point_serves_and_a_launcher_health_check_only_checks() 
     let verdict = line_for(&stdout, "wrapped");
     assert!(verdict.contains("CMD node healthcheck.js") && verdict.contains("GET :8080/health got 200"), "{verdict}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_repository_for_several_containers_of_a_task_each_on_its_own_port() {
+    let bed = bed();
+    let image = |tag: &str| format!("123456789012.dkr.ecr.eu-west-1.amazonaws.com/shared-app:{tag}");
+    let port = |port: u16| serde_json::json!([{ "containerPort": port, "protocol": "tcp" }]);
+    // One repository, a tag per part of the app (as in passmais' task), a worker of the same image
+    // with no port, and App Mesh's Envoy pulled from AWS's own account.
+    let (_dir, file) = task(serde_json::json!([
+        { "name": "frontend", "image": image("frontend"), "essential": true, "portMappings": port(3000) },
+        { "name": "backend", "image": image("backend"), "essential": true, "portMappings": port(8080),
+          "healthCheck": { "command": ["CMD-SHELL", "curl -f http://localhost:8080/actuator/health || exit 1"], "timeout": 2, "retries": 2 } },
+        { "name": "worker", "image": image("backend"), "essential": true, "command": ["bundle", "exec", "sidekiq"] },
+        { "name": "envoy", "image": "840364872350.dkr.ecr.eu-west-1.amazonaws.com/aws-appmesh-envoy:v1.27.3.0-prod", "essential": true,
+          "portMappings": [{ "containerPort": 9901 }, { "containerPort": 15000 }, { "containerPort": 15001 }] },
+    ]));
+    let (code, stdout, stderr) = xtask(&["publish", "--task-definition", file.to_str().unwrap()], &bed.env());
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(stderr.contains("container envoy uses 840364872350.dkr.ecr.eu-west-1.amazonaws.com/aws-appmesh-envoy:v1.27.3.0-prod: AWS's own image (App Mesh's Envoy)"), "{stderr}");
+    assert!(stderr.contains("each container on its own (backend 8080; frontend 3000)"), "{stderr}");
+    assert_eq!(bed.repository_names().await, ["shared-app"], "nothing is created for AWS's image");
+    let config = skopeo_inspect(&bed, "shared-app:frontend", &["--config"]);
+    let env = config["config"]["Env"].to_string();
+    assert!(env.contains("PLACEHOLDER_PORTS=frontend:3000,backend:8080"), "{env}");
+
+    // On Fargate the four share one network namespace: each placeholder keeps to its own port,
+    // the worker takes none of theirs, and Envoy's stay free.
+    for metadata in [&["--no-metadata-ports"][..], &[][..]] {
+        let mut args = vec!["verify", "--task-definition", file.to_str().unwrap(), "--published"];
+        args.extend_from_slice(metadata);
+        let (code, stdout, stderr) = xtask(&args, &bed.env());
+        assert_eq!(code, 0, "{metadata:?}\n{stdout}\n{stderr}");
+        let frontend = line_for(&stdout, "frontend");
+        assert!(frontend.contains("GET :3000/ got 200") && frontend.contains("serve on their ports (backend :8080, envoy :9901"), "{stdout}");
+        assert!(line_for(&stdout, "backend").contains("GET :8080/ got 200"), "{stdout}");
+        let worker = line_for(&stdout, "worker");
+        assert!(worker.starts_with("worker: healthy") && worker.contains("(frontend :3000, backend :8080, envoy :9901"), "{stdout}");
+        assert!(stderr.contains("container envoy uses") && stdout.contains("3 of 3 container(s) came up healthy"), "{stdout}\n{stderr}");
+    }
+}
+
+#[test]
+fn template_images_are_verified_as_placeholders_not_passed_as_sidecars() {
+    let bed = bed();
+    let image = published(&bed, &["--containers", "templated"], "templated");
+    // CodePipeline's ECS deploy action replaces `<IMAGE1_NAME>` with the built image's URI.
+    let (_dir, file) = task(serde_json::json!([
+        { "name": "web", "image": "<IMAGE1_NAME>", "essential": true, "portMappings": [{ "containerPort": 8080 }],
+          "healthCheck": { "command": ["CMD-SHELL", "curl -f http://localhost:8080/ || exit 1"], "timeout": 2, "retries": 2 } },
+        { "name": "api", "image": "IMAGE", "essential": true, "portMappings": [{ "containerPort": 3000 }],
+          "healthCheck": { "command": ["CMD-SHELL", "curl -f http://localhost:3000/ || exit 1"], "timeout": 2, "retries": 2 } },
+    ]));
+    let (code, stdout, stderr) = verify(&bed, &file, &image, &["--no-metadata-ports"]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(line_for(&stdout, "web").starts_with("web: healthy") && line_for(&stdout, "api").starts_with("api: healthy"), "{stdout}");
+    assert!(stdout.contains("2 of 2 container(s) came up healthy"), "{stdout}");
+    let (code, stdout, stderr) = xtask(&["publish", "--task-definition", file.to_str().unwrap()], &bed.env());
+    assert_ne!(code, 0, "nothing to publish: {stdout}\n{stderr}");
+    assert!(stderr.contains("container web uses <IMAGE1_NAME>: a template the pipeline fills in"), "{stderr}");
+}

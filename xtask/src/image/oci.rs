@@ -107,6 +107,10 @@ const USERS: &[(&str, u32)] = &[("root", 0), ("daemon", 1), ("www-data", 33), ("
 pub struct Recipe {
     /// Ports the server listens on where the task has no metadata to name them.
     pub ports: Vec<u16>,
+    /// The container each port is for, where one repository's image runs as several containers
+    /// of one task on different ports (`repo:frontend` on 3000, `repo:backend` on 8080): each
+    /// keeps to its own, found by the name in its task metadata. Empty when they all agree.
+    pub container_ports: BTreeSet<(String, u16)>,
     /// More names for the server (absolute paths), for entry points the defaults lack.
     pub programs: BTreeSet<String>,
     /// More user names for /etc/passwd.
@@ -237,8 +241,7 @@ fn config_json(sources: &Sources, recipe: &Recipe, platform: Platform, diff_id: 
     let exposed: BTreeMap<String, Value> = ports.iter().map(|p| (format!("{p}/tcp"), json!({}))).collect();
     let mut env = vec![PATH_ENV.to_owned()];
     if !recipe.ports.is_empty() {
-        let list: Vec<String> = recipe.ports.iter().map(u16::to_string).collect();
-        env.push(format!("PLACEHOLDER_PORTS={}", list.join(",")));
+        env.push(format!("PLACEHOLDER_PORTS={}", port_list(recipe).join(",")));
     }
     if let Some(status) = recipe.status {
         env.push(format!("PLACEHOLDER_STATUS={status}"));
@@ -261,6 +264,19 @@ fn config_json(sources: &Sources, recipe: &Recipe, platform: Platform, diff_id: 
         config[key] = value.clone();
     }
     config
+}
+
+/// `PLACEHOLDER_PORTS`'s entries: `3000`, or `frontend:3000` for a port only some containers have.
+fn port_list(recipe: &Recipe) -> Vec<String> {
+    let mut entries = Vec::new();
+    for &port in &recipe.ports {
+        let owners: Vec<&str> = recipe.container_ports.iter().filter(|(_, p)| *p == port).map(|(name, _)| name.as_str()).collect();
+        if owners.is_empty() {
+            entries.push(port.to_string());
+        }
+        entries.extend(owners.iter().map(|name| format!("{name}:{port}")));
+    }
+    entries
 }
 
 fn rfc3339(seconds: u64) -> String {
@@ -332,7 +348,13 @@ mod tests {
     fn config_manifest_and_index_say_what_the_image_is() {
         let pages = tempfile::tempdir().unwrap();
         std::fs::write(pages.path().join("index.html"), "hi").unwrap();
-        let recipe = Recipe { ports: vec![3000, 8080], programs: BTreeSet::from(["/app/start".to_owned()]), users: BTreeSet::from(["svc".to_owned()]), status: Some(302) };
+        let recipe = Recipe {
+            ports: vec![3000, 8080],
+            programs: BTreeSet::from(["/app/start".to_owned()]),
+            users: BTreeSet::from(["svc".to_owned()]),
+            status: Some(302),
+            ..Recipe::default()
+        };
         let set = build(&sources(pages.path(), 1_700_000_000), &recipe).unwrap();
         let index: Value = serde_json::from_slice(&set.index.bytes).unwrap();
         assert_eq!(index["manifests"][1]["platform"], json!({ "architecture": "arm64", "os": "linux", "variant": "v8" }));
@@ -350,6 +372,16 @@ mod tests {
         assert_eq!(config["config"]["ExposedPorts"], json!({ "3000/tcp": {}, "8080/tcp": {} }));
         assert_eq!(config["config"]["Env"][1], "PLACEHOLDER_PORTS=3000,8080");
         assert_eq!(config["config"]["Env"][2], "PLACEHOLDER_STATUS=302");
+
+        let shared = Recipe {
+            ports: vec![3000, 8080, 9100],
+            container_ports: BTreeSet::from([("frontend".to_owned(), 3000), ("backend".to_owned(), 8080), ("worker".to_owned(), 8080)]),
+            ..Recipe::default()
+        };
+        let set = build(&sources(pages.path(), 1_700_000_000), &shared).unwrap();
+        let config: Value = serde_json::from_slice(&set.images[0].config.bytes).unwrap();
+        assert_eq!(config["config"]["Env"][1], "PLACEHOLDER_PORTS=frontend:3000,backend:8080,worker:8080,9100");
+        assert_eq!(config["config"]["ExposedPorts"], json!({ "3000/tcp": {}, "8080/tcp": {}, "9100/tcp": {} }));
 
         let mut names = std::collections::HashMap::new();
         for entry in tar::Archive::new(&arm.layer_tar[..]).entries().unwrap() {

@@ -272,12 +272,52 @@ fn first_word(text: String) -> Option<String> {
     (!word.starts_with('(')).then(|| word.to_owned())
 }
 
-/// The repository an ECR image URI names (`ACCOUNT.dkr.ecr.REGION.amazonaws.com/REPO[:TAG|@DIGEST]`).
+/// Accounts whose ECR repositories hold AWS's own images, which tasks pull from there and never
+/// from the user's account: App Mesh's Envoy (its documented regional accounts) and AWS for Fluent
+/// Bit (FireLens).
+const AWS_IMAGE_ACCOUNTS: &[(&str, &str)] = &[
+    ("840364872350", "App Mesh's Envoy"),
+    ("772975370895", "App Mesh's Envoy"),
+    ("919366029133", "App Mesh's Envoy"),
+    ("909464085924", "App Mesh's Envoy"),
+    ("924023996002", "App Mesh's Envoy"),
+    ("856666278305", "App Mesh's Envoy"),
+    ("422531588944", "App Mesh's Envoy"),
+    ("906394416424", "AWS for Fluent Bit"),
+];
+
+/// What AWS image `image` is, when it is pulled from one of AWS's own accounts.
+pub fn aws_image(image: &str) -> Option<&'static str> {
+    let account = image.split_once('.')?.0;
+    AWS_IMAGE_ACCOUNTS.iter().find(|(id, _)| *id == account).map(|(_, what)| *what)
+}
+
+/// Whether `image` is a template a pipeline fills in (CodePipeline's `<IMAGE1_NAME>`, `IMAGE`,
+/// `${IMAGE_URI}`, `{{ image }}`): image references are lower-case but for their tag.
+pub fn is_template(image: &str) -> bool {
+    let name = image.rsplit_once(':').filter(|(_, tag)| !tag.contains('/')).map_or(image, |(name, _)| name);
+    let name = name.split('@').next().unwrap_or(name);
+    image.contains("${") || image.contains("{{") || image.contains('<') || name.bytes().any(|b| b.is_ascii_uppercase())
+}
+
+/// Why publish leaves a container's image alone, when it is no ECR repository of the user's.
+pub fn not_ours(image: &str) -> String {
+    match aws_image(image) {
+        Some(what) => format!("AWS's own image ({what}), pulled from AWS's account"),
+        None if is_template(image) => {
+            "a template the pipeline fills in, so its repository is not known here: name it with --containers REPOSITORY".to_owned()
+        }
+        None => "not an ECR repository".to_owned(),
+    }
+}
+
+/// The repository an ECR image URI names (`ACCOUNT.dkr.ecr.REGION.amazonaws.com/REPO[:TAG|@DIGEST]`),
+/// in the user's account: none for AWS's own images.
 pub fn ecr_repository(image: &str) -> Option<String> {
     let (host, rest) = image.split_once('/')?;
     let parts: Vec<&str> = host.split('.').collect();
     let is_ecr = parts.len() >= 6 && parts[1] == "dkr" && parts[2].starts_with("ecr") && parts[0].bytes().all(|b| b.is_ascii_digit());
-    if !is_ecr || !host.contains(".amazonaws.com") {
+    if !is_ecr || !host.contains(".amazonaws.com") || aws_image(image).is_some() {
         return None;
     }
     let repository = rest.split('@').next()?;
@@ -429,8 +469,30 @@ mod tests {
         assert_eq!(ecr_repository("123456789012.dkr.ecr.eu-west-1.amazonaws.com/team/api:latest").as_deref(), Some("team/api"));
         assert_eq!(ecr_repository("123456789012.dkr.ecr.us-east-1.amazonaws.com/web@sha256:ab").as_deref(), Some("web"));
         assert_eq!(ecr_repository("123456789012.dkr.ecr-fips.us-gov-west-1.amazonaws.com/web").as_deref(), Some("web"));
-        for other in ["public.ecr.aws/e9f6t9n0/digital-workspace:latest", "nginx:latest", "${image_uri}", "cloudposse/default-backend", "ghcr.io/a/b"] {
+        for other in [
+            "public.ecr.aws/e9f6t9n0/digital-workspace:latest",
+            "nginx:latest",
+            "${image_uri}",
+            "cloudposse/default-backend",
+            "ghcr.io/a/b",
+            "840364872350.dkr.ecr.us-west-2.amazonaws.com/aws-appmesh-envoy:v1.27.3.0-prod",
+            "906394416424.dkr.ecr.eu-west-1.amazonaws.com/aws-for-fluent-bit:stable",
+        ] {
             assert_eq!(ecr_repository(other), None, "{other}");
+        }
+        assert!(not_ours("840364872350.dkr.ecr.us-west-2.amazonaws.com/aws-appmesh-envoy:v1.27.3.0-prod").contains("App Mesh's Envoy"));
+        // The user's own copy of an AWS image is theirs.
+        assert_eq!(ecr_repository("123456789012.dkr.ecr.eu-west-1.amazonaws.com/aws-for-fluent-bit:stable").as_deref(), Some("aws-for-fluent-bit"));
+    }
+
+    #[test]
+    fn templates_a_pipeline_fills_in() {
+        for template in ["<IMAGE1_NAME>", "IMAGE", "<BACKEND_IMAGE>", "${IMAGE_URI}", "{{ image }}", "REPOSITORY_URI:latest", "ACCOUNT.dkr.ecr.REGION.amazonaws.com/app:v1"] {
+            assert!(is_template(template), "{template}");
+            assert!(not_ours(template).contains("--containers REPOSITORY"), "{template}");
+        }
+        for image in ["nginx:Latest", "123456789012.dkr.ecr.eu-west-1.amazonaws.com/api:RC1", "ghcr.io/a/b@sha256:ab", "localhost:5000/app"] {
+            assert!(!is_template(image), "{image}");
         }
     }
 

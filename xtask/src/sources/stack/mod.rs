@@ -96,7 +96,7 @@ impl Found {
         let what = format!("{}: container {}", self.location, self.container.name);
         match &self.kind {
             Kind::Ecr(_) | Kind::Deployed { .. } => None,
-            Kind::Other => Some(format!("{what} uses {}: not an ECR repository, left alone", self.image)),
+            Kind::Other => Some(format!("{what} uses {}: {}, left alone", self.image, crate::sources::taskdef::not_ours(&self.image))),
             Kind::Unresolved(why) => Some(format!("{what}: cannot resolve its image {}: {why}", self.image)),
             Kind::Owned { repository, resource } => Some(format!(
                 "{what}: the stack creates repository {repository} itself ({resource}), so the repository cannot hold a \

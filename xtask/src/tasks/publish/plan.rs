@@ -1,7 +1,7 @@
 //! What to publish: one target per repository, from `--containers`, `--task-definition` and
 //! `--from`, each with the recipe its definitions need baked in and the tags they name.
 
-
+use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::{bail, Result};
 
@@ -26,6 +26,8 @@ pub(super) struct Target {
     pub(super) tags: Vec<String>,
     /// The deployed stack that owns the repository, where one does.
     pub(super) owner: Option<String>,
+    /// Each container that runs the image, by name, with its ports.
+    containers: BTreeMap<String, BTreeSet<u16>>,
 }
 
 /// The repositories to publish: `--containers`, and the ECR repositories of every container in
@@ -36,7 +38,14 @@ pub(super) fn targets(args: &Args, found: &[stack::Found]) -> Result<Vec<Target>
         match targets.iter().position(|t| t.name == name) {
             Some(i) => i,
             None => {
-                targets.push(Target { name: name.to_owned(), recipe: Recipe::default(), notes: Vec::new(), tags: Vec::new(), owner: None });
+                targets.push(Target {
+                    name: name.to_owned(),
+                    recipe: Recipe::default(),
+                    notes: Vec::new(),
+                    tags: Vec::new(),
+                    owner: None,
+                    containers: BTreeMap::new(),
+                });
                 targets.len() - 1
             }
         }
@@ -51,10 +60,11 @@ pub(super) fn targets(args: &Args, found: &[stack::Found]) -> Result<Vec<Target>
         for container in taskdef::load(file).map_err(|e| Usage(format!("{e:#}")))? {
             let Some(repository) = container.image.as_deref().and_then(taskdef::ecr_repository) else {
                 eprintln!(
-                    "{}: container {} uses {}: not an ECR repository, left alone",
+                    "{}: container {} uses {}: {}, left alone",
                     file.display(),
                     container.name,
-                    container.image.as_deref().unwrap_or("no image")
+                    container.image.as_deref().unwrap_or("no image"),
+                    taskdef::not_ours(container.image.as_deref().unwrap_or_default())
                 );
                 continue;
             };
@@ -84,6 +94,13 @@ pub(super) fn targets(args: &Args, found: &[stack::Found]) -> Result<Vec<Target>
         bail!(Usage("no container names: pass --containers my-svc-staging,my-svc-prod, --task-definition FILE or --from PATH".into()));
     }
     for target in &mut targets {
+        // Containers that agree on their ports need no names; where they differ, each keeps to
+        // its own (on Fargate they may share one network namespace).
+        let port_sets: BTreeSet<&BTreeSet<u16>> = target.containers.values().collect();
+        if port_sets.len() > 1 {
+            target.recipe.container_ports =
+                target.containers.iter().flat_map(|(name, ports)| ports.iter().map(move |port| (name.clone(), *port))).collect();
+        }
         let mut seen = Vec::new();
         target.recipe.ports.retain(|p| {
             let new = !seen.contains(p);
@@ -126,8 +143,11 @@ pub(super) fn tag_for(container: &str, image: &str) -> Option<Option<String>> {
 /// image can give.
 pub(super) fn bake(target: &mut Target, container: &taskdef::Container) {
     let recipe = &mut target.recipe;
+    let own = target.containers.entry(container.name.clone()).or_default();
+    own.extend(&container.ports);
     recipe.ports.extend(&container.ports);
     if let Some(port) = container.load_balancer.as_ref().and_then(|lb| lb.port) {
+        own.insert(port);
         recipe.ports.push(port);
     }
     // Docker runs an entry point by path, or by name on the image's PATH.
@@ -178,6 +198,14 @@ pub(super) fn describe(recipe: &Recipe) -> String {
     let mut parts = Vec::new();
     if !recipe.ports.is_empty() {
         parts.push(format!("default ports {:?}", recipe.ports));
+    }
+    if !recipe.container_ports.is_empty() {
+        let mut by_container: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        for (name, port) in &recipe.container_ports {
+            by_container.entry(name).or_default().push(port.to_string());
+        }
+        let each: Vec<String> = by_container.iter().map(|(name, ports)| format!("{name} {}", ports.join(","))).collect();
+        parts.push(format!("each container on its own ({})", each.join("; ")));
     }
     if !recipe.programs.is_empty() {
         parts.push(format!("programs {}", recipe.programs.iter().cloned().collect::<Vec<_>>().join(" ")));

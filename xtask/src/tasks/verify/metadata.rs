@@ -13,7 +13,7 @@ use super::Checks;
 
 /// Whether an image is one publish fills: an ECR repository, or a template that stands for one.
 pub(super) fn stands_for_ecr(image: &str) -> bool {
-    taskdef::ecr_repository(image).is_some() || image.contains("${") || image.contains("{{") || image.trim().is_empty()
+    taskdef::ecr_repository(image).is_some() || taskdef::is_template(image) || image.trim().is_empty()
 }
 
 /// The ports a sidecar's own program would listen on: its TCP mappings, else those its image is

@@ -114,7 +114,12 @@ pub async fn run(args: Args) -> Result<ExitCode> {
             // a proxy) is not the placeholder's to stand in for: it runs beside the others.
             match container.image.as_deref() {
                 Some(image) if !container.sidecars.is_empty() && !stands_for_ecr(image) => {
-                    eprintln!("{}: container {} uses {image}: not an ECR image, so it runs beside the others as a sidecar", file.display(), container.name);
+                    eprintln!(
+                        "{}: container {} uses {image}: {}, so it runs beside the others as a sidecar",
+                        file.display(),
+                        container.name,
+                        taskdef::not_ours(image)
+                    );
                 }
                 _ => containers.push(container),
             }
@@ -163,7 +168,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         None
     };
     let image = match &args.image {
-        _ if published.is_some() => "each repository's :latest".to_owned(),
+        _ if published.is_some() => "what each repository holds at the tag its definition names".to_owned(),
         Some(image) => {
             ensure_image(&engine.docker, image, &args.aws).await?;
             image.clone()
