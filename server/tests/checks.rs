@@ -30,7 +30,7 @@ struct Bed {
     lenient: Server,
     strict: Server,
     /// A port nothing listens on.
-    closed: u16,
+    closed: ClosedPort,
 }
 
 impl Bed {
@@ -38,7 +38,7 @@ impl Bed {
         let fixture = Fixture::new();
         let lenient = Server::start(&fixture.root());
         let strict = Server::start_with(&fixture.root(), &["--strict"], &[]);
-        Bed { names: Names::new(), _fixture: fixture, lenient, strict, closed: free_port() }
+        Bed { names: Names::new(), _fixture: fixture, lenient, strict, closed: closed_port() }
     }
 
     /// `$PORT` is the lenient server's port (as in a task definition that sets PORT), `$STRICT`
@@ -47,7 +47,7 @@ impl Bed {
         vec![
             ("PORT", self.lenient.port.to_string()),
             ("STRICT", self.strict.port.to_string()),
-            ("CLOSED", self.closed.to_string()),
+            ("CLOSED", self.closed.port.to_string()),
         ]
     }
 
@@ -239,7 +239,7 @@ fn curl_and_wget_run_directly_as_exec_form_checks() {
         (&wget, vec!["--spider".to_string(), format!("http://localhost:{port}/")], 0),
         (&wget, vec!["-q".to_string(), format!("http://localhost:{strict}/missing")], 1),
         (&curl, vec![], 0),
-        (&wget, vec!["-q".to_string(), format!("http://localhost:{}/", bed.closed)], 0),
+        (&wget, vec!["-q".to_string(), format!("http://localhost:{}/", bed.closed.port)], 0),
     ] {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let (output, took) = run(program, &args, &env);

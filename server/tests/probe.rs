@@ -32,11 +32,8 @@ fn healthy_server_exits_0() {
 
 #[test]
 fn closed_port_exits_1() {
-    let port = {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().port().to_string()
-    };
-    let (output, _) = probe(&["--port", &port], &[]);
+    let closed = closed_port();
+    let (output, _) = probe(&["--port", &closed.port.to_string()], &[]);
     let (code, stderr) = code_and_stderr(&output);
     assert_eq!(code, 1);
     assert!(stderr.contains("cannot connect") && stderr.lines().count() == 1, "{stderr}");

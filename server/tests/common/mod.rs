@@ -156,6 +156,21 @@ pub fn free_port() -> u16 {
     std::net::TcpListener::bind("[::]:0").unwrap().local_addr().unwrap().port()
 }
 
+/// A port that stays closed while this lives: bound but never listening, so a connection to it is
+/// refused and neither another test's server nor the kernel's choice of a free port can take it
+/// (a port bound and released, as `free_port` gives, sometimes was, and a probe of it passed).
+pub struct ClosedPort {
+    pub port: u16,
+    _socket: tokio::net::TcpSocket,
+}
+
+pub fn closed_port() -> ClosedPort {
+    let socket = tokio::net::TcpSocket::new_v6().unwrap();
+    // Dual-stack on Linux: 127.0.0.1 and ::1 both refused.
+    socket.bind("[::]:0".parse().unwrap()).unwrap();
+    ClosedPort { port: socket.local_addr().unwrap().port(), _socket: socket }
+}
+
 /// `CARGO_BIN_EXE_server` under another name (a symlink in a temp dir), as the image's hard
 /// links to it for /bin/sh, /usr/bin/curl, node... are.
 pub struct Names {

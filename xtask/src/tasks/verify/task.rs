@@ -61,8 +61,10 @@ impl<'a> Task<'a> {
         }
 
         if let Some(check) = &container.health_check {
-            let after = self.wait_healthy(&app, check).await?;
-            said.push(format!("its health check {:?} passed after {:.1} s", check.command.join(" "), after.as_secs_f64()));
+            self.wait_healthy(&app, check, started).await?;
+            // From the container's start: with sidecars the wait began after they were up.
+            let after = started.elapsed();
+            said.push(format!("its health check {:?} passed {:.1} s after the container started", check.command.join(" "), after.as_secs_f64()));
         }
 
         if !self.sidecars.is_empty() {
@@ -181,8 +183,8 @@ impl<'a> Task<'a> {
         }
     }
 
-    pub(super) async fn wait_healthy(&self, app: &str, check: &taskdef::HealthCheck) -> Result<Duration> {
-        let started = Instant::now();
+    /// Waits for Docker to call the container healthy, counting the check's limits from `started`.
+    pub(super) async fn wait_healthy(&self, app: &str, check: &taskdef::HealthCheck, started: Instant) -> Result<()> {
         let timeout = Duration::from_secs(check.timeout.unwrap_or(5));
         let retries = check.retries.unwrap_or(3) as u32;
         let limit = Duration::from_secs(check.start_period.unwrap_or(0)) + (CHECK_INTERVAL + timeout) * (retries + 1) + Duration::from_secs(10);
@@ -196,7 +198,7 @@ impl<'a> Task<'a> {
                 .map(|r| format!("exit {} {:?}", r.exit_code.unwrap_or(-1), r.output.as_deref().unwrap_or("").trim()))
                 .unwrap_or_else(|| "none ran".to_owned());
             match health.status {
-                Some(HealthStatusEnum::HEALTHY) => return Ok(started.elapsed()),
+                Some(HealthStatusEnum::HEALTHY) => return Ok(()),
                 _ if state.running == Some(false) => {
                     bail!("the container exited with code {} before its health check passed; {}", state.exit_code.unwrap_or(-1), self.log_tail(app).await)
                 }
