@@ -118,6 +118,7 @@ fn what_the_default_image_lacks_is_named_and_task_definition_bakes_it() {
     assert_eq!(code, 1, "{stdout}\n{stderr}");
     let verdict = line_for(&stdout, "api");
     assert!(verdict.contains("NOT HEALTHY") && (verdict.contains("svc") || verdict.contains("/opt/app/bin/start")), "{verdict}");
+    assert!(verdict.contains("publish from the definition (--task-definition FILE, --from STACK) adds it"), "{verdict}");
 
     let (code, stdout, stderr) = xtask(&["publish", "--task-definition", file.to_str().unwrap()], &bed.env());
     assert_eq!(code, 0, "{stdout}\n{stderr}");
@@ -300,6 +301,18 @@ fn sidecars_started_after_the_placeholder_keep_their_ports() {
         assert!(line_for(&stdout, "web").contains(served), "{served}: {stdout}");
     }
     assert!(line_for(&stdout, "web").contains("GET :3000/ got 200"), "{stdout}");
+
+    // An API on 5000 beside a Datadog agent, whose expvar also defaults to 5000: the definition
+    // says the API listens there (the real agent only logs that it could not), and the agent
+    // keeps every other port it opens.
+    let datadog_agent = serde_json::json!({ "name": "datadog-agent", "image": "public.ecr.aws/datadog/agent:latest" });
+    let (_d4, flask) = task(serde_json::json!([app("api", 5000, Some("curl -f http://localhost:5000/health || exit 1")), datadog_agent]));
+    for metadata in [&["--no-metadata-ports"][..], &[][..]] {
+        let (code, stdout, stderr) = verify(&bed, &flask, &image, metadata);
+        assert_eq!(code, 0, "{metadata:?}:\n{stdout}\n{stderr}");
+        let api = line_for(&stdout, "api");
+        assert!(api.contains("GET :5000/ got 200") && api.contains("datadog-agent :8126") && !api.contains("datadog-agent :5000"), "{api}");
+    }
 
     // Behind a proxy with no check, the app's port is named by nothing at run time: said, and the
     // proxy still gets 80.

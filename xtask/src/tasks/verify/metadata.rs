@@ -18,15 +18,30 @@ pub(super) fn stands_for_ecr(image: &str) -> bool {
 
 /// The ports a sidecar's own program would listen on: its TCP mappings, else those its image is
 /// known to open (a FireLens log router maps none); a proxy's first, as its default config has it.
-pub(super) fn sidecar_ports(sidecar: &Sidecar) -> Vec<u16> {
+/// A known port that a container of the task maps (`claimed`) is left to that container: the
+/// definition says who listens there (a Datadog agent's expvar 5000 beside an API on 5000 only
+/// logs that it could not have it).
+pub(super) fn sidecar_ports(sidecar: &Sidecar, claimed: &[u16]) -> Vec<u16> {
     if !sidecar.ports.is_empty() {
         return sidecar.ports.clone();
     }
-    match server::sidecars::classify(&sidecar.name, &sidecar.image, "NORMAL") {
+    let known: Vec<u16> = match server::sidecars::classify(&sidecar.name, &sidecar.image, "NORMAL") {
         Neighbour::Agent { ports, .. } => ports.to_vec(),
         Neighbour::Proxy { ports, .. } => ports.iter().take(1).copied().collect(),
         Neighbour::Ecs | Neighbour::Unknown { .. } => Vec::new(),
+    };
+    known.into_iter().filter(|port| !claimed.contains(port)).collect()
+}
+
+/// What would let a container start that did not: an entry point or user the image lacks, which
+/// publishing from the definition adds.
+pub(super) fn start_fix(container: &Container, checks: &Checks) -> &'static str {
+    let named_user = container.user.as_deref().and_then(|u| u.split(':').next()).is_some_and(|u| !u.is_empty() && !u.bytes().all(|b| b.is_ascii_digit()));
+    if checks.published || (container.entry_point.is_none() && !named_user) {
+        return "";
     }
+    ". Only the definition can fix this: the plain image lacks what its entryPoint or user names; publish from the \
+     definition (--task-definition FILE, --from STACK) adds it to this repository's placeholder"
 }
 
 /// What would make a failed load-balancer check pass, where only something publish bakes in can:

@@ -14,7 +14,7 @@ use futures_util::{StreamExt, TryStreamExt};
 use crate::clients::engine::{self, Engine};
 use crate::sources::taskdef::{self, Container, Matcher};
 
-use super::metadata::{fix_for, metadata_archive, sidecar_ports};
+use super::metadata::{fix_for, metadata_archive, sidecar_ports, start_fix};
 use super::{Checks, CHECK_INTERVAL, ELB_USER_AGENT, METADATA_PORT};
 
 /// One container definition run as a one-container task: the pause container and the container.
@@ -50,7 +50,7 @@ impl<'a> Task<'a> {
         self.docker
             .start_container(&app, None)
             .await
-            .map_err(|e| anyhow!("the container did not start: {}", engine_message(&e)))?;
+            .map_err(|e| anyhow!("the container did not start: {}{}", engine_message(&e), start_fix(container, checks)))?;
         let started = Instant::now();
         let mut said = Vec::new();
         // Sidecars start when they start, often after the app (`dependsOn`): the worst case is
@@ -227,8 +227,9 @@ impl<'a> Task<'a> {
     /// sidecar's own program would. Ports are the sidecar's mappings, or where none are mapped
     /// (a FireLens log router) the ports its image is known to open.
     pub(super) async fn start_sidecars(&mut self, pause: &str) -> Result<()> {
+        let claimed: Vec<u16> = self.container.ports.iter().chain(self.container.sidecars.iter().flat_map(|s| &s.ports)).copied().collect();
         for sidecar in &self.container.sidecars {
-            for port in sidecar_ports(sidecar) {
+            for port in sidecar_ports(sidecar, &claimed) {
                 let config = ContainerCreateBody {
                     image: Some(self.image.to_owned()),
                     entrypoint: Some(vec!["/server".into()]),
