@@ -31,8 +31,8 @@ Serves the files under DIR from memory; `--probe` checks a running server instea
 Without --port it listens on env PORT (and SERVER_PORT, ASPNETCORE_URLS...), on the container's
 ports from ECS task metadata (ECS_CONTAINER_METADATA_URI_V4), and when the metadata names none, on
 env PLACEHOLDER_PORTS (comma-separated; NAME:PORT only for the container NAME, by the metadata's
-name); else on what the task's other containers leave free (the
-ports web frameworks default to, and 80, when it is alone or beside known agents), or 80 with no
+name); else on what the task's other containers leave free (the ports web frameworks default to,
+and 80, when it is alone or beside known agents or other placeholders), or 80 with no
 metadata. A health check naming a port on localhost has it opened. Arguments meant for the real
 image are logged and ignored, but for a port they name (--bind 0.0.0.0:8001, --port 3000).
 PLACEHOLDER_STATUS=302 answers load-balancer health checks (User-Agent ELB-HealthChecker)

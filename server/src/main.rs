@@ -178,6 +178,7 @@ async fn serve(config: ServeConfig) -> Result<(), String> {
     let mut listeners = Vec::new();
     let mut failures = Vec::new();
     let mut notes = Vec::new();
+    let mut guessed_only = false;
     if let Some(port) = config.port {
         // Exactly this port: no other is ever opened, not even for a health check.
         listeners.push(serve::bind(port).map_err(|e| serve::bind_error(port, &e))?);
@@ -191,14 +192,23 @@ async fn serve(config: ServeConfig) -> Result<(), String> {
             }
             // Nothing to serve on yet: waiting for the metadata costs nothing.
             Some(uri) if listeners.is_empty() => {
-                let (ports, note) = ports_from_metadata(uri, &sources.baked, true).await;
+                let (ports, note, guessed) = ports_from_metadata(uri, &sources.baked, true).await;
                 notes.extend(note);
-                listeners.extend(bind_each(&ports, &mut failures));
+                if guessed {
+                    // Defaults, not the service's known port: another placeholder of the task may
+                    // hold them and answers there, so none of them is a failure.
+                    let mut taken = Vec::new();
+                    listeners.extend(bind_each(&ports, &mut taken));
+                    notes.extend(taken.into_iter().map(|why| format!("skipped: {why}")));
+                    guessed_only = true;
+                } else {
+                    listeners.extend(bind_each(&ports, &mut failures));
+                }
             }
             Some(uri) => {
                 let (uri, baked, opener) = (uri.clone(), sources.baked.clone(), opener.clone());
                 tokio::spawn(async move {
-                    let (ports, note) = ports_from_metadata(&uri, &baked, false).await;
+                    let (ports, note, _) = ports_from_metadata(&uri, &baked, false).await;
                     if let Some(note) = note {
                         eprintln!("server: {note}");
                     }
@@ -217,9 +227,10 @@ async fn serve(config: ServeConfig) -> Result<(), String> {
                 false
             }
         };
-    // Waiting with no port is only for when none was known to try; a port that was tried and
-    // could not be had is an error the task must show.
-    if listeners.is_empty() && (!can_open || !failures.is_empty()) {
+    // Waiting with no port is only for when none was known to try, or the defaults tried were all
+    // held (by another placeholder of the task); a port that was named and could not be had is an
+    // error the task must show.
+    if listeners.is_empty() && (!failures.is_empty() || (!can_open && !guessed_only)) {
         return Err(format!("cannot listen on any port: {}", failures.join("; ")));
     }
 
@@ -238,28 +249,29 @@ async fn serve(config: ServeConfig) -> Result<(), String> {
     serve::run(config, site, listeners, requests, stop).await.map_err(|e| e.to_string())
 }
 
-/// The ports to listen on from ECS task metadata, and a line for the log when they are not the
-/// container's own mappings. When the metadata names none: the baked ports; else, when `guess`
-/// (nothing else names a port), what the container's surroundings allow (`ports.rs`).
-async fn ports_from_metadata(uri: &str, baked: &args::BakedPorts, guess: bool) -> (Vec<u16>, Option<String>) {
+/// The ports to listen on from ECS task metadata, a line for the log when they are not the
+/// container's own mappings, and whether they are guessed. When the metadata names none: the
+/// baked ports; else, when `guess` (nothing else names a port), what the container's
+/// surroundings allow (`ports.rs`).
+async fn ports_from_metadata(uri: &str, baked: &args::BakedPorts, guess: bool) -> (Vec<u16>, Option<String>, bool) {
     let found = metadata::look(uri).await;
     let (why, name) = match &found {
-        Ok(found) if !found.ports.is_empty() => return (found.ports.clone(), None),
+        Ok(found) if !found.ports.is_empty() => return (found.ports.clone(), None, false),
         Ok(found) => (found.why_none(), found.name.as_deref()),
         Err(why) => (why.clone(), None),
     };
     let ports = baked.for_container(name);
     if !ports.is_empty() {
         let list: Vec<String> = ports.iter().map(u16::to_string).collect();
-        return (ports, Some(format!("ECS task metadata {why}; listening on {} instead", list.join(", "))));
+        return (ports, Some(format!("ECS task metadata {why}; listening on {} instead", list.join(", "))), false);
     }
     if !guess {
-        return (Vec::new(), None);
+        return (Vec::new(), None, false);
     }
     let around = found.map(|found| found.around).unwrap_or_default();
     let environment: Vec<(String, String)> = std::env::vars_os().map(|(k, v)| (k.to_string_lossy().into_owned(), v.to_string_lossy().into_owned())).collect();
     let guessed = ports::guess(&around, &environment);
-    (guessed.ports, Some(format!("nothing names this container's port (ECS task metadata {why}): {}", guessed.why)))
+    (guessed.ports, Some(format!("nothing names this container's port (ECS task metadata {why}): {}", guessed.why)), true)
 }
 
 /// Binds each port once. A port that cannot be bound (a sidecar holds it, or 80 without root) is

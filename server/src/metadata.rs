@@ -107,12 +107,25 @@ async fn lookup(endpoint: &Endpoint, deadline: Instant) -> Result<Found, String>
 }
 
 /// Every container of the task but `me` (the same `DockerId` or `Name`: names are unique in a
-/// task), as the placeholder sees it.
+/// task), as the placeholder sees it. One with this container's `ImageID` (known once its image
+/// is pulled) runs the placeholder too, whatever its repository is called.
 fn neighbours(task: &Json, me: &Json) -> Vec<Neighbour> {
     let text = |c: &Json, key: &str| c.get(key).and_then(Json::as_str).unwrap_or_default().to_owned();
     let is_me = |c: &Json| ["DockerId", "Name"].iter().any(|key| !text(me, key).is_empty() && text(me, key) == text(c, key));
+    let my_image = text(me, "ImageID");
     let containers = task.get("Containers").map(Json::as_array).unwrap_or_default();
-    containers.iter().filter(|c| !is_me(c)).map(|c| sidecars::classify(&text(c, "Name"), &text(c, "Image"), &text(c, "Type"))).collect()
+    containers
+        .iter()
+        .filter(|c| !is_me(c))
+        .map(|c| {
+            let defined = matches!(text(c, "Type").as_str(), "" | "NORMAL");
+            if defined && !my_image.is_empty() && text(c, "ImageID") == my_image {
+                Neighbour::Placeholder { name: text(c, "Name") }
+            } else {
+                sidecars::classify(&text(c, "Name"), &text(c, "Image"), &text(c, "Type"))
+            }
+        })
+        .collect()
 }
 
 /// This container in a task document: by `DockerId`, else by `Name`.
@@ -225,6 +238,25 @@ mod tests {
         assert!(matches!(&found[2], Neighbour::Proxy { .. }), "a container with no Type is the definition's own");
         let by_name = json::parse(r#"{"Name":"web"}"#).unwrap();
         assert_eq!(neighbours(&task, &by_name).len(), 3);
+    }
+
+    #[test]
+    fn a_container_of_the_same_image_is_another_placeholder() {
+        let task = json::parse(
+            r#"{"Containers":[{"Name":"web","Image":"1.dkr.ecr.eu-west-1.amazonaws.com/web:1","ImageID":"sha256:aa","Type":"NORMAL"},
+                {"Name":"nginx","Image":"1.dkr.ecr.eu-west-1.amazonaws.com/web-nginx:1","ImageID":"sha256:aa","Type":"NORMAL"},
+                {"Name":"real-nginx","Image":"1.dkr.ecr.eu-west-1.amazonaws.com/nginx:1","ImageID":"sha256:bb","Type":"NORMAL"},
+                {"Name":"later","Image":"1.dkr.ecr.eu-west-1.amazonaws.com/worker:1","KnownStatus":"PENDING"}]}"#,
+        )
+        .unwrap();
+        let me = json::parse(r#"{"Name":"web","ImageID":"sha256:aa"}"#).unwrap();
+        let found = neighbours(&task, &me);
+        assert_eq!(found[0], Neighbour::Placeholder { name: "nginx".into() });
+        assert!(matches!(&found[1], Neighbour::Proxy { .. }), "another image is what its name says: {found:?}");
+        assert!(matches!(&found[2], Neighbour::Unknown { .. }), "an image not pulled yet is not known to be ours: {found:?}");
+        // Without its own ImageID nothing is taken for a placeholder.
+        let unknown_me = json::parse(r#"{"Name":"web"}"#).unwrap();
+        assert!(matches!(&neighbours(&task, &unknown_me)[0], Neighbour::Proxy { .. }));
     }
 
     #[test]

@@ -168,8 +168,9 @@ pub fn guess(around: &Surroundings, environment: &[(String, String)]) -> Guess {
         return Guess {
             ports: every_default(false, &taken),
             why: format!(
-                "beside {}, it listens on the ports web frameworks default to, except theirs",
-                described.join("; ")
+                "beside {}, it listens on the ports web frameworks default to{}",
+                described.join("; "),
+                if taken.is_empty() { "" } else { ", except theirs" }
             ),
         };
     }

@@ -19,6 +19,10 @@ pub enum Neighbour {
     Proxy { name: String, ports: &'static [u16] },
     /// Anything else, such as another service's image: it may want any port.
     Unknown { name: String },
+    /// Another container of the task running this very image (the same `ImageID`): a placeholder
+    /// for another of the task's services. Each takes what is still free, and as they share the
+    /// task's network namespace, whichever holds a port answers the load balancer there.
+    Placeholder { name: String },
 }
 
 /// Agents by the words of their image's repository (the part after the registry), matched whole:
@@ -115,7 +119,7 @@ impl Neighbour {
     /// Ports this container may want; `None` when it may want any.
     pub fn ports(&self) -> Option<&'static [u16]> {
         match self {
-            Neighbour::Ecs => Some(&[]),
+            Neighbour::Ecs | Neighbour::Placeholder { .. } => Some(&[]),
             Neighbour::Agent { ports, .. } => Some(ports),
             Neighbour::Proxy { .. } | Neighbour::Unknown { .. } => None,
         }
@@ -131,6 +135,7 @@ impl Neighbour {
                 format!("{name}, a proxy serving on {} or any port its configuration names", ports.join(", "))
             }
             Neighbour::Unknown { name } => format!("{name}, which may listen on any port"),
+            Neighbour::Placeholder { name } => format!("{name}, another placeholder (the same image)"),
         }
     }
 

@@ -386,3 +386,41 @@ fn ports_baked_for_containers_by_name_are_each_containers_own() {
     all.sort();
     assert_eq!(ports, all, "{}", server.first_line);
 }
+
+/// Fargate metadata for container `name` of a task whose containers all run image `sha256:same`
+/// (placeholders for each of the task's services, before the pipeline has built any).
+fn placeholders_task(name: &str, all: &[&str]) -> Metadata {
+    let document = |n: &str| format!(r#"{{"DockerId":"{n}-id","Name":"{n}","Image":"1.dkr.ecr.eu-west-1.amazonaws.com/{n}:latest","ImageID":"sha256:same","Type":"NORMAL","Networks":[{{"NetworkMode":"awsvpc"}}]}}"#);
+    let own = document(name);
+    let task = format!(r#"{{"LaunchType":"FARGATE","Containers":[{}]}}"#, all.iter().map(|n| document(n)).collect::<Vec<_>>().join(","));
+    Metadata::serve(move |path, _| match path {
+        "/v4/test/task" => (200, task.clone()),
+        _ => (200, own.clone()),
+    })
+}
+
+#[test]
+fn placeholders_of_one_task_share_the_defaults_and_each_stays_up() {
+    let _turn = DEFAULT_PORTS.lock().unwrap_or_else(|e| e.into_inner());
+    // nginx in front of an app, both repositories filled by `publish --containers`: nothing names
+    // a port on Fargate, but every other container is a placeholder too, so the defaults are
+    // taken, by whichever starts first, and both answer the load balancer through it.
+    let tasks = ["nginx", "app"];
+    let nginx_metadata = placeholders_task("nginx", &tasks);
+    let app_metadata = placeholders_task("app", &tasks);
+    let (nginx, _f1) = serve(&[("ECS_CONTAINER_METADATA_URI_V4", &nginx_metadata.uri), ("PLACEHOLDER_CONTROL_SOCKET", &control_socket())]);
+    let errors = nginx.error_lines(Duration::from_millis(300)).join("\n");
+    assert!(errors.contains("beside app, another placeholder (the same image), it listens on the ports web frameworks default to"), "{errors}");
+    let taken = listening(&nginx.first_line);
+    for port in [80, 3000, 8080] {
+        assert!(taken.contains(&port) || errors.contains(&format!("port {port} is already in use")), "{port}: {}\n{errors}", nginx.first_line);
+    }
+    let (mut app, _f2) = serve(&[("ECS_CONTAINER_METADATA_URI_V4", &app_metadata.uri), ("PLACEHOLDER_CONTROL_SOCKET", &control_socket())]);
+    let errors = app.error_lines(Duration::from_millis(300)).join("\n");
+    assert!(errors.contains("port 3000 is already in use") || !taken.contains(&3000), "{errors}");
+    thread::sleep(Duration::from_millis(300));
+    assert!(app.child.try_wait().unwrap().is_none(), "the second placeholder stays up with every default held: {errors}");
+    for port in taken.iter().filter(|p| [80, 3000, 8080].contains(p)) {
+        assert!(answers(*port), "{port}");
+    }
+}

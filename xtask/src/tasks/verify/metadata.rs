@@ -28,7 +28,7 @@ pub(super) fn sidecar_ports(sidecar: &Sidecar, claimed: &[u16]) -> Vec<u16> {
     let known: Vec<u16> = match server::sidecars::classify(&sidecar.name, &sidecar.image, "NORMAL") {
         Neighbour::Agent { ports, .. } => ports.to_vec(),
         Neighbour::Proxy { ports, .. } => ports.iter().take(1).copied().collect(),
-        Neighbour::Ecs | Neighbour::Unknown { .. } => Vec::new(),
+        Neighbour::Ecs | Neighbour::Unknown { .. } | Neighbour::Placeholder { .. } => Vec::new(),
     };
     known.into_iter().filter(|port| !claimed.contains(port)).collect()
 }
