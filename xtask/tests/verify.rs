@@ -382,8 +382,8 @@ async fn one_repository_for_several_containers_of_a_task_each_on_its_own_port() 
     }
 }
 
-#[test]
-fn template_images_are_verified_as_placeholders_not_passed_as_sidecars() {
+#[tokio::test(flavor = "multi_thread")]
+async fn template_images_are_verified_as_placeholders_not_passed_as_sidecars() {
     let bed = bed();
     let image = published(&bed, &["--containers", "templated"], "templated");
     // CodePipeline's ECS deploy action replaces `<IMAGE1_NAME>` with the built image's URI.
@@ -400,4 +400,17 @@ fn template_images_are_verified_as_placeholders_not_passed_as_sidecars() {
     let (code, stdout, stderr) = xtask(&["publish", "--task-definition", file.to_str().unwrap()], &bed.env());
     assert_ne!(code, 0, "nothing to publish: {stdout}\n{stderr}");
     assert!(stderr.contains("container web uses <IMAGE1_NAME>: a template the pipeline fills in"), "{stderr}");
+
+    // A CI template (envsubst, sed) that leaves only the account, region and tag to fill in names
+    // its repository: publish fills it in the account and region it publishes to.
+    let (_dir, rendered_later) = task(serde_json::json!([
+        { "name": "api", "image": "${AWS_ACCOUNT_ID}.dkr.ecr.${AWS_REGION}.amazonaws.com/templated-api:${IMAGE_TAG}", "essential": true,
+          "portMappings": [{ "containerPort": 3000 }] },
+    ]));
+    let (code, stdout, stderr) = xtask(&["publish", "--task-definition", rendered_later.to_str().unwrap()], &bed.env());
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(stderr.contains("the placeholder goes to :latest"), "{stderr}");
+    let mut names = bed.repository_names().await;
+    names.sort();
+    assert_eq!(names, ["templated", "templated-api"]);
 }

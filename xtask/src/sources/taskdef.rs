@@ -300,6 +300,14 @@ pub fn is_template(image: &str) -> bool {
     image.contains("${") || image.contains("{{") || image.contains('<') || name.bytes().any(|b| b.is_ascii_uppercase())
 }
 
+/// A word a template fills in: `${AWS_ACCOUNT_ID}`, `$ACCOUNT`, `<ACCOUNT_ID>`, `{{account}}`, `ACCOUNT_ID`.
+fn is_template_word(word: &str) -> bool {
+    let wrapped = (word.starts_with("${") || word.starts_with("{{") || word.starts_with('<')) && (word.ends_with('}') || word.ends_with('>'));
+    let variable = word.starts_with('$') && word.len() > 1 && word[1..].bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    let capitals = word.bytes().any(|b| b.is_ascii_uppercase()) && word.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
+    wrapped || variable || capitals
+}
+
 /// Why publish leaves a container's image alone, when it is no ECR repository of the user's.
 pub fn not_ours(image: &str) -> String {
     match aws_image(image) {
@@ -316,7 +324,10 @@ pub fn not_ours(image: &str) -> String {
 pub fn ecr_repository(image: &str) -> Option<String> {
     let (host, rest) = image.split_once('/')?;
     let parts: Vec<&str> = host.split('.').collect();
-    let is_ecr = parts.len() >= 6 && parts[1] == "dkr" && parts[2].starts_with("ecr") && parts[0].bytes().all(|b| b.is_ascii_digit());
+    // CI templates leave the account and region to be filled in (`${AWS_ACCOUNT_ID}`, `ACCOUNT_ID`,
+    // `<REGION>`): the repository is named all the same, and publish fills it where it publishes.
+    let account = parts[0].bytes().all(|b| b.is_ascii_digit()) || is_template_word(parts[0]);
+    let is_ecr = parts.len() >= 6 && parts[1] == "dkr" && parts[2].starts_with("ecr") && account;
     if !is_ecr || !host.contains(".amazonaws.com") || aws_image(image).is_some() {
         return None;
     }
@@ -481,13 +492,24 @@ mod tests {
             assert_eq!(ecr_repository(other), None, "{other}");
         }
         assert!(not_ours("840364872350.dkr.ecr.us-west-2.amazonaws.com/aws-appmesh-envoy:v1.27.3.0-prod").contains("App Mesh's Envoy"));
+        // A CI template's account and region are filled in where it is deployed; its repository is named.
+        for (template, repository) in [
+            ("ACCOUNT_ID.dkr.ecr.REGION.amazonaws.com/credit-cashflow-engine:latest", "credit-cashflow-engine"),
+            ("${AWS_ACCOUNT_ID}.dkr.ecr.${AWS_REGION}.amazonaws.com/team/app:${IMAGE_TAG}", "team/app"),
+            ("$ACCOUNT.dkr.ecr.eu-west-1.amazonaws.com/web", "web"),
+            ("<ACCOUNT_ID>.dkr.ecr.<REGION>.amazonaws.com/api:1.2", "api"),
+        ] {
+            assert_eq!(ecr_repository(template).as_deref(), Some(repository), "{template}");
+        }
+        assert_eq!(ecr_repository("${AWS_ACCOUNT_ID}.dkr.ecr.${AWS_REGION}.amazonaws.com/${REPOSITORY}:latest"), None);
+        assert_eq!(ecr_repository("example.dkr.ecr.eu-west-1.amazonaws.com/web"), None, "a lower-case word is no template");
         // The user's own copy of an AWS image is theirs.
         assert_eq!(ecr_repository("123456789012.dkr.ecr.eu-west-1.amazonaws.com/aws-for-fluent-bit:stable").as_deref(), Some("aws-for-fluent-bit"));
     }
 
     #[test]
     fn templates_a_pipeline_fills_in() {
-        for template in ["<IMAGE1_NAME>", "IMAGE", "<BACKEND_IMAGE>", "${IMAGE_URI}", "{{ image }}", "REPOSITORY_URI:latest", "ACCOUNT.dkr.ecr.REGION.amazonaws.com/app:v1"] {
+        for template in ["<IMAGE1_NAME>", "IMAGE", "<BACKEND_IMAGE>", "${IMAGE_URI}", "{{ image }}", "REPOSITORY_URI:latest", "ACCOUNT.dkr.ecr.REGION.amazonaws.com/${REPO}:v1"] {
             assert!(is_template(template), "{template}");
             assert!(not_ours(template).contains("--containers REPOSITORY"), "{template}");
         }
