@@ -270,7 +270,10 @@ async fn ports_from_metadata(uri: &str, baked: &args::BakedPorts, guess: bool) -
     }
     let around = found.map(|found| found.around).unwrap_or_default();
     let environment: Vec<(String, String)> = std::env::vars_os().map(|(k, v)| (k.to_string_lossy().into_owned(), v.to_string_lossy().into_owned())).collect();
-    let guessed = ports::guess(&around, &environment);
+    let mut guessed = ports::guess(&around, &environment);
+    // Ports baked for the image's other containers are theirs, whichever of them starts first.
+    let theirs = baked.all();
+    guessed.ports.retain(|port| !theirs.contains(port));
     (guessed.ports, Some(format!("nothing names this container's port (ECS task metadata {why}): {}", guessed.why)), true)
 }
 

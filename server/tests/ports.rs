@@ -424,3 +424,20 @@ fn placeholders_of_one_task_share_the_defaults_and_each_stays_up() {
         assert!(answers(*port), "{port}");
     }
 }
+
+#[test]
+fn a_container_with_no_port_of_its_own_leaves_those_baked_for_the_others() {
+    let _turn = DEFAULT_PORTS.lock().unwrap_or_else(|e| e.into_inner());
+    // One repository's image as `api` (3000, baked for it by name) and as a `worker` with no
+    // port: the worker, however early it starts, never takes the API's port.
+    let metadata = placeholders_task("worker", &["api", "worker"]);
+    let (worker, _fixture) = serve(&[
+        ("ECS_CONTAINER_METADATA_URI_V4", &metadata.uri),
+        ("PLACEHOLDER_CONTROL_SOCKET", &control_socket()),
+        ("PLACEHOLDER_PORTS", "api:3000"),
+    ]);
+    let ports = listening(&worker.first_line);
+    assert!(!ports.contains(&3000), "{}", worker.first_line);
+    let errors = worker.error_lines(Duration::from_millis(300)).join("\n");
+    assert!(ports.contains(&8080) || errors.contains("port 8080 is already in use"), "{}\n{errors}", worker.first_line);
+}
