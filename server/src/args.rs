@@ -303,7 +303,7 @@ impl BakedPorts {
         let mut entries = Vec::new();
         for entry in list.split([',', ' ']).map(str::trim).filter(|e| !e.is_empty()) {
             let (name, port) = match entry.rsplit_once(':') {
-                Some((name, port)) => (Some(name.to_owned()).filter(|n| !n.is_empty()), port),
+                Some((name, port)) => (Some(name.to_owned()).filter(|n| is_container_name(n)), port),
                 None => (None, entry),
             };
             let (number, protocol) = port.split_once('/').unwrap_or((port, "tcp"));
@@ -339,6 +339,12 @@ impl BakedPorts {
             _ => self.all(),
         }
     }
+}
+
+/// A container name as ECS takes it (letters, digits, `-` and `_`, with a letter): `0.0.0.0:8080`
+/// or compose's `8080:80` name an address or a host port, not a container.
+fn is_container_name(word: &str) -> bool {
+    word.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') && word.bytes().any(|b| b.is_ascii_alphabetic()) && word != "localhost"
 }
 
 fn unique(ports: impl Iterator<Item = u16>) -> Vec<u16> {
@@ -499,6 +505,10 @@ mod tests {
         // No name known (no metadata): every port.
         assert_eq!(baked.for_container(None), baked.all());
         assert_eq!(BakedPorts::parse(":8080,3000").unwrap().for_container(Some("web")), vec![8080, 3000]);
+        // An address or a host port before the colon names no container.
+        for written in ["0.0.0.0:8080", "localhost:8080", "9090:8080", "[::]:8080"] {
+            assert_eq!(BakedPorts::parse(written).unwrap().for_container(Some("web")), vec![8080], "{written}");
+        }
     }
 
     #[test]

@@ -24,6 +24,7 @@ use std::time::Duration;
 
 use args::{Mode, ServeConfig, UsageError};
 use fetch::{Outcome, Streams, Tool};
+use server::sidecars::Neighbour;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -178,7 +179,7 @@ async fn serve(config: ServeConfig) -> Result<(), String> {
     let mut listeners = Vec::new();
     let mut failures = Vec::new();
     let mut notes = Vec::new();
-    let mut guessed_only = false;
+    let mut held_by_placeholders = false;
     if let Some(port) = config.port {
         // Exactly this port: no other is ever opened, not even for a health check.
         listeners.push(serve::bind(port).map_err(|e| serve::bind_error(port, &e))?);
@@ -192,15 +193,11 @@ async fn serve(config: ServeConfig) -> Result<(), String> {
             }
             // Nothing to serve on yet: waiting for the metadata costs nothing.
             Some(uri) if listeners.is_empty() => {
-                let (ports, note, guessed) = ports_from_metadata(uri, &sources.baked, true).await;
+                let (ports, note, shared) = ports_from_metadata(uri, &sources.baked, true).await;
                 notes.extend(note);
-                if guessed {
-                    // Defaults, not the service's known port: another placeholder of the task may
-                    // hold them and answers there, so none of them is a failure.
-                    let mut taken = Vec::new();
-                    listeners.extend(bind_each(&ports, &mut taken));
-                    notes.extend(taken.into_iter().map(|why| format!("skipped: {why}")));
-                    guessed_only = true;
+                if shared {
+                    listeners.extend(bind_each_shared(&ports, &mut failures, &mut notes));
+                    held_by_placeholders = listeners.is_empty() && failures.is_empty() && !ports.is_empty();
                 } else {
                     listeners.extend(bind_each(&ports, &mut failures));
                 }
@@ -230,7 +227,7 @@ async fn serve(config: ServeConfig) -> Result<(), String> {
     // Waiting with no port is only for when none was known to try, or the defaults tried were all
     // held (by another placeholder of the task); a port that was named and could not be had is an
     // error the task must show.
-    if listeners.is_empty() && (!failures.is_empty() || (!can_open && !guessed_only)) {
+    if listeners.is_empty() && (!failures.is_empty() || (!can_open && !held_by_placeholders)) {
         return Err(format!("cannot listen on any port: {}", failures.join("; ")));
     }
 
@@ -250,9 +247,9 @@ async fn serve(config: ServeConfig) -> Result<(), String> {
 }
 
 /// The ports to listen on from ECS task metadata, a line for the log when they are not the
-/// container's own mappings, and whether they are guessed. When the metadata names none: the
-/// baked ports; else, when `guess` (nothing else names a port), what the container's
-/// surroundings allow (`ports.rs`).
+/// container's own mappings, and whether they are guesses shared with other placeholders of the
+/// task. When the metadata names none: the baked ports; else, when `guess` (nothing else names a
+/// port), what the container's surroundings allow (`ports.rs`).
 async fn ports_from_metadata(uri: &str, baked: &args::BakedPorts, guess: bool) -> (Vec<u16>, Option<String>, bool) {
     let found = metadata::look(uri).await;
     let (why, name) = match &found {
@@ -274,7 +271,26 @@ async fn ports_from_metadata(uri: &str, baked: &args::BakedPorts, guess: bool) -
     // Ports baked for the image's other containers are theirs, whichever of them starts first.
     let theirs = baked.all();
     guessed.ports.retain(|port| !theirs.contains(port));
-    (guessed.ports, Some(format!("nothing names this container's port (ECS task metadata {why}): {}", guessed.why)), true)
+    let shared = around.neighbours.iter().flatten().any(|n| matches!(n, Neighbour::Placeholder { .. }));
+    (guessed.ports, Some(format!("nothing names this container's port (ECS task metadata {why}): {}", guessed.why)), shared)
+}
+
+/// As `bind_each`, for defaults another placeholder of the task may already hold: such a port is
+/// noted and skipped (that placeholder answers there, in the task's one network namespace); any
+/// other error is still a failure.
+fn bind_each_shared(ports: &[u16], failures: &mut Vec<String>, notes: &mut Vec<String>) -> Vec<TcpListener> {
+    let mut listeners: Vec<TcpListener> = Vec::new();
+    for &port in ports {
+        if listeners.iter().any(|l| l.local_addr().is_ok_and(|a| a.port() == port)) {
+            continue;
+        }
+        match serve::bind(port) {
+            Ok(listener) => listeners.push(listener),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => notes.push(format!("skipped: {}", serve::bind_error(port, &e))),
+            Err(e) => failures.push(serve::bind_error(port, &e)),
+        }
+    }
+    listeners
 }
 
 /// Binds each port once. A port that cannot be bound (a sidecar holds it, or 80 without root) is

@@ -120,7 +120,7 @@ fn neighbours(task: &Json, me: &Json) -> Vec<Neighbour> {
         .map(|c| {
             let defined = matches!(text(c, "Type").as_str(), "" | "NORMAL");
             if defined && !my_image.is_empty() && text(c, "ImageID") == my_image {
-                Neighbour::Placeholder { name: text(c, "Name") }
+                Neighbour::Placeholder { name: text(c, "Name"), ports: tcp_ports(c) }
             } else {
                 sidecars::classify(&text(c, "Name"), &text(c, "Image"), &text(c, "Type"))
             }
@@ -244,14 +244,14 @@ mod tests {
     fn a_container_of_the_same_image_is_another_placeholder() {
         let task = json::parse(
             r#"{"Containers":[{"Name":"web","Image":"1.dkr.ecr.eu-west-1.amazonaws.com/web:1","ImageID":"sha256:aa","Type":"NORMAL"},
-                {"Name":"nginx","Image":"1.dkr.ecr.eu-west-1.amazonaws.com/web-nginx:1","ImageID":"sha256:aa","Type":"NORMAL"},
+                {"Name":"nginx","Image":"1.dkr.ecr.eu-west-1.amazonaws.com/web-nginx:1","ImageID":"sha256:aa","Type":"NORMAL","Ports":[{"ContainerPort":80}]},
                 {"Name":"real-nginx","Image":"1.dkr.ecr.eu-west-1.amazonaws.com/nginx:1","ImageID":"sha256:bb","Type":"NORMAL"},
                 {"Name":"later","Image":"1.dkr.ecr.eu-west-1.amazonaws.com/worker:1","KnownStatus":"PENDING"}]}"#,
         )
         .unwrap();
         let me = json::parse(r#"{"Name":"web","ImageID":"sha256:aa"}"#).unwrap();
         let found = neighbours(&task, &me);
-        assert_eq!(found[0], Neighbour::Placeholder { name: "nginx".into() });
+        assert_eq!(found[0], Neighbour::Placeholder { name: "nginx".into(), ports: vec![80] }, "its mapped ports are its own");
         assert!(matches!(&found[1], Neighbour::Proxy { .. }), "another image is what its name says: {found:?}");
         assert!(matches!(&found[2], Neighbour::Unknown { .. }), "an image not pulled yet is not known to be ours: {found:?}");
         // Without its own ImageID nothing is taken for a placeholder.

@@ -22,7 +22,7 @@ pub enum Neighbour {
     /// Another container of the task running this very image (the same `ImageID`): a placeholder
     /// for another of the task's services. Each takes what is still free, and as they share the
     /// task's network namespace, whichever holds a port answers the load balancer there.
-    Placeholder { name: String },
+    Placeholder { name: String, ports: Vec<u16> },
 }
 
 /// Agents by the words of their image's repository (the part after the registry), matched whole:
@@ -117,9 +117,10 @@ fn repository_of(image: &str) -> String {
 
 impl Neighbour {
     /// Ports this container may want; `None` when it may want any.
-    pub fn ports(&self) -> Option<&'static [u16]> {
+    pub fn ports(&self) -> Option<&[u16]> {
         match self {
-            Neighbour::Ecs | Neighbour::Placeholder { .. } => Some(&[]),
+            Neighbour::Ecs => Some(&[]),
+            Neighbour::Placeholder { ports, .. } => Some(ports),
             Neighbour::Agent { ports, .. } => Some(ports),
             Neighbour::Proxy { .. } | Neighbour::Unknown { .. } => None,
         }
@@ -135,14 +136,16 @@ impl Neighbour {
                 format!("{name}, a proxy serving on {} or any port its configuration names", ports.join(", "))
             }
             Neighbour::Unknown { name } => format!("{name}, which may listen on any port"),
-            Neighbour::Placeholder { name } => format!("{name}, another placeholder (the same image)"),
+            Neighbour::Placeholder { name, .. } => format!("{name}, another placeholder (the same image)"),
         }
     }
 
-    /// Ports it is known to serve on by default, for a proxy (so 80 is never taken from it).
-    pub fn serves(&self) -> &'static [u16] {
+    /// Ports it is known to serve on by default, for a proxy (so 80 is never taken from it), and
+    /// those the task document maps for another placeholder.
+    pub fn serves(&self) -> &[u16] {
         match self {
             Neighbour::Proxy { ports, .. } | Neighbour::Agent { ports, .. } => ports,
+            Neighbour::Placeholder { ports, .. } => ports,
             _ => &[],
         }
     }

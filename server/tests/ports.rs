@@ -441,3 +441,21 @@ fn a_container_with_no_port_of_its_own_leaves_those_baked_for_the_others() {
     let errors = worker.error_lines(Duration::from_millis(300)).join("\n");
     assert!(ports.contains(&8080) || errors.contains("port 8080 is already in use"), "{}\n{errors}", worker.first_line);
 }
+
+#[test]
+fn another_placeholders_mapped_port_is_left_to_it() {
+    let _turn = DEFAULT_PORTS.lock().unwrap_or_else(|e| e.into_inner());
+    // An agent that lists the task's mappings (EC2, awsvpc) names api's 3000, not the worker's.
+    let worker = r#"{"DockerId":"w","Name":"worker","ImageID":"sha256:same","Type":"NORMAL","Networks":[{"NetworkMode":"awsvpc"}]}"#;
+    let api = r#"{"DockerId":"a","Name":"api","ImageID":"sha256:same","Type":"NORMAL","Ports":[{"ContainerPort":3000,"Protocol":"tcp"}]}"#;
+    let task = format!(r#"{{"Containers":[{worker},{api}]}}"#);
+    let metadata = Metadata::serve(move |path, _| match path {
+        "/v4/test/task" => (200, task.clone()),
+        _ => (200, worker.to_owned()),
+    });
+    let (server, _fixture) = serve(&[("ECS_CONTAINER_METADATA_URI_V4", &metadata.uri), ("PLACEHOLDER_CONTROL_SOCKET", &control_socket())]);
+    let ports = listening(&server.first_line);
+    assert!(!ports.contains(&3000), "{}", server.first_line);
+    let errors = server.error_lines(Duration::from_millis(300)).join("\n");
+    assert!(ports.contains(&8080) || errors.contains("port 8080 is already in use"), "{}\n{errors}", server.first_line);
+}

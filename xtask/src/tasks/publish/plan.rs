@@ -28,6 +28,8 @@ pub(super) struct Target {
     pub(super) owner: Option<String>,
     /// Each container that runs the image, by name, with its ports.
     containers: BTreeMap<String, BTreeSet<u16>>,
+    /// Ports `--containers NAME:PORT` gives: for every container of the image.
+    given_ports: BTreeSet<u16>,
 }
 
 /// The repositories to publish: `--containers`, and the ECR repositories of every container in
@@ -45,6 +47,7 @@ pub(super) fn targets(args: &Args, found: &[stack::Found]) -> Result<Vec<Target>
                     tags: Vec::new(),
                     owner: None,
                     containers: BTreeMap::new(),
+                    given_ports: BTreeSet::new(),
                 });
                 targets.len() - 1
             }
@@ -53,6 +56,7 @@ pub(super) fn targets(args: &Args, found: &[stack::Found]) -> Result<Vec<Target>
     if let Some(list) = &args.containers {
         for (name, ports) in container_specs(list)? {
             let i = entry(&mut targets, &name);
+            targets[i].given_ports.extend(&ports);
             targets[i].recipe.ports.extend(ports);
         }
     }
@@ -96,10 +100,14 @@ pub(super) fn targets(args: &Args, found: &[stack::Found]) -> Result<Vec<Target>
     for target in &mut targets {
         // Containers that agree on their ports need no names; where they differ, each keeps to
         // its own (on Fargate they may share one network namespace).
-        let port_sets: BTreeSet<&BTreeSet<u16>> = target.containers.values().collect();
-        if port_sets.len() > 1 {
-            target.recipe.container_ports =
-                target.containers.iter().flat_map(|(name, ports)| ports.iter().map(move |port| (name.clone(), *port))).collect();
+        match container_ports(&target.containers, &target.given_ports) {
+            Ok(named) => target.recipe.container_ports = named,
+            Err(unmatched) => eprintln!(
+                "{}: its containers listen on different ports, but {} cannot be matched to the name in task metadata, so every \
+                 container of this image gets every port",
+                target.name,
+                unmatched.join(", ")
+            ),
         }
         let mut seen = Vec::new();
         target.recipe.ports.retain(|p| {
@@ -118,6 +126,28 @@ pub(super) fn targets(args: &Args, found: &[stack::Found]) -> Result<Vec<Target>
         });
     }
     Ok(targets)
+}
+
+/// Each container's own ports, where the containers of one image disagree on them (on Fargate
+/// they may share a network namespace, so each keeps to its own): none when they agree, and
+/// none for ports `--containers` gives every container. The names that cannot be matched at run
+/// time, when some cannot.
+fn container_ports(containers: &BTreeMap<String, BTreeSet<u16>>, given: &BTreeSet<u16>) -> Result<BTreeSet<(String, u16)>, Vec<String>> {
+    let port_sets: BTreeSet<&BTreeSet<u16>> = containers.values().collect();
+    if port_sets.len() < 2 {
+        return Ok(BTreeSet::new());
+    }
+    let unmatched: Vec<String> = containers.keys().filter(|name| !is_container_name(name)).cloned().collect();
+    if !unmatched.is_empty() {
+        return Err(unmatched);
+    }
+    Ok(containers.iter().flat_map(|(name, ports)| ports.iter().filter(|port| !given.contains(port)).map(move |port| (name.clone(), *port))).collect())
+}
+
+/// A container name as ECS takes it and task metadata reports it (letters, digits, `-` and `_`,
+/// with a letter), rather than where it was found (`TaskDef[0]`) or an unresolved `${Name}-web`.
+fn is_container_name(name: &str) -> bool {
+    name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') && name.bytes().any(|b| b.is_ascii_alphabetic())
 }
 
 /// The tag a container's image names, to put the placeholder at: `Some(None)` when it names none
@@ -219,3 +249,26 @@ pub(super) fn describe(recipe: &Recipe) -> String {
     parts.join(", ")
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn containers(each: &[(&str, &[u16])]) -> BTreeMap<String, BTreeSet<u16>> {
+        each.iter().map(|(name, ports)| (name.to_string(), ports.iter().copied().collect())).collect()
+    }
+
+    #[test]
+    fn ports_are_named_for_containers_only_where_they_differ() {
+        let none = BTreeSet::new();
+        assert_eq!(container_ports(&containers(&[("web", &[8080]), ("web-canary", &[8080])]), &none), Ok(BTreeSet::new()));
+        let named = container_ports(&containers(&[("frontend", &[3000]), ("backend", &[8080]), ("worker", &[])]), &none).unwrap();
+        assert_eq!(named, BTreeSet::from([("backend".to_owned(), 8080), ("frontend".to_owned(), 3000)]));
+        // `--containers app:3000` is for every container of the image, so it stays unnamed.
+        let named = container_ports(&containers(&[("a", &[3000]), ("b", &[8080])]), &BTreeSet::from([3000])).unwrap();
+        assert_eq!(named, BTreeSet::from([("b".to_owned(), 8080)]));
+        // A name from where it was found, or unresolved, never matches task metadata: no names.
+        let unmatched = container_ports(&containers(&[("TaskDef[0]", &[3000]), ("${Name}-web", &[8080])]), &none).unwrap_err();
+        assert_eq!(unmatched, ["${Name}-web", "TaskDef[0]"]);
+    }
+}

@@ -33,11 +33,14 @@ pub(super) fn sidecar_ports(sidecar: &Sidecar, claimed: &[u16]) -> Vec<u16> {
     known.into_iter().filter(|port| !claimed.contains(port)).collect()
 }
 
-/// What would let a container start that did not: an entry point or user the image lacks, which
-/// publishing from the definition adds.
-pub(super) fn start_fix(container: &Container, checks: &Checks) -> &'static str {
+/// What would let a container start that did not (the engine's `message`): an entry point or
+/// user the image lacks, which publishing from the definition adds.
+pub(super) fn start_fix(container: &Container, checks: &Checks, message: &str) -> &'static str {
     let named_user = container.user.as_deref().and_then(|u| u.split(':').next()).is_some_and(|u| !u.is_empty() && !u.bytes().all(|b| b.is_ascii_digit()));
-    if checks.published || (container.entry_point.is_none() && !named_user) {
+    let missing = ["no such file or directory", "executable file not found", "unable to find user", "no matching entries in passwd"]
+        .iter()
+        .any(|says| message.to_ascii_lowercase().contains(says));
+    if checks.published || !missing || (container.entry_point.is_none() && !named_user) {
         return "";
     }
     ". Only the definition can fix this: the plain image lacks what its entryPoint or user names; publish from the \

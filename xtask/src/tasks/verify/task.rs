@@ -50,7 +50,10 @@ impl<'a> Task<'a> {
         self.docker
             .start_container(&app, None)
             .await
-            .map_err(|e| anyhow!("the container did not start: {}{}", engine_message(&e), start_fix(container, checks)))?;
+            .map_err(|e| {
+                let message = engine_message(&e);
+                anyhow!("the container did not start: {message}{}", start_fix(container, checks, &message))
+            })?;
         let started = Instant::now();
         let mut said = Vec::new();
         // Sidecars start when they start, often after the app (`dependsOn`): the worst case is
@@ -61,7 +64,7 @@ impl<'a> Task<'a> {
         }
 
         if let Some(check) = &container.health_check {
-            self.wait_healthy(&app, check, started).await?;
+            self.wait_healthy(&app, check).await?;
             // From the container's start: with sidecars the wait began after they were up.
             let after = started.elapsed();
             said.push(format!("its health check {:?} passed {:.1} s after the container started", check.command.join(" "), after.as_secs_f64()));
@@ -183,8 +186,10 @@ impl<'a> Task<'a> {
         }
     }
 
-    /// Waits for Docker to call the container healthy, counting the check's limits from `started`.
-    pub(super) async fn wait_healthy(&self, app: &str, check: &taskdef::HealthCheck, started: Instant) -> Result<()> {
+    /// Waits for Docker to call the container healthy, within the check's own limits from now
+    /// (the sidecars' start-up before it is not the check's time).
+    pub(super) async fn wait_healthy(&self, app: &str, check: &taskdef::HealthCheck) -> Result<()> {
+        let started = Instant::now();
         let timeout = Duration::from_secs(check.timeout.unwrap_or(5));
         let retries = check.retries.unwrap_or(3) as u32;
         let limit = Duration::from_secs(check.start_period.unwrap_or(0)) + (CHECK_INTERVAL + timeout) * (retries + 1) + Duration::from_secs(10);
