@@ -185,22 +185,18 @@ async fn serve(config: ServeConfig) -> Result<(), String> {
         listeners.push(serve::bind(port).map_err(|e| serve::bind_error(port, &e))?);
     } else {
         let sources = &config.ports;
-        listeners = bind_each(&sources.given, &mut failures);
+        listeners = bind_each(&sources.given, &mut failures, None);
         match &sources.metadata_uri {
             None => {
                 let fallback = if sources.baked.is_empty() { vec![args::DEFAULT_PORT] } else { sources.baked.all() };
-                listeners.extend(bind_each(&fallback, &mut failures));
+                listeners.extend(bind_each(&fallback, &mut failures, None));
             }
             // Nothing to serve on yet: waiting for the metadata costs nothing.
             Some(uri) if listeners.is_empty() => {
                 let (ports, note, shared) = ports_from_metadata(uri, &sources.baked, true).await;
                 notes.extend(note);
-                if shared {
-                    listeners.extend(bind_each_shared(&ports, &mut failures, &mut notes));
-                    held_by_placeholders = listeners.is_empty() && failures.is_empty() && !ports.is_empty();
-                } else {
-                    listeners.extend(bind_each(&ports, &mut failures));
-                }
+                listeners.extend(bind_each(&ports, &mut failures, shared.then_some(&mut notes)));
+                held_by_placeholders = shared && listeners.is_empty() && failures.is_empty() && !ports.is_empty();
             }
             Some(uri) => {
                 let (uri, baked, opener) = (uri.clone(), sources.baked.clone(), opener.clone());
@@ -275,35 +271,20 @@ async fn ports_from_metadata(uri: &str, baked: &args::BakedPorts, guess: bool) -
     (guessed.ports, Some(format!("nothing names this container's port (ECS task metadata {why}): {}", guessed.why)), shared)
 }
 
-/// As `bind_each`, for defaults another placeholder of the task may already hold: such a port is
-/// noted and skipped (that placeholder answers there, in the task's one network namespace); any
-/// other error is still a failure.
-fn bind_each_shared(ports: &[u16], failures: &mut Vec<String>, notes: &mut Vec<String>) -> Vec<TcpListener> {
-    let mut listeners: Vec<TcpListener> = Vec::new();
-    for &port in ports {
-        if listeners.iter().any(|l| l.local_addr().is_ok_and(|a| a.port() == port)) {
-            continue;
-        }
-        match serve::bind(port) {
-            Ok(listener) => listeners.push(listener),
-            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => notes.push(format!("skipped: {}", serve::bind_error(port, &e))),
-            Err(e) => failures.push(serve::bind_error(port, &e)),
-        }
-    }
-    listeners
-}
-
 /// Binds each port once. A port that cannot be bound (a sidecar holds it, or 80 without root) is
-/// noted in `failures` and skipped: serving on the others still helps.
-fn bind_each(ports: &[u16], failures: &mut Vec<String>) -> Vec<TcpListener> {
+/// noted in `failures` and skipped: serving on the others still helps. With `held`, a port
+/// already in use is noted there instead: for defaults another placeholder of the task may hold,
+/// which answers there, in the task's one network namespace.
+fn bind_each(ports: &[u16], failures: &mut Vec<String>, mut held: Option<&mut Vec<String>>) -> Vec<TcpListener> {
     let mut listeners: Vec<TcpListener> = Vec::new();
     for &port in ports {
         if listeners.iter().any(|l| l.local_addr().is_ok_and(|a| a.port() == port)) {
             continue;
         }
-        match serve::bind(port) {
-            Ok(listener) => listeners.push(listener),
-            Err(e) => failures.push(serve::bind_error(port, &e)),
+        match (serve::bind(port), held.as_deref_mut()) {
+            (Ok(listener), _) => listeners.push(listener),
+            (Err(e), Some(held)) if e.kind() == std::io::ErrorKind::AddrInUse => held.push(format!("skipped: {}", serve::bind_error(port, &e))),
+            (Err(e), _) => failures.push(serve::bind_error(port, &e)),
         }
     }
     listeners
