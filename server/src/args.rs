@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::ports;
+use server::sidecars;
 
 pub const USAGE: &str = "\
 usage: server [--port N] [--root DIR] [--strict] [--access-log] [--max-connections N]
@@ -303,7 +304,8 @@ impl BakedPorts {
         let mut entries = Vec::new();
         for entry in list.split([',', ' ']).map(str::trim).filter(|e| !e.is_empty()) {
             let (name, port) = match entry.rsplit_once(':') {
-                Some((name, port)) => (Some(name.to_owned()).filter(|n| is_container_name(n)), port),
+                // `0.0.0.0:8080`, `localhost:8080` and compose's `9090:8080` name no container.
+                Some((name, port)) => (Some(name.to_owned()).filter(|n| sidecars::is_container_name(n) && n != "localhost"), port),
                 None => (None, entry),
             };
             let (number, protocol) = port.split_once('/').unwrap_or((port, "tcp"));
@@ -324,7 +326,7 @@ impl BakedPorts {
 
     /// Every port, each once: for a container whose name is not known.
     pub fn all(&self) -> Vec<u16> {
-        unique(self.entries.iter().map(|(_, port)| *port))
+        ports::dedup_without(self.entries.iter().map(|(_, port)| *port).collect(), &[])
     }
 
     /// The ports of the container named `name`: those for every container and its own. Where
@@ -334,28 +336,14 @@ impl BakedPorts {
     pub fn for_container(&self, name: Option<&str>) -> Vec<u16> {
         match name {
             Some(name) if self.entries.iter().any(|(n, _)| n.is_some()) => {
-                unique(self.entries.iter().filter(|(n, _)| n.is_none() || n.as_deref() == Some(name)).map(|(_, port)| *port))
+                let own = self.entries.iter().filter(|(n, _)| n.is_none() || n.as_deref() == Some(name)).map(|(_, port)| *port);
+                ports::dedup_without(own.collect(), &[])
             }
             _ => self.all(),
         }
     }
 }
 
-/// A container name as ECS takes it (letters, digits, `-` and `_`, with a letter): `0.0.0.0:8080`
-/// or compose's `8080:80` name an address or a host port, not a container.
-fn is_container_name(word: &str) -> bool {
-    word.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') && word.bytes().any(|b| b.is_ascii_alphabetic()) && word != "localhost"
-}
-
-fn unique(ports: impl Iterator<Item = u16>) -> Vec<u16> {
-    let mut seen = Vec::new();
-    for port in ports {
-        if !seen.contains(&port) {
-            seen.push(port);
-        }
-    }
-    seen
-}
 
 fn parse_probe(args: Vec<OsString>, env: impl Fn(&str) -> Option<OsString>) -> Result<ProbeConfig, UsageError> {
     let fail = |message: String| UsageError { message };

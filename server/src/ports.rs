@@ -184,7 +184,7 @@ pub fn guess(around: &Surroundings, environment: &[(String, String)]) -> Guess {
 }
 
 /// `ports` once each, in order, without any in `taken`.
-fn dedup_without(ports: Vec<u16>, taken: &[u16]) -> Vec<u16> {
+pub fn dedup_without(ports: Vec<u16>, taken: &[u16]) -> Vec<u16> {
     let mut kept = Vec::new();
     for port in ports {
         if !taken.contains(&port) && !kept.contains(&port) {

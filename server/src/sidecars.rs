@@ -82,6 +82,13 @@ const PROXIES: &[(&str, &[u16])] = &[
     ("kong", &[8000, 8001, 8443, 8444]),
 ];
 
+/// A container name as a task definition gives it and task metadata reports it (letters, digits,
+/// `-` and `_`, with a letter here), rather than where a file had it (`TaskDef[0]`), an unresolved
+/// `${Name}-web`, or an address (`0.0.0.0`).
+pub fn is_container_name(word: &str) -> bool {
+    word.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') && word.bytes().any(|b| b.is_ascii_alphabetic())
+}
+
 /// What the container named `name`, of type `kind` (the document's `Type`), running `image`, is.
 pub fn classify(name: &str, image: &str, kind: &str) -> Neighbour {
     let repository = repository_of(image);

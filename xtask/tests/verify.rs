@@ -159,12 +159,20 @@ fn bad_input_is_one_line_and_exit_2() {
 #[test]
 fn without_ports_in_task_metadata_the_health_check_or_the_baked_port_is_what_boots() {
     let bed = bed();
-    let (_dir, file) = definition(serde_json::json!({
-        "name": "fargate",
-        "image": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/fargate-api:latest",
-        "portMappings": [{ "containerPort": 3001 }],
-        "healthCheck": { "command": ["CMD-SHELL", "curl -f http://localhost:3001/health || exit 1"], "timeout": 2, "retries": 2 },
-    }));
+    // Container `name` of repository fargate-api on port 3001, with `more` of its definition.
+    let fargate_api = |name: &str, more: serde_json::Value| {
+        let mut container = serde_json::json!({
+            "name": name,
+            "image": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/fargate-api:latest",
+            "portMappings": [{ "containerPort": 3001 }],
+        });
+        container.as_object_mut().unwrap().extend(more.as_object().unwrap().clone());
+        definition(container)
+    };
+    let (_dir, file) = fargate_api(
+        "fargate",
+        serde_json::json!({ "healthCheck": { "command": ["CMD-SHELL", "curl -f http://localhost:3001/health || exit 1"], "timeout": 2, "retries": 2 } }),
+    );
     // As Fargate serves it, the metadata names no port: the container's own check names it.
     let unbaked = published(&bed, &["--containers", "fargate-api"], "fargate-api");
     let (code, stdout, stderr) = verify(&bed, &file, &unbaked, &["--no-metadata-ports"]);
@@ -172,11 +180,7 @@ fn without_ports_in_task_metadata_the_health_check_or_the_baked_port_is_what_boo
     assert!(line_for(&stdout, "fargate").contains("GET :3001/ got 200"), "{stdout}");
 
     // With no check, and a port no framework defaults to, nothing at run time names it.
-    let (_dir, unchecked) = definition(serde_json::json!({
-        "name": "unchecked",
-        "image": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/fargate-api:latest",
-        "portMappings": [{ "containerPort": 3001 }],
-    }));
+    let (_dir, unchecked) = fargate_api("unchecked", serde_json::json!({}));
     let (code, stdout, stderr) = verify(&bed, &unchecked, &unbaked, &["--no-metadata-ports"]);
     assert_eq!(code, 1, "{stdout}\n{stderr}");
     let verdict = line_for(&stdout, "unchecked");
@@ -185,12 +189,7 @@ fn without_ports_in_task_metadata_the_health_check_or_the_baked_port_is_what_boo
     // A definition's `command`, meant for the real image, follows the placeholder's entry point:
     // the port it names is served, in a shell line too.
     for command in [serde_json::json!(["gunicorn", "app.wsgi:application", "--bind", "0.0.0.0:3001"]), serde_json::json!(["sh", "-c", "gunicorn app:app --bind 0.0.0.0:3001"])] {
-        let (_dir, commanded) = definition(serde_json::json!({
-            "name": "commanded",
-            "image": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/fargate-api:latest",
-            "portMappings": [{ "containerPort": 3001 }],
-            "command": command,
-        }));
+        let (_dir, commanded) = fargate_api("commanded", serde_json::json!({ "command": command }));
         let (code, stdout, stderr) = verify(&bed, &commanded, &unbaked, &["--no-metadata-ports"]);
         assert_eq!(code, 0, "{command}:\n{stdout}\n{stderr}");
         assert!(line_for(&stdout, "commanded").contains("GET :3001/ got 200"), "{stdout}");
@@ -198,14 +197,14 @@ fn without_ports_in_task_metadata_the_health_check_or_the_baked_port_is_what_boo
 
     // The console's export writes `"entryPoint": []` and `"command": []` for settings never made:
     // ECS runs the image's own entry point, and so does verify.
-    let (_dir, exported) = definition(serde_json::json!({
-        "name": "exported",
-        "image": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/fargate-api:latest",
-        "entryPoint": [],
-        "command": [],
-        "portMappings": [{ "containerPort": 3001 }],
-        "healthCheck": { "command": ["CMD-SHELL", "curl -f http://localhost:3001/ || exit 1"], "timeout": 2, "retries": 2 },
-    }));
+    let (_dir, exported) = fargate_api(
+        "exported",
+        serde_json::json!({
+            "entryPoint": [],
+            "command": [],
+            "healthCheck": { "command": ["CMD-SHELL", "curl -f http://localhost:3001/ || exit 1"], "timeout": 2, "retries": 2 },
+        }),
+    );
     let (code, stdout, stderr) = verify(&bed, &exported, &unbaked, &["--no-metadata-ports"]);
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     assert!(line_for(&stdout, "exported").starts_with("exported: healthy"), "{stdout}");

@@ -137,17 +137,11 @@ fn container_ports(containers: &BTreeMap<String, BTreeSet<u16>>, given: &BTreeSe
     if port_sets.len() < 2 {
         return Ok(BTreeSet::new());
     }
-    let unmatched: Vec<String> = containers.keys().filter(|name| !is_container_name(name)).cloned().collect();
+    let unmatched: Vec<String> = containers.keys().filter(|name| !server::sidecars::is_container_name(name)).cloned().collect();
     if !unmatched.is_empty() {
         return Err(unmatched);
     }
     Ok(containers.iter().flat_map(|(name, ports)| ports.iter().filter(|port| !given.contains(port)).map(move |port| (name.clone(), *port))).collect())
-}
-
-/// A container name as ECS takes it and task metadata reports it (letters, digits, `-` and `_`,
-/// with a letter), rather than where it was found (`TaskDef[0]`) or an unresolved `${Name}-web`.
-fn is_container_name(name: &str) -> bool {
-    name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') && name.bytes().any(|b| b.is_ascii_alphabetic())
 }
 
 /// The tag a container's image names, to put the placeholder at: `Some(None)` when it names none
@@ -248,7 +242,6 @@ pub(super) fn describe(recipe: &Recipe) -> String {
     }
     parts.join(", ")
 }
-
 
 #[cfg(test)]
 mod tests {
