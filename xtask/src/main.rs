@@ -39,8 +39,12 @@ fn main() -> ExitCode {
     // The registry client's TLS (reqwest, built without a provider of its own: Cargo.toml).
     let _ = rustls::crypto::ring::default_provider().install_default();
     let needs_stacks = match &cli.task {
-        Task::Publish(args) => args.wait || sources::from::names_aws(&args.from),
-        Task::Verify(args) => sources::from::names_aws(&args.from),
+        Task::Publish(args) => args.wait || tasks::publish::asked(args).is_ok_and(|asked| asked.names_aws()),
+        Task::Verify(args) => {
+            sources::from::names_aws(&args.from)
+                || !args.target_groups.is_empty()
+                || args.task_definitions.iter().any(|t| sources::from::is_registered(&t.to_string_lossy()))
+        }
         Task::Status(args) => sources::from::names_aws(&args.from),
         Task::Teardown(args) => sources::from::names_aws(&args.from),
         _ => false,

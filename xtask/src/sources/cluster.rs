@@ -11,6 +11,7 @@ use aws_sdk_ecs::types::ContainerDefinition;
 use crate::clients::aws::{error_code, service_call_failed};
 use crate::base::service::Service;
 use crate::sources::stack::{self, Found};
+use crate::sources::registered;
 use crate::sources::taskdef::{self, Container, HealthCheck, LoadBalancerCheck};
 use crate::base::Usage;
 
@@ -117,23 +118,17 @@ async fn target_group_checks(
     for balancer in balancers {
         let (Some(arn), Some(name)) = (balancer.target_group_arn(), balancer.container_name()) else { continue };
         let Some(group) = groups.target_groups().iter().find(|g| g.target_group_arn() == Some(arn)) else { continue };
-        let port = match group.health_check_port() {
-            Some(port) if port != "traffic-port" => port.parse().ok(),
-            _ => balancer.container_port().and_then(|p| u16::try_from(p).ok()),
-        };
-        let protocol = group.health_check_protocol().or(group.protocol()).map(|p| p.as_str().to_owned()).unwrap_or_default();
-        let check = LoadBalancerCheck {
-            path: Some(group.health_check_path().unwrap_or("/").to_owned()),
-            port,
-            matcher: Some(group.matcher().and_then(|m| m.http_code()).unwrap_or("200").to_owned()),
-        };
-        checks.insert(name.to_owned(), (check, protocol.eq_ignore_ascii_case("HTTPS")));
+        let group = registered::group_of(group);
+        let mut check = group.check;
+        // `traffic-port`: the container port the service registers.
+        check.port = check.port.or_else(|| balancer.container_port().and_then(|p| u16::try_from(p).ok()));
+        checks.insert(name.to_owned(), (check, group.https));
     }
     Ok(checks)
 }
 
 /// A container definition as ECS holds it, as the placeholder must meet it.
-fn container(definition: &ContainerDefinition) -> Container {
+pub fn container(definition: &ContainerDefinition) -> Container {
     let list = |items: &[String]| (!items.is_empty()).then(|| items.to_vec());
     let mut ports = Vec::new();
     for mapping in definition.port_mappings() {

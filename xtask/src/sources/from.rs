@@ -11,7 +11,8 @@ use crate::clients::aws;
 use crate::clients::aws::AwsArgs;
 use crate::sources::stack::{self, Found};
 #[cfg(feature = "stacks")]
-use crate::sources::{cluster, deployed};
+use crate::sources::{cluster, deployed, registered};
+use crate::sources::balancer::Group;
 use crate::base::Usage;
 pub use crate::base::service::Service;
 
@@ -61,6 +62,21 @@ pub fn parse(values: &[String]) -> Result<Vec<Source>> {
     Ok(sources)
 }
 
+/// Whether a `--task-definition` value names a registered task definition rather than a file: an
+/// ECS task definition ARN, or `FAMILY` / `FAMILY:REVISION` (ECS's family names: letters, digits,
+/// `-` and `_`) where no file of that name exists.
+pub fn is_registered(value: &str) -> bool {
+    if std::path::Path::new(value).exists() {
+        return false;
+    }
+    if value.starts_with("arn:") {
+        return value.contains(":task-definition/");
+    }
+    let (family, revision) = value.split_once(':').unwrap_or((value, "1"));
+    let family_ok = !family.is_empty() && family.len() <= 255 && family.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    family_ok && !revision.is_empty() && revision.bytes().all(|b| b.is_ascii_digit())
+}
+
 /// Whether any of `values` names what AWS holds (`stack:`, `ecs:`) rather than a file.
 pub fn names_aws(values: &[String]) -> bool {
     parse(values).is_ok_and(|sources| sources.iter().any(|s| !matches!(s, Source::Files(_))))
@@ -71,6 +87,29 @@ pub fn names_aws(values: &[String]) -> bool {
 pub struct Loaded {
     pub found: Vec<Found>,
     pub services: Vec<Service>,
+    /// `--target-group` checks, for the task definition files read elsewhere.
+    pub groups: Vec<(Option<String>, Group)>,
+    /// Repositories `--containers` names that no registered task definition was found to pull, and
+    /// why, when publish looked.
+    pub not_found: Vec<(String, String)>,
+}
+
+/// What to read beyond `--from`: registered task definitions, target groups, and repositories to
+/// look for in the registered task definitions (`--containers` names).
+#[derive(Default)]
+pub struct Asked<'a> {
+    pub from: &'a [String],
+    /// `--task-definition` values naming registered task definitions, not files.
+    pub registered: Vec<String>,
+    pub target_groups: &'a [String],
+    pub lookup: Vec<String>,
+}
+
+impl Asked<'_> {
+    /// Whether any of it is read from AWS through the stack readers.
+    pub fn names_aws(&self) -> bool {
+        names_aws(self.from) || !self.registered.is_empty() || !self.target_groups.is_empty() || !self.lookup.is_empty()
+    }
 }
 
 /// Reads every source. Files need nothing but themselves; a stack or cluster is read in the first
@@ -82,11 +121,16 @@ pub async fn load(values: &[String], aws_args: &AwsArgs) -> Result<Loaded> {
 
 /// `load`, but a stack that is not there yet, or has not created its repositories yet, is waited
 /// for, at most `wait` (`publish --wait` beside a `cdk deploy` that has just begun).
-#[cfg_attr(not(feature = "stacks"), allow(unused_variables))]
 pub async fn load_waiting(values: &[String], aws_args: &AwsArgs, wait: Option<std::time::Duration>) -> Result<Loaded> {
-    let sources = parse(values)?;
+    load_asked(&Asked { from: values, ..Default::default() }, aws_args, wait).await
+}
+
+/// `load_waiting`, with registered task definitions, target groups and the lookup.
+#[cfg_attr(not(feature = "stacks"), allow(unused_variables))]
+pub async fn load_asked(asked: &Asked<'_>, aws_args: &AwsArgs, wait: Option<std::time::Duration>) -> Result<Loaded> {
+    let sources = parse(asked.from)?;
     let mut loaded = Loaded::default();
-    if sources.is_empty() {
+    if sources.is_empty() && !asked.names_aws() {
         return Ok(loaded);
     }
     let context = stack::Context::new(aws_args.first_region());
@@ -118,8 +162,62 @@ pub async fn load_waiting(values: &[String], aws_args: &AwsArgs, wait: Option<st
             other => anyhow::bail!(Usage(format!("--from {}: this xtask was built without the stack readers: run it as `cargo xtask`", other.label()))),
         }
     }
-    stack::check_any_ecr(&loaded.found, &sources.iter().map(Source::label).collect::<Vec<_>>())?;
+    #[cfg(not(feature = "stacks"))]
+    if asked.names_aws() {
+        anyhow::bail!(Usage("registered task definitions and target groups are read by the stack readers: run it as `cargo xtask`".into()));
+    }
+    #[cfg(feature = "stacks")]
+    {
+        for name in &asked.registered {
+            let config = connected(&mut config, aws_args).await?;
+            let found = registered::load(name, config).await?;
+            eprintln!("task definition {name}: {} container(s), registered", found.len());
+            loaded.found.extend(found);
+        }
+        if !asked.target_groups.is_empty() {
+            let config = connected(&mut config, aws_args).await?;
+            loaded.groups = registered::target_groups(asked.target_groups, config).await?;
+        }
+        // Names a definition given already covers need no lookup.
+        let lookup: Vec<String> =
+            asked.lookup.iter().filter(|name| !loaded.found.iter().any(|f| f.repository() == Some(name.as_str()))).cloned().collect();
+        if !lookup.is_empty() {
+            // Looking is a help, not a step: a target that cannot be reached is publish's to report.
+            match connected(&mut config, aws_args).await {
+                Ok(config) => look_up(&mut loaded, &lookup, config).await,
+                Err(e) => loaded.not_found.extend(lookup.iter().map(|r| (r.clone(), format!("could not look for a registered task definition that pulls it ({e:#})")))),
+            }
+        }
+    }
+    let mut labels: Vec<String> = sources.iter().map(Source::label).collect();
+    labels.extend(asked.registered.iter().map(|name| format!("--task-definition {name}")));
+    if !labels.is_empty() {
+        stack::check_any_ecr(&loaded.found, &labels)?;
+    }
     Ok(loaded)
+}
+
+/// `--containers NAME`: the registered task definitions that pull NAME, used as `--task-definition`
+/// would use them, each named; where none does, or publish may not look, it says so.
+#[cfg(feature = "stacks")]
+async fn look_up(loaded: &mut Loaded, repositories: &[String], config: &aws_config::SdkConfig) {
+    let lookup = registered::pulling(repositories, config).await;
+    let read = format!("{} of {} task definition families read in {:.1} s", lookup.read, lookup.families, lookup.took.as_secs_f64());
+    for found in &lookup.found {
+        eprintln!("[{}] from the registered {}: its tag, ports and checks are baked in ({read})", found.repository().unwrap_or_default(), found.location);
+    }
+    for repository in repositories {
+        if lookup.found.iter().any(|f| f.repository() == Some(repository.as_str())) {
+            continue;
+        }
+        let why = match &lookup.failed {
+            Some(error) => format!("could not look for a registered task definition that pulls it ({error})"),
+            None if lookup.read < lookup.families => format!("none of the registered task definitions read pulls it ({read}; the rest were not read)"),
+            None => format!("no registered task definition pulls it ({read})"),
+        };
+        loaded.not_found.push((repository.clone(), why));
+    }
+    loaded.found.extend(lookup.found);
 }
 
 /// The first target's AWS configuration, connected once.
@@ -169,6 +267,19 @@ pub async fn repositories(values: &[String], aws_args: &AwsArgs, names: &mut Vec
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn registered_names_and_files() {
+        for name in ["api", "api:3", "my_svc-task:12", "arn:aws:ecs:eu-west-1:123456789012:task-definition/api:3"] {
+            assert!(is_registered(name), "{name}");
+        }
+        for name in ["taskdef.json", "./api", "api:", "api:v1", "arn:aws:ecs:eu-west-1:1:service/c/s", ""] {
+            assert!(!is_registered(name), "{name}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("api"), "{}").unwrap();
+        assert!(!is_registered(dir.path().join("api").to_str().unwrap()));
+    }
 
     #[test]
     fn sources_by_prefix() {

@@ -178,6 +178,7 @@ pub(super) fn planned(name: &str, look: Result<Look>, force: bool) -> Outcome {
     let step = look.step(force);
     let tags = |tags: &[String]| tags.iter().map(|t| format!(":{t}")).collect::<Vec<_>>().join(", ");
     let skipped: Vec<String> = step.skipped.iter().map(|(_, why)| why.clone()).collect();
+    outcome.unfilled = step.skipped.iter().map(|(tag, _)| tag.clone()).collect();
     (outcome.action, outcome.reason) = if let Some(why) = step.blocked {
         (Action::WouldSkip, Some(why))
     } else if step.create {

@@ -46,10 +46,20 @@ pub struct Args {
     /// port into that repository's image for tasks with no metadata to name it.
     #[arg(long, env = "ECS_PLACEHOLDER_CONTAINERS", value_name = "NAMES")]
     pub containers: Option<String>,
-    /// ECS task definition JSON: each container whose image is in ECR names a repository to
-    /// publish, and its image gets the container's ports, entry point and user.
-    #[arg(long = "task-definition", value_name = "FILE", num_args = 1..)]
+    /// ECS task definition JSON, or a registered task definition (`FAMILY`, `FAMILY:REVISION` or
+    /// its ARN, read with DescribeTaskDefinition): each container whose image is in ECR names a
+    /// repository to publish at the tag it pulls, and its image gets the container's ports, entry
+    /// point and user.
+    #[arg(long = "task-definition", value_name = "FILE|FAMILY[:REV]|ARN", num_args = 1..)]
     pub task_definitions: Vec<PathBuf>,
+    /// The target group the service will put a container behind (name or ARN, read with
+    /// DescribeTargetGroups): its health check's path, port and matcher are baked in for the
+    /// container that maps the group's port, or for `CONTAINER=GROUP`.
+    #[arg(long = "target-group", value_name = "[CONTAINER=]NAME|ARN", num_args = 1..)]
+    pub target_groups: Vec<String>,
+    /// Do not look for registered task definitions that pull the --containers repositories.
+    #[arg(long)]
+    pub no_lookup: bool,
     /// The stack the containers are in: a CloudFormation template (JSON or YAML), a CDK cdk.out
     /// directory, a `terraform show -json` plan, ECS task definition JSON, a deployed or deploying
     /// stack (`stack:NAME`), or a cluster's services (`ecs:CLUSTER[/SERVICE,...]`). Each container
@@ -115,18 +125,24 @@ pub enum EncryptionArg {
 pub async fn run(args: Args) -> Result<ExitCode> {
     let mut timings = Timings::new(args.timings);
     let started = Instant::now();
-    let loaded = from::load_waiting(&args.from, &args.aws, args.wait.then_some(args.wait_timeout)).await?;
-    if !args.from.is_empty() {
-        timings.add("read the --from sources", started.elapsed());
+    let asked = asked(&args)?;
+    let mut loaded = from::load_asked(&asked, &args.aws, args.wait.then_some(args.wait_timeout)).await?;
+    if asked.names_aws() || !args.from.is_empty() {
+        timings.add("read the --from sources, registered definitions and target groups", started.elapsed());
     }
-    let found = loaded.found;
+    let mut found = std::mem::take(&mut loaded.found);
     if args.wait && loaded.services.is_empty() {
         bail!(Usage("--wait follows ECS services: name them with --from stack:NAME or --from ecs:CLUSTER[/SERVICE,...]".into()));
     }
     if args.dry_run && args.output == OutputFormat::Text && !found.is_empty() {
         stack::print_table(&found);
     }
-    let targets = targets(&args, &found)?;
+    let mut targets = targets(&args, &mut found, &loaded.groups)?;
+    for (repository, why) in &loaded.not_found {
+        if let Some(target) = targets.iter_mut().find(|t| &t.name == repository && t.pulled_by.is_empty()) {
+            target.notes.push(why.clone());
+        }
+    }
     let platforms = platform::parse_list(&args.platform).map_err(|e| Usage(e.to_string()))?;
     let encryption = match (args.encryption, &args.kms_key) {
         (EncryptionArg::Aes256, Some(_)) => bail!(Usage("--kms-key needs --encryption kms, not aes256".into())),
@@ -252,6 +268,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     for (outcome, &(d, target)) in outcomes.iter_mut().zip(&work) {
         outcome.ports = target.recipe.ports.clone();
         outcome.tags = target.tags.clone();
+        outcome.pulled_by = target.pulled_by.clone();
         outcome.warnings.extend(target.notes.iter().cloned());
         outcome.account = Some(destinations[d].account.clone());
         outcome.region = Some(destinations[d].aws.region.clone());
@@ -291,6 +308,27 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         });
     }
     Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+/// What publish reads beyond the files it is given: `--from`, registered task definitions, target
+/// groups, and the registered definitions that pull the `--containers` repositories (unless
+/// `--no-lookup`, or a definition given already names the repository).
+pub(crate) fn asked(args: &Args) -> Result<from::Asked<'_>> {
+    let registered: Vec<String> =
+        args.task_definitions.iter().map(|t| t.to_string_lossy().into_owned()).filter(|t| from::is_registered(t)).collect();
+    let mut lookup = Vec::new();
+    if let Some(list) = args.containers.as_deref().filter(|_| !args.no_lookup) {
+        let in_files: BTreeSet<String> = args
+            .task_definitions
+            .iter()
+            .filter(|t| !from::is_registered(&t.to_string_lossy()))
+            .filter_map(|file| crate::sources::taskdef::load(file).ok())
+            .flatten()
+            .filter_map(|c| c.image.as_deref().and_then(crate::sources::taskdef::ecr_repository))
+            .collect();
+        lookup = crate::sources::containers::parse_containers(list)?.into_iter().filter(|name| !in_files.contains(name)).collect();
+    }
+    Ok(from::Asked { from: &args.from, registered, target_groups: &args.target_groups, lookup })
 }
 
 /// `--timings`: where publish's own time goes, phase by phase. Phases that overlap (the image

@@ -11,7 +11,9 @@ use crate::sources::stack;
 use crate::sources::taskdef;
 use crate::base::Usage;
 
+use crate::sources::balancer::{self, Group};
 use crate::sources::containers::container_specs;
+use crate::sources::from;
 
 use super::Args;
 use crate::tasks::OutputFormat;
@@ -26,29 +28,44 @@ pub(super) struct Target {
     pub(super) tags: Vec<String>,
     /// The deployed stack that owns the repository, where one does.
     pub(super) owner: Option<String>,
+    /// Each container definition read that runs the image, and the tag it pulls
+    /// (`Api/web pulls :1.0.0`): empty where only `--containers` names the repository.
+    pub(super) pulled_by: Vec<String>,
     /// Each container that runs the image, by name, with its ports.
     containers: BTreeMap<String, BTreeSet<u16>>,
     /// Ports `--containers NAME:PORT` gives: for every container of the image.
     given_ports: BTreeSet<u16>,
+    /// Per container that runs the image, the ports another container of its task maps: that
+    /// container's, never to be taken by this one's placeholder (on Fargate they share one
+    /// network namespace, and a sidecar that cannot bind its port exits).
+    held: BTreeMap<String, BTreeSet<u16>>,
+}
+
+impl Target {
+    fn new(name: &str) -> Target {
+        Target {
+            name: name.to_owned(),
+            recipe: Recipe::default(),
+            notes: Vec::new(),
+            tags: Vec::new(),
+            owner: None,
+            pulled_by: Vec::new(),
+            containers: BTreeMap::new(),
+            given_ports: BTreeSet::new(),
+            held: BTreeMap::new(),
+        }
+    }
 }
 
 /// The repositories to publish: `--containers`, and the ECR repositories of every container in
 /// `--task-definition` files and `--from` stacks, each with the recipe its definitions need.
-pub(super) fn targets(args: &Args, found: &[stack::Found]) -> Result<Vec<Target>> {
+pub(super) fn targets(args: &Args, found: &mut [stack::Found], groups: &[(Option<String>, Group)]) -> Result<Vec<Target>> {
     let mut targets: Vec<Target> = Vec::new();
     let entry = |targets: &mut Vec<Target>, name: &str| -> usize {
         match targets.iter().position(|t| t.name == name) {
             Some(i) => i,
             None => {
-                targets.push(Target {
-                    name: name.to_owned(),
-                    recipe: Recipe::default(),
-                    notes: Vec::new(),
-                    tags: Vec::new(),
-                    owner: None,
-                    containers: BTreeMap::new(),
-                    given_ports: BTreeSet::new(),
-                });
+                targets.push(Target::new(name));
                 targets.len() - 1
             }
         }
@@ -60,30 +77,47 @@ pub(super) fn targets(args: &Args, found: &[stack::Found]) -> Result<Vec<Target>
             targets[i].recipe.ports.extend(ports);
         }
     }
-    for file in &args.task_definitions {
+    let mut files = Vec::new();
+    for file in args.task_definitions.iter().filter(|f| !from::is_registered(&f.to_string_lossy())) {
         for container in taskdef::load(file).map_err(|e| Usage(format!("{e:#}")))? {
-            let Some(repository) = container.image.as_deref().and_then(taskdef::ecr_repository) else {
-                eprintln!(
-                    "{}: container {} uses {}: {}, left alone",
-                    file.display(),
-                    container.name,
-                    container.image.as_deref().unwrap_or("no image"),
-                    taskdef::not_ours(container.image.as_deref().unwrap_or_default())
-                );
-                continue;
-            };
-            let Some(tag) = tag_for(&container.name, container.image.as_deref().unwrap_or_default()) else { continue };
-            let i = entry(&mut targets, &repository);
-            bake(&mut targets[i], &container);
-            targets[i].tags.extend(tag);
+            files.push((file, container, false));
         }
     }
-    for found in found {
+    // `--target-group` on the container it checks, whichever definition that is in.
+    balancer::attach(
+        files.iter_mut().map(|(_, container, https)| (container, https)).chain(found.iter_mut().map(|f| (&mut f.container, &mut f.https))),
+        groups,
+    )?;
+    for (file, container, https) in &files {
+        let Some(repository) = container.image.as_deref().and_then(taskdef::ecr_repository) else {
+            eprintln!(
+                "{}: container {} uses {}: {}, left alone",
+                file.display(),
+                container.name,
+                container.image.as_deref().unwrap_or("no image"),
+                taskdef::not_ours(container.image.as_deref().unwrap_or_default())
+            );
+            continue;
+        };
+        let Some(tag) = tag_for(&container.name, container.image.as_deref().unwrap_or_default()) else { continue };
+        let i = entry(&mut targets, &repository);
+        bake(&mut targets[i], container);
+        if *https {
+            targets[i].notes.push(https_note(&container.name));
+        }
+        targets[i].pulled_by.push(pulls(container, tag.as_deref()));
+        targets[i].tags.extend(tag);
+    }
+    for found in found.iter() {
         match found.repository() {
             Some(repository) => {
                 let Some(tag) = tag_for(&found.container.name, &found.image) else { continue };
                 let i = entry(&mut targets, repository);
                 bake(&mut targets[i], &found.container);
+                if found.https {
+                    targets[i].notes.push(https_note(&found.container.name));
+                }
+                targets[i].pulled_by.push(pulls(&found.container, tag.as_deref()));
                 targets[i].tags.extend(tag);
                 if let Some(owner) = found.owner() {
                     targets[i].owner = Some(owner);
@@ -100,14 +134,22 @@ pub(super) fn targets(args: &Args, found: &[stack::Found]) -> Result<Vec<Target>
     for target in &mut targets {
         // Containers that agree on their ports need no names; where they differ, each keeps to
         // its own (on Fargate they may share one network namespace).
-        match container_ports(&target.containers, &target.given_ports) {
+        match container_ports(&target.containers, &target.given_ports, &target.held) {
             Ok(named) => target.recipe.container_ports = named,
-            Err(unmatched) => eprintln!(
-                "{}: its containers listen on different ports, but {} cannot be matched to the name in task metadata, so every \
-                 container of this image gets every port",
-                target.name,
-                unmatched.join(", ")
-            ),
+            Err(unmatched) => {
+                // No name to keep a port to its container: a port another container of some task
+                // maps is left out altogether rather than taken from that container.
+                let held: BTreeSet<u16> = target.held.values().flatten().copied().filter(|p| !target.given_ports.contains(p)).collect();
+                let dropped: Vec<String> = target.recipe.ports.iter().filter(|p| held.contains(p)).map(u16::to_string).collect();
+                target.recipe.ports.retain(|p| !held.contains(p));
+                eprintln!(
+                    "{}: its containers listen on different ports, but {} cannot be matched to the name in task metadata, so every \
+                     container of this image gets every port{}",
+                    target.name,
+                    unmatched.join(", "),
+                    if dropped.is_empty() { String::new() } else { format!(" but {}, which another container of a task maps", dropped.join(", ")) }
+                );
+            }
         }
         let mut seen = Vec::new();
         target.recipe.ports.retain(|p| {
@@ -132,9 +174,16 @@ pub(super) fn targets(args: &Args, found: &[stack::Found]) -> Result<Vec<Target>
 /// they may share a network namespace, so each keeps to its own): none when they agree, and
 /// none for ports `--containers` gives every container. The names that cannot be matched at run
 /// time, when some cannot.
-fn container_ports(containers: &BTreeMap<String, BTreeSet<u16>>, given: &BTreeSet<u16>) -> Result<BTreeSet<(String, u16)>, Vec<String>> {
+fn container_ports(
+    containers: &BTreeMap<String, BTreeSet<u16>>,
+    given: &BTreeSet<u16>,
+    held: &BTreeMap<String, BTreeSet<u16>>,
+) -> Result<BTreeSet<(String, u16)>, Vec<String>> {
     let port_sets: BTreeSet<&BTreeSet<u16>> = containers.values().collect();
-    if port_sets.len() < 2 {
+    let union: BTreeSet<u16> = containers.values().flatten().copied().collect();
+    // A container beside another that maps one of the image's ports must not get it unnamed.
+    let taken = held.values().flatten().any(|port| union.contains(port) && !given.contains(port));
+    if port_sets.len() < 2 && !taken {
         return Ok(BTreeSet::new());
     }
     let unmatched: Vec<String> = containers.keys().filter(|name| !server::sidecars::is_container_name(name)).cloned().collect();
@@ -170,9 +219,23 @@ pub(super) fn bake(target: &mut Target, container: &taskdef::Container) {
     let own = target.containers.entry(container.name.clone()).or_default();
     own.extend(&container.ports);
     recipe.ports.extend(&container.ports);
+    // What the task's other containers map is theirs: the placeholder never binds it first.
+    let held = target.held.entry(container.name.clone()).or_default();
+    for sidecar in &container.sidecars {
+        held.extend(sidecar.ports.iter().filter(|p| !container.ports.contains(p)));
+    }
     if let Some(port) = container.load_balancer.as_ref().and_then(|lb| lb.port) {
-        own.insert(port);
-        recipe.ports.push(port);
+        match container.sidecars.iter().find(|s| s.ports.contains(&port) && !container.ports.contains(&port)) {
+            Some(sidecar) => target.notes.push(format!(
+                "the target group of container {} checks port {port}, which container {} of its task maps: that check is {}'s to \
+                 answer, so the placeholder leaves port {port} to it",
+                container.name, sidecar.name, sidecar.name
+            )),
+            None => {
+                own.insert(port);
+                recipe.ports.push(port);
+            }
+        }
     }
     // Docker runs an entry point by path, or by name on the image's PATH.
     let programs = [container.entry_point.as_deref(), container.health_check.as_ref().filter(|h| h.command.first().is_some_and(|c| c == "CMD")).map(|h| &h.command[1..])];
@@ -217,6 +280,22 @@ pub(super) fn bake(target: &mut Target, container: &taskdef::Container) {
     }
 }
 
+/// `Api/web pulls :1.0.0`: which definition runs the image, at which tag.
+fn pulls(container: &taskdef::Container, tag: Option<&str>) -> String {
+    match tag {
+        Some(tag) => format!("{} pulls :{tag}", container.qualified()),
+        None => format!("{} pulls a tag known only once deployed (:latest stands in)", container.qualified()),
+    }
+}
+
+/// What a target group that checks over HTTPS means for the placeholder.
+fn https_note(container: &str) -> String {
+    format!(
+        "the target group of container {container} checks over HTTPS: the placeholder answers plain HTTP (it has no certificate \
+         to present), so that check fails until the real image serves it; use an HTTP health check on the target group"
+    )
+}
+
 /// What a recipe adds, for the progress lines.
 pub(super) fn describe(recipe: &Recipe) -> String {
     let mut parts = Vec::new();
@@ -254,14 +333,56 @@ mod tests {
     #[test]
     fn ports_are_named_for_containers_only_where_they_differ() {
         let none = BTreeSet::new();
-        assert_eq!(container_ports(&containers(&[("web", &[8080]), ("web-canary", &[8080])]), &none), Ok(BTreeSet::new()));
-        let named = container_ports(&containers(&[("frontend", &[3000]), ("backend", &[8080]), ("worker", &[])]), &none).unwrap();
+        let free = BTreeMap::new();
+        assert_eq!(container_ports(&containers(&[("web", &[8080]), ("web-canary", &[8080])]), &none, &free), Ok(BTreeSet::new()));
+        let named = container_ports(&containers(&[("frontend", &[3000]), ("backend", &[8080]), ("worker", &[])]), &none, &free).unwrap();
         assert_eq!(named, BTreeSet::from([("backend".to_owned(), 8080), ("frontend".to_owned(), 3000)]));
         // `--containers app:3000` is for every container of the image, so it stays unnamed.
-        let named = container_ports(&containers(&[("a", &[3000]), ("b", &[8080])]), &BTreeSet::from([3000])).unwrap();
+        let named = container_ports(&containers(&[("a", &[3000]), ("b", &[8080])]), &BTreeSet::from([3000]), &free).unwrap();
         assert_eq!(named, BTreeSet::from([("b".to_owned(), 8080)]));
         // A name from where it was found, or unresolved, never matches task metadata: no names.
-        let unmatched = container_ports(&containers(&[("TaskDef[0]", &[3000]), ("${Name}-web", &[8080])]), &none).unwrap_err();
+        let unmatched = container_ports(&containers(&[("TaskDef[0]", &[3000]), ("${Name}-web", &[8080])]), &none, &free).unwrap_err();
         assert_eq!(unmatched, ["${Name}-web", "TaskDef[0]"]);
+        // One task runs the image as `web` on 80 beside a sidecar on 5000, another as `api` on
+        // 5000: the same ports everywhere would give `web` the sidecar's, so each is named.
+        let held = BTreeMap::from([("web".to_owned(), BTreeSet::from([5000]))]);
+        let named = container_ports(&containers(&[("web", &[80, 5000]), ("api", &[80, 5000])]), &none, &held).unwrap();
+        assert!(named.contains(&("api".to_owned(), 5000)) && named.contains(&("web".to_owned(), 5000)), "{named:?}");
+    }
+
+    fn task(containers: &[(&str, &str, &[u16])]) -> Vec<taskdef::Container> {
+        let mut task: Vec<taskdef::Container> = containers
+            .iter()
+            .map(|(name, image, ports)| taskdef::Container {
+                name: name.to_string(),
+                image: Some(image.to_string()),
+                ports: ports.to_vec(),
+                ..Default::default()
+            })
+            .collect();
+        taskdef::link(&mut task);
+        task
+    }
+
+    #[test]
+    fn a_port_another_container_of_the_task_maps_is_never_baked() {
+        // A frontend on 80 whose target group checks the backend on 5000.
+        let mut containers = task(&[("frontend", "1.dkr.ecr.eu-west-1.amazonaws.com/front:v1", &[80]), ("backend", "1.dkr.ecr.eu-west-1.amazonaws.com/back:v1", &[5000])]);
+        containers[0].load_balancer = Some(taskdef::LoadBalancerCheck { path: Some("/health".into()), port: Some(5000), matcher: None });
+        let mut front = Target::new("front");
+        bake(&mut front, &containers[0]);
+        assert_eq!(front.recipe.ports, [80]);
+        assert!(front.notes.iter().any(|n| n.contains("port 5000, which container backend of its task maps")), "{:?}", front.notes);
+        let mut back = Target::new("back");
+        bake(&mut back, &containers[1]);
+        assert_eq!(back.recipe.ports, [5000]);
+
+        // A Flask app on 5000 whose target group checks its nginx (Docker Hub) on 80.
+        let mut containers = task(&[("app", "1.dkr.ecr.eu-west-1.amazonaws.com/flask:latest", &[5000]), ("nginx", "nginx:1.27", &[80])]);
+        containers[0].load_balancer = Some(taskdef::LoadBalancerCheck { path: None, port: Some(80), matcher: None });
+        let mut flask = Target::new("flask");
+        bake(&mut flask, &containers[0]);
+        assert_eq!(flask.recipe.ports, [5000]);
+        assert_eq!(flask.held["app"], BTreeSet::from([80]));
     }
 }

@@ -56,6 +56,11 @@ pub struct Outcome {
     pub ports: Vec<u16>,
     /// The tags the placeholder is put at.
     pub tags: Vec<String>,
+    /// Each container definition read that runs the image, and the tag it pulls; empty when no
+    /// definition was read (names alone).
+    pub pulled_by: Vec<String>,
+    /// Tags the placeholder was to be put at but was not (a real image, an immutable tag).
+    pub unfilled: Vec<String>,
     pub reason: Option<String>,
     pub warnings: Vec<String>,
 }
@@ -72,6 +77,8 @@ impl Outcome {
             digest: None,
             ports: Vec::new(),
             tags: Vec::new(),
+            pulled_by: Vec::new(),
+            unfilled: Vec::new(),
             reason: None,
             warnings: Vec::new(),
         }
@@ -86,7 +93,7 @@ pub fn unknown_port_advice(example: &str) -> String {
          the container's own health check names when it runs, and, when it is alone in its task (or beside known agents such \
          as FireLens, Datadog, ADOT), on the ports web frameworks default to (3000, 8080, 8000, 5000, 8501, 4000, ...) and 80; \
          beside a proxy or an unknown container it takes no port unasked. To be sure of the load balancer's port, give it: \
-         --containers {example}:8080, or publish from the definition (--task-definition FILE, --from STACK)."
+         --containers {example}:8080, or publish from the definition (--task-definition FAMILY|FILE, --from STACK)."
     )
 }
 
@@ -155,14 +162,39 @@ pub(super) fn print_text(outcomes: &[Outcome], dry_run: bool) {
         println!("\nNothing changed: {} repositor{} already up to date.", outcomes.len(), if outcomes.len() == 1 { "y" } else { "ies" });
         return;
     }
+    println!("\nWhere the services pull it:");
+    for o in &ready {
+        println!("  {}", pulled(o));
+    }
     println!("\nIn each task definition's container definition:");
-    for o in ready {
+    for o in &ready {
         let tag = o.tags.first().map_or("latest", String::as_str);
         println!("  Image: {}:{tag}", o.repository_uri.as_deref().unwrap_or(&o.container));
     }
     println!("{HEALTH_CHECK_ADVICE}");
     println!("{VERIFY_ADVICE}");
     println!("{DIGEST_PINNING}");
+}
+
+/// Whether the tags the definitions pull hold the placeholder, or what publish could not know.
+fn pulled(o: &Outcome) -> String {
+    let tags = o.tags.iter().filter(|t| !o.unfilled.contains(t)).map(|t| format!(":{t}")).collect::<Vec<_>>().join(", ");
+    if o.pulled_by.is_empty() {
+        return format!(
+            "{}: the placeholder is at {tags}; no task definition was read for it, so one that names another tag will not find it: \
+             give the definition (--task-definition FAMILY|FILE, --from STACK) and publish fills the tag it pulls",
+            o.container
+        );
+    }
+    let each: Vec<String> = o
+        .pulled_by
+        .iter()
+        .map(|pull| match pull.rsplit_once(" pulls :") {
+            Some((_, tag)) if o.unfilled.iter().any(|t| t == tag) => format!("{pull}: NOT the placeholder (see above)"),
+            _ => format!("{pull}: the placeholder is there"),
+        })
+        .collect();
+    format!("{}: {}", o.container, each.join("; "))
 }
 
 /// What `--replicate` wrote, one line per registry and thing, on stderr with the progress.

@@ -35,6 +35,7 @@ use crate::base::platform::Platform;
 use crate::tasks::OutputFormat;
 use crate::sources::taskdef::{self, Container, Matcher};
 use crate::clients::aws;
+use crate::sources::balancer;
 use crate::sources::from;
 use crate::sources::stack;
 use crate::base::Usage;
@@ -52,9 +53,14 @@ pub(super) const ELB_USER_AGENT: &str = "ELB-HealthChecker/2.0";
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// ECS task definition JSON (RegisterTaskDefinition input or DescribeTaskDefinition output),
-    /// container definitions, or one container definition per line.
-    #[arg(long = "task-definition", value_name = "FILE", required_unless_present = "from", num_args = 1..)]
+    /// container definitions, or one container definition per line; or a registered task
+    /// definition (`FAMILY`, `FAMILY:REVISION` or its ARN).
+    #[arg(long = "task-definition", value_name = "FILE|FAMILY[:REV]|ARN", required_unless_present = "from", num_args = 1..)]
     pub task_definitions: Vec<PathBuf>,
+    /// The target group that checks a container (name or ARN): its path, port and matcher are
+    /// what the load balancer's GET must meet, for the container mapping its port or `CONTAINER=GROUP`.
+    #[arg(long = "target-group", value_name = "[CONTAINER=]NAME|ARN", num_args = 1..)]
+    pub target_groups: Vec<String>,
     /// The stack the containers are in (a CloudFormation template, a CDK cdk.out directory, a
     /// `terraform show -json` plan, a deployed stack `stack:NAME`, a cluster's services
     /// `ecs:CLUSTER[/SERVICE,...]`): its ECR containers, each with its target group's check.
@@ -107,9 +113,23 @@ pub async fn run(args: Args) -> Result<ExitCode> {
             bail!(Usage(format!("--health-path {path:?}: give an absolute path such as /health")));
         }
     let matcher = args.matcher.as_deref().map(Matcher::parse).transpose().map_err(|e| Usage(e.to_string()))?;
-    let mut containers = Vec::new();
-    for file in &args.task_definitions {
+    let registered: Vec<String> =
+        args.task_definitions.iter().map(|t| t.to_string_lossy().into_owned()).filter(|t| from::is_registered(t)).collect();
+    let asked = from::Asked { from: &args.from, registered, target_groups: &args.target_groups, lookup: Vec::new() };
+    let mut loaded = from::load_asked(&asked, &args.aws, None).await?;
+    let mut files = Vec::new();
+    for file in args.task_definitions.iter().filter(|f| !from::is_registered(&f.to_string_lossy())) {
         for container in taskdef::load(file).map_err(|e| Usage(format!("{e:#}")))? {
+            files.push((file, container, false));
+        }
+    }
+    balancer::attach(
+        files.iter_mut().map(|(_, container, https)| (container, https)).chain(loaded.found.iter_mut().map(|f| (&mut f.container, &mut f.https))),
+        &loaded.groups,
+    )?;
+    let mut containers = Vec::new();
+    for (file, container, _) in files {
+        {
             // In a task of several containers, one from another registry (a log router, an agent,
             // a proxy) is not the placeholder's to stand in for: it runs beside the others.
             match container.image.as_deref() {
@@ -137,7 +157,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         .iter()
         .map(|c| reference(c.image.as_deref().and_then(taskdef::ecr_repository), c.image.as_deref().unwrap_or_default()))
         .collect();
-    for found in from::load(&args.from, &args.aws).await?.found {
+    for found in loaded.found {
         match &found.kind {
             stack::Kind::Ecr(name) | stack::Kind::Deployed { repository: name, .. } => repositories.push(reference(Some(name.clone()), &found.image)),
             // The definition can still be run under the placeholder; only nothing is published there.

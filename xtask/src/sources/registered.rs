@@ -1,0 +1,215 @@
+//! `--task-definition FAMILY[:REVISION]` (or its ARN) and `--target-group NAME|ARN`: a task
+//! definition as ECS holds it once registered, which Terraform and every deploy tool do before
+//! they create the service that runs it, and the target group that service will sit behind. Also
+//! the lookup `--containers NAME` makes: the registered definitions that pull NAME's repository.
+
+use std::collections::BTreeSet;
+use std::time::Instant;
+
+use anyhow::{Result, bail};
+use futures_util::StreamExt;
+
+use crate::base::Usage;
+use crate::clients::aws::{error_code, service_call_failed};
+use crate::sources::cluster;
+use crate::sources::stack::{self, Found};
+use crate::sources::balancer::Group;
+use crate::sources::taskdef::{self, Container, LoadBalancerCheck};
+
+/// The containers of the registered task definition `name` (an ARN, `FAMILY:REVISION`, or
+/// `FAMILY` for its latest ACTIVE revision).
+pub async fn load(name: &str, config: &aws_config::SdkConfig) -> Result<Vec<Found>> {
+    let ecs = aws_sdk_ecs::Client::new(config);
+    let region = config.region().map(|r| r.to_string()).unwrap_or_default();
+    let described = ecs.describe_task_definition().task_definition(name).send().await.map_err(|e| {
+        if matches!(error_code(&e), Some("ClientException" | "InvalidParameterException")) {
+            anyhow::Error::new(Usage(format!(
+                "--task-definition {name}: no such file, and no task definition {name} is registered in {region}: give a file, or a \
+                 registered family[:revision] or ARN (`aws ecs list-task-definition-families`), and check --region"
+            )))
+        } else {
+            service_call_failed("ECS", "DescribeTaskDefinition", e)
+        }
+    })?;
+    let Some(task) = described.task_definition() else {
+        bail!(Usage(format!("--task-definition {name}: ECS returned no task definition for it")));
+    };
+    Ok(found_in(task, "registered"))
+}
+
+/// Each container of a registered task definition, as a stack's would be found.
+fn found_in(task: &aws_sdk_ecs::types::TaskDefinition, how: &str) -> Vec<Found> {
+    let family = format!("{}:{}", task.family().unwrap_or_default(), task.revision());
+    let mut containers: Vec<Container> = task.container_definitions().iter().map(cluster::container).collect();
+    for container in &mut containers {
+        container.task = Some(task.family().unwrap_or_default().to_owned());
+    }
+    taskdef::link(&mut containers);
+    containers
+        .into_iter()
+        .map(|container| {
+            let image = container.image.clone().unwrap_or_default();
+            Found {
+                location: format!("task definition {family} ({how}), container {}", container.name),
+                kind: stack::classify_image(&image),
+                image,
+                https: false,
+                container,
+            }
+        })
+        .collect()
+}
+
+/// `--target-group [CONTAINER=]NAME|ARN`: the groups, each with the container it is for when the
+/// value names one.
+pub async fn target_groups(values: &[String], config: &aws_config::SdkConfig) -> Result<Vec<(Option<String>, Group)>> {
+    if values.is_empty() {
+        return Ok(Vec::new());
+    }
+    let elbv2 = aws_sdk_elasticloadbalancingv2::Client::new(config);
+    let mut groups = Vec::new();
+    for value in values {
+        let (container, group) = match value.split_once('=') {
+            Some((container, group)) => (Some(container.trim().to_owned()), group.trim()),
+            None => (None, value.trim()),
+        };
+        let request = elbv2.describe_target_groups();
+        let request = if group.starts_with("arn:") { request.target_group_arns(group) } else { request.names(group) };
+        let described = request.send().await.map_err(|e| {
+            if error_code(&e) == Some("TargetGroupNotFound") {
+                anyhow::Error::new(Usage(format!(
+                    "--target-group {group}: there is no such target group: give its name or ARN (`aws elbv2 describe-target-groups`), and check --region"
+                )))
+            } else {
+                service_call_failed("ELBv2", "DescribeTargetGroups", e)
+            }
+        })?;
+        let Some(found) = described.target_groups().first() else {
+            bail!(Usage(format!("--target-group {group}: there is no such target group: give its name or ARN, and check --region")));
+        };
+        groups.push((container, group_of(found)));
+    }
+    Ok(groups)
+}
+
+/// What a target group's health check asks of the container it checks.
+pub fn group_of(group: &aws_sdk_elasticloadbalancingv2::types::TargetGroup) -> Group {
+    let protocol = group.health_check_protocol().or(group.protocol()).map(|p| p.as_str().to_owned()).unwrap_or_default();
+    Group {
+        name: group.target_group_name().unwrap_or_default().to_owned(),
+        port: group.port().and_then(|p| u16::try_from(p).ok()),
+        check: LoadBalancerCheck {
+            path: Some(group.health_check_path().unwrap_or("/").to_owned()),
+            port: group.health_check_port().filter(|p| *p != "traffic-port").and_then(|p| p.parse().ok()),
+            matcher: Some(group.matcher().and_then(|m| m.http_code()).unwrap_or("200").to_owned()),
+        },
+        https: protocol.eq_ignore_ascii_case("HTTPS"),
+    }
+}
+
+/// What `--containers NAME` found registered: the definitions that pull each repository.
+pub struct Lookup {
+    pub found: Vec<Found>,
+    /// Families read, of those registered, and how long it took.
+    pub read: usize,
+    pub families: usize,
+    pub took: std::time::Duration,
+    /// Why it could not look, when it could not (no permission).
+    pub failed: Option<String>,
+}
+
+/// At most this many families are read when none is named like the repository: an account with
+/// thousands is better told to name the definition than made to wait.
+const SCAN_LIMIT: usize = 1000;
+const LOOKUPS_AT_ONCE: usize = 10;
+
+/// The latest ACTIVE revision of every task definition family whose containers pull one of
+/// `repositories`. Families named like a repository (`api` for `api`, `api-task`, `team-api-prod`)
+/// are read first, and when those answer for every repository no other is read; otherwise the
+/// rest, up to `SCAN_LIMIT`.
+pub async fn pulling(repositories: &[String], config: &aws_config::SdkConfig) -> Lookup {
+    let started = Instant::now();
+    // A help, not a step: an endpoint that does not answer is not waited on through the run's
+    // patient retries (publish reports it when it connects to ECR).
+    let ecs = aws_sdk_ecs::Client::from_conf(
+        aws_sdk_ecs::config::Builder::from(config)
+            .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(2))
+            .timeout_config(aws_config::timeout::TimeoutConfig::builder().connect_timeout(std::time::Duration::from_secs(3)).build())
+            .build(),
+    );
+    let mut lookup = Lookup { found: Vec::new(), read: 0, families: 0, took: Default::default(), failed: None };
+    let mut families = Vec::new();
+    let mut pages = ecs.list_task_definition_families().status(aws_sdk_ecs::types::TaskDefinitionFamilyStatus::Active).into_paginator().send();
+    while let Some(page) = pages.next().await {
+        match page {
+            Ok(page) => families.extend(page.families().iter().cloned()),
+            Err(e) => {
+                lookup.failed = Some(format!("{:#}", service_call_failed("ECS", "ListTaskDefinitionFamilies", e)));
+                lookup.took = started.elapsed();
+                return lookup;
+            }
+        }
+    }
+    lookup.families = families.len();
+    let (named, others): (Vec<String>, Vec<String>) = families.into_iter().partition(|family| repositories.iter().any(|r| named_like(family, r)));
+    let mut missing: BTreeSet<String> = repositories.iter().cloned().collect();
+    for (round, batch) in [named, others].into_iter().enumerate() {
+        if missing.is_empty() {
+            break;
+        }
+        let batch: Vec<String> = if round == 0 { batch } else { batch.into_iter().take(SCAN_LIMIT).collect() };
+        let described: Vec<_> = futures_util::stream::iter(batch)
+            .map(|family| {
+                let ecs = ecs.clone();
+                async move { ecs.describe_task_definition().task_definition(family).send().await }
+            })
+            .buffer_unordered(LOOKUPS_AT_ONCE)
+            .collect()
+            .await;
+        for result in described {
+            lookup.read += 1;
+            let task = match result {
+                Ok(output) => output.task_definition,
+                Err(e) => {
+                    lookup.failed = Some(format!("{:#}", service_call_failed("ECS", "DescribeTaskDefinition", e)));
+                    continue;
+                }
+            };
+            let Some(task) = task else { continue };
+            let found = found_in(&task, "registered, pulls the repository");
+            let pulls = |f: &Found| f.repository().is_some_and(|r| repositories.iter().any(|name| name == r));
+            if found.iter().any(pulls) {
+                for f in found.iter().filter(|f| pulls(f)) {
+                    missing.remove(f.repository().unwrap_or_default());
+                }
+                // The whole task, so its other containers are known as the placeholder's sidecars.
+                lookup.found.extend(found.into_iter().filter(pulls));
+            }
+        }
+    }
+    lookup.took = started.elapsed();
+    lookup
+}
+
+/// Whether a family is named like a repository: one contains the other's last path segment,
+/// ignoring case and separators (`team/api` and `api-service`, `my_svc` and `MySvcTask`).
+fn named_like(family: &str, repository: &str) -> bool {
+    let plain = |s: &str| s.chars().filter(char::is_ascii_alphanumeric).map(|c| c.to_ascii_lowercase()).collect::<String>();
+    let (family, repository) = (plain(family), plain(repository.rsplit('/').next().unwrap_or(repository)));
+    !repository.is_empty() && (family.contains(&repository) || repository.contains(&family) && family.len() >= 3)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn families_named_like_repositories() {
+        assert!(named_like("api", "api"));
+        assert!(named_like("api-task", "team/api"));
+        assert!(named_like("MySvcTaskDef", "my-svc"));
+        assert!(named_like("shop", "shop-api"));
+        assert!(!named_like("web", "api"));
+        assert!(!named_like("a", "shop-api"), "too short to count");
+    }
+}

@@ -1,0 +1,321 @@
+//! Registered task definitions and target groups as sources (`--task-definition FAMILY[:REV]|ARN`,
+//! `--target-group`), the lookup `--containers NAME` makes in them, and a port another container
+//! of the task maps left to that container on every path that reads definitions. Against moto's
+//! ECS and ELBv2, with the images run as ECS would run them (`verify`).
+
+mod common;
+
+use aws_sdk_ecs::types::{ContainerDefinition, HealthCheck, PortMapping};
+use common::*;
+
+const ECR: &str = "123456789012.dkr.ecr.eu-west-1.amazonaws.com";
+
+async fn vpc(bed: &Bed) -> String {
+    let ec2 = aws_sdk_cloudformation::Client::new(&bed.aws().await);
+    ec2.create_stack().stack_name("Network").template_body("Resources:\n  Vpc:\n    Type: AWS::EC2::VPC\n    Properties:\n      CidrBlock: 10.1.0.0/16\n").send().await.unwrap();
+    let resources = ec2.list_stack_resources().stack_name("Network").send().await.unwrap();
+    resources.stack_resource_summaries()[0].physical_resource_id().unwrap().to_owned()
+}
+
+/// A target group on `port` whose health check asks `path` on `check_port` (`traffic-port` for the
+/// target's own port); its ARN.
+async fn target_group(bed: &Bed, vpc: &str, name: &str, port: i32, check_port: &str, path: &str) -> String {
+    use aws_sdk_elasticloadbalancingv2::types::{ProtocolEnum, TargetTypeEnum};
+    let elbv2 = aws_sdk_elasticloadbalancingv2::Client::new(&bed.aws().await);
+    let group = elbv2
+        .create_target_group()
+        .name(name)
+        .protocol(ProtocolEnum::Http)
+        .port(port)
+        .vpc_id(vpc)
+        .target_type(TargetTypeEnum::Ip)
+        .health_check_port(check_port)
+        .health_check_path(path)
+        .send()
+        .await
+        .unwrap();
+    group.target_groups()[0].target_group_arn().unwrap().to_owned()
+}
+
+fn web(name: &str, image: &str, port: i32) -> aws_sdk_ecs::types::builders::ContainerDefinitionBuilder {
+    ContainerDefinition::builder().name(name).image(image).memory(256).port_mappings(PortMapping::builder().container_port(port).build())
+}
+
+/// A frontend on 80 whose target group checks the backend on 5000, both from ECR, as one Fargate
+/// task (they share one network namespace).
+async fn register_shop(bed: &Bed) {
+    let ecs = aws_sdk_ecs::Client::new(&bed.aws().await);
+    ecs.register_task_definition()
+        .family("shop")
+        .network_mode(aws_sdk_ecs::types::NetworkMode::Awsvpc)
+        .requires_compatibilities(aws_sdk_ecs::types::Compatibility::Fargate)
+        .cpu("256")
+        .memory("512")
+        .container_definitions(web("frontend", &format!("{ECR}/shop-front:v3"), 80).build())
+        .container_definitions(
+            web("backend", &format!("{ECR}/shop-back:v3"), 5000)
+                .health_check(HealthCheck::builder().command("CMD-SHELL").command("curl -f http://localhost:5000/health || exit 1").build().unwrap())
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+}
+
+/// The PORTS column of a container's row in publish's table.
+fn ports(stdout: &str, container: &str) -> String {
+    row(stdout, container).split_whitespace().nth(4).unwrap_or_default().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_registered_definition_and_its_target_group_are_published_as_the_service_will_run_them() {
+    let bed = bed();
+    let vpc = vpc(&bed).await;
+    register_shop(&bed).await;
+    let group = target_group(&bed, &vpc, "shop", 80, "5000", "/health").await;
+
+    for definition in ["shop", "shop:1", "arn:aws:ecs:eu-west-1:123456789012:task-definition/shop:1"] {
+        let (code, stdout, stderr) = xtask(&["publish", "--task-definition", definition, "--target-group", "shop", "--dry-run"], &bed.env());
+        assert_eq!(code, 0, "{definition}\n{stdout}\n{stderr}");
+        assert_eq!(ports(&stdout, "shop-front"), "80", "the backend's port is the backend's:\n{stdout}");
+        assert_eq!(ports(&stdout, "shop-back"), "5000", "{stdout}");
+    }
+    let (code, stdout, stderr) = xtask(&["publish", "--task-definition", "shop", "--target-group", &group], &bed.env());
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(stderr.contains("task definition shop: 2 container(s), registered"), "{stderr}");
+    assert!(stderr.contains("checks port 5000, which container backend of its task maps"), "the plan says so:\n{stderr}");
+    assert!(stdout.contains("shop-front: shop/frontend pulls :v3: the placeholder is there"), "{stdout}");
+    assert_eq!(registry_tags(&bed, "shop-front").await, ["latest", "v3"]);
+    assert_eq!(registry_tags(&bed, "shop-back").await, ["latest", "v3"]);
+
+    // Each boots at the tag the service pulls, on Fargate's metadata, with the backend's stand-in
+    // holding 5000 and the load balancer's check on 5000 answered.
+    let (code, stdout, stderr) =
+        xtask(&["verify", "--task-definition", "shop", "--target-group", "shop", "--published", "--no-metadata-ports"], &bed.env());
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let frontend = stdout.lines().find(|l| l.starts_with("frontend: ")).unwrap_or_default();
+    assert!(frontend.starts_with("frontend: healthy") && frontend.contains("GET :5000/health got 200"), "{stdout}");
+
+    // Bad input: one line, exit 2, nothing changed.
+    for (args, says) in [
+        (vec!["--task-definition", "nope"], "no task definition nope is registered"),
+        (vec!["--task-definition", "shop", "--target-group", "missing"], "--target-group missing: there is no such target group"),
+        (vec!["--task-definition", "shop", "--target-group", "other=shop"], "names container other, which no container"),
+    ] {
+        let mut all = vec!["publish"];
+        all.extend(args);
+        let (code, stdout, stderr) = xtask(&all, &bed.env());
+        assert_eq!(code, 2, "{all:?}\n{stdout}\n{stderr}");
+        assert!(stderr.trim().lines().last().unwrap_or_default().contains(says), "{all:?}: {stderr}");
+    }
+}
+
+/// Registers `count` families nobody publishes to, as an account that runs many services has them.
+async fn crowd(bed: &Bed, count: usize) {
+    let ecs = aws_sdk_ecs::Client::new(&bed.aws().await);
+    let registered = futures_util::future::join_all((0..count).map(|n| {
+        let ecs = ecs.clone();
+        async move {
+            ecs.register_task_definition()
+                .family(format!("service-{n:03}"))
+                .container_definitions(web("app", &format!("{ECR}/service-{n:03}:1.0.{n}"), 3000).build())
+                .send()
+                .await
+        }
+    }))
+    .await;
+    assert!(registered.iter().all(Result::is_ok));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn names_alone_find_the_registered_definitions_that_pull_them() {
+    let bed = bed();
+    crowd(&bed, 300).await;
+    let ecs = aws_sdk_ecs::Client::new(&bed.aws().await);
+    ecs.register_task_definition()
+        .family("payments-api")
+        .container_definitions(
+            web("api", &format!("{ECR}/payments:v1.4.2"), 8081)
+                .health_check(HealthCheck::builder().command("CMD-SHELL").command("curl -f http://localhost:8081/ready || exit 1").build().unwrap())
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    // A family named like no repository: found by reading the rest.
+    ecs.register_task_definition().family("nightly").container_definitions(web("job", &format!("{ECR}/reports:2026.11"), 9000).build()).send().await.unwrap();
+
+    // Count what publish asks ECS, through a proxy in front of moto.
+    let proxy = testbed::HttpProxy::start(bed.moto.port, |_| testbed::Verdict::Forward).unwrap();
+    let env = with(bed.env(), "AWS_ENDPOINT_URL", proxy.endpoint());
+    let described = || proxy.requests().len();
+    let (code, stdout, stderr) = xtask(&["publish", "--containers", "payments"], &env);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(stderr.contains("[payments] from the registered task definition payments-api:1"), "{stderr}");
+    assert_eq!(registry_tags(&bed, "payments").await, ["latest", "v1.4.2"], "the tag the definition pulls");
+    assert_eq!(ports(&stdout, "payments"), "8081", "{stdout}");
+    assert!(stdout.contains("payments: payments-api/api pulls :v1.4.2: the placeholder is there"), "{stdout}");
+    let first = described();
+    // The common case reads the family named like the repository, not the 300 others.
+    let describes = |requests: &[String]| requests.iter().filter(|r| r.starts_with("POST")).count();
+    assert!(describes(&proxy.requests()) < 40, "{first} requests");
+
+    let (code, stdout, stderr) = xtask(&["publish", "--containers", "reports,ghost", "--dry-run"], &env);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(stderr.contains("[reports] from the registered task definition nightly:1"), "{stderr}");
+    assert!(row(&stdout, "reports").contains("2026.11,latest"), "{stdout}");
+    assert!(stderr.contains("[ghost] note: no registered task definition pulls it (302 of 302 task definition families read"), "{stderr}");
+
+    let (code, stdout, stderr) = xtask(&["publish", "--containers", "ghost"], &env);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(stdout.contains("ghost: the placeholder is at :latest; no task definition was read for it, so one that names another tag will not find it"), "{stdout}");
+
+    // --no-lookup: names alone, as typed, and no ECS call at all.
+    let before = proxy.requests().len();
+    let (code, stdout, stderr) = xtask(&["publish", "--containers", "payments-copy", "--no-lookup"], &env);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let asked: Vec<String> = proxy.requests()[before..].to_vec();
+    assert!(stderr.lines().all(|l| !l.contains("registered task definition")), "{stderr}");
+    assert!(!asked.is_empty() && asked.len() < first, "{asked:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_the_permission_to_look_publish_says_how_to_give_the_definition() {
+    let bed = bed();
+    let denied = testbed::FaultyEcr::start(
+        bed.moto.port,
+        vec![testbed::Fault {
+            operation: "ListTaskDefinitionFamilies",
+            repository: None,
+            status: 400,
+            error_type: "AccessDeniedException",
+            message: "User: arn:aws:iam::123456789012:user/ci is not authorized to perform: ecs:ListTaskDefinitionFamilies",
+            times: None,
+        }],
+    )
+    .unwrap();
+    let env = with(bed.env(), "AWS_ENDPOINT_URL", denied.endpoint());
+    let (code, stdout, stderr) = xtask(&["publish", "--containers", "billing:8080"], &env);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(row(&stdout, "billing").contains("created"), "{stdout}");
+    let line = stderr.lines().find(|l| l.starts_with("[billing] note: could not look")).unwrap_or_else(|| panic!("{stderr}"));
+    assert!(line.contains("AccessDeniedException") || line.contains("not authorized"), "{line}");
+    assert!(stdout.contains("give the definition (--task-definition FAMILY|FILE, --from STACK)"), "{stdout}");
+}
+
+/// The shop task as CloudFormation has it: the service puts the frontend behind a target group
+/// whose health check asks the backend's port.
+const SHOP_STACK: &str = r#"
+Resources:
+  Cluster:
+    Type: AWS::ECS::Cluster
+    Properties:
+      ClusterName: shop
+  Vpc:
+    Type: AWS::EC2::VPC
+    Properties:
+      CidrBlock: 10.0.0.0/16
+  Group:
+    Type: AWS::ElasticLoadBalancingV2::TargetGroup
+    Properties:
+      Port: 80
+      Protocol: HTTP
+      TargetType: ip
+      VpcId: !Ref Vpc
+      HealthCheckPort: "5000"
+      HealthCheckPath: /health
+  Task:
+    Type: AWS::ECS::TaskDefinition
+    Properties:
+      Family: shop
+      NetworkMode: awsvpc
+      RequiresCompatibilities: [FARGATE]
+      Cpu: "256"
+      Memory: "512"
+      ContainerDefinitions:
+        - Name: frontend
+          Image: !Sub "${AWS::AccountId}.dkr.ecr.${AWS::Region}.amazonaws.com/shop-front:v3"
+          PortMappings:
+            - ContainerPort: 80
+        - Name: backend
+          Image: !Sub "${AWS::AccountId}.dkr.ecr.${AWS::Region}.amazonaws.com/shop-back:v3"
+          PortMappings:
+            - ContainerPort: 5000
+  Service:
+    Type: AWS::ECS::Service
+    Properties:
+      Cluster: !Ref Cluster
+      ServiceName: web
+      TaskDefinition: !Ref Task
+      DesiredCount: 1
+      LaunchType: FARGATE
+      LoadBalancers:
+        - ContainerName: frontend
+          ContainerPort: 80
+          TargetGroupArn: !Ref Group
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sidecars_port_stays_the_sidecars_on_every_path_that_reads_definitions() {
+    let bed = bed();
+    let dir = tempfile::tempdir().unwrap();
+    let template = dir.path().join("shop.yaml");
+    std::fs::write(&template, SHOP_STACK).unwrap();
+    // A whole RegisterTaskDefinition document, the load balancer's check beside the frontend.
+    let document = dir.path().join("shop.json");
+    std::fs::write(
+        &document,
+        serde_json::json!({
+            "family": "shop", "networkMode": "awsvpc", "requiresCompatibilities": ["FARGATE"],
+            "containerDefinitions": [
+                { "name": "frontend", "image": format!("{ECR}/shop-front:v3"), "portMappings": [{ "containerPort": 80 }],
+                  "albHealthCheck": { "path": "/health", "port": 5000, "matcher": "200" } },
+                { "name": "backend", "image": format!("{ECR}/shop-back:v3"), "portMappings": [{ "containerPort": 5000 }] }
+            ]
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let cloudformation = aws_sdk_cloudformation::Client::new(&bed.aws().await);
+    cloudformation.create_stack().stack_name("Shop").template_body(SHOP_STACK).send().await.unwrap();
+    // moto's CloudFormation drops a service's load balancers: the cluster's service is made
+    // through the ECS API, as Terraform or the console would.
+    let vpc = vpc(&bed).await;
+    let group = target_group(&bed, &vpc, "shop-api", 80, "5000", "/health").await;
+    register_shop(&bed).await;
+    let ecs = aws_sdk_ecs::Client::new(&bed.aws().await);
+    ecs.create_cluster().cluster_name("shop-api").send().await.unwrap();
+    ecs.create_service()
+        .cluster("shop-api")
+        .service_name("web")
+        .task_definition("shop")
+        .desired_count(1)
+        .load_balancers(aws_sdk_ecs::types::LoadBalancer::builder().target_group_arn(&group).container_name("frontend").container_port(80).build())
+        .send()
+        .await
+        .unwrap();
+
+    for source in [
+        vec!["--task-definition", document.to_str().unwrap()],
+        vec!["--from", document.to_str().unwrap()],
+        vec!["--from", template.to_str().unwrap()],
+        vec!["--from", "stack:Shop"],
+        vec!["--from", "ecs:shop-api"],
+    ] {
+        let mut args = vec!["publish", "--dry-run"];
+        args.extend(&source);
+        let (code, stdout, stderr) = xtask(&args, &bed.env());
+        assert_eq!(code, 0, "{source:?}\n{stdout}\n{stderr}");
+        assert_eq!(ports(&stdout, "shop-front"), "80", "{source:?}: the backend's 5000 must not be the frontend's:\n{stdout}\n{stderr}");
+        assert_eq!(ports(&stdout, "shop-back"), "5000", "{source:?}\n{stdout}");
+        assert!(stderr.contains("which container backend of its task maps"), "{source:?}: the plan says so:\n{stderr}");
+    }
+
+    // Published from the deployed stack, both boot under it on Fargate: the frontend's
+    // placeholder leaves 5000 to the backend, whose stand-in must bind it.
+    let (code, stdout, stderr) = xtask(&["publish", "--from", "stack:Shop"], &bed.env());
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let (code, stdout, stderr) = xtask(&["verify", "--from", "stack:Shop", "--published", "--no-metadata-ports"], &bed.env());
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(stdout.lines().any(|l| l.starts_with("frontend: healthy") && l.contains("GET :5000/health got 200")), "{stdout}");
+}
