@@ -136,24 +136,49 @@ fn serve(mut client: TcpStream, upstream: u16, rule: &Rule, log: &Mutex<Vec<Stri
                 client.write_all(answer.as_bytes())?;
                 client.write_all(&body)?;
             }
-            Verdict::Forward => {
-                // `Connection: close` upstream, so the whole answer is what it sends before closing.
-                let mut upstream = TcpStream::connect(("127.0.0.1", upstream))?;
-                let headers: String = request
-                    .headers
-                    .lines()
-                    .filter(|l| !l.to_ascii_lowercase().starts_with("connection:"))
-                    .map(|l| format!("{l}\r\n"))
-                    .collect();
-                write!(upstream, "{} {} HTTP/1.1\r\n{headers}Connection: close\r\n\r\n", request.method, request.target)?;
-                upstream.write_all(&request.body)?;
-                let mut answer = Vec::new();
-                upstream.read_to_end(&mut answer)?;
-                client.write_all(&answer)?;
-            }
+            Verdict::Forward => client.write_all(&exchange(upstream, &request)?)?,
         }
     }
     Ok(())
+}
+
+/// Sends `request` to `127.0.0.1:upstream` and returns the whole answer, head and body.
+pub(crate) fn exchange(upstream: u16, request: &Request) -> Result<Vec<u8>> {
+    // `Connection: close` upstream, so the whole answer is what it sends before closing.
+    let mut upstream = TcpStream::connect(("127.0.0.1", upstream))?;
+    let headers: String = request
+        .headers
+        .lines()
+        .filter(|l| !l.to_ascii_lowercase().starts_with("connection:") && !l.to_ascii_lowercase().starts_with("content-length:"))
+        .map(|l| format!("{l}\r\n"))
+        .collect();
+    write!(upstream, "{} {} HTTP/1.1\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n", request.method, request.target, request.body.len())?;
+    upstream.write_all(&request.body)?;
+    let mut answer = Vec::new();
+    upstream.read_to_end(&mut answer)?;
+    Ok(answer)
+}
+
+/// An HTTP answer's status, and its body with chunked transfer decoded.
+pub(crate) fn parse_answer(answer: &[u8]) -> Option<(u16, Vec<u8>)> {
+    let split = answer.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(&answer[..split]);
+    let status = head.split(' ').nth(1)?.parse().ok()?;
+    let mut body = answer[split + 4..].to_vec();
+    if header(&head, "transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+        let mut decoded = Vec::new();
+        let mut rest = &body[..];
+        while let Some(line_end) = rest.windows(2).position(|w| w == b"\r\n") {
+            let size = usize::from_str_radix(String::from_utf8_lossy(&rest[..line_end]).trim(), 16).ok()?;
+            if size == 0 {
+                break;
+            }
+            decoded.extend_from_slice(rest.get(line_end + 2..line_end + 2 + size)?);
+            rest = rest.get(line_end + 4 + size..)?;
+        }
+        body = decoded;
+    }
+    Some((status, body))
 }
 
 /// One injected ECR error: calls of `operation` (e.g. `CreateRepository`), for `repository` if

@@ -15,7 +15,11 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use base64::Engine as _;
 
+mod ecs;
 mod faults;
+mod terraform;
+pub use ecs::Scheduler;
+pub use terraform::Terraform;
 pub use faults::{CutProxy, Endpoint, Fault, FaultyEcr, HttpProxy, Request, Verdict};
 
 /// The registry user and password that moto's GetAuthorizationToken hands out for its default
@@ -357,6 +361,12 @@ impl Bed {
         docker_engine()?;
         arm64_emulation()?;
         Ok(Bed { moto: Moto::start()?, registry: Registry::start(MOTO_PASSWORD)?, cache: tempfile::tempdir()? })
+    }
+
+    /// ECS's scheduler in front of this bed's moto, judging images in its registry: put its
+    /// `endpoint()` in `AWS_ENDPOINT_URL` for services that run their tasks.
+    pub fn scheduler(&self) -> Result<Scheduler> {
+        Scheduler::start(self.moto.port, self.registry.port, ECR_USER, MOTO_PASSWORD)
     }
 
     pub fn env(&self) -> Vec<(&'static str, String)> {

@@ -1,6 +1,7 @@
-//! The readers of what AWS holds (`--from stack:`, `--from ecs:`, `publish --wait`) are built only
-//! when first asked for: the CloudFormation, ECS and ELBv2 clients are most of xtask's build, and
-//! the first `cargo xtask publish` of most users names containers, not stacks.
+//! In a build without the `stacks` feature (`--no-default-features`), the readers of what AWS
+//! holds (registered task definitions, target groups, `--from stack:`, `--from ecs:`, `--wait`)
+//! are built when first asked for: the CloudFormation, ECS and ELBv2 clients are most of xtask's
+//! build.
 
 use std::process::{Command, ExitCode};
 

@@ -110,7 +110,11 @@ pub(super) fn terraform(file: &str, plan: &Value, created: &mut Created) -> Resu
                 });
                 let why = if unknown_after.contains(&task.address) {
                     let refers = if references.is_empty() { String::new() } else { format!(" (it refers to {})", references.join(", ")) };
-                    let created = created_here.map_or(String::new(), |name| format!("; the plan creates repository {name} itself, so it cannot hold a placeholder before the plan is applied"));
+                    let created = created_here.map_or(String::new(), |name| format!(
+                        "; the plan creates repository {name} itself, so it cannot hold a placeholder before the plan is applied: run \
+                         publish in the apply, between the task definition and the service (terraform_data with `publish --task-definition \
+                         <its ARN>`, docs/recipes.md)"
+                    ));
                     format!("known only after apply{refers}{created}")
                 } else {
                     "not in the plan".to_owned()
