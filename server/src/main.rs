@@ -10,6 +10,7 @@ mod fetch;
 mod health;
 mod json;
 mod metadata;
+mod notice;
 mod ports;
 mod probe;
 mod serve;
@@ -239,6 +240,8 @@ async fn serve(config: ServeConfig) -> Result<(), String> {
     if !site.contains(args::DEFAULT_PROBE_PATH) {
         eprintln!("warning: {} has no healthcheck.html, so the default --probe will fail", config.root.display());
     }
+    let every = std::env::var("PLACEHOLDER_NOTICE_SECONDS").ok().and_then(|v| v.parse().ok()).map(Duration::from_secs);
+    tokio::spawn(notice::keep_saying(config.ports.metadata_uri.clone(), every));
     serve::run(config, site, listeners, requests, stop).await.map_err(|e| e.to_string())
 }
 

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, LOCATION, USER_AGENT};
+use hyper::header::{HeaderName, HeaderValue, ALLOW, CACHE_CONTROL, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, LOCATION, USER_AGENT};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
@@ -25,6 +25,7 @@ use tokio::sync::mpsc;
 use crate::args::ServeConfig;
 use crate::conns::{self, Lease, Phase, Table, Timeouts};
 use crate::control::Open;
+use crate::notice;
 use crate::site::{Miss, Site};
 use crate::wire::{self, Next, Peeked, Wire, MAX_HEAD_BYTES};
 
@@ -370,6 +371,7 @@ fn respond(site: &Site, request: &Request<hyper::body::Incoming>, strict: bool, 
     headers.insert(CONTENT_TYPE, HeaderValue::from_static(asset.content_type));
     headers.insert(CONTENT_LENGTH, asset.content_length.clone());
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(HeaderName::from_static(notice::HEADER), HeaderValue::from_static(notice::HEADER_VALUE));
     response
 }
 
@@ -381,6 +383,7 @@ fn plain(status: StatusCode) -> Response<Full<Bytes>> {
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(HeaderName::from_static(notice::HEADER), HeaderValue::from_static(notice::HEADER_VALUE));
     response
 }
 

@@ -428,3 +428,18 @@ fn placeholder_status_goes_to_the_load_balancers_checks_only() {
     let reply = send(server.addr(), b"GET / HTTP/1.1\r\nHost: x\r\nUser-Agent: ELB-HealthChecker/2.0\r\nConnection: close\r\n\r\n");
     assert_eq!(reply.status, 200);
 }
+
+#[test]
+fn it_says_it_is_a_placeholder_in_every_answer_and_in_its_log() {
+    let fixture = Fixture::new();
+    let server = Server::start_with(&fixture.root(), &[], &[("PLACEHOLDER_NOTICE_SECONDS", "1")]);
+    for path in ["/", "/healthcheck.html", "/missing/path"] {
+        let reply = get(server.addr(), path);
+        assert_eq!(reply.header("x-placeholder"), Some("ecs-minimal-container: the real image has not been deployed"), "{path}");
+    }
+    // At start, and again while it serves (every second here; every 15 minutes by default).
+    let first = server.next_notice(Duration::from_secs(5)).expect("a notice at start");
+    assert!(first.starts_with("placeholder for this container since 20") && first.ends_with("Z: the real image has not been deployed"), "{first}");
+    let again = server.next_notice(Duration::from_secs(5)).expect("the notice again");
+    assert_eq!(again, first);
+}

@@ -459,3 +459,12 @@ fn another_placeholders_mapped_port_is_left_to_it() {
     let errors = server.error_lines(Duration::from_millis(300)).join("\n");
     assert!(ports.contains(&8080) || errors.contains("port 8080 is already in use"), "{}\n{errors}", server.first_line);
 }
+
+#[test]
+fn its_notice_names_the_container_task_metadata_names() {
+    let metadata = fargate(&[]);
+    let port = free_port().to_string();
+    let (server, _fixture) = serve(&[("ECS_CONTAINER_METADATA_URI_V4", &metadata.uri), ("PORT", &port)]);
+    let notice = server.next_notice(Duration::from_secs(5)).expect("a notice at start");
+    assert!(notice.starts_with("placeholder for web since "), "{notice}");
+}

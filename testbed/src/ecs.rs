@@ -49,6 +49,8 @@ pub struct Scheduler {
 struct State {
     services: HashMap<String, Service>,
     next: u64,
+    /// Every ECS operation asked, in order.
+    operations: Vec<String>,
 }
 
 struct Service {
@@ -113,6 +115,7 @@ impl Scheduler {
             let Some(operation) = request.header("x-amz-target").and_then(|t| t.strip_prefix(TARGET)).map(str::to_owned) else {
                 return Verdict::Forward;
             };
+            shared.lock().unwrap().operations.push(operation.clone());
             match handle(&shared, moto_port, registry_port, &auth, &operation, request) {
                 Ok(Some((status, body))) => Verdict::Respond {
                     status,
@@ -133,6 +136,11 @@ impl Scheduler {
     /// The value for `AWS_ENDPOINT_URL`: moto behind the scheduler.
     pub fn endpoint(&self) -> String {
         self.proxy.endpoint()
+    }
+
+    /// Every request seen so far, as `METHOD target` and, for ECS, its operation.
+    pub fn operations(&self) -> Vec<String> {
+        self.state.lock().unwrap().operations.clone()
     }
 
     /// The digest each running task of `service` runs for `container`, as `DescribeTasks` says.
@@ -162,7 +170,7 @@ fn handle(state: &Mutex<State>, moto: u16, registry: u16, auth: &str, operation:
                 return Ok(Some((status, serde_json::to_vec(&output)?)));
             }
             let mut state = state.lock().unwrap();
-            let State { services, next } = &mut *state;
+            let State { services, next, .. } = &mut *state;
             let list = if operation == "DescribeServices" { output["services"].as_array_mut().map(std::mem::take).unwrap_or_default() } else { vec![output["service"].take()] };
             let mut answered = Vec::new();
             for mut service in list {
@@ -179,7 +187,6 @@ fn handle(state: &Mutex<State>, moto: u16, registry: u16, auth: &str, operation:
                     let definition = service["taskDefinition"].as_str().unwrap_or_default().to_owned();
                     if input["forceNewDeployment"].as_bool() == Some(true) || (input["taskDefinition"].is_string() && definition != primary) {
                         let deployment = new_deployment(next, moto, request, &definition)?;
-                        known.events.push((now(), format!("(service {}) has started a new deployment {}.", known.name, deployment.id)));
                         known.deployments.insert(0, deployment);
                     }
                 }
@@ -281,7 +288,7 @@ impl Service {
             desired: service["desiredCount"].as_i64().unwrap_or(1),
             circuit_breaker: false,
             rollback: false,
-            events: vec![(now(), format!("(service {name}) has started a new deployment {}.", first.id))],
+            events: Vec::new(),
             name,
             deployments: vec![first],
             tasks: Vec::new(),

@@ -106,6 +106,28 @@ fn read_request(stream: &mut TcpStream) -> Result<Option<Request>> {
     let mut parts = line.split(' ');
     let (method, target) = (parts.next().unwrap_or("").to_owned(), parts.next().unwrap_or("").to_owned());
     let headers = headers.trim_end_matches("\r\n").to_owned() + "\r\n";
+    // A streamed body (Docker's blob uploads) is read whole, and sent on with a length.
+    if header(&headers, "transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+        let mut body = Vec::new();
+        loop {
+            let mut line = Vec::new();
+            while !line.ends_with(b"\r\n") {
+                if stream.read(&mut byte)? == 0 {
+                    return Ok(None);
+                }
+                line.push(byte[0]);
+            }
+            let size = usize::from_str_radix(String::from_utf8_lossy(&line).trim().split(';').next().unwrap_or("0"), 16).unwrap_or(0);
+            let mut chunk = vec![0u8; size + 2];
+            stream.read_exact(&mut chunk)?;
+            if size == 0 {
+                break;
+            }
+            body.extend_from_slice(&chunk[..size]);
+        }
+        let headers = headers.lines().filter(|l| !l.to_ascii_lowercase().starts_with("transfer-encoding:")).map(|l| format!("{l}\r\n")).collect();
+        return Ok(Some(Request { method, target, headers, body }));
+    }
     let length = header(&headers, "content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
     let mut body = vec![0u8; length];
     stream.read_exact(&mut body)?;

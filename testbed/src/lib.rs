@@ -17,8 +17,10 @@ use base64::Engine as _;
 
 mod ecs;
 mod faults;
+mod rules;
 mod terraform;
 pub use ecs::Scheduler;
+pub use rules::EcrRules;
 pub use terraform::Terraform;
 pub use faults::{CutProxy, Endpoint, Fault, FaultyEcr, HttpProxy, Request, Verdict};
 

@@ -26,8 +26,11 @@ enum Task {
     Publish(tasks::publish::Args),
     /// Show the repositories, their settings, and which still serve the placeholder.
     Status(tasks::status::Args),
-    /// Delete repositories that hold nothing but placeholders.
+    /// Delete repositories that hold nothing but placeholders, or (--images) the placeholder's images.
     Teardown(tasks::teardown::Args),
+    /// Start a new deployment of each service still running a placeholder whose tag now holds the
+    /// real image, and follow it until the real image runs.
+    Handover(tasks::handover::Args),
     /// Run the placeholder under task definitions the way ECS does, and say whether each boots healthy.
     Verify(tasks::verify::Args),
     /// Measure the placeholder against nginx, Apache and busybox, and publish against the shell way.
@@ -38,20 +41,6 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // The registry client's TLS (reqwest, built without a provider of its own: Cargo.toml).
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let needs_stacks = match &cli.task {
-        Task::Publish(args) => args.wait || tasks::publish::asked(args).is_ok_and(|asked| asked.names_aws()),
-        Task::Verify(args) => {
-            sources::from::names_aws(&args.from)
-                || !args.target_groups.is_empty()
-                || args.task_definitions.iter().any(|t| sources::from::is_registered(&t.to_string_lossy()))
-        }
-        Task::Status(args) => sources::from::names_aws(&args.from),
-        Task::Teardown(args) => sources::from::names_aws(&args.from),
-        _ => false,
-    };
-    if needs_stacks && let Some(code) = tasks::stacks::run_with_them() {
-        return code;
-    }
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     let result = runtime.block_on(async {
         match cli.task {
@@ -59,6 +48,7 @@ fn main() -> ExitCode {
             Task::Publish(args) => tasks::publish::run(args).await,
             Task::Status(args) => tasks::status::run(args).await,
             Task::Teardown(args) => tasks::teardown::run(args).await,
+            Task::Handover(args) => tasks::handover::run(args).await,
             Task::Verify(args) => tasks::verify::run(args).await,
             Task::Bench(args) => tasks::bench::run(args).await.map(|()| ExitCode::SUCCESS),
         }

@@ -49,6 +49,9 @@ pub struct Server {
     pub first_line: String,
     stdout: mpsc::Receiver<String>,
     stderr: mpsc::Receiver<String>,
+    /// The placeholder's notice lines ("placeholder for ... since ..."), kept apart from stderr's
+    /// other lines, which tests read as warnings.
+    notices: mpsc::Receiver<String>,
 }
 
 impl Server {
@@ -80,8 +83,8 @@ impl Server {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn server");
-        let stdout = lines(child.stdout.take().unwrap(), false);
-        let stderr = lines(child.stderr.take().unwrap(), true);
+        let (stdout, _) = lines(child.stdout.take().unwrap(), false);
+        let (stderr, notices) = lines(child.stderr.take().unwrap(), true);
         let first = stdout.recv_timeout(Duration::from_secs(10)).expect("server printed no start-up line");
         // A server waiting for its health check to name a port listens on none yet: port 0.
         let port = first
@@ -91,7 +94,7 @@ impl Server {
             .and_then(|p| p.parse().ok())
             .or_else(|| first.contains("listening on no port yet").then_some(0))
             .unwrap_or_else(|| panic!("no port in start-up line {first:?}"));
-        Server { child, port, started, first_line: first, stdout, stderr }
+        Server { child, port, started, first_line: first, stdout, stderr, notices }
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -106,6 +109,11 @@ impl Server {
     /// The next line the server prints on stderr (warnings, ignored arguments, skipped ports).
     pub fn next_error_line(&self, timeout: Duration) -> Option<String> {
         self.stderr.recv_timeout(timeout).ok()
+    }
+
+    /// The next notice the placeholder logs about itself.
+    pub fn next_notice(&self, timeout: Duration) -> Option<String> {
+        self.notices.recv_timeout(timeout).ok()
     }
 
     /// Every stderr line until `quiet` passes without one.
@@ -137,18 +145,21 @@ impl Drop for Server {
     }
 }
 
-/// Forwards each line of a child's output; stderr lines are also echoed, for failing tests.
-fn lines(output: impl Read + Send + 'static, echo: bool) -> mpsc::Receiver<String> {
+/// Forwards each line of a child's output, the placeholder's notices apart; stderr lines are also
+/// echoed, for failing tests.
+fn lines(output: impl Read + Send + 'static, echo: bool) -> (mpsc::Receiver<String>, mpsc::Receiver<String>) {
     let (tx, rx) = mpsc::channel();
+    let (notice_tx, notice_rx) = mpsc::channel();
     thread::spawn(move || {
         for line in BufReader::new(output).lines().map_while(Result::ok) {
             if echo {
                 eprintln!("server stderr: {line}");
             }
-            let _ = tx.send(line); // keep reading after the test stops listening: never block the child
+            // Keep reading after the test stops listening: never block the child.
+            let _ = if line.starts_with("placeholder for ") { notice_tx.send(line) } else { tx.send(line) };
         }
     });
-    rx
+    (rx, notice_rx)
 }
 
 /// A port nothing listens on right now (bound and released, so rarely raced for).

@@ -7,7 +7,6 @@ pub struct Service {
     pub name: String,
 }
 
-#[cfg_attr(not(feature = "stacks"), allow(dead_code))] // used by the stack readers
 impl Service {
     /// `arn:aws:ecs:REGION:ACCOUNT:service/CLUSTER/NAME` (a stack's physical id); the old form
     /// `service/NAME` is in the `default` cluster.

@@ -205,7 +205,6 @@ pub struct Aws {
     pub ecr: aws_sdk_ecr::Client,
     pub region: String,
     /// For the other services' clients (CloudFormation, ECS, ELBv2), made when needed.
-    #[cfg_attr(not(feature = "stacks"), allow(dead_code))] // used by the stack readers
     pub config: aws_config::SdkConfig,
 }
 
@@ -321,7 +320,6 @@ where
 }
 
 /// The service's error code of a failed call, such as `ClusterNotFoundException`.
-#[cfg_attr(not(feature = "stacks"), allow(dead_code))] // used by the stack readers
 pub fn error_code<E: ProvideErrorMetadata, R>(error: &SdkError<E, R>) -> Option<&str> {
     match error {
         SdkError::ServiceError(service) => service.err().code(),

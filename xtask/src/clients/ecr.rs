@@ -69,6 +69,27 @@ pub async fn image_ids(ecr: &aws_sdk_ecr::Client, name: &str) -> Result<Vec<aws_
         .map_err(|e| call_failed("ListImages", e))
 }
 
+/// Deletes images by digest through ECR's API (the registry API cannot delete in ECR); a digest
+/// ECR does not hold (gone already, or a test bed's registry beside it) is no error.
+pub async fn delete_images(ecr: &aws_sdk_ecr::Client, name: &str, digests: &[String]) -> Result<()> {
+    if digests.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<aws_sdk_ecr::types::ImageIdentifier> =
+        digests.iter().map(|d| aws_sdk_ecr::types::ImageIdentifier::builder().image_digest(d).build()).collect();
+    let deleted = ecr.batch_delete_image().repository_name(name).set_image_ids(Some(ids)).send().await.map_err(|e| call_failed("BatchDeleteImage", e))?;
+    let refused: Vec<String> = deleted
+        .failures()
+        .iter()
+        .filter(|f| f.failure_code().is_some_and(|c| c.as_str() != "ImageNotFound"))
+        .map(|f| format!("{}: {}", f.image_id().and_then(|i| i.image_digest()).unwrap_or("?"), f.failure_reason().unwrap_or("refused")))
+        .collect();
+    if !refused.is_empty() {
+        anyhow::bail!("ECR refused to delete {}", refused.join("; "));
+    }
+    Ok(())
+}
+
 /// What differs between an existing repository and the settings asked for; it is reused as it is.
 pub fn differences(existing: &aws_sdk_ecr::types::Repository, settings: &Settings) -> Vec<String> {
     let mut warnings = Vec::new();
@@ -88,10 +109,83 @@ pub fn differences(existing: &aws_sdk_ecr::types::Repository, settings: &Setting
             settings.encryption.describe()
         ));
     }
-    if existing.image_tag_mutability() == Some(&ImageTagMutability::Immutable) {
-        warnings.push("tags are IMMUTABLE: the real image cannot become the new :latest; make them MUTABLE".to_owned());
-    }
     warnings
+}
+
+/// A repository's tag mutability, with the exclusion filters ECR added in July 2025: in
+/// `IMMUTABLE_WITH_EXCLUSION` a tag a filter matches can be moved, in `MUTABLE_WITH_EXCLUSION` a
+/// tag a filter matches cannot.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Mutability {
+    pub mode: String,
+    /// `WILDCARD` filters: `*` stands for any run of characters.
+    pub filters: Vec<String>,
+}
+
+impl Mutability {
+    pub fn of(repository: &aws_sdk_ecr::types::Repository) -> Mutability {
+        Mutability {
+            mode: repository.image_tag_mutability().map(|m| m.as_str().to_owned()).unwrap_or_else(|| "MUTABLE".to_owned()),
+            filters: repository.image_tag_mutability_exclusion_filters().iter().map(|f| f.filter().to_owned()).collect(),
+        }
+    }
+
+    /// Whether a tag, once it holds an image, can never be given another.
+    pub fn immutable(&self, tag: &str) -> bool {
+        let excluded = self.filters.iter().any(|filter| wildcard(filter, tag));
+        match self.mode.as_str() {
+            "IMMUTABLE" => true,
+            "IMMUTABLE_WITH_EXCLUSION" => !excluded,
+            "MUTABLE_WITH_EXCLUSION" => excluded,
+            _ => false,
+        }
+    }
+
+    /// How a message names it: `IMMUTABLE`, `IMMUTABLE_WITH_EXCLUSION (excluded: dev-*)`.
+    pub fn describe(&self) -> String {
+        match self.filters.is_empty() {
+            true => self.mode.clone(),
+            false => format!("{} (filters: {})", self.mode, self.filters.join(", ")),
+        }
+    }
+
+    /// The command that lets the pipeline push its real image at `tag` once a placeholder holds
+    /// it: an exclusion filter for the tag, the filters already there kept.
+    pub fn exclusion_command(&self, repository: &str, tag: &str) -> String {
+        let mut filters: Vec<String> = self.filters.iter().map(|f| format!("filterType=WILDCARD,filter={f}")).collect();
+        let (mode, filter) = match self.mode.as_str() {
+            // Here the filters are what is immutable: the tag must leave them.
+            "MUTABLE_WITH_EXCLUSION" => {
+                let kept: Vec<String> = self.filters.iter().filter(|f| !wildcard(f, tag)).map(|f| format!("filterType=WILDCARD,filter={f}")).collect();
+                filters = kept;
+                ("MUTABLE_WITH_EXCLUSION", None)
+            }
+            _ => ("IMMUTABLE_WITH_EXCLUSION", Some(format!("filterType=WILDCARD,filter={tag}"))),
+        };
+        filters.extend(filter);
+        let filters = if filters.is_empty() { String::new() } else { format!(" --image-tag-mutability-exclusion-filters {}", filters.join(" ")) };
+        format!("aws ecr put-image-tag-mutability --repository-name {repository} --image-tag-mutability {mode}{filters}")
+    }
+}
+
+/// ECR's `WILDCARD` filter: `*` is any run of characters, everything else itself.
+fn wildcard(pattern: &str, text: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    if parts.len() == 1 {
+        return pattern == text;
+    }
+    let (first, last) = (parts[0], parts[parts.len() - 1]);
+    if !text.starts_with(first) || !text[first.len()..].ends_with(last) || text.len() < first.len() + last.len() {
+        return false;
+    }
+    let mut rest = &text[first.len()..text.len() - last.len()];
+    for part in &parts[1..parts.len() - 1] {
+        match rest.find(part) {
+            Some(at) => rest = &rest[at + part.len()..],
+            None => return false,
+        }
+    }
+    true
 }
 
 /// Creates `name` with the settings asked for and returns its URI. A repository made by a
@@ -188,5 +282,25 @@ mod tests {
         assert_eq!(rule["selection"]["countType"], "imageCountMoreThan");
         assert_eq!(rule["selection"]["countNumber"], 5);
         assert_eq!(rule["action"]["type"], "expire");
+    }
+
+    #[test]
+    fn tag_mutability_with_exclusions() {
+        let with = |mode: &str, filters: &[&str]| Mutability { mode: mode.into(), filters: filters.iter().map(|f| f.to_string()).collect() };
+        assert!(!with("MUTABLE", &[]).immutable("latest"));
+        assert!(with("IMMUTABLE", &["latest"]).immutable("latest"), "plain IMMUTABLE has no exclusions");
+        let excluded = with("IMMUTABLE_WITH_EXCLUSION", &["latest", "dev-*", "*-rc*"]);
+        assert!(!excluded.immutable("latest") && !excluded.immutable("dev-42") && !excluded.immutable("1.0-rc2"));
+        assert!(excluded.immutable("v1.4.2") && excluded.immutable("latest2") && excluded.immutable("xdev-1"));
+        let pinned = with("MUTABLE_WITH_EXCLUSION", &["v*"]);
+        assert!(pinned.immutable("v1.4.2") && !pinned.immutable("latest"));
+        assert_eq!(
+            with("IMMUTABLE", &[]).exclusion_command("api", "v1.4.2"),
+            "aws ecr put-image-tag-mutability --repository-name api --image-tag-mutability IMMUTABLE_WITH_EXCLUSION \
+             --image-tag-mutability-exclusion-filters filterType=WILDCARD,filter=v1.4.2"
+        );
+        assert!(excluded.exclusion_command("api", "v2").ends_with("filter=latest filterType=WILDCARD,filter=dev-* filterType=WILDCARD,filter=*-rc* filterType=WILDCARD,filter=v2"));
+        assert!(!pinned.exclusion_command("api", "v2").contains("filter"));
+        assert!(wildcard("*", "") && wildcard("a*b*c", "abc") && wildcard("a*b*c", "a-b-c") && !wildcard("a*b*c", "acb"));
     }
 }

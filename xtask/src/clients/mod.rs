@@ -1,12 +1,12 @@
 //! Talking to what is outside: AWS through aws-config's chain (`aws.rs`), ECR's API (`ecr.rs`),
 //! the registry (`registry.rs`), ECR replication (`replicate.rs`), the Docker engine
-//! (`engine.rs`) and ECS services being rolled out (`follow.rs`). May use `base` and `build` (the
-//! blobs it pushes).
+//! (`engine.rs`), ECS services being rolled out (`follow.rs`) and where services stand
+//! (`services.rs`). May use `base`, `image` (the blobs it pushes) and `sources::taskdef`.
 
 pub mod aws;
 pub mod ecr;
 pub mod engine;
-#[cfg(feature = "stacks")]
 pub mod follow;
 pub mod registry;
 pub mod replicate;
+pub mod services;

@@ -6,11 +6,9 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 
-#[cfg(feature = "stacks")]
 use crate::clients::aws;
 use crate::clients::aws::AwsArgs;
 use crate::sources::stack::{self, Found};
-#[cfg(feature = "stacks")]
 use crate::sources::{cluster, deployed, registered};
 use crate::sources::balancer::Group;
 use crate::base::Usage;
@@ -126,7 +124,6 @@ pub async fn load_waiting(values: &[String], aws_args: &AwsArgs, wait: Option<st
 }
 
 /// `load_waiting`, with registered task definitions, target groups and the lookup.
-#[cfg_attr(not(feature = "stacks"), allow(unused_variables))]
 pub async fn load_asked(asked: &Asked<'_>, aws_args: &AwsArgs, wait: Option<std::time::Duration>) -> Result<Loaded> {
     let sources = parse(asked.from)?;
     let mut loaded = Loaded::default();
@@ -134,14 +131,12 @@ pub async fn load_asked(asked: &Asked<'_>, aws_args: &AwsArgs, wait: Option<std:
         return Ok(loaded);
     }
     let context = stack::Context::new(aws_args.first_region());
-    #[cfg(feature = "stacks")]
     let mut config = None;
     for source in &sources {
         match source {
             Source::Files(path) => {
                 loaded.found.extend(stack::discover(path, &context).map_err(|e| Usage(format!("--from {}: {e:#}", path.display())))?);
             }
-            #[cfg(feature = "stacks")]
             Source::Stack(name) => {
                 let config = connected(&mut config, aws_args).await?;
                 let stack = deployed::load(name, config, wait).await?;
@@ -149,44 +144,32 @@ pub async fn load_asked(asked: &Asked<'_>, aws_args: &AwsArgs, wait: Option<std:
                 loaded.found.extend(stack.found);
                 loaded.services.extend(stack.services);
             }
-            #[cfg(feature = "stacks")]
             Source::Cluster { cluster, services } => {
                 let config = connected(&mut config, aws_args).await?;
                 let (found, services) = cluster::load(cluster, services, config).await?;
                 loaded.found.extend(found);
                 loaded.services.extend(services);
             }
-            // `main` runs the build that has them first (`stacks::ensure`); this is a binary run
-            // directly, not through cargo.
-            #[cfg(not(feature = "stacks"))]
-            other => anyhow::bail!(Usage(format!("--from {}: this xtask was built without the stack readers: run it as `cargo xtask`", other.label()))),
         }
     }
-    #[cfg(not(feature = "stacks"))]
-    if asked.names_aws() {
-        anyhow::bail!(Usage("registered task definitions and target groups are read by the stack readers: run it as `cargo xtask`".into()));
+    for name in &asked.registered {
+        let config = connected(&mut config, aws_args).await?;
+        let found = registered::load(name, config).await?;
+        eprintln!("task definition {name}: {} container(s), registered", found.len());
+        loaded.found.extend(found);
     }
-    #[cfg(feature = "stacks")]
-    {
-        for name in &asked.registered {
-            let config = connected(&mut config, aws_args).await?;
-            let found = registered::load(name, config).await?;
-            eprintln!("task definition {name}: {} container(s), registered", found.len());
-            loaded.found.extend(found);
-        }
-        if !asked.target_groups.is_empty() {
-            let config = connected(&mut config, aws_args).await?;
-            loaded.groups = registered::target_groups(asked.target_groups, config).await?;
-        }
-        // Names a definition given already covers need no lookup.
-        let lookup: Vec<String> =
-            asked.lookup.iter().filter(|name| !loaded.found.iter().any(|f| f.repository() == Some(name.as_str()))).cloned().collect();
-        if !lookup.is_empty() {
-            // Looking is a help, not a step: a target that cannot be reached is publish's to report.
-            match connected(&mut config, aws_args).await {
-                Ok(config) => look_up(&mut loaded, &lookup, config).await,
-                Err(e) => loaded.not_found.extend(lookup.iter().map(|r| (r.clone(), format!("could not look for a registered task definition that pulls it ({e:#})")))),
-            }
+    if !asked.target_groups.is_empty() {
+        let config = connected(&mut config, aws_args).await?;
+        loaded.groups = registered::target_groups(asked.target_groups, config).await?;
+    }
+    // Names a definition given already covers need no lookup.
+    let lookup: Vec<String> =
+        asked.lookup.iter().filter(|name| !loaded.found.iter().any(|f| f.repository() == Some(name.as_str()))).cloned().collect();
+    if !lookup.is_empty() {
+        // Looking is a help, not a step: a target that cannot be reached is publish's to report.
+        match connected(&mut config, aws_args).await {
+            Ok(config) => look_up(&mut loaded, &lookup, config).await,
+            Err(e) => loaded.not_found.extend(lookup.iter().map(|r| (r.clone(), format!("could not look for a registered task definition that pulls it ({e:#})")))),
         }
     }
     let mut labels: Vec<String> = sources.iter().map(Source::label).collect();
@@ -199,7 +182,6 @@ pub async fn load_asked(asked: &Asked<'_>, aws_args: &AwsArgs, wait: Option<std:
 
 /// `--containers NAME`: the registered task definitions that pull NAME, used as `--task-definition`
 /// would use them, each named; where none does, or publish may not look, it says so.
-#[cfg(feature = "stacks")]
 async fn look_up(loaded: &mut Loaded, repositories: &[String], config: &aws_config::SdkConfig) {
     let lookup = registered::pulling(repositories, config).await;
     let read = format!("{} of {} task definition families read in {:.1} s", lookup.read, lookup.families, lookup.took.as_secs_f64());
@@ -221,7 +203,6 @@ async fn look_up(loaded: &mut Loaded, repositories: &[String], config: &aws_conf
 }
 
 /// The first target's AWS configuration, connected once.
-#[cfg(feature = "stacks")]
 async fn connected<'a>(config: &'a mut Option<aws_config::SdkConfig>, aws_args: &AwsArgs) -> Result<&'a aws_config::SdkConfig> {
     if config.is_none() {
         let spec = aws_args.specs()?.into_iter().next().unwrap_or_default();
@@ -239,9 +220,11 @@ pub struct Named {
     pub tags: Vec<String>,
 }
 
-/// The repositories `--from` names for status and teardown; what is left alone is said on stderr.
-pub async fn repositories(values: &[String], aws_args: &AwsArgs, names: &mut Vec<Named>) -> Result<()> {
-    for found in load(values, aws_args).await?.found {
+/// The repositories `--from` names for status and teardown, and the services among them; what is
+/// left alone is said on stderr.
+pub async fn repositories(values: &[String], aws_args: &AwsArgs, names: &mut Vec<Named>) -> Result<Vec<Service>> {
+    let loaded = load(values, aws_args).await?;
+    for found in loaded.found {
         let Some(repository) = found.repository() else {
             eprintln!("{}", found.left_alone().unwrap_or_default());
             continue;
@@ -261,7 +244,7 @@ pub async fn repositories(values: &[String], aws_args: &AwsArgs, names: &mut Vec
             names[index].tags.push(tag);
         }
     }
-    Ok(())
+    Ok(loaded.services)
 }
 
 #[cfg(test)]

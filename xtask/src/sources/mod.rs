@@ -4,14 +4,11 @@
 //! (`cluster.rs`), registered task definitions and target groups (`registered.rs`, `balancer.rs`);
 //! `from.rs` turns them into one list. May use `base` and, for the deployed ones, `clients::aws`.
 
-#[cfg(feature = "stacks")]
 pub mod cluster;
-#[cfg(feature = "stacks")]
 pub mod deployed;
 pub mod balancer;
 pub mod containers;
 pub mod from;
-#[cfg(feature = "stacks")]
 pub mod registered;
 pub mod stack;
 pub mod taskdef;

@@ -2,9 +2,9 @@
 //! proof, clients) and reports. May use everything; nothing below uses it.
 
 pub mod bench;
+pub mod handover;
 pub mod image;
 pub mod publish;
-pub mod stacks;
 pub mod status;
 pub mod teardown;
 pub mod verify;

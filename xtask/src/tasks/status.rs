@@ -13,6 +13,7 @@ use crate::clients::ecr::{self, MANAGED_TAG_KEY, MANAGED_TAG_VALUE};
 use crate::sources::containers::parse_containers;
 use crate::tasks::OutputFormat;
 use crate::clients::registry::{Latest, Registry};
+use crate::clients::services::{self, Where};
 use crate::sources::from;
 use crate::base::progress;
 
@@ -71,8 +72,9 @@ pub struct DefinitionTag {
 pub async fn run(args: Args) -> Result<ExitCode> {
     let mut asked = args.containers.as_deref().map(parse_containers).transpose()?;
     let mut named = Vec::new();
+    let mut services = Vec::new();
     if !args.from.is_empty() {
-        from::repositories(&args.from, &args.aws, &mut named).await?;
+        services = from::repositories(&args.from, &args.aws, &mut named).await?;
         let asked = asked.get_or_insert_with(Vec::new);
         for name in &named {
             if !asked.contains(&name.repository) {
@@ -121,12 +123,24 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         .count();
     let repositories = statuses.iter().filter(|s| s.container != "*").count();
     let summary = format!("{placeholders} of {repositories} repositories still serve the placeholder");
+    // The services `--from` names: what their tasks run, and what their definitions' tags hold.
+    let standing = match (services.is_empty(), destinations.first()) {
+        (false, Some(target)) => {
+            let ecs = aws_sdk_ecs::Client::new(&target.aws.config);
+            let standings = services::read(&ecs, &services).await?;
+            services::judge(&target.registry, &standings).await
+        }
+        _ => Vec::new(),
+    };
     match args.output {
         OutputFormat::Json => println!(
             "{}",
-            serde_json::to_string_pretty(&serde_json::json!({ "repositories": statuses, "placeholders": placeholders }))?
+            serde_json::to_string_pretty(&serde_json::json!({ "repositories": statuses, "placeholders": placeholders, "services": standing }))?
         ),
-        OutputFormat::Text => print_text(&statuses, &summary),
+        OutputFormat::Text => {
+            print_text(&statuses, &summary);
+            print_services(&standing);
+        }
     }
     let missing = statuses.iter().any(|s| !s.exists && s.error.is_none());
     let errors = statuses.iter().any(|s| s.error.is_some());
@@ -274,4 +288,25 @@ fn print_text(statuses: &[RepositoryStatus], summary: &str) {
         }
     }
     println!("{summary}");
+}
+
+/// Each service's ECR containers: what runs, what the tag holds, and the one thing to do next.
+fn print_services(standing: &[Where]) {
+    if standing.is_empty() {
+        return;
+    }
+    let label = |w: &Where| format!("{} {}", w.service, w.container);
+    let width = standing.iter().map(|w| label(w).len()).max().unwrap_or(7).max(17);
+    let tag_width = standing.iter().map(|w| w.tag.len() + 1).max().unwrap_or(3).max(3);
+    println!("\n{:<width$}  {:<tag_width$}  {:<11}  {:<11}  NEXT", "SERVICE CONTAINER", "TAG", "RUNNING", "AT TAG");
+    for w in standing {
+        let next = serde_json::to_value(w.next).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+        println!("{:<width$}  {:<tag_width$}  {:<11}  {:<11}  {next}", label(w), format!(":{}", w.tag), w.running, w.at_tag);
+    }
+    for w in standing {
+        println!("{}: {}", label(w), w.next.says(&w.tag));
+        if let Some(event) = &w.rolled_back {
+            println!("{}: its last deployment of the real image failed and rolled back to the placeholder ({event}): cargo xtask handover says why", label(w));
+        }
+    }
 }

@@ -66,14 +66,7 @@ pub trait BedExt {
 
 impl BedExt for Bed {
     async fn aws(&self) -> aws_config::SdkConfig {
-        use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
-        aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .http_client(aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::Ring)).build_https())
-            .endpoint_url(self.moto.endpoint())
-            .region(aws_config::Region::new("eu-west-1"))
-            .credentials_provider(aws_sdk_ecr::config::Credentials::new("testing", "testing", None, None, "tests"))
-            .load()
-            .await
+        aws_at(&self.moto.endpoint()).await
     }
 
     async fn ecr(&self) -> aws_sdk_ecr::Client {
@@ -149,15 +142,35 @@ pub async fn becomes_healthy(docker: &Docker, image: &str) -> Result<(), String>
 /// returned guard removes the local image.
 pub async fn push_real_image(bed: &Bed, docker: &Docker, repository: &str) -> Cleanup {
     let _ = bed.ecr().await.create_repository().repository_name(repository).send().await;
+    let (pushed, cleanup) = push_image(docker, &bed.registry.host(), bed.registry_credentials(), repository, "latest", false).await;
+    pushed.expect("push the real image");
+    cleanup
+}
+
+/// Builds a real (not placeholder) image and pushes it as `repository:tag` to the registry at
+/// `host`: with a command when `runs`, else one with nothing to run (a container of it cannot
+/// start). The push's error where the registry refuses it; the guard removes the local image.
+pub async fn push_image(
+    docker: &Docker,
+    host: &str,
+    credentials: bollard::auth::DockerCredentials,
+    repository: &str,
+    tag: &str,
+    runs: bool,
+) -> (Result<(), String>, Cleanup) {
     use bollard::query_parameters::{BuildImageOptionsBuilder, PushImageOptionsBuilder, RemoveImageOptions, TagImageOptionsBuilder};
-    use futures_util::TryStreamExt;
+    use futures_util::{StreamExt, TryStreamExt};
     let context = {
         let mut tar = tar::Builder::new(Vec::new());
-        let dockerfile = b"FROM scratch\nCOPY app /app\nLABEL org.example.app=real\n";
-        for (name, data) in [("Dockerfile", &dockerfile[..]), ("app", &b"the real application"[..])] {
+        let dockerfile = if runs {
+            "FROM scratch\nCOPY app /app\nLABEL org.example.app=real\nCMD [\"/app\", \"--serve\"]\n".to_owned()
+        } else {
+            "FROM scratch\nCOPY app /app\nLABEL org.example.app=real\n".to_owned()
+        };
+        for (name, data) in [("Dockerfile", dockerfile.as_bytes()), ("app", &b"the real application"[..])] {
             let mut header = tar::Header::new_gnu();
             header.set_size(data.len() as u64);
-            header.set_mode(0o644);
+            header.set_mode(0o755);
             tar.append_data(&mut header, name, data).unwrap();
         }
         tar.into_inner().unwrap()
@@ -173,15 +186,31 @@ pub async fn push_real_image(bed: &Bed, docker: &Docker, repository: &str) -> Cl
         .try_collect::<Vec<_>>()
         .await
         .expect("build the real image");
-    let remote = format!("{}/{repository}", bed.registry.host());
-    docker.tag_image(&local, Some(TagImageOptionsBuilder::new().repo(&remote).tag("latest").build())).await.unwrap();
-    docker
-        .push_image(&remote, Some(PushImageOptionsBuilder::new().tag("latest").build()), Some(bed.registry_credentials()))
-        .try_collect::<Vec<_>>()
+    let remote = format!("{host}/{repository}");
+    docker.tag_image(&local, Some(TagImageOptionsBuilder::new().repo(&remote).tag(tag).build())).await.unwrap();
+    let mut pushing = docker.push_image(&remote, Some(PushImageOptionsBuilder::new().tag(tag).build()), Some(credentials));
+    let mut pushed = Ok(());
+    while let Some(item) = pushing.next().await {
+        match item {
+            Ok(info) if info.error_detail.is_some() => pushed = Err(format!("{:?}", info.error_detail)),
+            Ok(_) => {}
+            Err(e) => pushed = Err(e.to_string()),
+        }
+    }
+    let _ = docker.remove_image(&format!("{remote}:{tag}"), None::<RemoveImageOptions>, None).await;
+    (pushed, Cleanup { tags: vec![local] })
+}
+
+/// An AWS configuration for moto at `endpoint` (the bed's, or a proxy in front of it).
+pub async fn aws_at(endpoint: &str) -> aws_config::SdkConfig {
+    use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::Ring)).build_https())
+        .endpoint_url(endpoint)
+        .region(aws_config::Region::new("eu-west-1"))
+        .credentials_provider(aws_sdk_ecr::config::Credentials::new("testing", "testing", None, None, "tests"))
+        .load()
         .await
-        .expect("push the real image");
-    let _ = docker.remove_image(&format!("{remote}:latest"), None::<RemoveImageOptions>, None).await;
-    Cleanup { tags: vec![local] }
 }
 
 /// The test registry's tags for `repository`.

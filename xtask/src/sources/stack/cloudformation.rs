@@ -54,7 +54,6 @@ pub struct Deployment {
 /// The containers of a deployed stack's template (`--from stack:NAME`), evaluated with what
 /// CloudFormation knows of it. `created` is every ECR repository the stack and its nested stacks
 /// created, by name, with the owner to name.
-#[cfg_attr(not(feature = "stacks"), allow(dead_code))] // used by the stack readers
 pub fn deployed(document: &Value, context: &Context, deployment: &Deployment, created: &HashMap<String, String>) -> Vec<Found> {
     let stack = Stack { file: format!("stack:{}", deployment.name), document, context, parameters: HashMap::new(), deployment: Some(deployment) };
     let mut found = stack.containers();
@@ -69,7 +68,6 @@ pub fn deployed(document: &Value, context: &Context, deployment: &Deployment, cr
 }
 
 /// An image as CloudFormation would resolve it, for images read elsewhere (an ECS service's).
-#[cfg_attr(not(feature = "stacks"), allow(dead_code))] // used by the stack readers
 pub fn classify_image(image: &str) -> Kind {
     classify(image, &Unknowns::default())
 }

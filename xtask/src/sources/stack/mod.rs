@@ -19,7 +19,6 @@ use serde_json::Value;
 use crate::base::Usage;
 use crate::sources::taskdef::{self, Container, Matcher};
 use cloudformation::{nested_files, Passed, Stack, Unknowns};
-#[cfg_attr(not(feature = "stacks"), allow(unused_imports))]
 pub use cloudformation::{classify_image, deployed, Deployment};
 use cloudformation::classify;
 pub use report::{print_table, to_json};
@@ -48,7 +47,6 @@ pub enum Kind {
     Owned { repository: String, resource: String },
     /// An ECR repository a deployed (or deploying) stack created: filled, never created, set up
     /// or deleted by publish, status or teardown (`owner` names the stack and resource).
-    #[cfg_attr(not(feature = "stacks"), allow(dead_code))] // used by the stack readers
     Deployed { repository: String, owner: String },
     /// Another registry's image (Docker Hub, public ECR): not ours.
     Other,

@@ -5,7 +5,7 @@
 
 use anyhow::{Context, Result};
 
-use crate::clients::ecr::{self, Lifecycle, Settings};
+use crate::clients::ecr::{self, Lifecycle, Mutability, Settings};
 use crate::image::oci::ImageSet;
 
 use super::plan::Target;
@@ -21,8 +21,10 @@ pub(super) struct Look {
     pub(super) lifecycle: Option<Lifecycle>,
     /// Each tag the placeholder is to be at, and what is there now.
     pub(super) tags: Vec<(String, TagState)>,
-    /// The repository's tags are immutable: a tag that exists can never be moved.
-    pub(super) immutable: bool,
+    /// Which of the repository's tags, once they hold an image, can never be moved.
+    pub(super) mutability: Mutability,
+    /// Immutable tags `--fill-immutable` names: the pipeline never pushes there.
+    pub(super) fill_immutable: Vec<String>,
     /// The stack that owns the repository (`--from stack:NAME`), which publish never creates,
     /// tags or gives a lifecycle policy.
     pub(super) owner: Option<String>,
@@ -46,6 +48,8 @@ pub(super) struct Step {
     pub(super) push: Vec<String>,
     /// Tags left alone, and why.
     pub(super) skipped: Vec<(String, String)>,
+    /// Tags left with no image at all (immutable ones): a service pulling them cannot start.
+    pub(super) left_empty: Vec<String>,
     /// Only the lifecycle policy needs putting back.
     pub(super) fix_lifecycle: bool,
     /// Nothing can be done, and why.
@@ -54,7 +58,7 @@ pub(super) struct Step {
 
 impl Look {
     pub(super) fn step(&self, force: bool) -> Step {
-        let mut step = Step { create: false, push: Vec::new(), skipped: Vec::new(), fix_lifecycle: false, blocked: None };
+        let mut step = Step { create: false, push: Vec::new(), skipped: Vec::new(), left_empty: Vec::new(), fix_lifecycle: false, blocked: None };
         if self.uri.is_none() {
             match &self.owner {
                 Some(owner) => {
@@ -72,16 +76,21 @@ impl Look {
             return step;
         }
         for (tag, state) in &self.tags {
+            let frozen = self.mutability.immutable(tag);
             match state {
                 TagState::Ours => {}
+                TagState::Absent if frozen && !self.fill_immutable.contains(tag) => {
+                    step.skipped.push((tag.clone(), self.frozen_tag(tag)));
+                    step.left_empty.push(tag.clone());
+                }
                 TagState::Absent => step.push.push(tag.clone()),
-                TagState::Placeholder(digest) if self.immutable => step.skipped.push((
+                TagState::Placeholder(digest) if frozen => step.skipped.push((
                     tag.clone(),
-                    format!(":{tag} already holds another placeholder ({digest}), and the repository's tags are immutable: it stays"),
+                    format!(":{tag} already holds another placeholder ({digest}), and the tag is immutable ({}): it stays", self.mutability.describe()),
                 )),
-                TagState::Real(digest) if self.immutable => step.skipped.push((
+                TagState::Real(digest) if frozen => step.skipped.push((
                     tag.clone(),
-                    format!(":{tag} ({digest}) is a real image, and the repository's tags are immutable: it stays"),
+                    format!(":{tag} ({digest}) is a real image, and the tag is immutable ({}): it stays", self.mutability.describe()),
                 )),
                 TagState::Real(digest) if !force => step
                     .skipped
@@ -91,6 +100,19 @@ impl Look {
         }
         step.fix_lifecycle = self.owner.is_none() && self.lifecycle != Some(Lifecycle::Expected);
         step
+    }
+
+    /// Why an empty immutable tag gets no placeholder, and the ways out.
+    fn frozen_tag(&self, tag: &str) -> String {
+        format!(
+            ":{tag} is immutable in this repository ({}): a placeholder there would make the pipeline's push of its real image at \
+             :{tag} fail (ImageTagAlreadyExistsException), so none was put there, and a service pulling :{tag} cannot start yet. \
+             Exclude the tag from immutability and publish again: {}; or, for a tag the pipeline never pushes, --fill-immutable \
+             {tag}. Later, `cargo xtask teardown --images --containers {}` takes the placeholder off again",
+            self.mutability.describe(),
+            self.mutability.exclusion_command(&self.name, tag),
+            self.name
+        )
     }
 
     /// Some tag already holds this placeholder.
@@ -106,20 +128,22 @@ pub(super) struct Raw {
     pub(super) uri: Option<String>,
     pub(super) lifecycle: Option<Lifecycle>,
     pub(super) tags: Vec<(String, Option<String>)>,
-    pub(super) immutable: bool,
+    pub(super) mutability: Mutability,
+    pub(super) fill_immutable: Vec<String>,
     pub(super) owner: Option<String>,
     pub(super) warnings: Vec<String>,
 }
 
 /// Reads one repository with read-only calls; needs nothing of this run's images.
-pub(super) async fn look_raw(place: Place<'_>, target: &Target, settings: &Settings) -> Result<Raw> {
+pub(super) async fn look_raw(place: Place<'_>, target: &Target, settings: &Settings, fill_immutable: &[String]) -> Result<Raw> {
     let (ecr_client, registry, name) = (place.ecr, place.registry, target.name.as_str());
     let mut raw = Raw {
         name: name.to_owned(),
         uri: None,
         lifecycle: None,
         tags: target.tags.iter().map(|tag| (tag.clone(), None)).collect(),
-        immutable: false,
+        mutability: Mutability::default(),
+        fill_immutable: fill_immutable.to_vec(),
         owner: target.owner.clone(),
         warnings: Vec::new(),
     };
@@ -133,7 +157,7 @@ pub(super) async fn look_raw(place: Place<'_>, target: &Target, settings: &Setti
         *digest = registry.manifest(name, tag).await.with_context(|| format!("reading :{tag}"))?.map(|m| m.digest);
     }
     raw.uri = existing.repository_uri().map(str::to_owned);
-    raw.immutable = existing.image_tag_mutability().is_some_and(|m| m.as_str().starts_with("IMMUTABLE"));
+    raw.mutability = Mutability::of(&existing);
     Ok(raw)
 }
 
@@ -158,7 +182,8 @@ pub(super) async fn resolve(place: Place<'_>, raw: Raw, images: &ImageSet) -> Re
         uri: raw.uri,
         lifecycle: raw.lifecycle,
         tags,
-        immutable: raw.immutable,
+        mutability: raw.mutability,
+        fill_immutable: raw.fill_immutable,
         owner: raw.owner,
         warnings: raw.warnings,
     })
@@ -179,6 +204,7 @@ pub(super) fn planned(name: &str, look: Result<Look>, force: bool) -> Outcome {
     let tags = |tags: &[String]| tags.iter().map(|t| format!(":{t}")).collect::<Vec<_>>().join(", ");
     let skipped: Vec<String> = step.skipped.iter().map(|(_, why)| why.clone()).collect();
     outcome.unfilled = step.skipped.iter().map(|(tag, _)| tag.clone()).collect();
+    outcome.left_empty = step.left_empty.clone();
     (outcome.action, outcome.reason) = if let Some(why) = step.blocked {
         (Action::WouldSkip, Some(why))
     } else if step.create {

@@ -26,7 +26,6 @@ use crate::clients::ecr::{Encryption, Settings};
 use crate::image::{self, Plan};
 use crate::image::oci::{self, ImageSet, Recipe};
 use crate::base::platform;
-#[cfg(feature = "stacks")]
 use crate::clients::follow;
 use crate::clients::aws;
 use crate::sources::from;
@@ -60,6 +59,10 @@ pub struct Args {
     /// Do not look for registered task definitions that pull the --containers repositories.
     #[arg(long)]
     pub no_lookup: bool,
+    /// Put the placeholder at these tags even where the repository makes them immutable (only
+    /// for tags the pipeline never pushes: it could not push its image there after).
+    #[arg(long, value_name = "TAGS", num_args = 1..)]
+    pub fill_immutable: Vec<String>,
     /// The stack the containers are in: a CloudFormation template (JSON or YAML), a CDK cdk.out
     /// directory, a `terraform show -json` plan, ECS task definition JSON, a deployed or deploying
     /// stack (`stack:NAME`), or a cluster's services (`ecs:CLUSTER[/SERVICE,...]`). Each container
@@ -151,6 +154,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     };
     args.aws.check()?;
     let settings = Settings { encryption, scan_on_push: args.scan_on_push, keep: args.keep };
+    let fill_immutable: Vec<String> = args.fill_immutable.iter().flat_map(|t| t.split(',')).map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned).collect();
     let specs = args.aws.specs()?;
     if args.replicate && specs.len() < 2 {
         bail!(Usage("--replicate needs at least two targets: the first is the source, e.g. --region eu-west-1,us-east-1".into()));
@@ -179,7 +183,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         let work: Vec<(usize, usize)> = (0..source_only).flat_map(|d| (0..targets.len()).map(move |t| (d, t))).collect();
         let place = |d: usize| Place { destination: d, ecr: &destinations[d].aws.ecr, registry: &destinations[d].registry };
         let raws: Vec<Result<Raw>> = futures_util::stream::iter(&work)
-            .map(|&(d, t)| look_raw(place(d), &targets[t], &settings))
+            .map(|&(d, t)| look_raw(place(d), &targets[t], &settings, &fill_immutable))
             .buffered(args.concurrency as usize)
             .collect()
             .await;
@@ -296,9 +300,9 @@ pub async fn run(args: Args) -> Result<ExitCode> {
             print_text(&outcomes, args.dry_run);
         }
     }
-    let failed = outcomes.iter().any(|o| o.action == Action::Failed) || replication.iter().any(|c| c.result == "failed");
+    // A tag left empty is a service that cannot start: never a success.
+    let failed = outcomes.iter().any(|o| o.action == Action::Failed || !o.left_empty.is_empty()) || replication.iter().any(|c| c.result == "failed");
     timings.print();
-    #[cfg(feature = "stacks")]
     if args.wait && !args.dry_run && !failed {
         let config = &destinations.first().context("no target to follow the services in")?.aws.config;
         return Ok(match follow::follow(&loaded.services, config, args.wait_timeout, &interrupted).await? {

@@ -119,6 +119,7 @@ pub(super) async fn act_steps(job: &Job, place: &Place<'_>, images: &ImageSet, l
     }
     outcome.reason = (!skipped.is_empty()).then(|| skipped.join("; "));
     outcome.unfilled = step.skipped.iter().map(|(tag, _)| tag.clone()).collect();
+    outcome.left_empty = step.left_empty.clone();
     if step.push.is_empty() {
         // Every tag left alone: the repository is somebody else's to set up.
         if !skipped.is_empty() && !look.any_ours() {

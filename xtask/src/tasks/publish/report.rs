@@ -61,6 +61,9 @@ pub struct Outcome {
     pub pulled_by: Vec<String>,
     /// Tags the placeholder was to be put at but was not (a real image, an immutable tag).
     pub unfilled: Vec<String>,
+    /// Tags left with no image at all (immutable, and the placeholder would block the pipeline):
+    /// a service pulling one cannot start, so the run fails.
+    pub left_empty: Vec<String>,
     pub reason: Option<String>,
     pub warnings: Vec<String>,
 }
@@ -79,6 +82,7 @@ impl Outcome {
             tags: Vec::new(),
             pulled_by: Vec::new(),
             unfilled: Vec::new(),
+            left_empty: Vec::new(),
             reason: None,
             warnings: Vec::new(),
         }
@@ -154,7 +158,14 @@ pub(super) fn print_text(outcomes: &[Outcome], dry_run: bool) {
     }
     let ready: Vec<&Outcome> =
         outcomes.iter().filter(|o| matches!(o.action, Action::Created | Action::Updated | Action::UpToDate)).collect();
+    let looked: Vec<&Outcome> = outcomes.iter().filter(|o| o.action == Action::Skipped && !o.left_empty.is_empty()).collect();
     if ready.is_empty() {
+        if !looked.is_empty() {
+            println!("\nWhere the services pull it:");
+            for o in &looked {
+                println!("  {}", pulled(o));
+            }
+        }
         return;
     }
     // A re-run that changed nothing needs no advice: the table and one line say it all.
@@ -163,7 +174,7 @@ pub(super) fn print_text(outcomes: &[Outcome], dry_run: bool) {
         return;
     }
     println!("\nWhere the services pull it:");
-    for o in &ready {
+    for o in ready.iter().chain(&looked) {
         println!("  {}", pulled(o));
     }
     println!("\nIn each task definition's container definition:");
@@ -179,6 +190,10 @@ pub(super) fn print_text(outcomes: &[Outcome], dry_run: bool) {
 /// Whether the tags the definitions pull hold the placeholder, or what publish could not know.
 fn pulled(o: &Outcome) -> String {
     let tags = o.tags.iter().filter(|t| !o.unfilled.contains(t)).map(|t| format!(":{t}")).collect::<Vec<_>>().join(", ");
+    if o.pulled_by.is_empty() && !o.left_empty.is_empty() {
+        let empty = o.left_empty.iter().map(|t| format!(":{t}")).collect::<Vec<_>>().join(", ");
+        return format!("{}: NOTHING at {empty}, so a service pulling it cannot start (see above)", o.container);
+    }
     if o.pulled_by.is_empty() {
         return format!(
             "{}: the placeholder is at {tags}; no task definition was read for it, so one that names another tag will not find it: \
@@ -190,6 +205,7 @@ fn pulled(o: &Outcome) -> String {
         .pulled_by
         .iter()
         .map(|pull| match pull.rsplit_once(" pulls :") {
+            Some((_, tag)) if o.left_empty.iter().any(|t| t == tag) => format!("{pull}: NOTHING there, so its tasks cannot start (see above)"),
             Some((_, tag)) if o.unfilled.iter().any(|t| t == tag) => format!("{pull}: NOT the placeholder (see above)"),
             _ => format!("{pull}: the placeholder is there"),
         })

@@ -1,0 +1,349 @@
+//! ECS services as they stand: their deployments, the task definition each rolls out, and what
+//! their tasks run (`DescribeTasks` gives each container's `imageDigest`: since software version
+//! consistency, July 2024, the digest the deployment resolved its tag to), each image told apart as
+//! the placeholder or a real one through the registry. For `status`, `handover` and
+//! `teardown --images`.
+
+use std::collections::BTreeMap;
+
+use anyhow::Result;
+use aws_sdk_ecs::types::DesiredStatus;
+
+use crate::base::service::Service;
+use crate::clients::aws::{error_code, service_call_failed};
+use crate::clients::registry::Registry;
+use crate::sources::taskdef;
+
+/// DescribeServices and DescribeTasks take at most this many a call.
+const PER_CALL: usize = 10;
+const TASKS_PER_CALL: usize = 100;
+
+/// One service as it stands.
+#[derive(Clone, Debug)]
+pub struct Standing {
+    pub service: Service,
+    pub desired: i32,
+    pub running: i32,
+    /// PRIMARY first.
+    pub deployments: Vec<Deployment>,
+    /// The containers of the PRIMARY deployment's task definition: (name, image).
+    pub containers: Vec<(String, String)>,
+    /// Its running tasks.
+    pub tasks: Vec<Task>,
+    /// Its newest events, newest first.
+    pub events: Vec<String>,
+    /// The load balancer's target groups.
+    pub target_groups: Vec<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Deployment {
+    pub id: String,
+    pub status: String,
+    pub rollout: String,
+    pub reason: String,
+    pub task_definition: String,
+    pub failed_tasks: i32,
+}
+
+#[derive(Clone, Debug)]
+pub struct Task {
+    /// The deployment that started it (`ecs-svc/...`).
+    pub started_by: String,
+    /// (container name, image, digest it runs)
+    pub containers: Vec<(String, String, Option<String>)>,
+    pub stopped_reason: Option<String>,
+}
+
+/// What an image in a task or at a tag is.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Holds {
+    Placeholder(String),
+    Real(String),
+    Missing,
+    /// Not in this account's ECR (another registry), or not readable.
+    Unknown(String),
+}
+
+impl Holds {
+    pub fn word(&self) -> &'static str {
+        match self {
+            Holds::Placeholder(_) => "placeholder",
+            Holds::Real(_) => "real image",
+            Holds::Missing => "missing",
+            Holds::Unknown(_) => "unknown",
+        }
+    }
+
+    pub fn digest(&self) -> Option<&str> {
+        match self {
+            Holds::Placeholder(d) | Holds::Real(d) => Some(d),
+            _ => None,
+        }
+    }
+}
+
+/// Every service of every cluster in the region (for `teardown --images`, which must know every
+/// task that may run an image before removing it).
+pub async fn everywhere(ecs: &aws_sdk_ecs::Client) -> Result<Vec<Service>> {
+    let mut services = Vec::new();
+    let mut clusters = ecs.list_clusters().into_paginator().send();
+    while let Some(page) = clusters.next().await {
+        let page = page.map_err(|e| service_call_failed("ECS", "ListClusters", e))?;
+        for cluster in page.cluster_arns() {
+            let name = cluster.rsplit('/').next().unwrap_or(cluster).to_owned();
+            let mut pages = ecs.list_services().cluster(cluster).into_paginator().send();
+            while let Some(page) = pages.next().await {
+                let page = page.map_err(|e| service_call_failed("ECS", "ListServices", e))?;
+                for arn in page.service_arns() {
+                    services.push(Service { cluster: name.clone(), name: arn.rsplit('/').next().unwrap_or(arn).to_owned() });
+                }
+            }
+        }
+    }
+    Ok(services)
+}
+
+/// Each of `services` as it stands; a service ECS does not know is left out.
+pub async fn read(ecs: &aws_sdk_ecs::Client, services: &[Service]) -> Result<Vec<Standing>> {
+    let mut by_cluster: BTreeMap<&str, Vec<&Service>> = BTreeMap::new();
+    for service in services {
+        by_cluster.entry(service.cluster.as_str()).or_default().push(service);
+    }
+    let mut standing = Vec::new();
+    let mut definitions: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+    for (cluster, wanted) in by_cluster {
+        for chunk in wanted.chunks(PER_CALL) {
+            let described = ecs
+                .describe_services()
+                .cluster(cluster)
+                .set_services(Some(chunk.iter().map(|s| s.name.clone()).collect()))
+                .send()
+                .await
+                .map_err(|e| service_call_failed("ECS", "DescribeServices", e))?;
+            for found in described.services() {
+                let name = found.service_name().unwrap_or_default().to_owned();
+                let deployments: Vec<Deployment> = found
+                    .deployments()
+                    .iter()
+                    .map(|d| Deployment {
+                        id: d.id().unwrap_or_default().to_owned(),
+                        status: d.status().unwrap_or_default().to_owned(),
+                        rollout: d.rollout_state().map(|r| r.as_str().to_owned()).unwrap_or_default(),
+                        reason: d.rollout_state_reason().unwrap_or_default().to_owned(),
+                        task_definition: d.task_definition().unwrap_or_default().to_owned(),
+                        failed_tasks: d.failed_tasks(),
+                    })
+                    .collect();
+                let primary = deployments.iter().find(|d| d.status == "PRIMARY").map(|d| d.task_definition.clone());
+                let definition = primary.or(found.task_definition().map(str::to_owned)).unwrap_or_default();
+                if !definitions.contains_key(&definition) && !definition.is_empty() {
+                    let task = ecs
+                        .describe_task_definition()
+                        .task_definition(&definition)
+                        .send()
+                        .await
+                        .map_err(|e| service_call_failed("ECS", "DescribeTaskDefinition", e))?;
+                    let containers = task
+                        .task_definition()
+                        .map(|t| t.container_definitions().iter().map(|c| (c.name().unwrap_or_default().to_owned(), c.image().unwrap_or_default().to_owned())).collect())
+                        .unwrap_or_default();
+                    definitions.insert(definition.clone(), containers);
+                }
+                let service = Service { cluster: cluster.to_owned(), name };
+                let tasks = tasks(ecs, &service, DesiredStatus::Running).await?;
+                standing.push(Standing {
+                    desired: found.desired_count(),
+                    running: found.running_count(),
+                    deployments,
+                    containers: definitions.get(&definition).cloned().unwrap_or_default(),
+                    tasks,
+                    events: found.events().iter().take(20).filter_map(|e| e.message().map(str::to_owned)).collect(),
+                    target_groups: found.load_balancers().iter().filter_map(|b| b.target_group_arn().map(str::to_owned)).collect(),
+                    service,
+                });
+            }
+        }
+    }
+    Ok(standing)
+}
+
+/// The service's tasks that ECS wants `status` (running, or stopped).
+pub async fn tasks(ecs: &aws_sdk_ecs::Client, service: &Service, status: DesiredStatus) -> Result<Vec<Task>> {
+    let mut arns = Vec::new();
+    let mut pages = ecs.list_tasks().cluster(&service.cluster).service_name(&service.name).desired_status(status).into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| {
+            if error_code(&e) == Some("ServiceNotFoundException") {
+                anyhow::anyhow!("service {} is gone", service.label())
+            } else {
+                service_call_failed("ECS", "ListTasks", e)
+            }
+        })?;
+        arns.extend(page.task_arns().iter().cloned());
+    }
+    let mut tasks = Vec::new();
+    for chunk in arns.chunks(TASKS_PER_CALL) {
+        let described = ecs
+            .describe_tasks()
+            .cluster(&service.cluster)
+            .set_tasks(Some(chunk.to_vec()))
+            .send()
+            .await
+            .map_err(|e| service_call_failed("ECS", "DescribeTasks", e))?;
+        for task in described.tasks() {
+            let mut reasons = vec![];
+            if let Some(reason) = task.stopped_reason() {
+                reasons.push(reason.to_owned());
+            }
+            for container in task.containers() {
+                if let Some(reason) = container.reason().filter(|r| !reasons.iter().any(|known| known == r)) {
+                    reasons.push(format!("{}: {reason}", container.name().unwrap_or("container")));
+                }
+            }
+            tasks.push(Task {
+                started_by: task.started_by().unwrap_or_default().to_owned(),
+                containers: task
+                    .containers()
+                    .iter()
+                    .map(|c| (c.name().unwrap_or_default().to_owned(), c.image().unwrap_or_default().to_owned(), c.image_digest().map(str::to_owned)))
+                    .collect(),
+                stopped_reason: (!reasons.is_empty()).then(|| reasons.join("; ")),
+            });
+        }
+    }
+    Ok(tasks)
+}
+
+/// What `image` (an ECR reference) holds at `reference` (its tag, or a task's digest): the
+/// placeholder, a real image, or nothing.
+pub async fn holds(registry: &Registry, image: &str, reference: &str) -> Holds {
+    let Some(repository) = taskdef::ecr_repository(image) else { return Holds::Unknown("not in ECR".to_owned()) };
+    match registry.inspect(&repository, reference).await {
+        Ok(None) => Holds::Missing,
+        Ok(Some(found)) if found.placeholder => Holds::Placeholder(found.digest),
+        Ok(Some(found)) => Holds::Real(found.digest),
+        Err(e) => Holds::Unknown(format!("{e:#}")),
+    }
+}
+
+/// What a service's running tasks run for `container`: the placeholder, a real image, or (none
+/// running) missing; a task whose container reports no digest is read by the image's tag.
+pub async fn running(registry: &Registry, standing: &Standing, container: &str) -> Holds {
+    let mut verdict = Holds::Missing;
+    for task in &standing.tasks {
+        for (name, image, digest) in task.containers.iter().filter(|(name, _, _)| name == container) {
+            let _ = name;
+            let reference = digest.clone().unwrap_or_else(|| match taskdef::image_tag(image) {
+                taskdef::TagRef::Tag(tag) | taskdef::TagRef::Unknown(tag) => tag,
+                taskdef::TagRef::Digest(digest) => digest,
+            });
+            match holds(registry, image, &reference).await {
+                // One task on a placeholder is enough to say the service still serves it.
+                found @ Holds::Placeholder(_) => return found,
+                found @ Holds::Real(_) => verdict = found,
+                found if verdict == Holds::Missing => verdict = found,
+                _ => {}
+            }
+        }
+    }
+    verdict
+}
+
+/// Where one ECR container of a service stands, and the one thing to do next.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Where {
+    /// `cluster/service`.
+    pub service: String,
+    pub container: String,
+    pub image: String,
+    /// The tag its definition pulls.
+    pub tag: String,
+    /// What its running tasks run: `placeholder`, `real image`, `missing` (none running).
+    pub running: &'static str,
+    pub running_digest: Option<String>,
+    /// What the tag holds now.
+    pub at_tag: &'static str,
+    pub tag_digest: Option<String>,
+    pub next: Next,
+    /// The service's last deployment failed and rolled back, as its events say.
+    pub rolled_back: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Next {
+    /// Runs the placeholder, and the tag holds a real image: a new deployment picks it up.
+    Handover,
+    /// Runs the placeholder, the tag still holds it: the pipeline has not pushed yet.
+    WaitForPipeline,
+    /// The tag is empty: tasks cannot pull it.
+    Publish,
+    /// Runs a real image: nothing to do.
+    Done,
+    /// No task runs yet, and the tag holds an image: the deployment is under way.
+    Starting,
+    /// What runs or what the tag holds cannot be read.
+    Unknown,
+}
+
+impl Next {
+    pub fn says(self, tag: &str) -> String {
+        match self {
+            Next::Handover => format!(
+                "hand over: the real image is at :{tag}, but the tasks still run the placeholder (ECS resolved the tag when their \
+                 deployment started): cargo xtask handover starts a new deployment and follows it"
+            ),
+            Next::WaitForPipeline => format!("wait for the pipeline: :{tag} still holds the placeholder, which the tasks run"),
+            Next::Publish => format!("publish: :{tag} holds nothing, so new tasks cannot pull it (cargo xtask publish --from ...)"),
+            Next::Done => "nothing: the tasks run a real image (`cargo xtask teardown --images` removes the placeholder's images)".to_owned(),
+            Next::Starting => format!("wait: no task runs yet, and :{tag} holds an image"),
+            Next::Unknown => "look: what runs or what the tag holds could not be read".to_owned(),
+        }
+    }
+}
+
+/// The newest rollback among a service's recent events.
+fn rollback_event(standing: &Standing) -> Option<String> {
+    standing.events.iter().find(|e| e.contains("rolling back to deployment")).cloned()
+}
+
+/// Where each ECR container of each service stands.
+pub async fn judge(registry: &Registry, standings: &[Standing]) -> Vec<Where> {
+    let mut all = Vec::new();
+    for standing in standings {
+        for (container, image) in &standing.containers {
+            if taskdef::ecr_repository(image).is_none() {
+                continue;
+            }
+            let tag = match taskdef::image_tag(image) {
+                taskdef::TagRef::Tag(tag) | taskdef::TagRef::Unknown(tag) | taskdef::TagRef::Digest(tag) => tag,
+            };
+            let running = running(registry, standing, container).await;
+            let at_tag = holds(registry, image, &tag).await;
+            let next = match (&running, &at_tag) {
+                (Holds::Unknown(_), _) | (_, Holds::Unknown(_)) => Next::Unknown,
+                (Holds::Real(_), _) => Next::Done,
+                (_, Holds::Missing) => Next::Publish,
+                (Holds::Placeholder(_), Holds::Real(_)) => Next::Handover,
+                (Holds::Placeholder(_), Holds::Placeholder(_)) => Next::WaitForPipeline,
+                (Holds::Missing, _) => Next::Starting,
+            };
+            all.push(Where {
+                service: standing.service.label(),
+                container: container.clone(),
+                image: image.clone(),
+                tag,
+                running: running.word(),
+                running_digest: running.digest().map(str::to_owned),
+                at_tag: at_tag.word(),
+                tag_digest: at_tag.digest().map(str::to_owned),
+                next,
+                // Still on the placeholder with the real image at the tag, after a rollback: the
+                // real image's deployment failed.
+                rolled_back: if next == Next::Handover { rollback_event(standing) } else { None },
+            });
+        }
+    }
+    all
+}
