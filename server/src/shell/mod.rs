@@ -191,6 +191,20 @@ mod tests {
         assert!(sh.fields(&simple(&list, 0).words[1]).is_err());
     }
 
+    #[tokio::test]
+    async fn set_reads_its_options_and_no_other_word() {
+        for (script, errexit) in [
+            ("set -e", true), ("set -xe", true), ("set -e; set +e", false), ("set -o errexit", true), ("set -eo pipefail", true),
+            ("set -o pipefail", false), ("set +o errexit", false), ("set -- -e", false), ("set a -e", false), ("set bee", false),
+            // A word whose first character is not ASCII was sliced inside that character.
+            ("set é", false), ("set -é", false), ("set éeé", false), ("set -eé", true), ("set 𝄞", false),
+        ] {
+            let mut sh = shell(&[]);
+            sh.run(&parse(script).unwrap()).await;
+            assert_eq!(sh.errexit, errexit, "{script}");
+        }
+    }
+
     #[test]
     fn redirections_never_name_a_file_to_write() {
         let mut sh = shell(&[("LOG", "/proc/1/fd/1")]);
