@@ -12,6 +12,8 @@ mod json;
 mod metadata;
 mod ports;
 mod probe;
+#[cfg(any(test, feature = "fuzzing"))]
+mod sandbox;
 mod serve;
 mod shell;
 mod site;

@@ -30,6 +30,8 @@ pub async fn run(args: &[String], deadline: Instant) -> i32 {
     };
     // `vars()` would panic on a variable that is not UTF-8.
     let vars = std::env::vars_os().map(|(k, v)| (k.to_string_lossy().into_owned(), v.to_string_lossy().into_owned()));
+    #[cfg(any(test, feature = "fuzzing"))]
+    let vars = crate::sandbox::environment().unwrap_or_else(|| vars.collect()).into_iter();
     let mut shell = Shell { vars: vars.collect(), positional, status: 0, errexit, deadline };
     let status = shell.run(&list).await.unwrap_or(shell.status);
     i32::from(status != 0)
