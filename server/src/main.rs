@@ -7,6 +7,8 @@ mod client;
 mod conns;
 mod control;
 mod fetch;
+#[cfg(test)]
+mod fuzzing;
 mod health;
 mod json;
 mod metadata;
