@@ -397,37 +397,37 @@ mod tests {
     }
 
     #[test]
-    fn wire_inputs() {
+    fn every_kept_wire_input_passes() {
         replay("wire");
     }
 
     #[test]
-    fn path_inputs() {
+    fn every_kept_path_input_passes() {
         replay("path");
     }
 
     #[test]
-    fn json_inputs() {
+    fn every_kept_json_input_passes() {
         replay("json");
     }
 
     #[test]
-    fn metadata_inputs() {
+    fn every_kept_metadata_input_passes() {
         replay("metadata");
     }
 
     #[test]
-    fn shell_inputs() {
+    fn every_kept_shell_input_passes() {
         replay("shell");
     }
 
     #[test]
-    fn fetch_inputs() {
+    fn every_kept_fetch_input_passes() {
         replay("fetch");
     }
 
     #[test]
-    fn args_inputs() {
+    fn every_kept_args_input_passes() {
         replay("args");
     }
 }
