@@ -114,7 +114,7 @@ async fn write_all(stream: &UnixStream, mut bytes: &[u8]) -> io::Result<()> {
 }
 
 /// `open 3000` -> 3000.
-fn parse(line: &str) -> Result<u16, String> {
+pub(crate) fn parse(line: &str) -> Result<u16, String> {
     match line.trim().split_once(' ') {
         Some(("open", port)) => match port.trim().parse::<u16>() {
             Ok(port) if port > 0 => Ok(port),
@@ -127,6 +127,10 @@ fn parse(line: &str) -> Result<u16, String> {
 /// Asks this container's server to listen on `port`: `Ok` once it does, `Err` when no server
 /// answers or it cannot listen there (a sidecar holds the port, or it is privileged).
 pub async fn open(port: u16, deadline: Instant) -> Result<(), String> {
+    #[cfg(any(test, feature = "fuzzing"))]
+    if let Some(opened) = crate::sandbox::open(port) {
+        return opened;
+    }
     let ask = async {
         let stream = std::os::unix::net::UnixStream::connect_addr(&address().map_err(|e| e.to_string())?)
             .map_err(|_| "no placeholder server runs in this container".to_owned())?;

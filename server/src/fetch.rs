@@ -47,6 +47,8 @@ impl Streams {
         let room = OUTPUT_LEFT.load(Ordering::Relaxed).min(text.len());
         OUTPUT_LEFT.fetch_sub(room, Ordering::Relaxed);
         let text = &text[..room];
+        #[cfg(any(test, feature = "fuzzing"))]
+        let sink = if crate::sandbox::active() { Sink::Discard } else { sink };
         // A closed stdout is not the check's failure: the verdict is the exit status.
         let _ = match sink {
             Sink::Stdout => std::io::stdout().write_all(text),

@@ -92,6 +92,11 @@ fn ports_named(command: &str) -> Vec<u16> {
 /// Where the placeholder probably listens, most likely first.
 pub fn likely_ports() -> Vec<u16> {
     let env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    #[cfg(any(test, feature = "fuzzing"))]
+    if let (Some(listening), Some(environment)) = (crate::sandbox::listening(), crate::sandbox::environment()) {
+        let env = |name: &str| environment.get(name).filter(|v| !v.trim().is_empty()).cloned();
+        return candidate_ports(env("PORT").as_deref(), env("PLACEHOLDER_PORTS").as_deref(), listening);
+    }
     let listening = ["/proc/net/tcp6", "/proc/net/tcp"]
         .iter()
         .filter_map(|file| std::fs::read_to_string(file).ok())

@@ -7,12 +7,16 @@ mod client;
 mod conns;
 mod control;
 mod fetch;
+#[cfg(test)]
+mod fuzzing;
 mod health;
 mod json;
 mod metadata;
 mod notice;
 mod ports;
 mod probe;
+#[cfg(any(test, feature = "fuzzing"))]
+mod sandbox;
 mod serve;
 mod shell;
 mod site;

@@ -86,24 +86,29 @@ impl Found {
 
 async fn lookup(endpoint: &Endpoint, deadline: Instant) -> Result<Found, String> {
     let container = endpoint.get("", deadline).await?;
+    let task = endpoint.get("/task", deadline).await.ok();
+    Ok(read(&container, task.as_ref()))
+}
+
+/// What this container's document and its task's (when that could be had) say.
+pub(crate) fn read(container: &Json, task: Option<&Json>) -> Found {
     let network_mode = container
         .get("Networks")
         .and_then(|n| n.as_array().first())
         .and_then(|n| n.get("NetworkMode"))
         .and_then(Json::as_str)
         .map(str::to_owned);
-    let mut ports = tcp_ports(&container);
-    let task = endpoint.get("/task", deadline).await.ok();
-    let me = task.as_ref().and_then(|task| find_container(task, &container));
+    let mut ports = tcp_ports(container);
+    let me = task.and_then(|task| find_container(task, container));
     // The task document is built from the same state, but may be the one an agent fills.
     if ports.is_empty()
         && let Some(me) = me
     {
         ports = tcp_ports(me);
     }
-    let neighbours = task.as_ref().map(|task| neighbours(task, me.unwrap_or(&container)));
+    let neighbours = task.map(|task| neighbours(task, me.unwrap_or(container)));
     let name = container.get("Name").and_then(Json::as_str).filter(|n| !n.is_empty()).map(str::to_owned);
-    Ok(Found { ports, name, around: Surroundings { network_mode, neighbours } })
+    Found { ports, name, around: Surroundings { network_mode, neighbours } }
 }
 
 /// Every container of the task but `me` (the same `DockerId` or `Name`: names are unique in a
@@ -156,14 +161,14 @@ fn tcp_ports(container: &Json) -> Vec<u16> {
 }
 
 /// `http://IP[:PORT]/PATH`: ECS uses a link-local address, so a host name is never looked up.
-struct Endpoint {
+pub(crate) struct Endpoint {
     address: SocketAddr,
     authority: String,
     path: String,
 }
 
 impl Endpoint {
-    fn parse(uri: &str) -> Option<Endpoint> {
+    pub(crate) fn parse(uri: &str) -> Option<Endpoint> {
         let rest = uri.strip_prefix("http://")?;
         let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
         let address = match authority.parse::<SocketAddr>() {

@@ -118,7 +118,7 @@ impl Site {
 /// Splits `raw` into segments, percent-decodes each, and rejects anything that is not a plain path
 /// inside the root: dot segments, empty segments, encoded `/`, backslashes, NUL and other control
 /// characters, invalid UTF-8. A trailing `/` means that directory's `index.html`.
-fn normalise(raw: &str) -> Result<Cow<'_, str>, Miss> {
+pub(crate) fn normalise(raw: &str) -> Result<Cow<'_, str>, Miss> {
     if is_plain(raw) {
         return Ok(Cow::Borrowed(raw)); // what nearly every request asks for, looked up without a copy
     }
@@ -127,14 +127,14 @@ fn normalise(raw: &str) -> Result<Cow<'_, str>, Miss> {
 
 /// Whether `raw` is already what `decode` would make of it: printable ASCII with nothing to decode
 /// (no `%`, no backslash), and no empty, `.` or `..` segment (so no trailing `/` either).
-fn is_plain(raw: &str) -> bool {
+pub(crate) fn is_plain(raw: &str) -> bool {
     raw.len() > 1
         && raw.starts_with('/')
         && raw.bytes().all(|b| b.is_ascii_graphic() && b != b'%' && b != b'\\')
         && raw[1..].split('/').all(|segment| !matches!(segment, "" | "." | ".."))
 }
 
-fn decode(raw: &str) -> Result<String, Miss> {
+pub(crate) fn decode(raw: &str) -> Result<String, Miss> {
     let rest = raw.strip_prefix('/').ok_or(Miss::BadPath)?;
     let mut path = String::with_capacity(raw.len() + 10);
     let mut segments = rest.split('/').peekable();

@@ -35,6 +35,8 @@ enum Task {
     Verify(tasks::verify::Args),
     /// Measure the placeholder against nginx, Apache and busybox, and publish against the shell way.
     Bench(tasks::bench::Args),
+    /// Fuzz the server's parsers for a while each, from the inputs kept in fuzz/ (needs cargo-fuzz).
+    Fuzz(tasks::fuzz::Args),
 }
 
 fn main() -> ExitCode {
@@ -51,6 +53,7 @@ fn main() -> ExitCode {
             Task::Handover(args) => tasks::handover::run(args).await,
             Task::Verify(args) => tasks::verify::run(args).await,
             Task::Bench(args) => tasks::bench::run(args).await.map(|()| ExitCode::SUCCESS),
+            Task::Fuzz(args) => tasks::fuzz::run(args).map(|()| ExitCode::SUCCESS),
         }
     });
     // Work left in the background (an image build when a target failed first) is not waited for.

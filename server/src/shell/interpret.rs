@@ -92,8 +92,14 @@ impl Shell {
                 0
             }
             "set" => {
-                for option in args.iter().filter(|a| a.len() > 1 && !a.starts_with("--")) {
-                    if option[1..].contains('e') {
+                let mut words = args.iter();
+                // Options come first; `--` or any other word (`set a b` sets `$1 $2`) ends them.
+                // Their sign is ASCII, so the letters after it start on a character boundary.
+                while let Some(option) = words.next().filter(|w| w.len() > 1 && w.starts_with(['-', '+']) && *w != "--") {
+                    let letters = &option[1..];
+                    // `-o NAME` takes the next word: `set -o errexit`, `set -eo pipefail`.
+                    let named = letters.contains('o') && words.next().is_some_and(|name| name == "errexit");
+                    if letters.contains('e') || named {
                         self.errexit = option.starts_with('-');
                     }
                 }

@@ -30,6 +30,8 @@ pub async fn run(args: &[String], deadline: Instant) -> i32 {
     };
     // `vars()` would panic on a variable that is not UTF-8.
     let vars = std::env::vars_os().map(|(k, v)| (k.to_string_lossy().into_owned(), v.to_string_lossy().into_owned()));
+    #[cfg(any(test, feature = "fuzzing"))]
+    let vars = crate::sandbox::environment().unwrap_or_else(|| vars.collect()).into_iter();
     let mut shell = Shell { vars: vars.collect(), positional, status: 0, errexit, deadline };
     let status = shell.run(&list).await.unwrap_or(shell.status);
     i32::from(status != 0)
@@ -189,6 +191,20 @@ mod tests {
         assert_eq!(fields_of(&mut sh, "x ${NOPE:-\"a b\"} ${NOPE:-${PORT}} \"${NOPE:-a  b}\" ${NOPE:-a  b}"), ["x", "a b", "8080", "a  b", "a", "b"]);
         let list = parse("x ${NOPE?}").unwrap();
         assert!(sh.fields(&simple(&list, 0).words[1]).is_err());
+    }
+
+    #[tokio::test]
+    async fn set_reads_its_options_and_no_other_word() {
+        for (script, errexit) in [
+            ("set -e", true), ("set -xe", true), ("set -e; set +e", false), ("set -o errexit", true), ("set -eo pipefail", true),
+            ("set -o pipefail", false), ("set +o errexit", false), ("set -- -e", false), ("set a -e", false), ("set bee", false),
+            // A word whose first character is not ASCII was sliced inside that character.
+            ("set é", false), ("set -é", false), ("set éeé", false), ("set -eé", true), ("set 𝄞", false),
+        ] {
+            let mut sh = shell(&[]);
+            sh.run(&parse(script).unwrap()).await;
+            assert_eq!(sh.errexit, errexit, "{script}");
+        }
     }
 
     #[test]

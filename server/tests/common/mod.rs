@@ -213,7 +213,9 @@ pub fn shipping_binary() -> PathBuf {
         .status()
         .expect("run cargo");
     assert!(status.success(), "building the shipping server failed (is the {target} target installed? `bash .ci/install`)");
-    workspace.join("target").join(target).join("release/server")
+    // Where that build put it: a relative CARGO_TARGET_DIR is taken from the workspace, as cargo does here.
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| workspace.join("target"), |dir| workspace.join(dir));
+    target_dir.join(target).join("release/server")
 }
 
 /// Resident memory of a process, in KiB.

@@ -2,6 +2,7 @@
 //! proof, clients) and reports. May use everything; nothing below uses it.
 
 pub mod bench;
+pub mod fuzz;
 pub mod handover;
 pub mod image;
 pub mod publish;
