@@ -31,7 +31,7 @@ use args::{Mode, ServeConfig, UsageError};
 use fetch::{Outcome, Streams, Tool};
 use server::sidecars::Neighbour;
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -181,6 +181,10 @@ async fn serve(config: ServeConfig) -> Result<(), String> {
     let site = site::Site::load(&config.root)?;
 
     let (opener, requests) = mpsc::unbounded_channel();
+    // The container's name, once a metadata lookup has it; none is made for `--port` or without
+    // metadata.
+    let (named, name) = watch::channel(None);
+    let looks_up = config.port.is_none() && config.ports.metadata_uri.is_some();
     let mut listeners = Vec::new();
     let mut failures = Vec::new();
     let mut notes = Vec::new();
@@ -198,15 +202,15 @@ async fn serve(config: ServeConfig) -> Result<(), String> {
             }
             // Nothing to serve on yet: waiting for the metadata costs nothing.
             Some(uri) if listeners.is_empty() => {
-                let (ports, note, shared) = ports_from_metadata(uri, &sources.baked, true).await;
+                let (ports, note, shared) = ports_from_metadata(uri, &sources.baked, true, &named).await;
                 notes.extend(note);
                 listeners.extend(bind_each(&ports, &mut failures, shared.then_some(&mut notes)));
                 held_by_placeholders = shared && listeners.is_empty() && failures.is_empty() && !ports.is_empty();
             }
             Some(uri) => {
-                let (uri, baked, opener) = (uri.clone(), sources.baked.clone(), opener.clone());
+                let (uri, baked, opener, named) = (uri.clone(), sources.baked.clone(), opener.clone(), named.clone());
                 tokio::spawn(async move {
-                    let (ports, note, _) = ports_from_metadata(&uri, &baked, false).await;
+                    let (ports, note, _) = ports_from_metadata(&uri, &baked, false, &named).await;
                     if let Some(note) = note {
                         eprintln!("server: {note}");
                     }
@@ -245,7 +249,7 @@ async fn serve(config: ServeConfig) -> Result<(), String> {
         eprintln!("warning: {} has no healthcheck.html, so the default --probe will fail", config.root.display());
     }
     let every = std::env::var("PLACEHOLDER_NOTICE_SECONDS").ok().and_then(|v| v.parse().ok()).map(Duration::from_secs);
-    tokio::spawn(notice::keep_saying(config.ports.metadata_uri.clone(), every));
+    tokio::spawn(notice::keep_saying(looks_up.then_some(name), every));
     serve::run(config, site, listeners, requests, stop).await.map_err(|e| e.to_string())
 }
 
@@ -253,8 +257,10 @@ async fn serve(config: ServeConfig) -> Result<(), String> {
 /// container's own mappings, and whether they are guesses shared with other placeholders of the
 /// task. When the metadata names none: the baked ports; else, when `guess` (nothing else names a
 /// port), what the container's surroundings allow (`ports.rs`).
-async fn ports_from_metadata(uri: &str, baked: &args::BakedPorts, guess: bool) -> (Vec<u16>, Option<String>, bool) {
+async fn ports_from_metadata(uri: &str, baked: &args::BakedPorts, guess: bool, named: &watch::Sender<Option<String>>) -> (Vec<u16>, Option<String>, bool) {
     let found = metadata::look(uri).await;
+    // The notice names the container as the metadata does, from this one lookup.
+    named.send_replace(Some(found.as_ref().ok().and_then(|f| f.name.clone()).unwrap_or_default()));
     let (why, name) = match &found {
         Ok(found) if !found.ports.is_empty() => return (found.ports.clone(), None, false),
         Ok(found) => (found.why_none(), found.name.as_deref()),

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::metadata;
+use tokio::sync::watch;
 
 /// The response header every answer carries.
 pub const HEADER: &str = "x-placeholder";
@@ -13,15 +13,19 @@ pub const HEADER_VALUE: &str = "ecs-minimal-container: the real image has not be
 /// How often the line is said again while it serves; `PLACEHOLDER_NOTICE_SECONDS` sets another.
 const INTERVAL: Duration = Duration::from_secs(15 * 60);
 
-/// Says the line now (once the container's name is known from task metadata, where there is
-/// any) and again every interval, for as long as the server runs.
-pub async fn keep_saying(metadata_uri: Option<String>, interval: Option<Duration>) {
+/// How long the first line waits for the container's name from the server's metadata lookup.
+const NAME_WAIT: Duration = Duration::from_secs(5);
+
+/// Says the line now (once the server's task metadata lookup, where it makes one, has named the
+/// container) and again every interval, for as long as the server runs.
+pub async fn keep_saying(name: Option<watch::Receiver<Option<String>>>, interval: Option<Duration>) {
     let since = utc(SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0));
-    let name = match metadata_uri {
-        Some(uri) => metadata::look(&uri).await.ok().and_then(|found| found.name),
-        None => None,
-    };
-    let container = name.unwrap_or_else(|| "this container".to_owned());
+    let mut container = None;
+    if let Some(mut name) = name {
+        let named = tokio::time::timeout(NAME_WAIT, name.wait_for(Option::is_some)).await;
+        container = named.ok().and_then(|r| r.ok()).and_then(|n| n.clone()).filter(|n| !n.is_empty());
+    }
+    let container = container.unwrap_or_else(|| "this container".to_owned());
     let interval = interval.unwrap_or(INTERVAL).max(Duration::from_secs(1));
     loop {
         // On stderr: stdout carries the access log, one request a line.

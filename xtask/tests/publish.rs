@@ -317,7 +317,8 @@ async fn the_tag_a_definition_names_is_where_the_placeholder_goes() {
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     assert_eq!(registry_tags(&bed, "only").await, ["7"]);
 
-    // A repository with immutable tags: a tag it lacks is pushed once; one it has is reported.
+    // A repository with immutable tags: a tag it lacks gets no placeholder unless asked for (it
+    // would block the pipeline's push there), then is pushed once; one it has is reported.
     bed.ecr()
         .await
         .create_repository()
@@ -328,6 +329,9 @@ async fn the_tag_a_definition_names_is_where_the_placeholder_goes() {
         .unwrap();
     let (_d3, first) = definitions(serde_json::json!([{ "name": "f", "image": image("frozen:1.0.0"), "portMappings": [{ "containerPort": 8080 }] }]));
     let (code, stdout, stderr) = xtask(&["publish", "--task-definition", &first], &bed.env());
+    assert_eq!(code, 1, "a tag left empty is a service that cannot start:\n{stdout}\n{stderr}");
+    assert!(registry_tags(&bed, "frozen").await.is_empty());
+    let (code, stdout, stderr) = xtask(&["publish", "--task-definition", &first, "--fill-immutable", "1.0.0,latest"], &bed.env());
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     assert_eq!(registry_tags(&bed, "frozen").await, ["1.0.0", "latest"]);
     let (_d4, changed) = definitions(serde_json::json!([{ "name": "f", "image": image("frozen:1.0.0"), "portMappings": [{ "containerPort": 9090 }] }]));

@@ -60,7 +60,7 @@ pub fn run(args: Args) -> Result<()> {
         let mut command = Command::new(&cargo);
         command.current_dir(&root).args(["fuzz", verb]);
         // What cargo set for this process describes the xtask package, and would make the fuzz
-        // build think its dependencies' build scripts changed (as in stacks.rs).
+        // build think its dependencies' build scripts changed.
         for (name, _) in std::env::vars_os() {
             let name = name.to_string_lossy();
             let about_this_run = ["CARGO_PKG_", "CARGO_MANIFEST_", "CARGO_BIN_", "CARGO_CRATE_", "CARGO_PRIMARY_PACKAGE"].iter().any(|p| name.starts_with(p));
