@@ -252,7 +252,8 @@ pub fn serve_config(args: &[String], own_flags: bool, env: impl Fn(&str) -> Opti
 /// `-b`, `--listen`, `--urls` or `--address` (Gunicorn, ASP.NET Core, Go servers), and a bare
 /// `0.0.0.0:8000` (`manage.py runserver 0.0.0.0:8000`).
 fn foreign_ports(args: &[String]) -> Vec<u16> {
-    let words: Vec<&str> = args.iter().flat_map(|a| a.split_whitespace()).map(|w| w.trim_matches(|c| c == '"' || c == '\'')).collect();
+    let words: Vec<&str> =
+        args.iter().flat_map(|a| a.split_whitespace()).map(|w| w.trim_matches(|c| c == '"' || c == '\'')).collect();
     let mut ports = Vec::new();
     for (i, word) in words.iter().enumerate() {
         let (flag, inline) = match word.split_once('=') {
@@ -305,7 +306,9 @@ impl BakedPorts {
         for entry in list.split([',', ' ']).map(str::trim).filter(|e| !e.is_empty()) {
             let (name, port) = match entry.rsplit_once(':') {
                 // `0.0.0.0:8080`, `localhost:8080` and compose's `9090:8080` name no container.
-                Some((name, port)) => (Some(name.to_owned()).filter(|n| sidecars::is_container_name(n) && n != "localhost"), port),
+                Some((name, port)) => {
+                    (Some(name.to_owned()).filter(|n| sidecars::is_container_name(n) && n != "localhost"), port)
+                }
                 None => (None, entry),
             };
             let (number, protocol) = port.split_once('/').unwrap_or((port, "tcp"));
@@ -336,14 +339,17 @@ impl BakedPorts {
     pub fn for_container(&self, name: Option<&str>) -> Vec<u16> {
         match name {
             Some(name) if self.entries.iter().any(|(n, _)| n.is_some()) => {
-                let own = self.entries.iter().filter(|(n, _)| n.is_none() || n.as_deref() == Some(name)).map(|(_, port)| *port);
+                let own = self
+                    .entries
+                    .iter()
+                    .filter(|(n, _)| n.is_none() || n.as_deref() == Some(name))
+                    .map(|(_, port)| *port);
                 ports::dedup_without(own.collect(), &[])
             }
             _ => self.all(),
         }
     }
 }
-
 
 fn parse_probe(args: Vec<OsString>, env: impl Fn(&str) -> Option<OsString>) -> Result<ProbeConfig, UsageError> {
     let fail = |message: String| UsageError { message };
@@ -353,9 +359,7 @@ fn parse_probe(args: Vec<OsString>, env: impl Fn(&str) -> Option<OsString>) -> R
 
     let mut rest = args.into_iter();
     while let Some(arg) = rest.next() {
-        let arg = arg
-            .into_string()
-            .map_err(|a| fail(format!("argument {a:?} is not valid UTF-8")))?;
+        let arg = arg.into_string().map_err(|a| fail(format!("argument {a:?} is not valid UTF-8")))?;
         let (flag, inline) = match arg.split_once('=') {
             Some((flag, value)) if flag.starts_with("--") => (flag.to_owned(), Some(value.to_owned())),
             _ => (arg, None),
@@ -363,10 +367,9 @@ fn parse_probe(args: Vec<OsString>, env: impl Fn(&str) -> Option<OsString>) -> R
         let mut value = |name: &str| -> Result<String, UsageError> {
             match inline.clone() {
                 Some(v) => Ok(v),
-                None => rest
-                    .next()
-                    .and_then(|v| v.into_string().ok())
-                    .ok_or_else(|| fail(format!("{name} needs a value"))),
+                None => {
+                    rest.next().and_then(|v| v.into_string().ok()).ok_or_else(|| fail(format!("{name} needs a value")))
+                }
             }
         };
         match flag.as_str() {
@@ -457,7 +460,10 @@ mod tests {
     #[test]
     fn defaults() {
         let c = serve(&[], &[]);
-        assert_eq!((c.port, c.root.to_str(), c.access_log, c.max_connections, c.strict), (None, Some("/public_html"), false, DEFAULT_MAX_CONNECTIONS, false));
+        assert_eq!(
+            (c.port, c.root.to_str(), c.access_log, c.max_connections, c.strict),
+            (None, Some("/public_html"), false, DEFAULT_MAX_CONNECTIONS, false)
+        );
         assert_eq!(c.ports, PortSources { given: vec![], metadata_uri: None, baked: BakedPorts::default() });
         assert!(c.ignored.is_empty());
     }
@@ -466,14 +472,26 @@ mod tests {
     fn flags_beat_environment() {
         let c = serve(&["--port=8080", "--root", "/srv"], &[("PORT", "9000"), ("DOCUMENT_ROOT", "/x")]);
         assert_eq!((c.port, c.root.to_str()), (Some(8080), Some("/srv")));
-        let c = serve(&[], &[("PORT", "9000"), ("DOCUMENT_ROOT", "/x"), ("ACCESS_LOG", "1"), ("PLACEHOLDER_STRICT", "yes")]);
-        assert_eq!((c.port, c.ports.given, c.root.to_str(), c.access_log, c.strict), (None, vec![9000], Some("/x"), true, true));
+        let c = serve(
+            &[],
+            &[("PORT", "9000"), ("DOCUMENT_ROOT", "/x"), ("ACCESS_LOG", "1"), ("PLACEHOLDER_STRICT", "yes")],
+        );
+        assert_eq!(
+            (c.port, c.ports.given, c.root.to_str(), c.access_log, c.strict),
+            (None, vec![9000], Some("/x"), true, true)
+        );
         assert!(serve(&["--strict"], &[]).strict);
     }
 
     #[test]
     fn port_sources_from_the_environment() {
-        let c = serve(&[], &[("PLACEHOLDER_PORTS", "api:8080, 9090/tcp,53/udp,8080"), ("ECS_CONTAINER_METADATA_URI_V4", "http://169.254.170.2/v4/x")]);
+        let c = serve(
+            &[],
+            &[
+                ("PLACEHOLDER_PORTS", "api:8080, 9090/tcp,53/udp,8080"),
+                ("ECS_CONTAINER_METADATA_URI_V4", "http://169.254.170.2/v4/x"),
+            ],
+        );
         assert_eq!(c.ports.baked.all(), vec![8080, 9090]);
         assert_eq!(c.ports.metadata_uri.as_deref(), Some("http://169.254.170.2/v4/x"));
         let c = serve(&[], &[("PLACEHOLDER_PORTS", "eighty"), ("PORT", "0")]);
@@ -503,8 +521,15 @@ mod tests {
     fn serving_starts_whatever_the_arguments() {
         let c = serve(&["npm", "start"], &[]);
         assert_eq!(c.ignored, vec!["ignoring arguments meant for the real image: npm start".to_string()]);
-        let c = serve(&["--port", "http", "--verbose", "--max-connections", "0", "--path", "/x"], &[("PORT", "eighty"), ("ACCESS_LOG", "maybe")]);
-        assert_eq!((c.port, c.max_connections, c.ports.given.len()), (None, DEFAULT_MAX_CONNECTIONS, 0), "a bad --port must not bind a random port");
+        let c = serve(
+            &["--port", "http", "--verbose", "--max-connections", "0", "--path", "/x"],
+            &[("PORT", "eighty"), ("ACCESS_LOG", "maybe")],
+        );
+        assert_eq!(
+            (c.port, c.max_connections, c.ports.given.len()),
+            (None, DEFAULT_MAX_CONNECTIONS, 0),
+            "a bad --port must not bind a random port"
+        );
         assert!(c.ignored.iter().any(|l| l.contains("--port value \"http\"")), "{:?}", c.ignored);
         assert!(c.ignored.iter().any(|l| l.contains("--verbose --path /x")), "{:?}", c.ignored);
         assert!(c.ignored.iter().any(|l| l.contains("PORT value \"eighty\"")), "{:?}", c.ignored);
@@ -519,7 +544,10 @@ mod tests {
         let c = serve(&["gunicorn", "hello_django.wsgi:application", "--bind", "0.0.0.0:8001"], &[]);
         assert_eq!((c.port, c.ports.given), (None, vec![8001]));
         assert_eq!(c.ignored, vec!["ignoring arguments meant for the real image: gunicorn hello_django.wsgi:application --bind 0.0.0.0:8001".to_string()]);
-        assert_eq!(serve(&["sh", "-c", "gunicorn app:app --bind 0.0.0.0:8001"], &[("PORT", "9000")]).ports.given, vec![9000, 8001]);
+        assert_eq!(
+            serve(&["sh", "-c", "gunicorn app:app --bind 0.0.0.0:8001"], &[("PORT", "9000")]).ports.given,
+            vec![9000, 8001]
+        );
         assert_eq!(serve(&["python", "manage.py", "runserver", "0.0.0.0:8000"], &[]).ports.given, vec![8000]);
     }
 
@@ -549,14 +577,19 @@ mod tests {
         ] {
             assert_eq!(stand_in(args, &[]).ports.given, vec![port], "{args:?}");
         }
-        for args in [&["-p", "print(1)"][..], &["--workers", "3"][..], &["postgres://db:5432/app"][..], &["redis:6379"][..]] {
+        for args in
+            [&["-p", "print(1)"][..], &["--workers", "3"][..], &["postgres://db:5432/app"][..], &["redis:6379"][..]]
+        {
             assert_eq!(stand_in(args, &[]).ports.given, Vec::<u16>::new(), "{args:?}");
         }
     }
 
     #[test]
     fn framework_port_variables_are_given_ports() {
-        let c = serve(&[], &[("SERVER_PORT", "8080"), ("ASPNETCORE_URLS", "http://+:5000"), ("PORT", "3000"), ("DB_PORT", "5432")]);
+        let c = serve(
+            &[],
+            &[("SERVER_PORT", "8080"), ("ASPNETCORE_URLS", "http://+:5000"), ("PORT", "3000"), ("DB_PORT", "5432")],
+        );
         assert_eq!(c.ports.given, vec![3000, 8080, 5000]);
     }
 
@@ -569,7 +602,10 @@ mod tests {
     #[test]
     fn probe_settings() {
         match run(&["--probe", "--path", "/index.html", "--timeout", "0.5"], &[("PORT", "81")]) {
-            Ok(Mode::Probe(p)) => assert_eq!(p, ProbeConfig { port: Some(81), path: "/index.html".into(), timeout: Duration::from_millis(500) }),
+            Ok(Mode::Probe(p)) => assert_eq!(
+                p,
+                ProbeConfig { port: Some(81), path: "/index.html".into(), timeout: Duration::from_millis(500) }
+            ),
             other => panic!("{other:?}"),
         }
     }

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 
 use bytes::{Bytes, BytesMut};
 use http_body_util::{BodyExt, Empty};
-use hyper::header::{HeaderName, HeaderValue, CONNECTION, HOST, USER_AGENT};
+use hyper::header::{CONNECTION, HOST, HeaderName, HeaderValue, USER_AGENT};
 use hyper::{HeaderMap, Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;

@@ -35,7 +35,7 @@
 
 use std::collections::BinaryHeap;
 use std::os::fd::{AsRawFd, RawFd};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -281,7 +281,8 @@ impl Table {
             let unsent = unsent_bytes(conn.socket);
             let written = conn.written.load(Ordering::Relaxed);
             if conn.looked.load(Ordering::Relaxed) && unsent > 0 {
-                let before = written - conn.written_then.load(Ordering::Relaxed) + conn.unsent_then.load(Ordering::Relaxed);
+                let before =
+                    written - conn.written_then.load(Ordering::Relaxed) + conn.unsent_then.load(Ordering::Relaxed);
                 if before.saturating_sub(unsent) < MIN_DRAIN {
                     self.remove(&mut slots, slot);
                     self.cut_readers.fetch_add(1, Ordering::Relaxed);
@@ -319,7 +320,9 @@ impl Table {
         self.stopping.store(true, Ordering::Relaxed);
         let mut slots = self.lock();
         for slot in 0..slots.entries.len() {
-            let serving = slots.entries[slot].as_ref().is_some_and(|conn| conn.phase.load(Ordering::Relaxed) == Phase::Serving as u8);
+            let serving = slots.entries[slot]
+                .as_ref()
+                .is_some_and(|conn| conn.phase.load(Ordering::Relaxed) == Phase::Serving as u8);
             if !serving {
                 self.remove(&mut slots, slot);
             }
@@ -623,7 +626,13 @@ mod tests {
             shedding_line(640, 172, 0, 0, 1024),
             "shedding: evicted 812 connections in the last 1s (640 slow request heads, 172 idle connections, 0 slow readers); 1024 open"
         );
-        assert_eq!(shedding_line(0, 0, 0, 3, 10), "shedding: cut 3 readers not draining their answers in the last 1s; 10 open");
-        assert!(shedding_line(1, 0, 0, 3, 10).ends_with("0 slow readers); cut 3 readers not draining their answers; 10 open"));
+        assert_eq!(
+            shedding_line(0, 0, 0, 3, 10),
+            "shedding: cut 3 readers not draining their answers in the last 1s; 10 open"
+        );
+        assert!(
+            shedding_line(1, 0, 0, 3, 10)
+                .ends_with("0 slow readers); cut 3 readers not draining their answers; 10 open")
+        );
     }
 }

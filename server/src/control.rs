@@ -35,7 +35,8 @@ fn name() -> String {
     if let Some(name) = std::env::var("PLACEHOLDER_CONTROL_SOCKET").ok().filter(|n| !n.is_empty()) {
         return name;
     }
-    let namespace = std::fs::read_link("/proc/self/ns/pid").map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
+    let namespace =
+        std::fs::read_link("/proc/self/ns/pid").map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
     format!("ecs-minimal-container/open/{namespace}")
 }
 

@@ -146,37 +146,106 @@ enum Opt {
 impl Opt {
     fn takes_value(self) -> bool {
         use Opt::*;
-        matches!(self, Output | Method | Header | UserAgent | Referer | Timeout | DumpHeader | Url | WriteOut | IgnoredWithValue)
+        matches!(
+            self,
+            Output | Method | Header | UserAgent | Referer | Timeout | DumpHeader | Url | WriteOut | IgnoredWithValue
+        )
     }
 }
 
 const CURL_OPTIONS: &[(&str, Opt)] = {
     use Opt::*;
     &[
-        ("-f", Fail), ("--fail", Fail), ("--fail-with-body", FailWithBody), ("-s", Silent), ("--silent", Silent),
-        ("-S", ShowError), ("--show-error", ShowError), ("-I", Head), ("--head", Head), ("-i", Include),
-        ("--include", Include), ("-o", Output), ("--output", Output), ("-O", NoOutput), ("--remote-name", NoOutput),
-        ("--remote-name-all", NoOutput), ("-X", Method), ("--request", Method), ("-H", Header), ("--header", Header),
-        ("-A", UserAgent), ("--user-agent", UserAgent), ("-e", Referer), ("--referer", Referer), ("-m", Timeout),
-        ("--max-time", Timeout), ("-D", DumpHeader), ("--dump-header", DumpHeader), ("--url", Url),
-        ("-w", WriteOut), ("--write-out", WriteOut),
-        ("-L", Ignored), ("--location", Ignored), ("--location-trusted", Ignored), ("-k", Ignored),
-        ("--insecure", Ignored), ("-v", Ignored), ("--verbose", Ignored), ("-4", Ignored), ("--ipv4", Ignored),
-        ("-6", Ignored), ("--ipv6", Ignored), ("-q", Ignored), ("--disable", Ignored), ("--compressed", Ignored),
-        ("-N", Ignored), ("--no-buffer", Ignored), ("--http1.1", Ignored), ("--http1.0", Ignored), ("-0", Ignored),
-        ("-g", Ignored), ("--globoff", Ignored), ("--no-keepalive", Ignored), ("--no-progress-meter", Ignored),
-        ("-#", Ignored), ("--progress-bar", Ignored), ("--fail-early", Ignored), ("--retry-connrefused", Ignored),
-        ("--retry-all-errors", Ignored), ("--tcp-nodelay", Ignored), ("--path-as-is", Ignored), ("--raw", Ignored),
+        ("-f", Fail),
+        ("--fail", Fail),
+        ("--fail-with-body", FailWithBody),
+        ("-s", Silent),
+        ("--silent", Silent),
+        ("-S", ShowError),
+        ("--show-error", ShowError),
+        ("-I", Head),
+        ("--head", Head),
+        ("-i", Include),
+        ("--include", Include),
+        ("-o", Output),
+        ("--output", Output),
+        ("-O", NoOutput),
+        ("--remote-name", NoOutput),
+        ("--remote-name-all", NoOutput),
+        ("-X", Method),
+        ("--request", Method),
+        ("-H", Header),
+        ("--header", Header),
+        ("-A", UserAgent),
+        ("--user-agent", UserAgent),
+        ("-e", Referer),
+        ("--referer", Referer),
+        ("-m", Timeout),
+        ("--max-time", Timeout),
+        ("-D", DumpHeader),
+        ("--dump-header", DumpHeader),
+        ("--url", Url),
+        ("-w", WriteOut),
+        ("--write-out", WriteOut),
+        ("-L", Ignored),
+        ("--location", Ignored),
+        ("--location-trusted", Ignored),
+        ("-k", Ignored),
+        ("--insecure", Ignored),
+        ("-v", Ignored),
+        ("--verbose", Ignored),
+        ("-4", Ignored),
+        ("--ipv4", Ignored),
+        ("-6", Ignored),
+        ("--ipv6", Ignored),
+        ("-q", Ignored),
+        ("--disable", Ignored),
+        ("--compressed", Ignored),
+        ("-N", Ignored),
+        ("--no-buffer", Ignored),
+        ("--http1.1", Ignored),
+        ("--http1.0", Ignored),
+        ("-0", Ignored),
+        ("-g", Ignored),
+        ("--globoff", Ignored),
+        ("--no-keepalive", Ignored),
+        ("--no-progress-meter", Ignored),
+        ("-#", Ignored),
+        ("--progress-bar", Ignored),
+        ("--fail-early", Ignored),
+        ("--retry-connrefused", Ignored),
+        ("--retry-all-errors", Ignored),
+        ("--tcp-nodelay", Ignored),
+        ("--path-as-is", Ignored),
+        ("--raw", Ignored),
         ("--no-sessionid", Ignored),
-        ("--connect-timeout", IgnoredWithValue), ("--retry", IgnoredWithValue), ("--retry-delay", IgnoredWithValue),
-        ("--retry-max-time", IgnoredWithValue), ("--noproxy", IgnoredWithValue), ("-x", IgnoredWithValue),
-        ("--proxy", IgnoredWithValue), ("-u", IgnoredWithValue), ("--user", IgnoredWithValue),
-        ("-b", IgnoredWithValue), ("--cookie", IgnoredWithValue), ("-c", IgnoredWithValue),
-        ("--cookie-jar", IgnoredWithValue), ("--resolve", IgnoredWithValue), ("--cacert", IgnoredWithValue),
-        ("--capath", IgnoredWithValue), ("-E", IgnoredWithValue), ("--cert", IgnoredWithValue),
-        ("--key", IgnoredWithValue), ("--interface", IgnoredWithValue), ("--max-redirs", IgnoredWithValue),
-        ("--expect100-timeout", IgnoredWithValue), ("-Y", IgnoredWithValue), ("--speed-limit", IgnoredWithValue),
-        ("-y", IgnoredWithValue), ("--speed-time", IgnoredWithValue), ("--max-filesize", IgnoredWithValue),
+        ("--connect-timeout", IgnoredWithValue),
+        ("--retry", IgnoredWithValue),
+        ("--retry-delay", IgnoredWithValue),
+        ("--retry-max-time", IgnoredWithValue),
+        ("--noproxy", IgnoredWithValue),
+        ("-x", IgnoredWithValue),
+        ("--proxy", IgnoredWithValue),
+        ("-u", IgnoredWithValue),
+        ("--user", IgnoredWithValue),
+        ("-b", IgnoredWithValue),
+        ("--cookie", IgnoredWithValue),
+        ("-c", IgnoredWithValue),
+        ("--cookie-jar", IgnoredWithValue),
+        ("--resolve", IgnoredWithValue),
+        ("--cacert", IgnoredWithValue),
+        ("--capath", IgnoredWithValue),
+        ("-E", IgnoredWithValue),
+        ("--cert", IgnoredWithValue),
+        ("--key", IgnoredWithValue),
+        ("--interface", IgnoredWithValue),
+        ("--max-redirs", IgnoredWithValue),
+        ("--expect100-timeout", IgnoredWithValue),
+        ("-Y", IgnoredWithValue),
+        ("--speed-limit", IgnoredWithValue),
+        ("-y", IgnoredWithValue),
+        ("--speed-time", IgnoredWithValue),
+        ("--max-filesize", IgnoredWithValue),
         ("--stderr", IgnoredWithValue),
     ]
 };
@@ -184,24 +253,66 @@ const CURL_OPTIONS: &[(&str, Opt)] = {
 const WGET_OPTIONS: &[(&str, Opt)] = {
     use Opt::*;
     &[
-        ("-q", Quiet), ("--quiet", Quiet), ("--spider", Spider), ("-O", Output), ("--output-document", Output),
-        ("-S", ServerResponse), ("--server-response", ServerResponse), ("--method", Method), ("--header", Header),
-        ("-U", UserAgent), ("--user-agent", UserAgent), ("--referer", Referer), ("-T", Timeout),
-        ("--timeout", Timeout), ("--read-timeout", Timeout),
-        ("-nv", Ignored), ("--no-verbose", Ignored), ("-v", Ignored), ("--verbose", Ignored),
-        ("--no-check-certificate", Ignored), ("-4", Ignored), ("--inet4-only", Ignored), ("-6", Ignored),
-        ("--inet6-only", Ignored), ("--no-cache", Ignored), ("--no-dns-cache", Ignored), ("--no-proxy", Ignored),
-        ("--no-hsts", Ignored), ("-nc", Ignored), ("--no-clobber", Ignored), ("-nd", Ignored), ("-nH", Ignored),
-        ("-c", Ignored), ("--continue", Ignored), ("--retry-connrefused", Ignored),
-        ("--connect-timeout", IgnoredWithValue), ("--dns-timeout", IgnoredWithValue), ("-t", IgnoredWithValue),
-        ("--tries", IgnoredWithValue), ("-Y", IgnoredWithValue), ("--proxy", IgnoredWithValue),
-        ("-o", IgnoredWithValue), ("--output-file", IgnoredWithValue), ("-a", IgnoredWithValue),
-        ("--append-output", IgnoredWithValue), ("-P", IgnoredWithValue), ("--directory-prefix", IgnoredWithValue),
-        ("-w", IgnoredWithValue), ("--wait", IgnoredWithValue), ("--waitretry", IgnoredWithValue),
-        ("--user", IgnoredWithValue), ("--password", IgnoredWithValue), ("--http-user", IgnoredWithValue),
-        ("--http-password", IgnoredWithValue), ("--max-redirect", IgnoredWithValue),
-        ("--ca-certificate", IgnoredWithValue), ("--ca-directory", IgnoredWithValue),
-        ("--certificate", IgnoredWithValue), ("--private-key", IgnoredWithValue), ("--bind-address", IgnoredWithValue),
+        ("-q", Quiet),
+        ("--quiet", Quiet),
+        ("--spider", Spider),
+        ("-O", Output),
+        ("--output-document", Output),
+        ("-S", ServerResponse),
+        ("--server-response", ServerResponse),
+        ("--method", Method),
+        ("--header", Header),
+        ("-U", UserAgent),
+        ("--user-agent", UserAgent),
+        ("--referer", Referer),
+        ("-T", Timeout),
+        ("--timeout", Timeout),
+        ("--read-timeout", Timeout),
+        ("-nv", Ignored),
+        ("--no-verbose", Ignored),
+        ("-v", Ignored),
+        ("--verbose", Ignored),
+        ("--no-check-certificate", Ignored),
+        ("-4", Ignored),
+        ("--inet4-only", Ignored),
+        ("-6", Ignored),
+        ("--inet6-only", Ignored),
+        ("--no-cache", Ignored),
+        ("--no-dns-cache", Ignored),
+        ("--no-proxy", Ignored),
+        ("--no-hsts", Ignored),
+        ("-nc", Ignored),
+        ("--no-clobber", Ignored),
+        ("-nd", Ignored),
+        ("-nH", Ignored),
+        ("-c", Ignored),
+        ("--continue", Ignored),
+        ("--retry-connrefused", Ignored),
+        ("--connect-timeout", IgnoredWithValue),
+        ("--dns-timeout", IgnoredWithValue),
+        ("-t", IgnoredWithValue),
+        ("--tries", IgnoredWithValue),
+        ("-Y", IgnoredWithValue),
+        ("--proxy", IgnoredWithValue),
+        ("-o", IgnoredWithValue),
+        ("--output-file", IgnoredWithValue),
+        ("-a", IgnoredWithValue),
+        ("--append-output", IgnoredWithValue),
+        ("-P", IgnoredWithValue),
+        ("--directory-prefix", IgnoredWithValue),
+        ("-w", IgnoredWithValue),
+        ("--wait", IgnoredWithValue),
+        ("--waitretry", IgnoredWithValue),
+        ("--user", IgnoredWithValue),
+        ("--password", IgnoredWithValue),
+        ("--http-user", IgnoredWithValue),
+        ("--http-password", IgnoredWithValue),
+        ("--max-redirect", IgnoredWithValue),
+        ("--ca-certificate", IgnoredWithValue),
+        ("--ca-directory", IgnoredWithValue),
+        ("--certificate", IgnoredWithValue),
+        ("--private-key", IgnoredWithValue),
+        ("--bind-address", IgnoredWithValue),
     ]
 };
 
@@ -262,7 +373,9 @@ fn parse(tool: Tool, args: &[String]) -> Result<Transfer, String> {
         }
         for (name, opt, inline) in options {
             let value = match (opt.takes_value(), inline) {
-                (true, inline) => inline.or_else(|| rest.next().cloned()).ok_or_else(|| format!("{name} needs a value"))?,
+                (true, inline) => {
+                    inline.or_else(|| rest.next().cloned()).ok_or_else(|| format!("{name} needs a value"))?
+                }
                 (false, Some(_)) => return Err(format!("{name} takes no value")),
                 (false, None) => String::new(),
             };
@@ -278,7 +391,9 @@ fn parse(tool: Tool, args: &[String]) -> Result<Transfer, String> {
                 Opt::ServerResponse => t.server_response = true,
                 Opt::Output => t.body_to_stdout = value == "-",
                 Opt::NoOutput => t.body_to_stdout = false,
-                Opt::Method => t.method = Method::from_bytes(value.as_bytes()).map_err(|_| format!("method {value:?}"))?,
+                Opt::Method => {
+                    t.method = Method::from_bytes(value.as_bytes()).map_err(|_| format!("method {value:?}"))?
+                }
                 Opt::Header => {
                     if let Some((name, v)) = value.split_once(':') {
                         t.headers.push((name.trim().to_owned(), v.trim().to_owned()));
@@ -362,7 +477,15 @@ impl Transfer {
         };
         let started = Instant::now();
         let request = || {
-            client::request(target.address, self.method.clone(), &target.authority, &target.target, &self.headers, BODY_LIMIT, deadline)
+            client::request(
+                target.address,
+                self.method.clone(),
+                &target.authority,
+                &target.target,
+                &self.headers,
+                BODY_LIMIT,
+                deadline,
+            )
         };
         let mut result = request().await;
         // The port a check names on localhost is the service's own: when nothing listens there
@@ -492,15 +615,29 @@ mod tests {
         let t = parse(Tool::Curl, &args("-fsSL http://localhost:8080/health")).unwrap();
         assert!(t.fail_on_error && !t.quiet && t.body_to_stdout);
         assert_eq!(t.urls, vec!["http://localhost:8080/health"]);
-        let t = parse(Tool::Curl, &args("-s -o /dev/null -w %{http_code} -m 5 --connect-timeout 2 -H X-A:b localhost")).unwrap();
+        let t = parse(Tool::Curl, &args("-s -o /dev/null -w %{http_code} -m 5 --connect-timeout 2 -H X-A:b localhost"))
+            .unwrap();
         assert!(t.quiet && !t.body_to_stdout && !t.fail_on_error);
         assert_eq!((t.write_out.as_deref(), t.timeout), (Some("%{http_code}"), Some(Duration::from_secs(5))));
         assert_eq!(t.headers, vec![("X-A".into(), "b".into())]);
         let t = parse(Tool::Curl, &args("-XHEAD -m0.5 -sf -- -weird")).unwrap();
-        assert_eq!((t.method, t.timeout, t.urls), (Method::HEAD, Some(Duration::from_millis(500)), vec!["-weird".to_string()]));
+        assert_eq!(
+            (t.method, t.timeout, t.urls),
+            (Method::HEAD, Some(Duration::from_millis(500)), vec!["-weird".to_string()])
+        );
         let t = parse(Tool::Curl, &args("-I --retry 3 -k -4 --noproxy * -v -q --fail-with-body localhost")).unwrap();
         assert!(t.include_headers && t.body_on_error && t.method == Method::HEAD);
-        for bad in ["", "-f", "-d x localhost", "--data=x localhost", "-m", "-m nope localhost", "-Z localhost", "--fail=1 localhost", "-X localhost"] {
+        for bad in [
+            "",
+            "-f",
+            "-d x localhost",
+            "--data=x localhost",
+            "-m",
+            "-m nope localhost",
+            "-Z localhost",
+            "--fail=1 localhost",
+            "-X localhost",
+        ] {
             assert!(parse(Tool::Curl, &args(bad)).is_err(), "{bad:?}");
         }
     }
@@ -511,7 +648,11 @@ mod tests {
         assert!(t.quiet && t.fail_on_error && t.method == Method::HEAD && !t.body_to_stdout);
         let t = parse(Tool::Wget, &args("-qO- http://localhost/health")).unwrap();
         assert!(t.quiet && t.body_to_stdout);
-        let t = parse(Tool::Wget, &args("-nv -O /dev/null -T 3 -t 2 -Y off -U probe --header=X:1 --no-check-certificate -S localhost")).unwrap();
+        let t = parse(
+            Tool::Wget,
+            &args("-nv -O /dev/null -T 3 -t 2 -Y off -U probe --header=X:1 --no-check-certificate -S localhost"),
+        )
+        .unwrap();
         assert!(!t.body_to_stdout && t.server_response && t.timeout == Some(Duration::from_secs(3)));
         assert_eq!(t.headers.len(), 2);
         assert!(parse(Tool::Wget, &args("-O - localhost")).unwrap().body_to_stdout);
@@ -533,10 +674,24 @@ mod tests {
             ("http://localhost:/health", "127.0.0.1:80", "localhost:", "/health"),
         ] {
             let t = parse_url(url).unwrap_or_else(|e| panic!("{url}: {e}"));
-            assert_eq!((t.address.to_string().as_str(), t.authority.as_str(), t.target.as_str()), (address, authority, target), "{url}");
+            assert_eq!(
+                (t.address.to_string().as_str(), t.authority.as_str(), t.target.as_str()),
+                (address, authority, target),
+                "{url}"
+            );
         }
-        for bad in ["https://localhost/", "http://example.com/", "http://10.0.0.1/", "ftp://localhost", "http://localhost:x/",
-            "http://localhost:99999/", "http://[::1/", "http:///x", "http://localhost/a b", "http://localhost:0/"] {
+        for bad in [
+            "https://localhost/",
+            "http://example.com/",
+            "http://10.0.0.1/",
+            "ftp://localhost",
+            "http://localhost:x/",
+            "http://localhost:99999/",
+            "http://[::1/",
+            "http:///x",
+            "http://localhost/a b",
+            "http://localhost:0/",
+        ] {
             assert!(parse_url(bad).is_err(), "{bad}");
         }
     }

@@ -19,7 +19,7 @@ use crate::args::{Mode, ServeConfig};
 use crate::fetch::{Outcome, Streams, Tool};
 use crate::json::Json;
 use crate::site::Site;
-use crate::wire::{Next, Peeked, Split, MAX_HEAD_BYTES};
+use crate::wire::{MAX_HEAD_BYTES, Next, Peeked, Split};
 use server::sidecars::Neighbour;
 
 /// A fuzz target's body: it panics when something that must hold does not.
@@ -47,9 +47,15 @@ const STAND_IN_PORTS: &[u16] = &[80, 3000, 8080];
 pub fn wire(bytes: &[u8]) {
     let judged = crate::wire::judge(bytes);
     match judged {
-        Peeked::Partial(seen) => assert!(seen == bytes.len() && seen <= MAX_HEAD_BYTES, "{judged:?} of {} bytes", bytes.len()),
+        Peeked::Partial(seen) => {
+            assert!(seen == bytes.len() && seen <= MAX_HEAD_BYTES, "{judged:?} of {} bytes", bytes.len())
+        }
         Peeked::Ready(Next::OneRequest(length)) => {
-            assert!(length > 0 && length <= bytes.len() && length <= MAX_HEAD_BYTES, "{judged:?} of {} bytes", bytes.len());
+            assert!(
+                length > 0 && length <= bytes.len() && length <= MAX_HEAD_BYTES,
+                "{judged:?} of {} bytes",
+                bytes.len()
+            );
             let head = &bytes[..length];
             assert!(head.ends_with(b"\n"), "a head that does not end a line: {judged:?}");
             // The same whatever follows the head, and not ready a byte sooner.
@@ -91,7 +97,11 @@ fn agrees_with_hyper(head: &[u8]) {
         let framing = ["content-length", "transfer-encoding"].iter().any(|name| header.name.eq_ignore_ascii_case(name));
         // hyper refuses a blank length or coding (400) rather than read a body.
         let blank = header.value.iter().all(u8::is_ascii_whitespace);
-        assert!(!framing || blank, "hyper reads a body after a head handed over as bodiless: {:?}", String::from_utf8_lossy(head));
+        assert!(
+            !framing || blank,
+            "hyper reads a body after a head handed over as bodiless: {:?}",
+            String::from_utf8_lossy(head)
+        );
     }
 }
 
@@ -224,8 +234,10 @@ pub fn metadata(bytes: &[u8]) {
         let _ = (neighbour.describe(), neighbour.ports(), neighbour.serves());
     }
     let _ = found.why_none();
-    let environment: Vec<(String, String)> =
-        [("SERVER_PORT", "8080"), ("GRPC_PORT", "50051"), ("HOME", "/root")].iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let environment: Vec<(String, String)> = [("SERVER_PORT", "8080"), ("GRPC_PORT", "50051"), ("HOME", "/root")]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     let guess = crate::ports::guess(&found.around, &environment);
     assert_ports(&guess.ports, "guessed ports");
     // Where the task shares one network namespace, a guess never takes a port a neighbour serves.
@@ -248,7 +260,11 @@ fn assert_ports(ports: &[u16], what: &str) {
 /// within its time.
 pub fn shell(bytes: &[u8]) {
     let text = String::from_utf8_lossy(bytes);
-    let args: Vec<String> = if text.contains('\0') { text.split('\0').map(str::to_owned).collect() } else { vec!["-c".to_owned(), text.into_owned()] };
+    let args: Vec<String> = if text.contains('\0') {
+        text.split('\0').map(str::to_owned).collect()
+    } else {
+        vec!["-c".to_owned(), text.into_owned()]
+    };
     let vars: HashMap<String, String> = [
         ("PORT", "8080"),
         ("HOSTNAME", "ip-10-0-1-23.ec2.internal"),
@@ -277,7 +293,9 @@ pub fn fetch(bytes: &[u8]) {
     sandboxed(HashMap::new(), async {
         let deadline = Instant::now() + CHECK_CAP;
         match crate::fetch::run(tool, &args, Streams::TERMINAL, deadline).await {
-            Outcome::Status(status) => assert!([0, 4, 8, 22, 28, 56].contains(&status), "{tool:?} exit status {status}"),
+            Outcome::Status(status) => {
+                assert!([0, 4, 8, 22, 28, 56].contains(&status), "{tool:?} exit status {status}")
+            }
             Outcome::Instead(why) => assert!(!why.is_empty()),
         }
         assert!(Instant::now() <= deadline, "ran past its deadline");
@@ -301,11 +319,15 @@ fn sandboxed(environment: HashMap<String, String>, future: impl Future<Output = 
 /// the metadata endpoint, the control socket's `open PORT`).
 pub fn args(bytes: &[u8]) {
     let mut pieces = bytes.split(|&b| b == 0);
-    let args: Vec<OsString> = pieces.by_ref().take_while(|piece| !piece.is_empty()).map(|piece| OsString::from_vec(piece.to_vec())).collect();
+    let args: Vec<OsString> =
+        pieces.by_ref().take_while(|piece| !piece.is_empty()).map(|piece| OsString::from_vec(piece.to_vec())).collect();
     let env: Vec<(String, OsString)> = pieces
         .filter_map(|piece| {
             let equals = piece.iter().position(|&b| b == b'=')?;
-            Some((String::from_utf8_lossy(&piece[..equals]).into_owned(), OsString::from_vec(piece[equals + 1..].to_vec())))
+            Some((
+                String::from_utf8_lossy(&piece[..equals]).into_owned(),
+                OsString::from_vec(piece[equals + 1..].to_vec()),
+            ))
         })
         .collect();
     let lookup = |name: &str| env.iter().find(|(n, _)| n == name).map(|(_, value)| value.clone());
@@ -313,7 +335,10 @@ pub fn args(bytes: &[u8]) {
     match crate::args::parse(args.clone(), lookup) {
         Ok(Mode::Probe(probe)) => {
             assert!(probe.port != Some(0), "{probe:?}");
-            assert!(probe.path.starts_with('/') && !probe.path.bytes().any(|b| b.is_ascii_control() || b == b' '), "{probe:?}");
+            assert!(
+                probe.path.starts_with('/') && !probe.path.bytes().any(|b| b.is_ascii_control() || b == b' '),
+                "{probe:?}"
+            );
             assert!(probe.timeout <= Duration::from_secs(3600), "{probe:?}");
         }
         Ok(Mode::Serve(config)) => check_serve(&config),

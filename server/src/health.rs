@@ -48,7 +48,8 @@ pub async fn check(first: &[u16], deadline: Instant) -> Result<String, String> {
         for ip in [IpAddr::V4(Ipv4Addr::LOCALHOST), IpAddr::V6(Ipv6Addr::LOCALHOST)] {
             let address = SocketAddr::new(ip, port);
             let give_up = deadline.min(Instant::now() + PER_PORT);
-            match client::request(address, Method::GET, &address.to_string(), DEFAULT_PROBE_PATH, &[], 0, give_up).await {
+            match client::request(address, Method::GET, &address.to_string(), DEFAULT_PROBE_PATH, &[], 0, give_up).await
+            {
                 Ok(answer) if answer.status.is_success() => {
                     return Ok(format!("{address} answered {}", answer.status.as_u16()));
                 }
@@ -69,7 +70,8 @@ pub async fn check(first: &[u16], deadline: Instant) -> Result<String, String> {
 /// `[::1]:80`, and `localhost 3000` as `nc` takes them.
 fn ports_named(command: &str) -> Vec<u16> {
     const LOCAL: [&str; 5] = ["localhost", "127.0.0.1", "0.0.0.0", "[::1]", "::1"];
-    let words: Vec<&str> = command.split(|c: char| c.is_whitespace() || "'\"`(),;".contains(c)).filter(|w| !w.is_empty()).collect();
+    let words: Vec<&str> =
+        command.split(|c: char| c.is_whitespace() || "'\"`(),;".contains(c)).filter(|w| !w.is_empty()).collect();
     let mut ports = Vec::new();
     for (i, word) in words.iter().enumerate() {
         let address = word.split_once("://").map_or(*word, |(_, rest)| rest);
@@ -155,9 +157,17 @@ mod tests {
     #[test]
     fn ports_a_command_names_on_this_container() {
         assert_eq!(ports_named("nc -z localhost 3000"), vec![3000]);
-        assert_eq!(ports_named("node -e \"require('http').get('http://localhost:8080/health', r => process.exit(r.statusCode == 200 ? 0 : 1))\""), vec![8080]);
+        assert_eq!(
+            ports_named(
+                "node -e \"require('http').get('http://localhost:8080/health', r => process.exit(r.statusCode == 200 ? 0 : 1))\""
+            ),
+            vec![8080]
+        );
         assert_eq!(ports_named("curl -fk https://127.0.0.1:8443/health | grep ok"), vec![8443]);
-        assert_eq!(ports_named("python3 -c 'import urllib.request; urllib.request.urlopen(\"http://[::1]:5000\")'"), vec![5000]);
+        assert_eq!(
+            ports_named("python3 -c 'import urllib.request; urllib.request.urlopen(\"http://[::1]:5000\")'"),
+            vec![5000]
+        );
         assert_eq!(ports_named("pg_isready -h db.internal -p 5432 && curl http://example.com:81"), Vec::<u16>::new());
         assert_eq!(ports_named("nc -z localhost"), Vec::<u16>::new());
     }

@@ -112,7 +112,10 @@ fn main() -> ExitCode {
                 Program::Wget => Box::pin(fetch_alone(Tool::Wget, &text_args, deadline)),
                 _ => {
                     let command = format!("{} {}", program_name(&argv0), text_args.join(" "));
-                    Box::pin(async move { health::instead(command.trim_end(), "a launcher of the real image, run as a check", deadline).await })
+                    Box::pin(async move {
+                        health::instead(command.trim_end(), "a launcher of the real image, run as a check", deadline)
+                            .await
+                    })
                 }
             };
             return check_exit(&runtime, command, deadline);
@@ -148,7 +151,11 @@ fn main() -> ExitCode {
 }
 
 /// Runs a health-check command that honours `deadline`; exits 0 or 1, never 2.
-fn check_exit(runtime: &tokio::runtime::Runtime, command: Pin<Box<dyn Future<Output = i32> + '_>>, deadline: Instant) -> ExitCode {
+fn check_exit(
+    runtime: &tokio::runtime::Runtime,
+    command: Pin<Box<dyn Future<Output = i32> + '_>>,
+    deadline: Instant,
+) -> ExitCode {
     let status = runtime.block_on(async {
         // A little past the deadline the commands themselves honour, as a last resort.
         match tokio::time::timeout_at(deadline + Duration::from_millis(500), command).await {
@@ -257,7 +264,12 @@ async fn serve(config: ServeConfig) -> Result<(), String> {
 /// container's own mappings, and whether they are guesses shared with other placeholders of the
 /// task. When the metadata names none: the baked ports; else, when `guess` (nothing else names a
 /// port), what the container's surroundings allow (`ports.rs`).
-async fn ports_from_metadata(uri: &str, baked: &args::BakedPorts, guess: bool, named: &watch::Sender<Option<String>>) -> (Vec<u16>, Option<String>, bool) {
+async fn ports_from_metadata(
+    uri: &str,
+    baked: &args::BakedPorts,
+    guess: bool,
+    named: &watch::Sender<Option<String>>,
+) -> (Vec<u16>, Option<String>, bool) {
     let found = metadata::look(uri).await;
     // The notice names the container as the metadata does, from this one lookup.
     named.send_replace(Some(found.as_ref().ok().and_then(|f| f.name.clone()).unwrap_or_default()));
@@ -275,13 +287,19 @@ async fn ports_from_metadata(uri: &str, baked: &args::BakedPorts, guess: bool, n
         return (Vec::new(), None, false);
     }
     let around = found.map(|found| found.around).unwrap_or_default();
-    let environment: Vec<(String, String)> = std::env::vars_os().map(|(k, v)| (k.to_string_lossy().into_owned(), v.to_string_lossy().into_owned())).collect();
+    let environment: Vec<(String, String)> = std::env::vars_os()
+        .map(|(k, v)| (k.to_string_lossy().into_owned(), v.to_string_lossy().into_owned()))
+        .collect();
     let mut guessed = ports::guess(&around, &environment);
     // Ports baked for the image's other containers are theirs, whichever of them starts first.
     let theirs = baked.all();
     guessed.ports.retain(|port| !theirs.contains(port));
     let shared = around.neighbours.iter().flatten().any(|n| matches!(n, Neighbour::Placeholder { .. }));
-    (guessed.ports, Some(format!("nothing names this container's port (ECS task metadata {why}): {}", guessed.why)), shared)
+    (
+        guessed.ports,
+        Some(format!("nothing names this container's port (ECS task metadata {why}): {}", guessed.why)),
+        shared,
+    )
 }
 
 /// Binds each port once. A port that cannot be bound (a sidecar holds it, or 80 without root) is
@@ -296,7 +314,9 @@ fn bind_each(ports: &[u16], failures: &mut Vec<String>, mut held: Option<&mut Ve
         }
         match (serve::bind(port), held.as_deref_mut()) {
             (Ok(listener), _) => listeners.push(listener),
-            (Err(e), Some(held)) if e.kind() == std::io::ErrorKind::AddrInUse => held.push(format!("skipped: {}", serve::bind_error(port, &e))),
+            (Err(e), Some(held)) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                held.push(format!("skipped: {}", serve::bind_error(port, &e)))
+            }
             (Err(e), _) => failures.push(serve::bind_error(port, &e)),
         }
     }

@@ -116,7 +116,8 @@ pub(crate) fn read(container: &Json, task: Option<&Json>) -> Found {
 /// is pulled) runs the placeholder too, whatever its repository is called.
 fn neighbours(task: &Json, me: &Json) -> Vec<Neighbour> {
     let text = |c: &Json, key: &str| c.get(key).and_then(Json::as_str).unwrap_or_default().to_owned();
-    let is_me = |c: &Json| ["DockerId", "Name"].iter().any(|key| !text(me, key).is_empty() && text(me, key) == text(c, key));
+    let is_me =
+        |c: &Json| ["DockerId", "Name"].iter().any(|key| !text(me, key).is_empty() && text(me, key) == text(c, key));
     let my_image = text(me, "ImageID");
     let containers = task.get("Containers").map(Json::as_array).unwrap_or_default();
     containers
@@ -149,7 +150,10 @@ fn tcp_ports(container: &Json) -> Vec<u16> {
     let mut ports = Vec::new();
     for mapping in container.get("Ports").map(Json::as_array).unwrap_or_default() {
         let tcp = mapping.get("Protocol").and_then(Json::as_str).is_none_or(|p| p.eq_ignore_ascii_case("tcp"));
-        let port = mapping.get("ContainerPort").and_then(Json::as_f64).filter(|p| p.fract() == 0.0 && (1.0..=65535.0).contains(p));
+        let port = mapping
+            .get("ContainerPort")
+            .and_then(Json::as_f64)
+            .filter(|p| p.fract() == 0.0 && (1.0..=65535.0).contains(p));
         if let (true, Some(port)) = (tcp, port) {
             let port = port as u16;
             if !ports.contains(&port) {
@@ -173,7 +177,9 @@ impl Endpoint {
         let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
         let address = match authority.parse::<SocketAddr>() {
             Ok(address) => address,
-            Err(_) => SocketAddr::new(authority.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>().ok()?, 80),
+            Err(_) => {
+                SocketAddr::new(authority.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>().ok()?, 80)
+            }
         };
         let path = path.trim_end_matches('/');
         Some(Endpoint { address, authority: authority.to_owned(), path: path.to_owned() })
@@ -183,9 +189,10 @@ impl Endpoint {
         let target = format!("{}{suffix}", self.path);
         let target = if target.is_empty() { "/".to_owned() } else { target };
         let give_up = deadline.min(Instant::now() + ATTEMPT_TIMEOUT);
-        let answer = client::request(self.address, Method::GET, &self.authority, &target, &[], MAX_DOCUMENT_BYTES, give_up)
-            .await
-            .map_err(|e| e.to_string())?;
+        let answer =
+            client::request(self.address, Method::GET, &self.authority, &target, &[], MAX_DOCUMENT_BYTES, give_up)
+                .await
+                .map_err(|e| e.to_string())?;
         if answer.status != StatusCode::OK {
             return Err(format!("answered {}", answer.status));
         }
@@ -256,9 +263,16 @@ mod tests {
         .unwrap();
         let me = json::parse(r#"{"Name":"web","ImageID":"sha256:aa"}"#).unwrap();
         let found = neighbours(&task, &me);
-        assert_eq!(found[0], Neighbour::Placeholder { name: "nginx".into(), ports: vec![80] }, "its mapped ports are its own");
+        assert_eq!(
+            found[0],
+            Neighbour::Placeholder { name: "nginx".into(), ports: vec![80] },
+            "its mapped ports are its own"
+        );
         assert!(matches!(&found[1], Neighbour::Proxy { .. }), "another image is what its name says: {found:?}");
-        assert!(matches!(&found[2], Neighbour::Unknown { .. }), "an image not pulled yet is not known to be ours: {found:?}");
+        assert!(
+            matches!(&found[2], Neighbour::Unknown { .. }),
+            "an image not pulled yet is not known to be ours: {found:?}"
+        );
         // Without its own ImageID nothing is taken for a placeholder.
         let unknown_me = json::parse(r#"{"Name":"web"}"#).unwrap();
         assert!(matches!(&neighbours(&task, &unknown_me)[0], Neighbour::Proxy { .. }));
@@ -267,11 +281,15 @@ mod tests {
     #[test]
     fn endpoints_are_ip_literals() {
         let e = Endpoint::parse("http://169.254.170.2/v4/abc-123").unwrap();
-        assert_eq!((e.address.to_string(), e.authority.as_str(), e.path.as_str()), ("169.254.170.2:80".into(), "169.254.170.2", "/v4/abc-123"));
+        assert_eq!(
+            (e.address.to_string(), e.authority.as_str(), e.path.as_str()),
+            ("169.254.170.2:80".into(), "169.254.170.2", "/v4/abc-123")
+        );
         let e = Endpoint::parse("http://127.0.0.1:51679/v4/x/").unwrap();
         assert_eq!((e.address.port(), e.path.as_str()), (51679, "/v4/x"));
         assert_eq!(Endpoint::parse("http://[::1]/v4").unwrap().address.to_string(), "[::1]:80");
-        for bad in ["", "https://169.254.170.2/v4", "http://metadata.local/v4", "169.254.170.2/v4", "http://1.2.3.4:x/"] {
+        for bad in ["", "https://169.254.170.2/v4", "http://metadata.local/v4", "169.254.170.2/v4", "http://1.2.3.4:x/"]
+        {
             assert!(Endpoint::parse(bad).is_none(), "{bad}");
         }
     }

@@ -40,8 +40,8 @@ use server::sidecars::Neighbour;
 /// - 8088: Apache Superset (superset.apache.org/docs).
 /// - 8888: Jupyter Server `--port` (jupyter-server.readthedocs.io).
 pub const FRAMEWORK_DEFAULTS: &[u16] = &[
-    3000, 8080, 8000, 5000, 8501, 4000, 8081, 9000, 7007, 5173, 4173, 4200, 4321, 1337, 1880, 2368, 3333, 4567, 9292, 6543,
-    7860, 8050, 8088, 8888,
+    3000, 8080, 8000, 5000, 8501, 4000, 8081, 9000, 7007, 5173, 4173, 4200, 4321, 1337, 1880, 2368, 3333, 4567, 9292,
+    6543, 7860, 8050, 8088, 8888,
 ];
 
 /// The default port of the placeholder's own image, and of Apache and nginx images.
@@ -50,25 +50,25 @@ pub const HTTP_PORT: u16 = 80;
 /// Variables frameworks read their own listening port from (besides `PORT`): these name this
 /// container's service, never another's, so they are listened on whoever else is in the task.
 pub const OWN_PORT_VARIABLES: &[&str] = &[
-    "SERVER_PORT",            // Spring Boot
+    "SERVER_PORT", // Spring Boot
     "HTTP_PORT",
     "APP_PORT",
     "APPLICATION_PORT",
     "LISTEN_PORT",
     "CONTAINER_PORT",
-    "FLASK_RUN_PORT",         // flask run
-    "STREAMLIT_SERVER_PORT",  // streamlit
-    "QUARKUS_HTTP_PORT",      // Quarkus
-    "MICRONAUT_SERVER_PORT",  // Micronaut
-    "NITRO_PORT",             // Nuxt and Nitro
-    "UVICORN_PORT",           // uvicorn
-    "MB_JETTY_PORT",          // Metabase
-    "GF_SERVER_HTTP_PORT",    // Grafana
-    "ASPNETCORE_HTTP_PORTS",  // ASP.NET Core 8: `8080;8081`
+    "FLASK_RUN_PORT",        // flask run
+    "STREAMLIT_SERVER_PORT", // streamlit
+    "QUARKUS_HTTP_PORT",     // Quarkus
+    "MICRONAUT_SERVER_PORT", // Micronaut
+    "NITRO_PORT",            // Nuxt and Nitro
+    "UVICORN_PORT",          // uvicorn
+    "MB_JETTY_PORT",         // Metabase
+    "GF_SERVER_HTTP_PORT",   // Grafana
+    "ASPNETCORE_HTTP_PORTS", // ASP.NET Core 8: `8080;8081`
     "HTTP_PORTS",
-    "ASPNETCORE_URLS",        // `http://+:5000;https://+:5001`
+    "ASPNETCORE_URLS", // `http://+:5000;https://+:5001`
     "URLS",
-    "GUNICORN_CMD_ARGS",      // `--bind=0.0.0.0:8000 --workers 3`
+    "GUNICORN_CMD_ARGS", // `--bind=0.0.0.0:8000 --workers 3`
 ];
 
 /// The ports `value` names: `8080`, `8080;8081`, `http://+:5000`, `--bind=0.0.0.0:8000`. In
@@ -79,7 +79,10 @@ pub fn ports_in_value(value: &str) -> Vec<u16> {
         let found: Vec<&str> = if item.bytes().all(|b| b.is_ascii_digit()) {
             vec![item]
         } else {
-            item.split([' ', '=']).filter_map(|word| word.rsplit_once(':')).map(|(_, port)| port.trim_end_matches('/')).collect()
+            item.split([' ', '='])
+                .filter_map(|word| word.rsplit_once(':'))
+                .map(|(_, port)| port.trim_end_matches('/'))
+                .collect()
         };
         for port in found.into_iter().filter_map(|p| p.parse::<u16>().ok()) {
             if port > 0 && !ports.contains(&port) {
@@ -139,7 +142,8 @@ pub fn guess(around: &Surroundings, environment: &[(String, String)]) -> Guess {
         Some("host") => {
             return Guess {
                 ports: own,
-                why: "host network mode shares the instance's ports with every task on it, so no port is taken unasked".into(),
+                why: "host network mode shares the instance's ports with every task on it, so no port is taken unasked"
+                    .into(),
             };
         }
         Some("bridge") => {
@@ -153,14 +157,18 @@ pub fn guess(around: &Surroundings, environment: &[(String, String)]) -> Guess {
     let Some(neighbours) = &around.neighbours else {
         let mut ports = own;
         ports.push(HTTP_PORT);
-        return Guess { ports: dedup_without(ports, &[]), why: "the task document lists nobody else, so only port 80 as before".into() };
+        return Guess {
+            ports: dedup_without(ports, &[]),
+            why: "the task document lists nobody else, so only port 80 as before".into(),
+        };
     };
     let others: Vec<&Neighbour> = neighbours.iter().filter(|n| **n != Neighbour::Ecs).collect();
     let taken: Vec<u16> = others.iter().flat_map(|n| n.serves().iter().copied()).collect();
     if others.is_empty() {
         return Guess {
             ports: every_default(true, &[]),
-            why: "it is the only container in its task, so it also listens on the ports web frameworks default to".into(),
+            why: "it is the only container in its task, so it also listens on the ports web frameworks default to"
+                .into(),
         };
     }
     let described: Vec<String> = others.iter().map(|n| n.describe()).collect();
@@ -222,7 +230,13 @@ mod tests {
 
     #[test]
     fn own_port_variables_always_others_only_when_alone() {
-        let vars = env(&[("SERVER_PORT", "8081"), ("DB_PORT", "5432"), ("PORT", "9"), ("ASPNETCORE_URLS", "http://+:5000"), ("HOME", "/")]);
+        let vars = env(&[
+            ("SERVER_PORT", "8081"),
+            ("DB_PORT", "5432"),
+            ("PORT", "9"),
+            ("ASPNETCORE_URLS", "http://+:5000"),
+            ("HOME", "/"),
+        ]);
         assert_eq!(from_environment(&vars, false), vec![8081, 5000]);
         assert_eq!(from_environment(&vars, true), vec![8081, 5432, 5000]);
     }
@@ -242,29 +256,48 @@ mod tests {
 
     #[test]
     fn beside_known_agents_it_leaves_their_ports() {
-        let g = guess(&awsvpc(&[("log_router", "public.ecr.aws/aws-observability/aws-for-fluent-bit:stable"), ("datadog-agent", "public.ecr.aws/datadog/agent:latest")]), &[]);
+        let g = guess(
+            &awsvpc(&[
+                ("log_router", "public.ecr.aws/aws-observability/aws-for-fluent-bit:stable"),
+                ("datadog-agent", "public.ecr.aws/datadog/agent:latest"),
+            ]),
+            &[],
+        );
         assert!(g.ports.contains(&3000) && g.ports.contains(&80), "{g:?}");
         for sidecar_port in [24224, 2020, 8126, 5000] {
             assert!(!g.ports.contains(&sidecar_port), "{sidecar_port}: {g:?}");
         }
-        let g = guess(&awsvpc(&[("otel", "public.ecr.aws/aws-observability/aws-otel-collector:v0.40.0")]), &env(&[("METRICS_PORT", "8888")]));
+        let g = guess(
+            &awsvpc(&[("otel", "public.ecr.aws/aws-observability/aws-otel-collector:v0.40.0")]),
+            &env(&[("METRICS_PORT", "8888")]),
+        );
         assert!(!g.ports.contains(&8888), "{g:?}");
     }
 
     #[test]
     fn beside_a_proxy_or_an_unknown_container_it_takes_nothing_unasked() {
-        for neighbour in [("proxy", "nginx:1.25"), ("worker", "123456789012.dkr.ecr.eu-west-1.amazonaws.com/worker:1"), ("envoy", "envoyproxy/envoy:v1.29")] {
+        for neighbour in [
+            ("proxy", "nginx:1.25"),
+            ("worker", "123456789012.dkr.ecr.eu-west-1.amazonaws.com/worker:1"),
+            ("envoy", "envoyproxy/envoy:v1.29"),
+        ] {
             let g = guess(&awsvpc(&[neighbour, ("log_router", "amazon/aws-for-fluent-bit")]), &[]);
             assert_eq!(g.ports, Vec::<u16>::new(), "{neighbour:?}");
             assert!(g.why.contains(neighbour.0) && g.why.contains("health check names"), "{g:?}");
         }
-        let g = guess(&awsvpc(&[("proxy", "nginx")]), &env(&[("SERVER_PORT", "8080"), ("APP_PORT", "3000"), ("DB_PORT", "5432")]));
+        let g = guess(
+            &awsvpc(&[("proxy", "nginx")]),
+            &env(&[("SERVER_PORT", "8080"), ("APP_PORT", "3000"), ("DB_PORT", "5432")]),
+        );
         assert_eq!(g.ports, vec![3000], "8080 is the proxy's, a database's port is not this service's");
     }
 
     #[test]
     fn network_modes() {
-        let host = guess(&Surroundings { network_mode: Some("host".into()), neighbours: Some(vec![]) }, &env(&[("HTTP_PORT", "8080")]));
+        let host = guess(
+            &Surroundings { network_mode: Some("host".into()), neighbours: Some(vec![]) },
+            &env(&[("HTTP_PORT", "8080")]),
+        );
         assert_eq!(host.ports, vec![8080]);
         let bridge = guess(&Surroundings { network_mode: Some("bridge".into()), neighbours: None }, &[]);
         assert!(bridge.ports.contains(&3000) && bridge.ports.contains(&80));

@@ -26,7 +26,8 @@ pub async fn run(config: &ProbeConfig) -> Result<String, String> {
         if remaining.is_zero() {
             break;
         }
-        verdict = run_on(&ProbeConfig { port: Some(port), path: config.path.clone(), timeout: remaining }, port, false).await;
+        verdict =
+            run_on(&ProbeConfig { port: Some(port), path: config.path.clone(), timeout: remaining }, port, false).await;
         if verdict.is_ok() {
             break;
         }

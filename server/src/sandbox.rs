@@ -149,7 +149,10 @@ async fn answer(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Inf
     if path.starts_with("/hang") {
         std::future::pending::<()>().await;
     }
-    let status = path.strip_prefix("/status/").and_then(|code| code.parse().ok()).and_then(|code| StatusCode::from_u16(code).ok());
+    let status = path
+        .strip_prefix("/status/")
+        .and_then(|code| code.parse().ok())
+        .and_then(|code| StatusCode::from_u16(code).ok());
     let body = if path.starts_with("/big") { Bytes::from(vec![b'x'; 20 * 1024]) } else { Bytes::from_static(b"OK\n") };
     let mut response = Response::new(Full::new(body));
     *response.status_mut() = status.unwrap_or(StatusCode::OK);

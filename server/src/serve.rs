@@ -2,24 +2,26 @@
 //! graceful shutdown.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::future::Future;
 use std::pin::pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::header::{HeaderName, HeaderValue, ALLOW, CACHE_CONTROL, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, LOCATION, USER_AGENT};
+use hyper::header::{
+    ALLOW, CACHE_CONTROL, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HeaderName, HeaderValue, LOCATION, USER_AGENT,
+};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::signal::unix::{signal, Signal, SignalKind};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::mpsc;
 
 use crate::args::ServeConfig;
@@ -27,7 +29,7 @@ use crate::conns::{self, Lease, Phase, Table, Timeouts};
 use crate::control::Open;
 use crate::notice;
 use crate::site::{Miss, Site};
-use crate::wire::{self, Next, Peeked, Wire, MAX_HEAD_BYTES};
+use crate::wire::{self, MAX_HEAD_BYTES, Next, Peeked, Wire};
 
 /// Binds `[::]:port` dual-stack, or `0.0.0.0:port` where the kernel has IPv6 switched off.
 pub fn bind(port: u16) -> io::Result<TcpListener> {
@@ -55,7 +57,9 @@ fn listen(addr: SocketAddr, dual_stack: bool) -> io::Result<TcpListener> {
 pub fn bind_error(port: u16, e: &io::Error) -> String {
     match e.kind() {
         io::ErrorKind::AddrInUse => format!("port {port} is already in use: stop the other server or set PORT"),
-        io::ErrorKind::PermissionDenied => format!("no permission to listen on port {port}: use a port above 1023 or run as root"),
+        io::ErrorKind::PermissionDenied => {
+            format!("no permission to listen on port {port}: use a port above 1023 or run as root")
+        }
         _ => format!("cannot listen on port {port}: {e}"),
     }
 }
@@ -167,7 +171,9 @@ pub async fn run(
             let (mut freed, mut nap) = (pin!(table.slot_freed()), pin!(tokio::time::sleep(Duration::from_millis(100))));
             let stopped = std::future::poll_fn(|cx| match stop.poll_recv(cx) {
                 Poll::Ready(name) => Poll::Ready(Some(name)),
-                Poll::Pending if freed.as_mut().poll(cx).is_ready() || nap.as_mut().poll(cx).is_ready() => Poll::Ready(None),
+                Poll::Pending if freed.as_mut().poll(cx).is_ready() || nap.as_mut().poll(cx).is_ready() => {
+                    Poll::Ready(None)
+                }
                 Poll::Pending => Poll::Pending,
             })
             .await;
@@ -227,7 +233,11 @@ fn open_ports(listeners: &mut Vec<TcpListener>, open: Open) {
 
 /// The next connection on any of `listeners`, trying them from `first` round-robin, with its
 /// listener's index.
-fn poll_accept_any(listeners: &[TcpListener], first: usize, cx: &mut Context<'_>) -> Poll<io::Result<((TcpStream, SocketAddr), usize)>> {
+fn poll_accept_any(
+    listeners: &[TcpListener],
+    first: usize,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<((TcpStream, SocketAddr), usize)>> {
     for offset in 0..listeners.len() {
         let index = (first + offset) % listeners.len();
         if let Poll::Ready(accepted) = listeners[index].poll_accept(cx) {
@@ -331,12 +341,21 @@ async fn wait_for_head(lease: &Lease) -> Option<Next> {
 /// Strict mode answers 400 for targets that name no file and 404 for missing files; the default
 /// answers every GET and HEAD with a page, because the placeholder cannot know which path the real
 /// service's load balancer and health checks will ask for.
-fn respond(site: &Site, request: &Request<hyper::body::Incoming>, strict: bool, balancer_status: Option<u16>) -> Response<Full<Bytes>> {
+fn respond(
+    site: &Site,
+    request: &Request<hyper::body::Incoming>,
+    strict: bool,
+    balancer_status: Option<u16>,
+) -> Response<Full<Bytes>> {
     let uri = request.uri();
     // Only the target group's checker gets the status its matcher wants: a browser following a
     // redirect to itself would loop, and the container's own health checks want 200.
     let from_balancer = || {
-        request.headers().get(USER_AGENT).and_then(|v| v.to_str().ok()).is_some_and(|agent| agent.starts_with("ELB-HealthChecker"))
+        request
+            .headers()
+            .get(USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|agent| agent.starts_with("ELB-HealthChecker"))
     };
     if let Some(status) = balancer_status.and_then(|code| StatusCode::from_u16(code).ok()).filter(|_| from_balancer()) {
         let mut response = plain(status);

@@ -86,13 +86,17 @@ const PROXIES: &[(&str, &[u16])] = &[
 /// `-` and `_`, with a letter here), rather than where a file had it (`TaskDef[0]`), an unresolved
 /// `${Name}-web`, or an address (`0.0.0.0`).
 pub fn is_container_name(word: &str) -> bool {
-    word.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') && word.bytes().any(|b| b.is_ascii_alphabetic())
+    word.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        && word.bytes().any(|b| b.is_ascii_alphabetic())
 }
 
 /// What the container named `name`, of type `kind` (the document's `Type`), running `image`, is.
 pub fn classify(name: &str, image: &str, kind: &str) -> Neighbour {
     let repository = repository_of(image);
-    if (!kind.is_empty() && kind != "NORMAL") || name.starts_with("~internal~ecs") || repository.contains("ecs-service-connect") {
+    if (!kind.is_empty() && kind != "NORMAL")
+        || name.starts_with("~internal~ecs")
+        || repository.contains("ecs-service-connect")
+    {
         return Neighbour::Ecs;
     }
     let shown = if repository.is_empty() { name.to_owned() } else { format!("{name} ({repository})") };
@@ -169,27 +173,54 @@ mod tests {
             other => panic!("{image}: {other:?}"),
         };
         assert!(agent("log_router", "public.ecr.aws/aws-observability/aws-for-fluent-bit:stable").contains(&24224));
-        assert!(agent("log_router", "906394416424.dkr.ecr.us-east-1.amazonaws.com/aws-for-fluent-bit:2.32.0").contains(&2020));
+        assert!(
+            agent("log_router", "906394416424.dkr.ecr.us-east-1.amazonaws.com/aws-for-fluent-bit:2.32.0")
+                .contains(&2020)
+        );
         assert!(agent("datadog-agent", "public.ecr.aws/datadog/agent:latest").contains(&8126));
-        assert!(agent("datadog-agent", "datadog/agent:7").contains(&5000), "the agent's expvar port is Flask's default");
-        assert!(agent("aws-otel-collector", "public.ecr.aws/aws-observability/aws-otel-collector:v0.40.0").contains(&13133));
+        assert!(
+            agent("datadog-agent", "datadog/agent:7").contains(&5000),
+            "the agent's expvar port is Flask's default"
+        );
+        assert!(
+            agent("aws-otel-collector", "public.ecr.aws/aws-observability/aws-otel-collector:v0.40.0").contains(&13133)
+        );
         assert!(agent("otel", "otel/opentelemetry-collector-contrib:0.98.0").contains(&4318));
         assert_eq!(agent("xray-daemon", "amazon/aws-xray-daemon"), vec![2000]);
         assert!(agent("cwagent", "public.ecr.aws/cloudwatch-agent/cloudwatch-agent:latest").contains(&25888));
-        assert!(agent("envoy", "840364872350.dkr.ecr.us-west-2.amazonaws.com/aws-appmesh-envoy:v1.27.3.0-prod").contains(&15000));
+        assert!(
+            agent("envoy", "840364872350.dkr.ecr.us-west-2.amazonaws.com/aws-appmesh-envoy:v1.27.3.0-prod")
+                .contains(&15000)
+        );
         assert!(agent("agent", "grafana/agent:v0.40.0").contains(&12345));
         assert_eq!(agent("cache", "redis:7-alpine"), vec![6379]);
     }
 
     #[test]
     fn proxies_ecs_and_the_rest() {
-        for image in ["nginx:1.25", "nginxinc/nginx-unprivileged", "public.ecr.aws/nginx/nginx:stable", "caddy:2", "envoyproxy/envoy:v1.29", "traefik:v3", "haproxy:2.9", "httpd:2.4", "123456789012.dkr.ecr.eu-west-1.amazonaws.com/shop-nginx:latest"] {
+        for image in [
+            "nginx:1.25",
+            "nginxinc/nginx-unprivileged",
+            "public.ecr.aws/nginx/nginx:stable",
+            "caddy:2",
+            "envoyproxy/envoy:v1.29",
+            "traefik:v3",
+            "haproxy:2.9",
+            "httpd:2.4",
+            "123456789012.dkr.ecr.eu-west-1.amazonaws.com/shop-nginx:latest",
+        ] {
             let n = classify("proxy", image, "NORMAL");
-            assert!(matches!(n, Neighbour::Proxy { .. }) && n.ports().is_none() && n.serves().contains(&80), "{image}: {n:?}");
+            assert!(
+                matches!(n, Neighbour::Proxy { .. }) && n.ports().is_none() && n.serves().contains(&80),
+                "{image}: {n:?}"
+            );
         }
         assert_eq!(classify("~internal~ecs~pause", "amazon/amazon-ecs-pause:0.1.0", "CNI_PAUSE"), Neighbour::Ecs);
         assert_eq!(classify("x", "", "NAMESPACE_PAUSE"), Neighbour::Ecs);
-        assert_eq!(classify("ecs-service-connect-7f3a", "ecs-service-connect-agent:interface-v1", "NORMAL"), Neighbour::Ecs);
+        assert_eq!(
+            classify("ecs-service-connect-7f3a", "ecs-service-connect-agent:interface-v1", "NORMAL"),
+            Neighbour::Ecs
+        );
         let other = classify("worker", "123456789012.dkr.ecr.eu-west-1.amazonaws.com/worker:v3", "NORMAL");
         assert!(matches!(other, Neighbour::Unknown { .. }) && other.ports().is_none());
         assert!(other.describe().starts_with("worker (worker)"), "{}", other.describe());

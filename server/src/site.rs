@@ -212,9 +212,26 @@ mod tests {
     #[test]
     fn escapes_are_refused() {
         for bad in [
-            "", "index.html", "/..", "/../etc/passwd", "/a/../../b", "/./index.html", "/%2e%2e/x", "/%2E%2e%2fx",
-            "/..%2findex.html", "/a%2f..%2f..%2fetc", "/a%2fb.html", "/%2fetc%2fpasswd", "/..\\x", "/%5c..%5cx", "/a%00.html", "/%", "/%zz", "/%c0%ae%c0%ae/",
-            "//etc/passwd", "/a//b",
+            "",
+            "index.html",
+            "/..",
+            "/../etc/passwd",
+            "/a/../../b",
+            "/./index.html",
+            "/%2e%2e/x",
+            "/%2E%2e%2fx",
+            "/..%2findex.html",
+            "/a%2f..%2f..%2fetc",
+            "/a%2fb.html",
+            "/%2fetc%2fpasswd",
+            "/..\\x",
+            "/%5c..%5cx",
+            "/a%00.html",
+            "/%",
+            "/%zz",
+            "/%c0%ae%c0%ae/",
+            "//etc/passwd",
+            "/a//b",
         ] {
             assert_eq!(normalise(bad), Err(Miss::BadPath), "{bad:?}");
         }
@@ -274,8 +291,16 @@ mod tests {
         let site = Site::load(&root).unwrap();
         let body = |path: &str| String::from_utf8(site.resolve_leniently(path).body.to_vec()).unwrap();
         for (path, expected) in [
-            ("/healthcheck", "ok"), ("/healthcheck.html", "ok"), ("/docs", "docs"), ("/docs/", "docs"), ("/", "index"),
-            ("/health", "index"), ("/../secret.txt", "index"), ("/%2e%2e/secret.txt", "index"), ("", "index"), ("/%", "index"),
+            ("/healthcheck", "ok"),
+            ("/healthcheck.html", "ok"),
+            ("/docs", "docs"),
+            ("/docs/", "docs"),
+            ("/", "index"),
+            ("/health", "index"),
+            ("/../secret.txt", "index"),
+            ("/%2e%2e/secret.txt", "index"),
+            ("", "index"),
+            ("/%", "index"),
         ] {
             assert_eq!(body(path), expected, "{path:?}");
         }
@@ -285,7 +310,10 @@ mod tests {
         assert_eq!(Site::load(&root).unwrap().resolve_leniently("/x").body.as_ref(), b"ok");
         fs::remove_file(root.join("healthcheck.html")).unwrap();
         let site = Site::load(&root).unwrap();
-        assert_eq!((site.resolve_leniently("/x").body.as_ref(), site.resolve_leniently("/x").content_type), (&b"placeholder\n"[..], "text/plain; charset=utf-8"));
+        assert_eq!(
+            (site.resolve_leniently("/x").body.as_ref(), site.resolve_leniently("/x").content_type),
+            (&b"placeholder\n"[..], "text/plain; charset=utf-8")
+        );
     }
 
     #[test]

@@ -184,7 +184,17 @@ impl<'a> Wire<'a> {
             Next::Rest => None,
         };
         closing.store(budget.is_none(), Ordering::Relaxed);
-        Wire { stream, entry, budget, budget_spent: false, closing, pending_head: Vec::new(), grace: None, waiting: false, drained: false }
+        Wire {
+            stream,
+            entry,
+            budget,
+            budget_spent: false,
+            closing,
+            pending_head: Vec::new(),
+            grace: None,
+            waiting: false,
+            drained: false,
+        }
     }
 }
 
@@ -373,7 +383,11 @@ impl AsyncWrite for Wire<'_> {
         result
     }
 
-    fn poll_write_vectored(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
         let result = Pin::new(&mut *self.stream).poll_write_vectored(cx, data);
         if let Poll::Ready(Ok(n)) = result {
             self.entry.wrote(n);

@@ -57,7 +57,11 @@ impl Bed {
         assert!(took < Duration::from_secs(10), "{script:?} took {took:?}");
         let code = output.status.code().unwrap_or_else(|| panic!("{script:?} died of a signal: {output:?}"));
         assert!(code == 0 || code == 1, "{script:?} exited {code}: never 2, nor anything but 0 or 1");
-        (code, String::from_utf8_lossy(&output.stdout).into_owned(), String::from_utf8_lossy(&output.stderr).into_owned())
+        (
+            code,
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
     }
 }
 
@@ -154,7 +158,10 @@ fn what_it_cannot_run_is_answered_by_its_own_health() {
         let (code, _, stderr) = bed.sh(script);
         assert_eq!(code, 0, "{script:?}: {stderr}");
         assert!(stderr.contains(says), "{script:?}: {stderr:?}");
-        assert!(stderr.contains("checked the placeholder's own health instead: healthy (127.0.0.1:"), "{script:?}: {stderr:?}");
+        assert!(
+            stderr.contains("checked the placeholder's own health instead: healthy (127.0.0.1:"),
+            "{script:?}: {stderr:?}"
+        );
         assert!(stderr.lines().count() <= 2, "{script:?}: {stderr:?}");
     }
 }
@@ -168,12 +175,54 @@ fn malformed_huge_and_hostile_scripts_end_quickly_with_0_or_1() {
     let deep_parens = format!("{}true{}", "(".repeat(10_000), ")".repeat(10_000));
     let many_checks = "curl -sf localhost:$CLOSED/x || ".repeat(200) + "exit 1";
     for script in [
-        "", " ", "\n\n", ";", "&&", "||", "|", "&", ";;", "exit", "exit 1 2", "'", "\"", "\\", "$", "${", "${}", "$(", "`",
-        "$((1+1))", "echo \\0 \u{1} \u{7f} é 𝄞", "echo $'\\x41'", ">", "2>", "<<EOF", ">&", "curl", "curl -f", "wget",
-        "curl --", "curl -o", "curl -m 0 localhost:$PORT", "curl -m 1e400 localhost:$PORT", "curl http://[::1",
-        "curl http://localhost:99999/", "curl 'http://localhost:$PORT/a b'", "wget -O", "wget --header",
-        "curl -H \"$(printf '\\r\\n')\" localhost", "exec", "exec curl -f localhost:$PORT", "exit -1", "exit 99999999999",
-        &many, &long_echo, &deep_params, &deep_parens, &many_checks,
+        "",
+        " ",
+        "\n\n",
+        ";",
+        "&&",
+        "||",
+        "|",
+        "&",
+        ";;",
+        "exit",
+        "exit 1 2",
+        "'",
+        "\"",
+        "\\",
+        "$",
+        "${",
+        "${}",
+        "$(",
+        "`",
+        "$((1+1))",
+        "echo \\0 \u{1} \u{7f} é 𝄞",
+        "echo $'\\x41'",
+        ">",
+        "2>",
+        "<<EOF",
+        ">&",
+        "curl",
+        "curl -f",
+        "wget",
+        "curl --",
+        "curl -o",
+        "curl -m 0 localhost:$PORT",
+        "curl -m 1e400 localhost:$PORT",
+        "curl http://[::1",
+        "curl http://localhost:99999/",
+        "curl 'http://localhost:$PORT/a b'",
+        "wget -O",
+        "wget --header",
+        "curl -H \"$(printf '\\r\\n')\" localhost",
+        "exec",
+        "exec curl -f localhost:$PORT",
+        "exit -1",
+        "exit 99999999999",
+        &many,
+        &long_echo,
+        &deep_params,
+        &deep_parens,
+        &many_checks,
     ] {
         let (_, stdout, stderr) = bed.sh(script);
         assert!(stdout.len() <= 4096 && stderr.len() <= 8192, "{:.40}: output too long", script);
@@ -260,7 +309,8 @@ fn a_check_against_a_server_that_never_answers_times_out() {
         thread::sleep(Duration::from_secs(4));
         drop(held);
     });
-    for script in [format!("curl -sf -m 1 http://localhost:{port}/"), format!("wget -q -T 1 http://localhost:{port}/")] {
+    for script in [format!("curl -sf -m 1 http://localhost:{port}/"), format!("wget -q -T 1 http://localhost:{port}/")]
+    {
         let started = Instant::now();
         let (code, _, _) = bed.sh(&script);
         assert_eq!(code, 1, "{script}");

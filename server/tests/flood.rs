@@ -76,7 +76,8 @@ fn checking(stop: &Arc<AtomicBool>, check: impl Fn() -> Check + Send + 'static) 
 /// `server --probe`, as ECS runs it in the container: the whole process, timed.
 fn probe_check(binary: &Path, port: u16) -> Check {
     let started = Instant::now();
-    let output = Command::new(binary).args(["--probe", "--port", &port.to_string()]).output().map_err(|e| e.to_string())?;
+    let output =
+        Command::new(binary).args(["--probe", "--port", &port.to_string()]).output().map_err(|e| e.to_string())?;
     let took = started.elapsed();
     if output.status.success() { Ok(took) } else { Err(String::from_utf8_lossy(&output.stderr).trim().to_owned()) }
 }
@@ -88,7 +89,11 @@ fn get_check(addr: SocketAddr) -> Check {
     let timeout = Duration::from_secs(2);
     let mut stream = TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("connect: {e}"))?;
     stream.set_read_timeout(Some(timeout)).unwrap();
-    stream.write_all(b"GET / HTTP/1.1\r\nHost: 10.0.0.1\r\nUser-Agent: ELB-HealthChecker/2.0\r\nConnection: close\r\n\r\n").map_err(|e| format!("send: {e}"))?;
+    stream
+        .write_all(
+            b"GET / HTTP/1.1\r\nHost: 10.0.0.1\r\nUser-Agent: ELB-HealthChecker/2.0\r\nConnection: close\r\n\r\n",
+        )
+        .map_err(|e| format!("send: {e}"))?;
     let mut reply = Vec::new();
     stream.read_to_end(&mut reply).map_err(|e| format!("read after {:?}: {e}", started.elapsed()))?;
     match parse(&reply) {
@@ -113,7 +118,9 @@ fn survives(mode: &[&str]) -> Vec<String> {
     let mut args: Vec<String> = mode.iter().map(|a| a.to_string()).collect();
     // It ends on its own when the attack's time is up (or when all its connections are closed).
     let seconds = ATTACK.as_secs();
-    for (flag, value) in [("-c", FLOOD.to_string()), ("-r", "1000".into()), ("-l", seconds.to_string()), ("-p", "2".into()), ("-u", url)] {
+    for (flag, value) in
+        [("-c", FLOOD.to_string()), ("-r", "1000".into()), ("-l", seconds.to_string()), ("-p", "2".into()), ("-u", url)]
+    {
         args.extend([flag.to_owned(), value]);
     }
     let opens_before = passive_opens();
@@ -147,7 +154,8 @@ fn survives(mode: &[&str]) -> Vec<String> {
 
     let fds_after = fds_return_to(pid, idle_fds, Duration::from_secs(10));
     let kib_after = resident_kib(pid);
-    let shedding: Vec<String> = server.error_lines(Duration::from_millis(300)).into_iter().filter(|l| l.starts_with("shedding:")).collect();
+    let shedding: Vec<String> =
+        server.error_lines(Duration::from_millis(300)).into_iter().filter(|l| l.starts_with("shedding:")).collect();
     let slowest = |checks: &[Check]| checks.iter().filter_map(|c| c.as_ref().ok()).max().copied().unwrap_or_default();
     let failed = |checks: &[Check]| checks.iter().filter_map(|c| c.as_ref().err()).cloned().collect::<Vec<_>>();
     eprintln!(
@@ -160,8 +168,18 @@ fn survives(mode: &[&str]) -> Vec<String> {
     );
 
     assert!(opened >= FLOOD * 9 / 10, "{mode:?}: slowhttptest opened only {opened} connections");
-    assert!(probes.len() >= 40 && gets.len() >= 40, "{mode:?}: too few checks ({} probes, {} GETs)", probes.len(), gets.len());
-    assert!(failed(&probes).is_empty() && failed(&gets).is_empty(), "{mode:?}: failed checks: {:?} {:?}", failed(&probes), failed(&gets));
+    assert!(
+        probes.len() >= 40 && gets.len() >= 40,
+        "{mode:?}: too few checks ({} probes, {} GETs)",
+        probes.len(),
+        gets.len()
+    );
+    assert!(
+        failed(&probes).is_empty() && failed(&gets).is_empty(),
+        "{mode:?}: failed checks: {:?} {:?}",
+        failed(&probes),
+        failed(&gets)
+    );
     assert!(slowest(&probes) < SLOWEST_CHECK, "{mode:?}: the slowest probe took {:?}", slowest(&probes));
     assert!(slowest(&gets) < SLOWEST_CHECK, "{mode:?}: the slowest GET took {:?}", slowest(&gets));
     assert!(peak_kib < MEMORY_BOUND_KIB, "{mode:?}: resident memory reached {peak_kib} KiB");
@@ -176,7 +194,10 @@ fn survives(mode: &[&str]) -> Vec<String> {
 #[test]
 fn slowloris_beyond_the_cap() {
     let shedding = survives(&["-H", "-i", "5", "-x", "24"]);
-    assert!(shedding.iter().any(|l| !l.contains("(0 slow request heads")), "slow heads were never evicted: {shedding:?}");
+    assert!(
+        shedding.iter().any(|l| !l.contains("(0 slow request heads")),
+        "slow heads were never evicted: {shedding:?}"
+    );
 }
 
 #[test]
@@ -207,7 +228,11 @@ fn raise_open_files() {
         limit.rlim_cur = limit.rlim_max;
         assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &limit), 0);
     }
-    assert!(limit.rlim_cur >= 10_500, "the open-file hard limit ({}) is too low for 10,000 connections", limit.rlim_cur);
+    assert!(
+        limit.rlim_cur >= 10_500,
+        "the open-file hard limit ({}) is too low for 10,000 connections",
+        limit.rlim_cur
+    );
 }
 
 #[test]
@@ -238,7 +263,10 @@ fn ten_thousand_open_connections_stay_under_16_mib() {
     let (kib, fds) = (resident_kib(pid), open_fds(pid));
     let per_connection = (kib - idle_kib) as f64 / (fds - idle_fds) as f64;
     let check = get_check(addr);
-    eprintln!("{} connections open: {kib} KiB resident ({idle_kib} idle), {per_connection:.2} KiB each; health check {check:?}", fds - idle_fds);
+    eprintln!(
+        "{} connections open: {kib} KiB resident ({idle_kib} idle), {per_connection:.2} KiB each; health check {check:?}",
+        fds - idle_fds
+    );
     assert!(fds >= idle_fds + 9_990, "the server holds only {} connections", fds - idle_fds);
     assert!(kib < MEMORY_BOUND_KIB, "10,000 connections took {kib} KiB");
     let took = check.expect("a health check with 10,000 connections open");

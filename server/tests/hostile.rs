@@ -41,10 +41,16 @@ fn malformed_requests_get_4xx_or_a_closed_connection() {
         ("header with NUL", b"GET / HTTP/1.1\r\nHost: x\r\nX: a\x00b\r\n\r\n".to_vec()),
         ("obsolete folding", b"GET / HTTP/1.1\r\nHost: x\r\nX: a\r\n b\r\n\r\n".to_vec()),
         ("bare LF", b"GET / HTTP/1.1\nHost: x\n\n".to_vec()),
-        ("conflicting lengths", b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab".to_vec()),
+        (
+            "conflicting lengths",
+            b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab".to_vec(),
+        ),
         ("bad chunking", b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n".to_vec()),
         ("CONNECT", b"CONNECT 127.0.0.1:22 HTTP/1.1\r\nHost: 127.0.0.1:22\r\n\r\n".to_vec()),
-        ("absolute-form", b"GET http://evil.example/index.html HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n".to_vec()),
+        (
+            "absolute-form",
+            b"GET http://evil.example/index.html HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n".to_vec(),
+        ),
     ];
     for (name, request) in cases {
         let reply = raw(server.addr(), &request);
@@ -209,7 +215,8 @@ fn slowloris_and_connection_churn_do_not_starve_health_checks_or_leak() {
             thread::spawn(move || {
                 for i in 0..5_000 {
                     if let Ok(stream) = TcpStream::connect(addr) {
-                        let _ = (&stream).write_all(b"GET /healthcheck.html HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+                        let _ = (&stream)
+                            .write_all(b"GET /healthcheck.html HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
                         if (i + t) % 2 == 0 {
                             reset(stream);
                         } else {

@@ -60,7 +60,8 @@ fn other_methods_get_405_with_allow() {
     for method in ["POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "BREW"] {
         let reply = send(
             server.addr(),
-            format!("{method} /index.html HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").as_bytes(),
+            format!("{method} /index.html HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
         );
         assert_eq!(reply.status, 405, "{method}");
         assert_eq!(reply.header("allow"), Some("GET, HEAD"), "{method}");
@@ -70,7 +71,10 @@ fn other_methods_get_405_with_allow() {
 #[test]
 fn unknown_paths_get_404_when_strict() {
     let fixture = Fixture::new();
-    for strict in [Server::start_with(&fixture.root(), &["--strict"], &[]), Server::start_with(&fixture.root(), &[], &[("PLACEHOLDER_STRICT", "1")])] {
+    for strict in [
+        Server::start_with(&fixture.root(), &["--strict"], &[]),
+        Server::start_with(&fixture.root(), &[], &[("PLACEHOLDER_STRICT", "1")]),
+    ] {
         for path in ["/nope.html", "/docs", "/index.html/", "/INDEX.HTML", "/secret.txt", "/healthcheck"] {
             assert_eq!(get(strict.addr(), path).status, 404, "{path}");
         }
@@ -130,7 +134,8 @@ fn nothing_outside_the_root_is_ever_served() {
     let fixture = Fixture::new();
     let server = Server::start_with(&fixture.root(), &["--strict"], &[]);
     for target in ESCAPES {
-        let reply = send(server.addr(), format!("GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes());
+        let reply =
+            send(server.addr(), format!("GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes());
         assert!(matches!(reply.status, 400 | 404), "{target} answered {}", reply.status);
         assert!(!reply.text().contains(SECRET), "{target} leaked the secret");
     }
@@ -147,7 +152,12 @@ fn nothing_outside_the_root_is_ever_served() {
         // hyper may refuse some forms by closing the connection; anything it answers must be 4xx.
         if !bytes.is_empty() {
             let reply = parse(&bytes).unwrap_or_else(|| panic!("garbage reply {text:?}"));
-            assert!(matches!(reply.status, 400 | 404 | 405), "{:?} answered {}", String::from_utf8_lossy(request), reply.status);
+            assert!(
+                matches!(reply.status, 400 | 404 | 405),
+                "{:?} answered {}",
+                String::from_utf8_lossy(request),
+                reply.status
+            );
         }
         assert!(!text.contains(SECRET) && !text.contains("root:"), "leak for {:?}", String::from_utf8_lossy(request));
     }
@@ -158,14 +168,18 @@ fn escapes_get_the_index_page_by_default_and_never_the_secret() {
     let fixture = Fixture::new();
     let server = Server::start(&fixture.root());
     for target in ESCAPES {
-        let reply = send(server.addr(), format!("GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes());
+        let reply =
+            send(server.addr(), format!("GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes());
         assert_eq!(reply.status, 200, "{target}");
         assert!(!reply.text().contains(SECRET), "{target} leaked the secret");
         assert_eq!(reply.text(), "<h1>index</h1>\n", "{target}");
     }
     for (request, status) in [
         // hyper itself refuses a target without an authority, such as file:///.
-        (&b"GET http://127.0.0.1/../secret.txt HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"[..], &[200][..]),
+        (
+            &b"GET http://127.0.0.1/../secret.txt HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"[..],
+            &[200][..],
+        ),
         (b"GET file:///etc/passwd HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", &[200, 400]),
         (b"CONNECT 127.0.0.1:22 HTTP/1.1\r\nHost: 127.0.0.1:22\r\n\r\n", &[405]),
         (b"OPTIONS * HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", &[405]),
@@ -357,10 +371,14 @@ fn start_up_errors_are_one_clear_line() {
     // Every port it would listen on is taken: one line naming them all.
     let busy2 = std::net::TcpListener::bind("[::]:0").unwrap();
     let port2 = busy2.local_addr().unwrap().port().to_string();
-    let (code, err) = start_up_failure(&["--root", root], &[("PORT", &port), ("PLACEHOLDER_PORTS", &format!("{port2},{port}"))]);
+    let (code, err) =
+        start_up_failure(&["--root", root], &[("PORT", &port), ("PLACEHOLDER_PORTS", &format!("{port2},{port}"))]);
     assert_eq!(code, 1);
     assert!(err.starts_with("server: cannot listen on any port:") && err.lines().count() == 1, "{err}");
-    assert!(err.contains(&format!("port {port} is already in use")) && err.contains(&format!("port {port2} is")), "{err}");
+    assert!(
+        err.contains(&format!("port {port} is already in use")) && err.contains(&format!("port {port2} is")),
+        "{err}"
+    );
 }
 
 #[test]
@@ -419,13 +437,19 @@ fn placeholder_status_goes_to_the_load_balancers_checks_only() {
     assert_eq!((browser.status, browser.text().as_str()), (200, "<h1>index</h1>\n"));
 
     let server = Server::start_with(&fixture.root(), &[], &[("PLACEHOLDER_STATUS", "401")]);
-    let reply = send(server.addr(), b"GET /health HTTP/1.1\r\nHost: x\r\nUser-Agent: ELB-HealthChecker/2.0\r\nConnection: close\r\n\r\n");
+    let reply = send(
+        server.addr(),
+        b"GET /health HTTP/1.1\r\nHost: x\r\nUser-Agent: ELB-HealthChecker/2.0\r\nConnection: close\r\n\r\n",
+    );
     assert_eq!((reply.status, reply.header("location")), (401, None));
 
     let server = Server::start_with(&fixture.root(), &[], &[("PLACEHOLDER_STATUS", "teapot")]);
     let errors = server.error_lines(Duration::from_millis(300)).join("\n");
     assert!(errors.contains("ignoring PLACEHOLDER_STATUS=\"teapot\""), "{errors}");
-    let reply = send(server.addr(), b"GET / HTTP/1.1\r\nHost: x\r\nUser-Agent: ELB-HealthChecker/2.0\r\nConnection: close\r\n\r\n");
+    let reply = send(
+        server.addr(),
+        b"GET / HTTP/1.1\r\nHost: x\r\nUser-Agent: ELB-HealthChecker/2.0\r\nConnection: close\r\n\r\n",
+    );
     assert_eq!(reply.status, 200);
 }
 
@@ -435,11 +459,19 @@ fn it_says_it_is_a_placeholder_in_every_answer_and_in_its_log() {
     let server = Server::start_with(&fixture.root(), &[], &[("PLACEHOLDER_NOTICE_SECONDS", "1")]);
     for path in ["/", "/healthcheck.html", "/missing/path"] {
         let reply = get(server.addr(), path);
-        assert_eq!(reply.header("x-placeholder"), Some("ecs-minimal-container: the real image has not been deployed"), "{path}");
+        assert_eq!(
+            reply.header("x-placeholder"),
+            Some("ecs-minimal-container: the real image has not been deployed"),
+            "{path}"
+        );
     }
     // At start, and again while it serves (every second here; every 15 minutes by default).
     let first = server.next_notice(Duration::from_secs(5)).expect("a notice at start");
-    assert!(first.starts_with("placeholder for this container since 20") && first.ends_with("Z: the real image has not been deployed"), "{first}");
+    assert!(
+        first.starts_with("placeholder for this container since 20")
+            && first.ends_with("Z: the real image has not been deployed"),
+        "{first}"
+    );
     let again = server.next_notice(Duration::from_secs(5)).expect("the notice again");
     assert_eq!(again, first);
 }

@@ -7,8 +7,8 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -34,9 +34,17 @@ impl Metadata {
                 let mut reader = BufReader::new(stream.try_clone().unwrap());
                 while reader.read_line(&mut head).is_ok_and(|n| n > 2) && !head.ends_with("\r\n\r\n") {}
                 let path = head.split(' ').nth(1).unwrap_or("").to_owned();
-                let n = if path == "/v4/test" { counter.fetch_add(1, Ordering::SeqCst) } else { counter.load(Ordering::SeqCst) };
+                let n = if path == "/v4/test" {
+                    counter.fetch_add(1, Ordering::SeqCst)
+                } else {
+                    counter.load(Ordering::SeqCst)
+                };
                 let (status, body) = answer(&path, n);
-                let _ = write!(stream, "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
             }
         });
         Metadata { uri, container_requests }
@@ -44,8 +52,12 @@ impl Metadata {
 }
 
 fn container(ports: &[u16], network_mode: &str) -> String {
-    let ports: Vec<String> = ports.iter().map(|p| format!(r#"{{"ContainerPort":{p},"Protocol":"tcp","HostPort":{p}}}"#)).collect();
-    format!(r#"{{"DockerId":"abc","Name":"web","Ports":[{}],"Networks":[{{"NetworkMode":"{network_mode}"}}]}}"#, ports.join(","))
+    let ports: Vec<String> =
+        ports.iter().map(|p| format!(r#"{{"ContainerPort":{p},"Protocol":"tcp","HostPort":{p}}}"#)).collect();
+    format!(
+        r#"{{"DockerId":"abc","Name":"web","Ports":[{}],"Networks":[{{"NetworkMode":"{network_mode}"}}]}}"#,
+        ports.join(",")
+    )
 }
 
 fn serve(env: &[(&str, &str)]) -> (Server, Fixture) {
@@ -57,7 +69,8 @@ fn serve(env: &[(&str, &str)]) -> (Server, Fixture) {
 }
 
 fn answers(port: u16) -> bool {
-    std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() && get(([127, 0, 0, 1], port).into(), "/health").status == 200
+    std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        && get(([127, 0, 0, 1], port).into(), "/health").status == 200
 }
 
 #[test]
@@ -82,7 +95,10 @@ fn a_busy_port_is_skipped_in_one_line() {
     assert_eq!(server.port, free);
     assert!(answers(free));
     let errors = server.error_lines(Duration::from_millis(300));
-    assert_eq!(errors, vec![format!("server: skipped: port {busy_port} is already in use: stop the other server or set PORT")]);
+    assert_eq!(
+        errors,
+        vec![format!("server: skipped: port {busy_port} is already in use: stop the other server or set PORT")]
+    );
 }
 
 #[test]
@@ -93,7 +109,10 @@ fn metadata_ports_replace_the_fallback() {
         serve(&[("ECS_CONTAINER_METADATA_URI_V4", &metadata.uri), ("PLACEHOLDER_PORTS", &fallback.to_string())]);
     assert_eq!(server.port, mine);
     assert!(answers(mine));
-    assert!(std::net::TcpStream::connect(("127.0.0.1", fallback)).is_err(), "the fallback port must stay free for sidecars");
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", fallback)).is_err(),
+        "the fallback port must stay free for sidecars"
+    );
 }
 
 #[test]
@@ -119,7 +138,10 @@ fn ports_are_found_in_the_task_document_by_docker_id() {
     let metadata = Metadata::serve(move |path, _| match path {
         "/v4/test/task" => (
             200,
-            format!(r#"{{"Containers":[{{"DockerId":"other","Name":"web","Ports":[{{"ContainerPort":1}}]}},{}]}}"#, container(&[mine], "bridge")),
+            format!(
+                r#"{{"Containers":[{{"DockerId":"other","Name":"web","Ports":[{{"ContainerPort":1}}]}},{}]}}"#,
+                container(&[mine], "bridge")
+            ),
         ),
         _ => (200, container(&[], "bridge")),
     });
@@ -140,7 +162,10 @@ fn awsvpc_metadata_without_ports_falls_back_at_once() {
     assert!(started.elapsed() < Duration::from_secs(1), "waited {:?} for ports that never come", started.elapsed());
     assert_eq!(server.port, fallback);
     let errors = server.error_lines(Duration::from_millis(200)).join("\n");
-    assert!(errors.contains("awsvpc network mode") && errors.contains(&format!("listening on {fallback} instead")), "{errors}");
+    assert!(
+        errors.contains("awsvpc network mode") && errors.contains(&format!("listening on {fallback} instead")),
+        "{errors}"
+    );
 }
 
 #[test]
@@ -150,7 +175,8 @@ fn unreachable_or_broken_metadata_falls_back_within_seconds() {
     let closed = format!("http://127.0.0.1:{}/v4/x", free_port());
     for uri in [broken.uri.as_str(), closed.as_str(), "https://example.com/v4/x"] {
         let started = Instant::now();
-        let (server, _fixture) = serve(&[("ECS_CONTAINER_METADATA_URI_V4", uri), ("PLACEHOLDER_PORTS", &fallback.to_string())]);
+        let (server, _fixture) =
+            serve(&[("ECS_CONTAINER_METADATA_URI_V4", uri), ("PLACEHOLDER_PORTS", &fallback.to_string())]);
         assert!(started.elapsed() < Duration::from_millis(3500), "{uri}: {:?}", started.elapsed());
         assert_eq!(server.port, fallback, "{uri}");
     }
@@ -172,7 +198,10 @@ fn a_stand_in_serves_as_the_main_process_and_adds_its_port_argument() {
     );
     assert!(answers(extra) && answers(fallback));
     let errors = server.error_lines(Duration::from_millis(300)).join("\n");
-    assert!(errors.contains(&format!("ignoring arguments meant for the real image: server.js --port {extra}")), "{errors}");
+    assert!(
+        errors.contains(&format!("ignoring arguments meant for the real image: server.js --port {extra}")),
+        "{errors}"
+    );
 
     // apache2 -D FOREGROUND, as the AWS reference architecture's entry point has it.
     let other = free_port();
@@ -207,11 +236,8 @@ fn a_stand_in_that_is_not_the_main_process_is_a_health_check_never_a_server() {
     assert!(said.contains("node healthcheck.js") && said.contains("unhealthy"), "{said}");
     assert!(!answers(port), "the check must not have become a server");
 
-    let server = Server::spawn(
-        BIN.as_ref(),
-        &["--port", &port.to_string()],
-        &[("DOCUMENT_ROOT", root.to_str().unwrap())],
-    );
+    let server =
+        Server::spawn(BIN.as_ref(), &["--port", &port.to_string()], &[("DOCUMENT_ROOT", root.to_str().unwrap())]);
     let healthy = check(&[("PORT", &server.port.to_string())]);
     assert_eq!(healthy.status.code(), Some(0), "{healthy:?}");
     assert!(String::from_utf8_lossy(&healthy.stderr).contains("healthy ("));
@@ -222,7 +248,9 @@ fn a_stand_in_that_is_not_the_main_process_is_a_health_check_never_a_server() {
 fn fargate(others: &[(&str, &str, &str)]) -> Metadata {
     let mut containers = vec![container(&[], "awsvpc")];
     for (name, image, kind) in others {
-        containers.push(format!(r#"{{"DockerId":"{name}-id","Name":"{name}","Image":"{image}","Type":"{kind}","KnownStatus":"PENDING"}}"#));
+        containers.push(format!(
+            r#"{{"DockerId":"{name}-id","Name":"{name}","Image":"{image}","Type":"{kind}","KnownStatus":"PENDING"}}"#
+        ));
     }
     let task = format!(r#"{{"LaunchType":"FARGATE","Containers":[{}]}}"#, containers.join(","));
     Metadata::serve(move |path, _| match path {
@@ -261,7 +289,11 @@ fn alone_in_its_task_on_fargate_it_listens_where_web_frameworks_do() {
     assert!(errors.contains("only container in its task"), "{errors}");
     // A default some other program on this machine holds is skipped and said so, never fatal.
     for port in [grpc, 3000, 8080, 8000, 5000, 8501, 7007, 80] {
-        assert!(ports.contains(&port) || errors.contains(&format!("port {port} is already in use")), "{port}: {}\n{errors}", server.first_line);
+        assert!(
+            ports.contains(&port) || errors.contains(&format!("port {port} is already in use")),
+            "{port}: {}\n{errors}",
+            server.first_line
+        );
     }
     assert!(answers(grpc));
 }
@@ -270,7 +302,8 @@ fn alone_in_its_task_on_fargate_it_listens_where_web_frameworks_do() {
 fn beside_a_log_router_it_leaves_the_log_routers_ports() {
     let _turn = DEFAULT_PORTS.lock().unwrap_or_else(|e| e.into_inner());
     let metadata = fargate(&[("log_router", "public.ecr.aws/aws-observability/aws-for-fluent-bit:stable", "NORMAL")]);
-    let (server, _fixture) = serve(&[("ECS_CONTAINER_METADATA_URI_V4", &metadata.uri), ("PLACEHOLDER_CONTROL_SOCKET", &control_socket())]);
+    let (server, _fixture) =
+        serve(&[("ECS_CONTAINER_METADATA_URI_V4", &metadata.uri), ("PLACEHOLDER_CONTROL_SOCKET", &control_socket())]);
     let ports = listening(&server.first_line);
     assert!(!ports.contains(&24224) && !ports.contains(&2020), "{}", server.first_line);
     let errors = server.error_lines(Duration::from_millis(300)).join("\n");
@@ -283,7 +316,8 @@ fn beside_a_proxy_it_takes_no_port_until_its_health_check_names_one() {
     let names = Names::new();
     let metadata = fargate(&[("proxy", "nginx:1.25", "NORMAL"), ("log_router", "amazon/aws-for-fluent-bit", "NORMAL")]);
     let socket = control_socket();
-    let (server, _fixture) = serve(&[("ECS_CONTAINER_METADATA_URI_V4", &metadata.uri), ("PLACEHOLDER_CONTROL_SOCKET", &socket)]);
+    let (server, _fixture) =
+        serve(&[("ECS_CONTAINER_METADATA_URI_V4", &metadata.uri), ("PLACEHOLDER_CONTROL_SOCKET", &socket)]);
     assert!(server.first_line.contains("listening on no port yet"), "{}", server.first_line);
     let errors = server.error_lines(Duration::from_millis(300));
     assert_eq!(errors.len(), 1, "one line says why: {errors:?}");
@@ -298,7 +332,10 @@ fn beside_a_proxy_it_takes_no_port_until_its_health_check_names_one() {
         .output()
         .unwrap();
     assert_eq!(check.status.code(), Some(0), "{check:?}");
-    assert_eq!(server.next_line(Duration::from_secs(2)).as_deref(), Some(format!("also listening on [::]:{port} (its health check names it)").as_str()));
+    assert_eq!(
+        server.next_line(Duration::from_secs(2)).as_deref(),
+        Some(format!("also listening on [::]:{port} (its health check names it)").as_str())
+    );
     // From now on the load balancer's check on that port passes too.
     assert_eq!(get(([127, 0, 0, 1], port).into(), "/health").status, 200);
 
@@ -309,9 +346,13 @@ fn beside_a_proxy_it_takes_no_port_until_its_health_check_names_one() {
         ("sh", vec!["-c".to_owned(), format!("nc -z localhost {}", free_port())]),
     ] {
         let path = if program == "server" { std::path::PathBuf::from(BIN) } else { names.path(program) };
-        let output = Command::new(path).args(&args).env_clear().env("PLACEHOLDER_CONTROL_SOCKET", &socket).output().unwrap();
+        let output =
+            Command::new(path).args(&args).env_clear().env("PLACEHOLDER_CONTROL_SOCKET", &socket).output().unwrap();
         assert_eq!(output.status.code(), Some(0), "{program} {args:?}: {output:?}");
-        assert!(server.next_line(Duration::from_secs(2)).is_some_and(|l| l.starts_with("also listening on")), "{program}");
+        assert!(
+            server.next_line(Duration::from_secs(2)).is_some_and(|l| l.starts_with("also listening on")),
+            "{program}"
+        );
     }
 }
 
@@ -390,9 +431,16 @@ fn ports_baked_for_containers_by_name_are_each_containers_own() {
 /// Fargate metadata for container `name` of a task whose containers all run image `sha256:same`
 /// (placeholders for each of the task's services, before the pipeline has built any).
 fn placeholders_task(name: &str, all: &[&str]) -> Metadata {
-    let document = |n: &str| format!(r#"{{"DockerId":"{n}-id","Name":"{n}","Image":"1.dkr.ecr.eu-west-1.amazonaws.com/{n}:latest","ImageID":"sha256:same","Type":"NORMAL","Networks":[{{"NetworkMode":"awsvpc"}}]}}"#);
+    let document = |n: &str| {
+        format!(
+            r#"{{"DockerId":"{n}-id","Name":"{n}","Image":"1.dkr.ecr.eu-west-1.amazonaws.com/{n}:latest","ImageID":"sha256:same","Type":"NORMAL","Networks":[{{"NetworkMode":"awsvpc"}}]}}"#
+        )
+    };
     let own = document(name);
-    let task = format!(r#"{{"LaunchType":"FARGATE","Containers":[{}]}}"#, all.iter().map(|n| document(n)).collect::<Vec<_>>().join(","));
+    let task = format!(
+        r#"{{"LaunchType":"FARGATE","Containers":[{}]}}"#,
+        all.iter().map(|n| document(n)).collect::<Vec<_>>().join(",")
+    );
     Metadata::serve(move |path, _| match path {
         "/v4/test/task" => (200, task.clone()),
         _ => (200, own.clone()),
@@ -408,18 +456,36 @@ fn placeholders_of_one_task_share_the_defaults_and_each_stays_up() {
     let tasks = ["nginx", "app"];
     let nginx_metadata = placeholders_task("nginx", &tasks);
     let app_metadata = placeholders_task("app", &tasks);
-    let (nginx, _f1) = serve(&[("ECS_CONTAINER_METADATA_URI_V4", &nginx_metadata.uri), ("PLACEHOLDER_CONTROL_SOCKET", &control_socket())]);
+    let (nginx, _f1) = serve(&[
+        ("ECS_CONTAINER_METADATA_URI_V4", &nginx_metadata.uri),
+        ("PLACEHOLDER_CONTROL_SOCKET", &control_socket()),
+    ]);
     let errors = nginx.error_lines(Duration::from_millis(300)).join("\n");
-    assert!(errors.contains("beside app, another placeholder (the same image), it listens on the ports web frameworks default to"), "{errors}");
+    assert!(
+        errors.contains(
+            "beside app, another placeholder (the same image), it listens on the ports web frameworks default to"
+        ),
+        "{errors}"
+    );
     let taken = listening(&nginx.first_line);
     for port in [80, 3000, 8080] {
-        assert!(taken.contains(&port) || errors.contains(&format!("port {port} is already in use")), "{port}: {}\n{errors}", nginx.first_line);
+        assert!(
+            taken.contains(&port) || errors.contains(&format!("port {port} is already in use")),
+            "{port}: {}\n{errors}",
+            nginx.first_line
+        );
     }
-    let (mut app, _f2) = serve(&[("ECS_CONTAINER_METADATA_URI_V4", &app_metadata.uri), ("PLACEHOLDER_CONTROL_SOCKET", &control_socket())]);
+    let (mut app, _f2) = serve(&[
+        ("ECS_CONTAINER_METADATA_URI_V4", &app_metadata.uri),
+        ("PLACEHOLDER_CONTROL_SOCKET", &control_socket()),
+    ]);
     let errors = app.error_lines(Duration::from_millis(300)).join("\n");
     assert!(errors.contains("port 3000 is already in use") || !taken.contains(&3000), "{errors}");
     thread::sleep(Duration::from_millis(300));
-    assert!(app.child.try_wait().unwrap().is_none(), "the second placeholder stays up with every default held: {errors}");
+    assert!(
+        app.child.try_wait().unwrap().is_none(),
+        "the second placeholder stays up with every default held: {errors}"
+    );
     for port in taken.iter().filter(|p| [80, 3000, 8080].contains(p)) {
         assert!(answers(*port), "{port}");
     }
@@ -453,7 +519,8 @@ fn another_placeholders_mapped_port_is_left_to_it() {
         "/v4/test/task" => (200, task.clone()),
         _ => (200, worker.to_owned()),
     });
-    let (server, _fixture) = serve(&[("ECS_CONTAINER_METADATA_URI_V4", &metadata.uri), ("PLACEHOLDER_CONTROL_SOCKET", &control_socket())]);
+    let (server, _fixture) =
+        serve(&[("ECS_CONTAINER_METADATA_URI_V4", &metadata.uri), ("PLACEHOLDER_CONTROL_SOCKET", &control_socket())]);
     let ports = listening(&server.first_line);
     assert!(!ports.contains(&3000), "{}", server.first_line);
     let errors = server.error_lines(Duration::from_millis(300)).join("\n");

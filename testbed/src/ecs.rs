@@ -112,21 +112,28 @@ impl Scheduler {
         let shared = state.clone();
         let auth = crate::basic_auth(user, password);
         let proxy = HttpProxy::start(moto_port, move |request| {
-            let Some(operation) = request.header("x-amz-target").and_then(|t| t.strip_prefix(TARGET)).map(str::to_owned) else {
+            let Some(operation) =
+                request.header("x-amz-target").and_then(|t| t.strip_prefix(TARGET)).map(str::to_owned)
+            else {
                 return Verdict::Forward;
             };
             shared.lock().unwrap().operations.push(operation.clone());
             match handle(&shared, moto_port, registry_port, &auth, &operation, request) {
                 Ok(Some((status, body))) => Verdict::Respond {
                     status,
-                    headers: vec![("Content-Type".into(), "application/x-amz-json-1.1".into()), ("x-amzn-RequestId".into(), "scheduler".into())],
+                    headers: vec![
+                        ("Content-Type".into(), "application/x-amz-json-1.1".into()),
+                        ("x-amzn-RequestId".into(), "scheduler".into()),
+                    ],
                     body,
                 },
                 Ok(None) => Verdict::Forward,
                 Err(error) => Verdict::Respond {
                     status: 500,
                     headers: vec![("Content-Type".into(), "application/x-amz-json-1.1".into())],
-                    body: json!({ "__type": "ServerException", "message": format!("testbed scheduler: {error:#}") }).to_string().into_bytes(),
+                    body: json!({ "__type": "ServerException", "message": format!("testbed scheduler: {error:#}") })
+                        .to_string()
+                        .into_bytes(),
                 },
             }
         })?;
@@ -151,7 +158,9 @@ impl Scheduler {
             .tasks
             .iter()
             .filter(|t| t.stopped.is_none())
-            .flat_map(|t| t.containers.iter().filter(|(name, _, _)| name == container).map(|(_, _, digest)| digest.clone()))
+            .flat_map(|t| {
+                t.containers.iter().filter(|(name, _, _)| name == container).map(|(_, _, digest)| digest.clone())
+            })
             .collect()
     }
 }
@@ -161,7 +170,14 @@ fn now() -> f64 {
 }
 
 /// Answers `operation` itself, or `None` to pass it to moto unchanged.
-fn handle(state: &Mutex<State>, moto: u16, registry: u16, auth: &str, operation: &str, request: &mut Request) -> Result<Option<(u16, Vec<u8>)>> {
+fn handle(
+    state: &Mutex<State>,
+    moto: u16,
+    registry: u16,
+    auth: &str,
+    operation: &str,
+    request: &mut Request,
+) -> Result<Option<(u16, Vec<u8>)>> {
     let input: Value = serde_json::from_slice(&request.body).unwrap_or_default();
     match operation {
         "CreateService" | "UpdateService" | "DescribeServices" => {
@@ -171,12 +187,17 @@ fn handle(state: &Mutex<State>, moto: u16, registry: u16, auth: &str, operation:
             }
             let mut state = state.lock().unwrap();
             let State { services, next, .. } = &mut *state;
-            let list = if operation == "DescribeServices" { output["services"].as_array_mut().map(std::mem::take).unwrap_or_default() } else { vec![output["service"].take()] };
+            let list = if operation == "DescribeServices" {
+                output["services"].as_array_mut().map(std::mem::take).unwrap_or_default()
+            } else {
+                vec![output["service"].take()]
+            };
             let mut answered = Vec::new();
             for mut service in list {
                 let arn = service["serviceArn"].as_str().unwrap_or_default().to_owned();
                 if !services.contains_key(&arn) {
-                    let first = new_deployment(next, moto, request, service["taskDefinition"].as_str().unwrap_or_default())?;
+                    let first =
+                        new_deployment(next, moto, request, service["taskDefinition"].as_str().unwrap_or_default())?;
                     services.insert(arn.clone(), Service::new(&service, &input, first));
                 }
                 let known = services.get_mut(&arn).expect("inserted above");
@@ -185,7 +206,9 @@ fn handle(state: &Mutex<State>, moto: u16, registry: u16, auth: &str, operation:
                     known.configure(&input["deploymentConfiguration"]);
                     let primary = known.deployments.first().map(|d| d.task_definition.clone()).unwrap_or_default();
                     let definition = service["taskDefinition"].as_str().unwrap_or_default().to_owned();
-                    if input["forceNewDeployment"].as_bool() == Some(true) || (input["taskDefinition"].is_string() && definition != primary) {
+                    if input["forceNewDeployment"].as_bool() == Some(true)
+                        || (input["taskDefinition"].is_string() && definition != primary)
+                    {
                         let deployment = new_deployment(next, moto, request, &definition)?;
                         known.deployments.insert(0, deployment);
                     }
@@ -204,16 +227,23 @@ fn handle(state: &Mutex<State>, moto: u16, registry: u16, auth: &str, operation:
         "ListTasks" => {
             let state = state.lock().unwrap();
             let Some(name) = input["serviceName"].as_str() else { return Ok(None) };
-            let Some(service) = state.services.values().find(|s| s.name == name || s.arn == name) else { return Ok(None) };
+            let Some(service) = state.services.values().find(|s| s.name == name || s.arn == name) else {
+                return Ok(None);
+            };
             let stopped = input["desiredStatus"].as_str() == Some("STOPPED");
-            let arns: Vec<&str> = service.tasks.iter().filter(|t| t.stopped.is_some() == stopped).map(|t| t.arn.as_str()).collect();
+            let arns: Vec<&str> =
+                service.tasks.iter().filter(|t| t.stopped.is_some() == stopped).map(|t| t.arn.as_str()).collect();
             Ok(Some((200, serde_json::to_vec(&json!({ "taskArns": arns }))?)))
         }
         "DescribeTasks" => {
             let state = state.lock().unwrap();
             let wanted: Vec<&str> = input["tasks"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
-            let ours: Vec<(&Service, &Task)> =
-                state.services.values().flat_map(|s| s.tasks.iter().map(move |t| (s, t))).filter(|(_, t)| wanted.contains(&t.arn.as_str())).collect();
+            let ours: Vec<(&Service, &Task)> = state
+                .services
+                .values()
+                .flat_map(|s| s.tasks.iter().map(move |t| (s, t)))
+                .filter(|(_, t)| wanted.contains(&t.arn.as_str()))
+                .collect();
             if ours.is_empty() {
                 return Ok(None);
             }
@@ -348,7 +378,12 @@ impl Service {
                 arn: format!("{}/{:032x}", self.cluster.replace(":cluster/", ":task/"), *next),
                 deployment: deployment.id.clone(),
                 task_definition: deployment.task_definition.clone(),
-                containers: deployment.containers.iter().zip(&digests).map(|(c, d)| (c.name.clone(), c.image.clone(), d.clone())).collect(),
+                containers: deployment
+                    .containers
+                    .iter()
+                    .zip(&digests)
+                    .map(|(c, d)| (c.name.clone(), c.image.clone(), d.clone()))
+                    .collect(),
                 stopped: None,
                 started: now(),
                 failed: None,
@@ -356,7 +391,8 @@ impl Service {
         }
         deployment.rollout = "COMPLETED";
         deployment.reason = format!("ECS deployment {} completed.", deployment.id);
-        self.events.push((now(), format!("(service {}) (deployment {}) deployment completed.", self.name, deployment.id)));
+        self.events
+            .push((now(), format!("(service {}) (deployment {}) deployment completed.", self.name, deployment.id)));
         self.events.push((now(), format!("(service {}) has reached a steady state.", self.name)));
         self.deployments = vec![deployment];
     }
@@ -380,7 +416,14 @@ impl Service {
             let oldest = self.tasks.iter().position(|t| t.stopped.is_some()).unwrap_or(0);
             self.tasks.remove(oldest);
         }
-        self.events.push((now(), format!("(service {}) has started 1 tasks: (task {}).", self.name, self.tasks.last().map(|t| t.arn.as_str()).unwrap_or_default())));
+        self.events.push((
+            now(),
+            format!(
+                "(service {}) has started 1 tasks: (task {}).",
+                self.name,
+                self.tasks.last().map(|t| t.arn.as_str()).unwrap_or_default()
+            ),
+        ));
     }
 
     /// After a failed task: the circuit breaker fails the deployment once enough have failed, and
@@ -390,7 +433,13 @@ impl Service {
         if self.circuit_breaker && deployment.failed_tasks >= threshold {
             deployment.rollout = "FAILED";
             deployment.reason = "ECS deployment circuit breaker: tasks failed to start.".to_owned();
-            self.events.push((now(), format!("(service {}) (deployment {}) deployment failed: tasks failed to start.", self.name, deployment.id)));
+            self.events.push((
+                now(),
+                format!(
+                    "(service {}) (deployment {}) deployment failed: tasks failed to start.",
+                    self.name, deployment.id
+                ),
+            ));
             let earlier = self.deployments.iter().skip(1).find(|d| d.rollout == "COMPLETED").cloned();
             if let (true, Some(earlier)) = (self.rollback, earlier) {
                 let mut back = earlier.clone();
@@ -400,7 +449,8 @@ impl Service {
                 back.created = now();
                 back.last_try = None;
                 back.rolls_back = Some(earlier.id.clone());
-                self.events.push((now(), format!("(service {}) rolling back to deployment {}.", self.name, earlier.id)));
+                self.events
+                    .push((now(), format!("(service {}) rolling back to deployment {}.", self.name, earlier.id)));
                 self.deployments = vec![back, earlier];
                 return;
             }
@@ -434,7 +484,13 @@ impl Service {
         }
         service["deployments"] = Value::Array(deployments);
         service["events"] = Value::Array(
-            self.events.iter().rev().take(100).enumerate().map(|(n, (at, message))| json!({ "id": format!("event-{n}"), "createdAt": at, "message": message })).collect(),
+            self.events
+                .iter()
+                .rev()
+                .take(100)
+                .enumerate()
+                .map(|(n, (at, message))| json!({ "id": format!("event-{n}"), "createdAt": at, "message": message }))
+                .collect(),
         );
     }
 }
@@ -467,7 +523,8 @@ impl Task {
         if let Some((at, why)) = &self.stopped {
             task["stoppedAt"] = json!(at);
             task["stoppedReason"] = json!(why);
-            task["stopCode"] = json!(if self.failed.is_some() { "TaskFailedToStart" } else { "ServiceSchedulerInitiated" });
+            task["stopCode"] =
+                json!(if self.failed.is_some() { "TaskFailedToStart" } else { "ServiceSchedulerInitiated" });
         } else {
             task["startedAt"] = json!(self.started);
         }
@@ -540,7 +597,9 @@ fn startable(deployment: &Deployment, registry: u16, auth: &str) -> Result<(), S
         let manifest: Value = serde_json::from_slice(&manifest).unwrap_or_default();
         let manifest = match manifest["manifests"].as_array() {
             Some(entries) => {
-                let Some(entry) = entries.iter().find(|m| m["platform"]["architecture"] == deployment.platform.as_str()) else {
+                let Some(entry) =
+                    entries.iter().find(|m| m["platform"]["architecture"] == deployment.platform.as_str())
+                else {
                     return fail(format!(
                         "CannotPullContainerError: image Manifest does not contain descriptor matching platform 'linux/{}'",
                         deployment.platform
@@ -581,7 +640,11 @@ fn get(port: u16, path: &str, auth: &str) -> Option<(u16, String, Vec<u8>)> {
     let (status, body) = parse_answer(&answer)?;
     let digest = head
         .lines()
-        .find_map(|l| l.split_once(':').filter(|(k, _)| k.trim().eq_ignore_ascii_case("docker-content-digest")).map(|(_, v)| v.trim().to_owned()))
+        .find_map(|l| {
+            l.split_once(':')
+                .filter(|(k, _)| k.trim().eq_ignore_ascii_case("docker-content-digest"))
+                .map(|(_, v)| v.trim().to_owned())
+        })
         .unwrap_or_default();
     Some((status, digest, body))
 }

@@ -117,7 +117,9 @@ fn read_request(stream: &mut TcpStream) -> Result<Option<Request>> {
                 }
                 line.push(byte[0]);
             }
-            let size = usize::from_str_radix(String::from_utf8_lossy(&line).trim().split(';').next().unwrap_or("0"), 16).unwrap_or(0);
+            let size =
+                usize::from_str_radix(String::from_utf8_lossy(&line).trim().split(';').next().unwrap_or("0"), 16)
+                    .unwrap_or(0);
             let mut chunk = vec![0u8; size + 2];
             stream.read_exact(&mut chunk)?;
             if size == 0 {
@@ -125,7 +127,11 @@ fn read_request(stream: &mut TcpStream) -> Result<Option<Request>> {
             }
             body.extend_from_slice(&chunk[..size]);
         }
-        let headers = headers.lines().filter(|l| !l.to_ascii_lowercase().starts_with("transfer-encoding:")).map(|l| format!("{l}\r\n")).collect();
+        let headers = headers
+            .lines()
+            .filter(|l| !l.to_ascii_lowercase().starts_with("transfer-encoding:"))
+            .map(|l| format!("{l}\r\n"))
+            .collect();
         return Ok(Some(Request { method, target, headers, body }));
     }
     let length = header(&headers, "content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
@@ -171,10 +177,18 @@ pub(crate) fn exchange(upstream: u16, request: &Request) -> Result<Vec<u8>> {
     let headers: String = request
         .headers
         .lines()
-        .filter(|l| !l.to_ascii_lowercase().starts_with("connection:") && !l.to_ascii_lowercase().starts_with("content-length:"))
+        .filter(|l| {
+            !l.to_ascii_lowercase().starts_with("connection:") && !l.to_ascii_lowercase().starts_with("content-length:")
+        })
         .map(|l| format!("{l}\r\n"))
         .collect();
-    write!(upstream, "{} {} HTTP/1.1\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n", request.method, request.target, request.body.len())?;
+    write!(
+        upstream,
+        "{} {} HTTP/1.1\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n",
+        request.method,
+        request.target,
+        request.body.len()
+    )?;
     upstream.write_all(&request.body)?;
     let mut answer = Vec::new();
     upstream.read_to_end(&mut answer)?;
@@ -234,7 +248,9 @@ impl FaultyEcr {
             let repository = json["repositoryName"].as_str().or_else(|| json["repositoryNames"][0].as_str());
             let mut faults = faults.lock().unwrap();
             let hit = faults.iter_mut().find(|f| {
-                f.operation == operation && f.times != Some(0) && f.repository.as_deref().is_none_or(|r| Some(r) == repository)
+                f.operation == operation
+                    && f.times != Some(0)
+                    && f.repository.as_deref().is_none_or(|r| Some(r) == repository)
             });
             let Some(fault) = hit else { return Verdict::Forward };
             if let Some(times) = fault.times.as_mut() {
@@ -248,7 +264,9 @@ impl FaultyEcr {
                     ("x-amzn-ErrorType".into(), fault.error_type.into()),
                     ("x-amzn-RequestId".into(), "injected".into()),
                 ],
-                body: serde_json::json!({ "__type": fault.error_type, "message": fault.message }).to_string().into_bytes(),
+                body: serde_json::json!({ "__type": fault.error_type, "message": fault.message })
+                    .to_string()
+                    .into_bytes(),
             }
         })?;
         Ok(FaultyEcr { proxy, injected })
@@ -346,7 +364,10 @@ fn spawn_proxy(
                 client.close();
                 continue; // refused, as far as the client can tell
             }
-            let Ok(upstream) = connect() else { client.close(); continue };
+            let Ok(upstream) = connect() else {
+                client.close();
+                continue;
+            };
             let (Ok(client_reader), Ok(upstream_writer), Ok(upstream_reader), Ok(client_writer)) =
                 (client.split(), upstream.split(), upstream.split(), client.split())
             else {
@@ -374,13 +395,14 @@ fn pump(mut from: Box<dyn Stream>, mut to: Box<dyn Stream>, trigger: Option<Trig
             Ok(n) => n,
         };
         if let Some((pattern, cut, open)) = trigger
-            && (cut.load(Ordering::SeqCst) || buf[..n].windows(pattern.len()).any(|w| w == pattern)) {
-                cut.store(true, Ordering::SeqCst);
-                for stream in open.lock().unwrap().iter() {
-                    stream.close();
-                }
-                break;
+            && (cut.load(Ordering::SeqCst) || buf[..n].windows(pattern.len()).any(|w| w == pattern))
+        {
+            cut.store(true, Ordering::SeqCst);
+            for stream in open.lock().unwrap().iter() {
+                stream.close();
             }
+            break;
+        }
         if to.write_all(&buf[..n]).is_err() {
             break;
         }

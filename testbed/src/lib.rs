@@ -12,7 +12,7 @@ use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result, bail};
 use base64::Engine as _;
 
 mod ecs;
@@ -20,9 +20,9 @@ mod faults;
 mod rules;
 mod terraform;
 pub use ecs::Scheduler;
+pub use faults::{CutProxy, Endpoint, Fault, FaultyEcr, HttpProxy, Request, Verdict};
 pub use rules::EcrRules;
 pub use terraform::Terraform;
-pub use faults::{CutProxy, Endpoint, Fault, FaultyEcr, HttpProxy, Request, Verdict};
 
 /// The registry user and password that moto's GetAuthorizationToken hands out for its default
 /// account, so a push with moto's token is accepted by the test registry.
@@ -68,7 +68,9 @@ pub fn docker_engine() -> Result<()> {
             Ok(())
         });
     }
-    command.spawn().context("no Docker engine answers and `dockerd` could not be started (run `bash .ci/install` as root)")?;
+    command
+        .spawn()
+        .context("no Docker engine answers and `dockerd` could not be started (run `bash .ci/install` as root)")?;
     wait_for(Duration::from_secs(60), || engine_answers(default))
         .with_context(|| format!("dockerd did not answer within 60 s; its log is {}", log_path.display()))
 }
@@ -269,7 +271,8 @@ impl Registry {
     }
 
     pub fn start_again(&mut self) -> Result<()> {
-        self.service.child = spawn_service(&mut registry_command(self.service.dir.path()), &self.service.dir.path().join("log"))?;
+        self.service.child =
+            spawn_service(&mut registry_command(self.service.dir.path()), &self.service.dir.path().join("log"))?;
         let port = self.port;
         wait_for(Duration::from_secs(15), || registry_ready(port)).context("the registry did not come back")
     }
@@ -399,7 +402,8 @@ impl Accounts {
         let mut registries = Vec::new();
         for (account, region) in targets {
             // moto's token for an account is `AWS:<account>-auth-token`.
-            registries.push(((account.to_string(), region.to_string()), Registry::start(&format!("{account}-auth-token"))?));
+            registries
+                .push(((account.to_string(), region.to_string()), Registry::start(&format!("{account}-auth-token"))?));
         }
         let home = tempfile::tempdir()?;
         let aws = home.path().join(".aws");
@@ -414,7 +418,10 @@ impl Accounts {
         }
         config.push_str(&format!("\n[profile nocreds]\nregion = eu-west-1\nendpoint_url = {moto_url}\n"));
         std::fs::write(aws.join("config"), config)?;
-        std::fs::write(aws.join("credentials"), "[base]\naws_access_key_id = testing\naws_secret_access_key = testing\n")?;
+        std::fs::write(
+            aws.join("credentials"),
+            "[base]\naws_access_key_id = testing\naws_secret_access_key = testing\n",
+        )?;
         Ok(Accounts { moto, registries, home })
     }
 
@@ -426,11 +433,22 @@ impl Accounts {
     /// Applies this world's AWS configuration to `command`: profiles only, no credentials or
     /// endpoint in the environment, a registry per target.
     pub fn configure(&self, command: &mut Command) {
-        for name in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL"] {
+        for name in [
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_SESSION_TOKEN",
+            "AWS_PROFILE",
+            "AWS_REGION",
+            "AWS_DEFAULT_REGION",
+            "AWS_ENDPOINT_URL",
+        ] {
             command.env_remove(name);
         }
-        let endpoints: Vec<String> =
-            self.registries.iter().map(|((account, region), registry)| format!("{account}/{region}=http://{}", registry.host())).collect();
+        let endpoints: Vec<String> = self
+            .registries
+            .iter()
+            .map(|((account, region), registry)| format!("{account}/{region}=http://{}", registry.host()))
+            .collect();
         command
             .env("AWS_CONFIG_FILE", self.home.path().join(".aws/config"))
             .env("AWS_SHARED_CREDENTIALS_FILE", self.home.path().join(".aws/credentials"))

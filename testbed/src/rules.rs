@@ -70,7 +70,12 @@ fn immutable(moto: u16, repository: &str, tag: &str) -> bool {
     };
     let repository = &answer["repositories"][0];
     let mode = repository["imageTagMutability"].as_str().unwrap_or("MUTABLE");
-    let matched = repository["imageTagMutabilityExclusionFilters"].as_array().into_iter().flatten().filter_map(|f| f["filter"].as_str()).any(|f| matches(f, tag));
+    let matched = repository["imageTagMutabilityExclusionFilters"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|f| f["filter"].as_str())
+        .any(|f| matches(f, tag));
     match mode {
         "IMMUTABLE" => true,
         "IMMUTABLE_WITH_EXCLUSION" => !matched,
@@ -96,9 +101,13 @@ fn exists(registry: u16, request: &Request, repository: &str, tag: &str) -> bool
     let Ok(mut stream) = TcpStream::connect(("127.0.0.1", registry)) else { return false };
     let accept = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, \
                   application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json";
-    let head = format!("HEAD /v2/{repository}/manifests/{tag} HTTP/1.1\r\nHost: 127.0.0.1:{registry}\r\nAuthorization: {auth}\r\nAccept: {accept}\r\nConnection: close\r\n\r\n");
+    let head = format!(
+        "HEAD /v2/{repository}/manifests/{tag} HTTP/1.1\r\nHost: 127.0.0.1:{registry}\r\nAuthorization: {auth}\r\nAccept: {accept}\r\nConnection: close\r\n\r\n"
+    );
     let mut answer = String::new();
-    stream.write_all(head.as_bytes()).is_ok() && stream.read_to_string(&mut answer).is_ok() && answer.starts_with("HTTP/1.1 200")
+    stream.write_all(head.as_bytes()).is_ok()
+        && stream.read_to_string(&mut answer).is_ok()
+        && answer.starts_with("HTTP/1.1 200")
 }
 
 fn post(port: u16, request: &str) -> Option<Value> {

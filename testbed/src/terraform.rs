@@ -40,7 +40,10 @@ impl Terraform {
             ),
         )?;
         // moto answers every service on one endpoint; skip what only real AWS can answer.
-        let endpoints: String = ["ecr", "ecs", "ec2", "elbv2", "iam", "sts", "cloudformation"].iter().map(|s| format!("    {s} = \"{endpoint}\"\n")).collect();
+        let endpoints: String = ["ecr", "ecs", "ec2", "elbv2", "iam", "sts", "cloudformation"]
+            .iter()
+            .map(|s| format!("    {s} = \"{endpoint}\"\n"))
+            .collect();
         std::fs::write(
             dir.path().join("provider.tf"),
             format!(
@@ -112,7 +115,8 @@ fn mirror() -> Result<PathBuf> {
         .output()
         .context("looking for the AWS provider with find")?;
     let text = String::from_utf8_lossy(&found.stdout);
-    let mirror = text.lines().find_map(|line| line.split_once("/registry.terraform.io/").map(|(dir, _)| PathBuf::from(dir)));
+    let mirror =
+        text.lines().find_map(|line| line.split_once("/registry.terraform.io/").map(|(dir, _)| PathBuf::from(dir)));
     mirror.context(
         "the Terraform AWS provider is in no filesystem mirror on this machine (`find / -name 'terraform-provider-aws_*'` finds \
          nothing): this machine image carries it under /opt/tf-plugins; elsewhere put a mirror there or name it with TF_PROVIDER_MIRROR",

@@ -76,13 +76,18 @@ async fn create_stack(bed: &Bed, name: &str, template: &str, parameters: &[(&str
     let cloudformation = aws_sdk_cloudformation::Client::new(&bed.aws().await);
     let mut request = cloudformation.create_stack().stack_name(name).template_body(template);
     for (key, value) in parameters {
-        request = request.parameters(aws_sdk_cloudformation::types::Parameter::builder().parameter_key(*key).parameter_value(*value).build());
+        request = request.parameters(
+            aws_sdk_cloudformation::types::Parameter::builder().parameter_key(*key).parameter_value(*value).build(),
+        );
     }
     request.send().await.unwrap_or_else(|e| panic!("CreateStack {name}: {e:?}"));
 }
 
 fn assert_healthy(stdout: &str, container: &str) -> String {
-    let line = stdout.lines().find(|l| l.starts_with(&format!("{container}: "))).unwrap_or_else(|| panic!("no line for {container}:\n{stdout}"));
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with(&format!("{container}: ")))
+        .unwrap_or_else(|| panic!("no line for {container}:\n{stdout}"));
     assert!(line.starts_with(&format!("{container}: healthy")), "{line}");
     line.to_owned()
 }
@@ -106,13 +111,19 @@ async fn a_deployed_stack_gets_its_own_repository_filled_at_the_tag_it_names() {
     let arn = |name: &str| format!("arn:aws:ecr:eu-west-1:123456789012:repository/{name}");
     let tags = ecr.list_tags_for_resource().resource_arn(arn("shop-api")).send().await.unwrap();
     assert!(tags.tags().iter().all(|t| t.key() != "managed-by"), "{tags:?}");
-    assert!(ecr.get_lifecycle_policy().repository_name("shop-api").send().await.is_err(), "the stack's repository got a lifecycle policy");
+    assert!(
+        ecr.get_lifecycle_policy().repository_name("shop-api").send().await.is_err(),
+        "the stack's repository got a lifecycle policy"
+    );
     assert!(ecr.get_lifecycle_policy().repository_name("shop-worker").send().await.is_ok());
 
     // A re-run changes nothing.
     let (code, stdout, stderr) = xtask(&["publish", "--from", "stack:Shop"], &bed.env());
     assert_eq!(code, 0, "{stdout}\n{stderr}");
-    assert!(row(&stdout, "shop-api").contains("up to date") && row(&stdout, "shop-worker").contains("up to date"), "{stdout}");
+    assert!(
+        row(&stdout, "shop-api").contains("up to date") && row(&stdout, "shop-worker").contains("up to date"),
+        "{stdout}"
+    );
 
     // Each container boots under what was published, at the tag its definition names, on EC2's
     // metadata and on Fargate's.
@@ -137,7 +148,8 @@ async fn a_deployed_stack_gets_its_own_repository_filled_at_the_tag_it_names() {
     assert_eq!(bed.repository_names().await, ["shop-api"], "teardown never deletes the stack's repository");
 
     // --wait follows the stack's service; moto never starts its tasks, so it is never steady.
-    let (code, stdout, stderr) = xtask(&["publish", "--from", "stack:Shop", "--wait", "--wait-timeout", "3s"], &bed.env());
+    let (code, stdout, stderr) =
+        xtask(&["publish", "--from", "stack:Shop", "--wait", "--wait-timeout", "3s"], &bed.env());
     assert_eq!(code, 1, "{stdout}\n{stderr}");
     assert!(stderr.contains("[shop/api] 0/1 running"), "{stderr}");
     assert!(stdout.contains("shop/api: NOT STEADY: 0/1 running"), "{stdout}");
@@ -149,7 +161,13 @@ async fn a_service_made_through_the_ecs_api_alone() {
     let bed = bed();
     let config = bed.aws().await;
     // The VPC the target group needs, from a stack of its own (the test has no EC2 client).
-    create_stack(&bed, "Network", "Resources:\n  Vpc:\n    Type: AWS::EC2::VPC\n    Properties:\n      CidrBlock: 10.1.0.0/16\n", &[]).await;
+    create_stack(
+        &bed,
+        "Network",
+        "Resources:\n  Vpc:\n    Type: AWS::EC2::VPC\n    Properties:\n      CidrBlock: 10.1.0.0/16\n",
+        &[],
+    )
+    .await;
     let cloudformation = aws_sdk_cloudformation::Client::new(&config);
     let resources = cloudformation.list_stack_resources().stack_name("Network").send().await.unwrap();
     let vpc = resources.stack_resource_summaries()[0].physical_resource_id().unwrap().to_owned();
@@ -191,7 +209,9 @@ async fn a_service_made_through_the_ecs_api_alone() {
         .service_name("api")
         .task_definition("legacy-api")
         .desired_count(1)
-        .load_balancers(LoadBalancer::builder().target_group_arn(&group_arn).container_name("api").container_port(8080).build())
+        .load_balancers(
+            LoadBalancer::builder().target_group_arn(&group_arn).container_name("api").container_port(8080).build(),
+        )
         .send()
         .await
         .unwrap();
@@ -202,7 +222,8 @@ async fn a_service_made_through_the_ecs_api_alone() {
     assert!(row(&stdout, "legacy-api").contains("created"), "{stdout}");
 
     for source in ["ecs:legacy", "ecs:legacy/api"] {
-        let (code, stdout, stderr) = xtask(&["verify", "--from", source, "--published", "--no-metadata-ports"], &bed.env());
+        let (code, stdout, stderr) =
+            xtask(&["verify", "--from", source, "--published", "--no-metadata-ports"], &bed.env());
         assert_eq!(code, 0, "{source}\n{stdout}\n{stderr}");
         assert!(assert_healthy(&stdout, "api").contains("GET :8080/healthz got 200 (matcher 200,302)"), "{stdout}");
     }
@@ -216,11 +237,20 @@ async fn what_cannot_be_read_is_one_line_exit_2_and_nothing_changed() {
     ecs.create_cluster().cluster_name("hub").send().await.unwrap();
     ecs.register_task_definition()
         .family("hub")
-        .container_definitions(aws_sdk_ecs::types::ContainerDefinition::builder().name("web").image("nginx:1.25").memory(256).build())
+        .container_definitions(
+            aws_sdk_ecs::types::ContainerDefinition::builder().name("web").image("nginx:1.25").memory(256).build(),
+        )
         .send()
         .await
         .unwrap();
-    ecs.create_service().cluster("hub").service_name("web").task_definition("hub").desired_count(1).send().await.unwrap();
+    ecs.create_service()
+        .cluster("hub")
+        .service_name("web")
+        .task_definition("hub")
+        .desired_count(1)
+        .send()
+        .await
+        .unwrap();
 
     for (source, says) in [
         ("stack:Nope", "there is no stack Nope in eu-west-1"),

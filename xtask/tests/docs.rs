@@ -61,7 +61,8 @@ fn words(command: &str) -> Vec<String> {
 #[test]
 fn every_command_the_docs_show_parses() {
     let mut files = vec![Path::new(ROOT).join("README.md")];
-    let mut docs: Vec<_> = std::fs::read_dir(Path::new(ROOT).join("docs")).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut docs: Vec<_> =
+        std::fs::read_dir(Path::new(ROOT).join("docs")).unwrap().map(|e| e.unwrap().path()).collect();
     docs.sort();
     files.extend(docs.into_iter().filter(|p| p.extension().is_some_and(|e| e == "md")));
     let mut checked = 0;
@@ -76,7 +77,11 @@ fn every_command_the_docs_show_parses() {
             let output = std::process::Command::new(XTASK).args(&args).env("XTASK_PARSE_ONLY", "1").output().unwrap();
             checked += 1;
             if !output.status.success() {
-                failures.push(format!("{}: cargo xtask {command}\n{}", file.display(), String::from_utf8_lossy(&output.stderr)));
+                failures.push(format!(
+                    "{}: cargo xtask {command}\n{}",
+                    file.display(),
+                    String::from_utf8_lossy(&output.stderr)
+                ));
             }
         }
     }
@@ -101,5 +106,8 @@ fn the_extraction_finds_commands_where_the_docs_write_them() {
             "publish --task-definition ${a.b.arn}"
         ]
     );
-    assert_eq!(words("teardown --containers a [--force] [more.json ...]"), ["teardown", "--containers", "a", "--force", "more.json"]);
+    assert_eq!(
+        words("teardown --containers a [--force] [more.json ...]"),
+        ["teardown", "--containers", "a", "--force", "more.json"]
+    );
 }

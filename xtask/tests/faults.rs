@@ -14,7 +14,10 @@ async fn latest_absent_or_whole(bed: &Bed, name: &str) -> bool {
     let Some((list, _)) = bed.registry_json(&format!("{name}/manifests/latest")).await else { return false };
     for child in list["manifests"].as_array().expect("a manifest list") {
         let digest = child["digest"].as_str().unwrap();
-        assert!(bed.registry_json(&format!("{name}/manifests/{digest}")).await.is_some(), "{name}:latest points at missing {digest}");
+        assert!(
+            bed.registry_json(&format!("{name}/manifests/{digest}")).await.is_some(),
+            "{name}:latest points at missing {digest}"
+        );
     }
     true
 }
@@ -25,8 +28,22 @@ async fn ecr_errors_fail_only_their_container_and_a_rerun_converges() {
     let faulty = FaultyEcr::start(
         bed.moto.port,
         vec![
-            Fault { operation: "CreateRepository", repository: Some("kms-bad".into()), status: 400, error_type: "KmsException", message: "The KMS key is disabled", times: None },
-            Fault { operation: "PutLifecyclePolicy", repository: Some("throttled".into()), status: 400, error_type: "ThrottlingException", message: "Rate exceeded", times: None },
+            Fault {
+                operation: "CreateRepository",
+                repository: Some("kms-bad".into()),
+                status: 400,
+                error_type: "KmsException",
+                message: "The KMS key is disabled",
+                times: None,
+            },
+            Fault {
+                operation: "PutLifecyclePolicy",
+                repository: Some("throttled".into()),
+                status: 400,
+                error_type: "ThrottlingException",
+                message: "Rate exceeded",
+                times: None,
+            },
         ],
     )
     .unwrap();
@@ -34,8 +51,14 @@ async fn ecr_errors_fail_only_their_container_and_a_rerun_converges() {
     let (code, stdout, stderr) = xtask(&["publish", "--containers", "good-one,kms-bad,throttled"], &env);
     assert_eq!(code, 1, "{stdout}\n{stderr}");
     assert!(row(&stdout, "good-one").contains("created"), "{stdout}");
-    assert!(reason(&stdout, "kms-bad").contains("CreateRepository failed: KmsException: The KMS key is disabled"), "{stdout}");
-    assert!(reason(&stdout, "throttled").contains("PutLifecyclePolicy failed: ThrottlingException: Rate exceeded"), "{stdout}");
+    assert!(
+        reason(&stdout, "kms-bad").contains("CreateRepository failed: KmsException: The KMS key is disabled"),
+        "{stdout}"
+    );
+    assert!(
+        reason(&stdout, "throttled").contains("PutLifecyclePolicy failed: ThrottlingException: Rate exceeded"),
+        "{stdout}"
+    );
     assert!(!stdout.contains(testbed::MOTO_PASSWORD) && !stderr.contains(testbed::MOTO_PASSWORD));
     assert!(!latest_absent_or_whole(&bed, "throttled").await, "pushed despite a failed lifecycle policy");
     let mut names = bed.repository_names().await;
@@ -57,7 +80,14 @@ fn throttling_is_retried_by_the_sdk() {
     let bed = bed();
     let faulty = FaultyEcr::start(
         bed.moto.port,
-        vec![Fault { operation: "CreateRepository", repository: None, status: 400, error_type: "ThrottlingException", message: "Rate exceeded", times: Some(2) }],
+        vec![Fault {
+            operation: "CreateRepository",
+            repository: None,
+            status: 400,
+            error_type: "ThrottlingException",
+            message: "Rate exceeded",
+            times: Some(2),
+        }],
     )
     .unwrap();
     let env = with(bed.env(), "AWS_ENDPOINT_URL", faulty.endpoint());
@@ -126,7 +156,11 @@ async fn a_registry_refusing_mounts_gets_uploads_instead() {
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     let uploads = proxy.requests().iter().filter(|r| r.starts_with("PATCH ")).count();
     assert_eq!(uploads, 8, "every blob uploaded to each repository: {:#?}", proxy.requests());
-    assert!(stderr.contains("[mount-b] blobs: 4 uploaded, 0 mounted") || stderr.contains("[mount-a] blobs: 4 uploaded, 0 mounted"), "{stderr}");
+    assert!(
+        stderr.contains("[mount-b] blobs: 4 uploaded, 0 mounted")
+            || stderr.contains("[mount-a] blobs: 4 uploaded, 0 mounted"),
+        "{stderr}"
+    );
     for name in ["mount-a", "mount-b"] {
         assert!(latest_absent_or_whole(&bed, name).await);
     }
@@ -138,9 +172,14 @@ async fn an_upload_failing_midway_fails_its_container_only_and_a_rerun_converges
     let proxy = failing_for(&bed, "cut-here", "PATCH", || Verdict::Cut);
     let env = with(bed.env(), "ECR_REGISTRY_ENDPOINT", proxy.endpoint());
     // One at a time, cut-here first: it is the one that uploads (the others could mount).
-    let (code, stdout, stderr) = xtask(&["publish", "--concurrency", "1", "--containers", "cut-here,fine-1,fine-2"], &env);
+    let (code, stdout, stderr) =
+        xtask(&["publish", "--concurrency", "1", "--containers", "cut-here,fine-1,fine-2"], &env);
     assert_eq!(code, 1, "{stdout}\n{stderr}");
-    assert!(proxy.requests().iter().any(|r| r.starts_with("PATCH /v2/cut-here/")), "no upload was cut: {:#?}", proxy.requests());
+    assert!(
+        proxy.requests().iter().any(|r| r.starts_with("PATCH /v2/cut-here/")),
+        "no upload was cut: {:#?}",
+        proxy.requests()
+    );
     assert!(reason(&stdout, "cut-here").contains("registry 127.0.0.1:"), "{stdout}");
     assert!(!latest_absent_or_whole(&bed, "cut-here").await, "cut-here:latest was put without its blobs");
     for name in ["fine-1", "fine-2"] {
@@ -157,17 +196,22 @@ async fn an_upload_failing_midway_fails_its_container_only_and_a_rerun_converges
 #[tokio::test(flavor = "multi_thread")]
 async fn an_expired_token_fails_its_container_only_and_a_rerun_converges() {
     let bed = bed();
-    let expired = || Verdict::Respond {
+    let expired = || {
+        Verdict::Respond {
         status: 401,
         headers: vec![("Content-Type".into(), "application/json".into()), ("WWW-Authenticate".into(), "Basic realm=\"ecr\"".into())],
         body: br#"{"errors":[{"code":"DENIED","message":"Your authorization token has expired. Reauthenticate and try again."}]}"#.to_vec(),
+    }
     };
     let proxy = failing_for(&bed, "expired", "*", expired);
     let env = with(bed.env(), "ECR_REGISTRY_ENDPOINT", proxy.endpoint());
     let (code, stdout, stderr) = xtask(&["publish", "--containers", "expired,fresh"], &env);
     assert_eq!(code, 1, "{stdout}\n{stderr}");
     let why = reason(&stdout, "expired");
-    assert!(why.contains("refused the ECR token (401") && why.contains("has expired") && why.contains("run publish again"), "{stdout}");
+    assert!(
+        why.contains("refused the ECR token (401") && why.contains("has expired") && why.contains("run publish again"),
+        "{stdout}"
+    );
     assert!(row(&stdout, "fresh").contains("created"), "{stdout}");
     let (code, stdout, stderr) = xtask(&["publish", "--containers", "expired,fresh"], &bed.env());
     assert_eq!(code, 0, "{stdout}\n{stderr}");
@@ -233,7 +277,11 @@ async fn ctrl_c_mid_publish_leaves_every_repository_whole_and_a_rerun_converges(
 
     let ecr = bed.ecr().await;
     for name in bed.repository_names().await {
-        ecr.get_lifecycle_policy().repository_name(&name).send().await.unwrap_or_else(|_| panic!("{name} has no lifecycle policy"));
+        ecr.get_lifecycle_policy()
+            .repository_name(&name)
+            .send()
+            .await
+            .unwrap_or_else(|_| panic!("{name} has no lifecycle policy"));
         latest_absent_or_whole(&bed, &name).await;
     }
     assert!(bed.repository_names().await.len() < names.len(), "the interrupt started nothing new");

@@ -44,7 +44,10 @@ async fn service(endpoint: &str, cluster: &str, repository: &str, tag: &str, cou
 
 /// The NEXT column of a service's container in `status`.
 fn next(stdout: &str, service: &str) -> String {
-    let line = stdout.lines().find(|l| l.starts_with(&format!("{service} "))).unwrap_or_else(|| panic!("no row for {service}:\n{stdout}"));
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with(&format!("{service} ")))
+        .unwrap_or_else(|| panic!("no row for {service}:\n{stdout}"));
     line.split_whitespace().last().unwrap_or_default().to_owned()
 }
 
@@ -70,14 +73,19 @@ async fn a_service_is_handed_over_to_the_real_image_and_nothing_is_left_behind()
 
     // The pipeline pushes its image at the tag; the tasks still run the digest their deployment
     // resolved, so nothing changes until a new deployment.
-    let (pushed, _cleanup) = push_image(&docker, &bed.registry.host(), bed.registry_credentials(), "api", "v1", true).await;
+    let (pushed, _cleanup) =
+        push_image(&docker, &bed.registry.host(), bed.registry_credentials(), "api", "v1", true).await;
     pushed.unwrap();
     let (_, real) = bed.registry_json("api/manifests/v1").await.unwrap();
     let (code, stdout, stderr) = xtask(&["status", "--from", "ecs:shop", "--output", "json"], &env);
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     let api = &json["services"][0];
-    assert_eq!((api["running"].as_str(), api["at_tag"].as_str(), api["next"].as_str()), (Some("placeholder"), Some("real image"), Some("handover")), "{api}");
+    assert_eq!(
+        (api["running"].as_str(), api["at_tag"].as_str(), api["next"].as_str()),
+        (Some("placeholder"), Some("real image"), Some("handover")),
+        "{api}"
+    );
     assert_eq!(api["tag_digest"].as_str(), Some(real.as_str()));
 
     let (code, stdout, stderr) = xtask(&["handover", "--from", "ecs:shop", "--dry-run"], &env);
@@ -87,7 +95,11 @@ async fn a_service_is_handed_over_to_the_real_image_and_nothing_is_left_behind()
 
     let (code, stdout, stderr) = xtask(&["handover", "--from", "ecs:shop"], &env);
     assert_eq!(code, 0, "{stdout}\n{stderr}");
-    assert!(stdout.contains("shop/api: handed-over: deployment") && stdout.contains(&format!("api runs the real image {real}")), "{stdout}");
+    assert!(
+        stdout.contains("shop/api: handed-over: deployment")
+            && stdout.contains(&format!("api runs the real image {real}")),
+        "{stdout}"
+    );
     assert_eq!(scheduler.running_digests("api", "api"), [Some(real.clone()), Some(real.clone())]);
 
     // On the real image now: never touched again.
@@ -102,7 +114,12 @@ async fn a_service_is_handed_over_to_the_real_image_and_nothing_is_left_behind()
     // the repository stay.
     let (code, stdout, stderr) = xtask(&["teardown", "--images", "--containers", "api", "--yes"], &env);
     assert_eq!(code, 0, "{stdout}\n{stderr}");
-    assert!(stdout.contains("api: removed: the placeholder :latest") && stdout.contains(":v1 (") && stdout.contains("a real image"), "{stdout}");
+    assert!(
+        stdout.contains("api: removed: the placeholder :latest")
+            && stdout.contains(":v1 (")
+            && stdout.contains("a real image"),
+        "{stdout}"
+    );
     assert_eq!(registry_tags(&bed, "api").await, ["v1"]);
     assert_eq!(bed.registry_json("api/manifests/v1").await.unwrap().1, real);
     assert!(bed.repository_names().await.contains(&"api".to_owned()));
@@ -125,16 +142,24 @@ async fn a_failed_real_deploy_rolls_back_to_the_placeholder_and_handover_says_wh
     assert_eq!(next(&stdout, "web/web"), "wait-for-pipeline", "{stdout}");
 
     // The pipeline's first image cannot start: its deployment fails and rolls back.
-    let (pushed, _cleanup) = push_image(&docker, &bed.registry.host(), bed.registry_credentials(), "web", "v1", false).await;
+    let (pushed, _cleanup) =
+        push_image(&docker, &bed.registry.host(), bed.registry_credentials(), "web", "v1", false).await;
     pushed.unwrap();
     let (code, stdout, stderr) = xtask(&["handover", "--from", "ecs:web", "--wait-timeout", "60s"], &env);
     assert_eq!(code, 1, "a rollback is a failure:\n{stdout}\n{stderr}");
     let line = stdout.lines().find(|l| l.starts_with("web/web: failed: ")).unwrap_or_else(|| panic!("{stdout}"));
     assert!(line.contains("back on the placeholder") && line.contains("rolling back to deployment"), "{line}");
     assert!(line.contains("CannotStartContainerError"), "why its tasks stopped: {line}");
-    assert_eq!(scheduler.running_digests("web", "web"), [Some(placeholder.clone())], "the service serves the placeholder again");
+    assert_eq!(
+        scheduler.running_digests("web", "web"),
+        [Some(placeholder.clone())],
+        "the service serves the placeholder again"
+    );
     let (_, stdout, _) = xtask(&["status", "--from", "ecs:web"], &env);
-    assert!(stdout.contains("its last deployment of the real image failed and rolled back to the placeholder"), "{stdout}");
+    assert!(
+        stdout.contains("its last deployment of the real image failed and rolled back to the placeholder"),
+        "{stdout}"
+    );
 
     // Its tasks run the placeholder: teardown leaves it.
     let (code, stdout, stderr) = xtask(&["teardown", "--images", "--containers", "web", "--yes"], &env);
@@ -153,14 +178,21 @@ fn definition(dir: &std::path::Path, repository: &str, tag: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_placeholder_never_blocks_the_pipelines_push_to_an_immutable_tag() {
-    use aws_sdk_ecr::types::{ImageTagMutability, ImageTagMutabilityExclusionFilter, ImageTagMutabilityExclusionFilterType};
+    use aws_sdk_ecr::types::{
+        ImageTagMutability, ImageTagMutabilityExclusionFilter, ImageTagMutabilityExclusionFilterType,
+    };
     let bed = bed();
     let docker = docker().await;
     let ecr = bed.ecr().await;
     let registry = testbed::EcrRules::start(bed.registry.port, bed.moto.port).unwrap();
     let env = with(bed.env(), "ECR_REGISTRY_ENDPOINT", format!("http://{}", registry.host()));
     let dir = tempfile::tempdir().unwrap();
-    ecr.create_repository().repository_name("frozen").image_tag_mutability(ImageTagMutability::Immutable).send().await.unwrap();
+    ecr.create_repository()
+        .repository_name("frozen")
+        .image_tag_mutability(ImageTagMutability::Immutable)
+        .send()
+        .await
+        .unwrap();
 
     // By default: no placeholder at an immutable tag, the reason, the ways out, and exit 1 (a
     // service pulling it cannot start).
@@ -187,7 +219,11 @@ async fn a_placeholder_never_blocks_the_pipelines_push_to_an_immutable_tag() {
         .repository_name("frozen")
         .image_tag_mutability(ImageTagMutability::ImmutableWithExclusion)
         .image_tag_mutability_exclusion_filters(
-            ImageTagMutabilityExclusionFilter::builder().filter_type(ImageTagMutabilityExclusionFilterType::Wildcard).filter("v2").build().unwrap(),
+            ImageTagMutabilityExclusionFilter::builder()
+                .filter_type(ImageTagMutabilityExclusionFilterType::Wildcard)
+                .filter("v2")
+                .build()
+                .unwrap(),
         )
         .send()
         .await
@@ -200,15 +236,23 @@ async fn a_placeholder_never_blocks_the_pipelines_push_to_an_immutable_tag() {
 
     // Opting in at a tag of a plainly immutable repository: the placeholder is there, and does
     // block a push at that tag (which is why it is opt-in), until teardown --images takes it off.
-    ecr.create_repository().repository_name("sealed").image_tag_mutability(ImageTagMutability::Immutable).send().await.unwrap();
-    let (code, stdout, stderr) = xtask(&["publish", "--containers", "sealed:8080", "--no-lookup", "--fill-immutable", "latest"], &env);
+    ecr.create_repository()
+        .repository_name("sealed")
+        .image_tag_mutability(ImageTagMutability::Immutable)
+        .send()
+        .await
+        .unwrap();
+    let (code, stdout, stderr) =
+        xtask(&["publish", "--containers", "sealed:8080", "--no-lookup", "--fill-immutable", "latest"], &env);
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     assert_eq!(registry_tags(&bed, "sealed").await, ["latest"]);
-    let (pushed, _b) = push_image(&docker, &registry.host(), bed.registry_credentials(), "sealed", "latest", true).await;
+    let (pushed, _b) =
+        push_image(&docker, &registry.host(), bed.registry_credentials(), "sealed", "latest", true).await;
     assert!(pushed.as_ref().is_err_and(|e| e.contains("TAG_INVALID") || e.contains("immutable")), "{pushed:?}");
     let (code, stdout, stderr) = xtask(&["teardown", "--images", "--containers", "sealed", "--yes"], &env);
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     assert!(stdout.contains("sealed: removed: the placeholder :latest"), "{stdout}");
-    let (pushed, _c) = push_image(&docker, &registry.host(), bed.registry_credentials(), "sealed", "latest", true).await;
+    let (pushed, _c) =
+        push_image(&docker, &registry.host(), bed.registry_credentials(), "sealed", "latest", true).await;
     pushed.expect("the pipeline's push once the placeholder is gone");
 }

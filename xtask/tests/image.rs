@@ -17,9 +17,15 @@ async fn builds_both_platforms_healthy_with_the_right_config_and_the_same_ids_tw
 
     let (code, stdout, stderr) = xtask(&["image", "--tag", &name], &[]);
     assert_eq!(code, 0, "{stderr}");
-    assert!(stderr.contains("linux/amd64: healthy after") && stderr.contains("(Docker HEALTHCHECK in the engine)"), "{stderr}");
+    assert!(
+        stderr.contains("linux/amd64: healthy after") && stderr.contains("(Docker HEALTHCHECK in the engine)"),
+        "{stderr}"
+    );
     assert!(stderr.contains("linux/arm64: healthy after"), "{stderr}");
-    assert!(stdout.contains("PLATFORM") && stdout.contains("linux/amd64") && stdout.contains("linux/arm64"), "{stdout}");
+    assert!(
+        stdout.contains("PLATFORM") && stdout.contains("linux/amd64") && stdout.contains("linux/arm64"),
+        "{stdout}"
+    );
 
     let mut first_ids = HashMap::new();
     for (arch, go_arch) in [("amd64", "amd64"), ("arm64", "arm64")] {
@@ -73,11 +79,22 @@ async fn a_placeholder_that_cannot_start_is_reported_with_its_log() {
     // Without an engine the same image fails the same way, run straight from its layer.
     let layout = tempfile::tempdir().unwrap();
     let (code, _, stderr) = xtask(
-        &["image", "--platform", "linux/amd64", "--oci-dir", layout.path().to_str().unwrap(), "--public-html", pages.path().to_str().unwrap()],
+        &[
+            "image",
+            "--platform",
+            "linux/amd64",
+            "--oci-dir",
+            layout.path().to_str().unwrap(),
+            "--public-html",
+            pages.path().to_str().unwrap(),
+        ],
         &[("DOCKER_HOST", "unix:///nonexistent/docker.sock".to_owned())],
     );
     assert_ne!(code, 0, "a broken placeholder passed: {stderr}");
-    assert!(stderr.contains("the linux/amd64 placeholder exited with") && stderr.contains("has no files to serve"), "{stderr}");
+    assert!(
+        stderr.contains("the linux/amd64 placeholder exited with") && stderr.contains("has no files to serve"),
+        "{stderr}"
+    );
 }
 
 /// Every file of an OCI layout: name to bytes.
@@ -156,13 +173,19 @@ async fn the_dockerfile_makes_the_same_image_as_the_in_process_build() {
     // of the binary and the accounts file are what only the in-process build adds.
     let ours = image_files(&docker, &format!("{name}:amd64")).await;
     let theirs = image_files(&docker, &format!("{name}:from-dockerfile")).await;
-    assert!(theirs.is_subset(&ours), "only in the Dockerfile's image: {:?}", theirs.difference(&ours).collect::<Vec<_>>());
+    assert!(
+        theirs.is_subset(&ours),
+        "only in the Dockerfile's image: {:?}",
+        theirs.difference(&ours).collect::<Vec<_>>()
+    );
     let extra: Vec<&String> = ours.difference(&theirs).collect();
     for entry in &extra {
-        let expected = entry.ends_with('/') || entry.ends_with(" => server") || *entry == "etc/passwd" || *entry == "etc/group";
+        let expected =
+            entry.ends_with('/') || entry.ends_with(" => server") || *entry == "etc/passwd" || *entry == "etc/group";
         assert!(expected, "unexpected entry {entry:?} in the in-process image");
     }
-    for name in ["bin/sh => server", "usr/bin/curl => server", "usr/bin/wget => server", "usr/local/bin/node => server"] {
+    for name in ["bin/sh => server", "usr/bin/curl => server", "usr/bin/wget => server", "usr/local/bin/node => server"]
+    {
         assert!(extra.iter().any(|e| *e == name), "no {name} in {extra:?}");
     }
 }
@@ -187,10 +210,7 @@ fn a_missing_rust_target_names_the_rustup_command() {
     std::fs::set_permissions(&rustc, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let (code, _, stderr) = xtask(&["image"], &[("RUSTC", rustc.display().to_string())]);
     assert_eq!(code, 1);
-    assert!(
-        stderr.contains("rustup target add x86_64-unknown-linux-musl aarch64-unknown-linux-musl"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("rustup target add x86_64-unknown-linux-musl aarch64-unknown-linux-musl"), "{stderr}");
 }
 
 #[test]

@@ -55,19 +55,25 @@ fn three_containers_of_one_name_are_told_apart_in_text_and_json() {
     let (code, stdout, _) = xtask(&["publish", "--from", &file, "--dry-run", "--output", "json"], &bed.env());
     assert_eq!(code, 0);
     let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
-    let mut found: Vec<&str> = report["from"].as_array().unwrap().iter().map(|f| f["container"].as_str().unwrap()).collect();
+    let mut found: Vec<&str> =
+        report["from"].as_array().unwrap().iter().map(|f| f["container"].as_str().unwrap()).collect();
     found.sort();
     assert_eq!(found, ["AdminTask/web", "ApiTask/web", "JobsTask/web"]);
 
     let (code, stdout, stderr) = xtask(&["verify", "--from", &file], &bed.env());
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     for name in names {
-        assert_eq!(stdout.lines().filter(|l| l.starts_with(&format!("{name}: healthy"))).count(), 1, "{name}: {stdout}");
+        assert_eq!(
+            stdout.lines().filter(|l| l.starts_with(&format!("{name}: healthy"))).count(),
+            1,
+            "{name}: {stdout}"
+        );
     }
     let (code, stdout, _) = xtask(&["verify", "--from", &file, "--output", "json"], &bed.env());
     assert_eq!(code, 0);
     let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
-    let mut verified: Vec<&str> = report["containers"].as_array().unwrap().iter().map(|v| v["container"].as_str().unwrap()).collect();
+    let mut verified: Vec<&str> =
+        report["containers"].as_array().unwrap().iter().map(|v| v["container"].as_str().unwrap()).collect();
     verified.sort();
     assert_eq!(verified, ["AdminTask/web", "ApiTask/web", "JobsTask/web"]);
     let admin = report["containers"].as_array().unwrap().iter().find(|v| v["container"] == "AdminTask/web").unwrap();
@@ -81,7 +87,10 @@ fn progress_is_drawn_on_a_terminal_only_and_a_rerun_that_changed_nothing_is_shor
     let (code, stdout, stderr) = xtask(&["publish", "--containers", "drawn-a,drawn-b"], &bed.env());
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     assert!(!stderr.contains('\r') && !stderr.contains('\u{1b}') && !stderr.contains("publishing ["), "{stderr:?}");
-    assert!(stdout.contains("Keep the task definition written for the real image"), "the first run gives the advice: {stdout}");
+    assert!(
+        stdout.contains("Keep the task definition written for the real image"),
+        "the first run gives the advice: {stdout}"
+    );
 
     // On a terminal (`script` gives the run a pseudo-terminal), the bar counts the repositories.
     let mut command = std::process::Command::new("script");
@@ -96,5 +105,8 @@ fn progress_is_drawn_on_a_terminal_only_and_a_rerun_that_changed_nothing_is_shor
     let (code, stdout, stderr) = xtask(&["publish", "--containers", "drawn-a,drawn-b"], &bed.env());
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     assert!(stdout.contains("Nothing changed: 2 repositories already up to date."), "{stdout}");
-    assert!(!stdout.contains("Keep the task definition") && stdout.lines().filter(|l| !l.is_empty()).count() == 4, "a header, a line per repository, the summary: {stdout}");
+    assert!(
+        !stdout.contains("Keep the task definition") && stdout.lines().filter(|l| !l.is_empty()).count() == 4,
+        "a header, a line per repository, the summary: {stdout}"
+    );
 }

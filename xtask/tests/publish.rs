@@ -18,7 +18,8 @@ async fn assert_placeholder_list(bed: &Bed, name: &str) -> String {
     for child in list["manifests"].as_array().unwrap() {
         let arch = child["platform"]["architecture"].as_str().unwrap().to_owned();
         assert_eq!(child["platform"]["os"], "linux");
-        let (manifest, child_digest) = bed.registry_json(&format!("{name}/manifests/{}", child["digest"].as_str().unwrap())).await.unwrap();
+        let (manifest, child_digest) =
+            bed.registry_json(&format!("{name}/manifests/{}", child["digest"].as_str().unwrap())).await.unwrap();
         assert_eq!(child_digest, child["digest"].as_str().unwrap());
         let config_digest = manifest["config"]["digest"].as_str().unwrap();
         let (config, _) = bed.registry_json(&format!("{name}/blobs/{config_digest}")).await.unwrap();
@@ -39,8 +40,14 @@ async fn publishes_two_containers_then_finds_them_up_to_date() {
     let home = tempfile::tempdir().unwrap();
     let mut env = bed.env();
     env.push(("HOME", home.path().display().to_string()));
-    env.push(("CARGO_HOME", std::env::var("CARGO_HOME").unwrap_or_else(|_| format!("{}/.cargo", std::env::var("HOME").unwrap()))));
-    env.push(("RUSTUP_HOME", std::env::var("RUSTUP_HOME").unwrap_or_else(|_| format!("{}/.rustup", std::env::var("HOME").unwrap()))));
+    env.push((
+        "CARGO_HOME",
+        std::env::var("CARGO_HOME").unwrap_or_else(|_| format!("{}/.cargo", std::env::var("HOME").unwrap())),
+    ));
+    env.push((
+        "RUSTUP_HOME",
+        std::env::var("RUSTUP_HOME").unwrap_or_else(|_| format!("{}/.rustup", std::env::var("HOME").unwrap())),
+    ));
 
     let (code, stdout, stderr) = xtask(&["publish", "--containers", "alpha, beta"], &env);
     assert_eq!(code, 0, "{stdout}\n{stderr}");
@@ -48,7 +55,10 @@ async fn publishes_two_containers_then_finds_them_up_to_date() {
         assert!(!output.contains(testbed::MOTO_PASSWORD), "the registry password was printed");
     }
     assert!(!home.path().join(".docker").exists(), "something was written to ~/.docker");
-    assert!(stderr.contains("linux/arm64: healthy after") && stderr.contains("Docker HEALTHCHECK in the engine"), "{stderr}");
+    assert!(
+        stderr.contains("linux/arm64: healthy after") && stderr.contains("Docker HEALTHCHECK in the engine"),
+        "{stderr}"
+    );
     assert!(stdout.contains("Keep the task definition written for the real image"), "{stdout}");
     assert!(stdout.contains("cargo xtask verify --task-definition"), "{stdout}");
     assert!(stdout.contains("Image: 123456789012.dkr.ecr.eu-west-1.amazonaws.com/alpha:latest"), "{stdout}");
@@ -67,8 +77,12 @@ async fn publishes_two_containers_then_finds_them_up_to_date() {
             serde_json::json!({"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": 5})
         );
         assert_eq!(policy["rules"][0]["action"]["type"], "expire");
-        let tags = ecr.list_tags_for_resource().resource_arn(repository.repository_arn().unwrap()).send().await.unwrap();
-        assert!(tags.tags().iter().any(|t| t.key() == "managed-by" && t.value() == "ecs-minimal-container"), "{tags:?}");
+        let tags =
+            ecr.list_tags_for_resource().resource_arn(repository.repository_arn().unwrap()).send().await.unwrap();
+        assert!(
+            tags.tags().iter().any(|t| t.key() == "managed-by" && t.value() == "ecs-minimal-container"),
+            "{tags:?}"
+        );
         assert!(row(&stdout, name).contains("created"), "{stdout}");
         assert_eq!(registry_tags(&bed, name).await, ["latest"], "nothing but :latest is tagged");
     }
@@ -98,11 +112,19 @@ async fn publishes_with_no_engine_and_skopeo_reads_what_was_pushed() {
 
     let index = skopeo_inspect(&bed, "no-engine:latest", &["--raw"]);
     assert_eq!(index["mediaType"], "application/vnd.oci.image.index.v1+json", "{index}");
-    let platforms: BTreeSet<String> =
-        index["manifests"].as_array().unwrap().iter().map(|m| m["platform"]["architecture"].as_str().unwrap().to_owned()).collect();
+    let platforms: BTreeSet<String> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["platform"]["architecture"].as_str().unwrap().to_owned())
+        .collect();
     assert_eq!(platforms, BTreeSet::from(["amd64".to_owned(), "arm64".to_owned()]));
     for arch in ["amd64", "arm64"] {
-        let config = skopeo_inspect(&bed, "no-engine:latest", &["--config", "--raw", "--override-arch", arch, "--override-os", "linux"]);
+        let config = skopeo_inspect(
+            &bed,
+            "no-engine:latest",
+            &["--config", "--raw", "--override-arch", arch, "--override-os", "linux"],
+        );
         assert_eq!(config["architecture"], arch, "{config}");
         assert_eq!(config["config"]["Entrypoint"], serde_json::json!(["/server"]), "{config}");
         assert_eq!(config["config"]["Healthcheck"]["Test"], serde_json::json!(HEALTH_TEST), "{config}");
@@ -151,7 +173,8 @@ async fn a_real_image_is_skipped_untouched_and_replaced_only_with_force() {
     let (_, digest) = bed.registry_json("gamma/manifests/latest").await.unwrap();
     assert_eq!(digest, real_digest, "the real image was touched");
 
-    let (code, stdout, stderr) = xtask(&["publish", "--containers", "gamma", "--force", "--output", "json"], &bed.env());
+    let (code, stdout, stderr) =
+        xtask(&["publish", "--containers", "gamma", "--force", "--output", "json"], &bed.env());
     assert_eq!(code, 0, "{stderr}");
     let report: serde_json::Value = serde_json::from_str(&stdout).expect("JSON output");
     assert_eq!(report["containers"][0]["action"], "updated", "{report}");
@@ -175,7 +198,8 @@ fn invalid_names_exit_2_and_create_nothing() {
 #[test]
 fn dry_run_changes_nothing() {
     let bed = bed();
-    let (code, stdout, stderr) = xtask(&["publish", "--containers", "delta,epsilon", "--dry-run", "--output", "json"], &bed.env());
+    let (code, stdout, stderr) =
+        xtask(&["publish", "--containers", "delta,epsilon", "--dry-run", "--output", "json"], &bed.env());
     assert_eq!(code, 0, "{stderr}");
     let report: serde_json::Value = serde_json::from_str(&stdout).expect("JSON output");
     assert_eq!(report["containers"][0]["action"], "would-create");
@@ -191,8 +215,16 @@ fn dry_run_changes_nothing() {
     assert!(stdout.lines().next().unwrap().contains("PORTS"), "{stdout}");
     assert!(row(&stdout, "delta").contains(" ? ") && row(&stdout, "epsilon").contains(" 8080 "), "{stdout}");
     let advice = reason(&stdout, "delta");
-    assert!(advice.contains("Fargate") && advice.contains("health check names") && advice.contains("--containers delta:8080"), "{advice}");
-    assert!(!stdout.contains("epsilon: PORTS") && !advice.contains("epsilon"), "a container with a port needs no advice: {stdout}");
+    assert!(
+        advice.contains("Fargate")
+            && advice.contains("health check names")
+            && advice.contains("--containers delta:8080"),
+        "{advice}"
+    );
+    assert!(
+        !stdout.contains("epsilon: PORTS") && !advice.contains("epsilon"),
+        "a container with a port needs no advice: {stdout}"
+    );
 }
 
 #[test]
@@ -277,7 +309,8 @@ async fn an_existing_repository_with_other_encryption_is_reused_and_reported() {
 fn definitions(containers: serde_json::Value) -> (tempfile::TempDir, String) {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("task-definition.json");
-    std::fs::write(&file, serde_json::json!({ "family": "tags", "containerDefinitions": containers }).to_string()).unwrap();
+    std::fs::write(&file, serde_json::json!({ "family": "tags", "containerDefinitions": containers }).to_string())
+        .unwrap();
     let path = file.display().to_string();
     (dir, path)
 }
@@ -327,14 +360,19 @@ async fn the_tag_a_definition_names_is_where_the_placeholder_goes() {
         .send()
         .await
         .unwrap();
-    let (_d3, first) = definitions(serde_json::json!([{ "name": "f", "image": image("frozen:1.0.0"), "portMappings": [{ "containerPort": 8080 }] }]));
+    let (_d3, first) = definitions(
+        serde_json::json!([{ "name": "f", "image": image("frozen:1.0.0"), "portMappings": [{ "containerPort": 8080 }] }]),
+    );
     let (code, stdout, stderr) = xtask(&["publish", "--task-definition", &first], &bed.env());
     assert_eq!(code, 1, "a tag left empty is a service that cannot start:\n{stdout}\n{stderr}");
     assert!(registry_tags(&bed, "frozen").await.is_empty());
-    let (code, stdout, stderr) = xtask(&["publish", "--task-definition", &first, "--fill-immutable", "1.0.0,latest"], &bed.env());
+    let (code, stdout, stderr) =
+        xtask(&["publish", "--task-definition", &first, "--fill-immutable", "1.0.0,latest"], &bed.env());
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     assert_eq!(registry_tags(&bed, "frozen").await, ["1.0.0", "latest"]);
-    let (_d4, changed) = definitions(serde_json::json!([{ "name": "f", "image": image("frozen:1.0.0"), "portMappings": [{ "containerPort": 9090 }] }]));
+    let (_d4, changed) = definitions(
+        serde_json::json!([{ "name": "f", "image": image("frozen:1.0.0"), "portMappings": [{ "containerPort": 9090 }] }]),
+    );
     let (code, stdout, stderr) = xtask(&["publish", "--task-definition", &changed], &bed.env());
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     assert!(row(&stdout, "frozen").contains("skipped"), "{stdout}");
@@ -362,7 +400,12 @@ async fn a_proof_is_reused_only_for_the_same_digest_and_only_when_it_can_be_trus
 
     let stderr = publish("reuse-a", &[]);
     assert!(proven_now(&stderr) && !reused(&stderr), "{stderr}");
-    let digest = stderr.lines().find_map(|l| l.strip_prefix("placeholder ")).and_then(|l| l.split_whitespace().next()).unwrap().to_owned();
+    let digest = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("placeholder "))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap()
+        .to_owned();
     let proof = cache.path().join("proofs").join(format!("{}.json", digest.replace(':', "-")));
     assert!(proof.exists(), "{}", proof.display());
 
@@ -375,10 +418,17 @@ async fn a_proof_is_reused_only_for_the_same_digest_and_only_when_it_can_be_trus
 
     // A proof that is not whole, or is another version's, is never trusted.
     let kept = std::fs::read_to_string(&proof).unwrap();
-    for broken in [kept[..kept.len() / 2].to_owned(), kept.replace(env!("CARGO_PKG_VERSION"), "0.0.1"), kept.replace(&digest, "sha256:0")] {
+    for broken in [
+        kept[..kept.len() / 2].to_owned(),
+        kept.replace(env!("CARGO_PKG_VERSION"), "0.0.1"),
+        kept.replace(&digest, "sha256:0"),
+    ] {
         std::fs::write(&proof, broken).unwrap();
         let stderr = publish("reuse-d", &[]);
-        assert!(stderr.contains("pushing") && proven_now(&stderr) && !reused(&stderr), "a broken proof was trusted: {stderr}");
+        assert!(
+            stderr.contains("pushing") && proven_now(&stderr) && !reused(&stderr),
+            "a broken proof was trusted: {stderr}"
+        );
         // The repository goes, so the next run pushes (and so proves) again.
         bed.ecr().await.delete_repository().repository_name("reuse-d").force(true).send().await.unwrap();
     }

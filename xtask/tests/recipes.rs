@@ -66,7 +66,11 @@ fn bash(script: &str, dir: &Path, env: &[(&str, String)]) -> (i32, String, Strin
         }
     }
     let output = command.envs(env.iter().map(|(k, v)| (k, v))).output().expect("bash");
-    (output.status.code().unwrap_or(-1), String::from_utf8_lossy(&output.stdout).into_owned(), String::from_utf8_lossy(&output.stderr).into_owned())
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
 }
 
 /// `verify` of `args`, each container published: healthy, with `expect` in its line.
@@ -170,7 +174,10 @@ async fn terraform_with_the_repository_in_the_same_configuration() {
     terraform.file("main.tf", SAME_CONFIGURATION).unwrap();
     terraform.file("placeholder.tf", &recipe("terraform")).unwrap();
     let service = recipe("terraform-service");
-    assert!(service.contains("depends_on = [terraform_data.placeholder]") && SAME_CONFIGURATION.contains("depends_on = [terraform_data.placeholder]"));
+    assert!(
+        service.contains("depends_on = [terraform_data.placeholder]")
+            && SAME_CONFIGURATION.contains("depends_on = [terraform_data.placeholder]")
+    );
     terraform.run(&["init", "-input=false"], &env).unwrap();
 
     // A fresh plan cannot know the definitions: publish says so, and where to look instead.
@@ -180,13 +187,29 @@ async fn terraform_with_the_repository_in_the_same_configuration() {
     std::fs::write(&plan, &shown.stdout).unwrap();
     let (code, stdout, stderr) = xtask(&["publish", "--from", plan.to_str().unwrap(), "--dry-run"], &bed.env());
     assert_eq!(code, 2, "{stdout}\n{stderr}");
-    assert!(stderr.contains("known only after apply") && stderr.contains("terraform_data with `publish --task-definition"), "{stderr}");
+    assert!(
+        stderr.contains("known only after apply") && stderr.contains("terraform_data with `publish --task-definition"),
+        "{stderr}"
+    );
 
     let applied = terraform
-        .run(&["apply", "-auto-approve", "-input=false", "-var", &format!("placeholder_checkout={}", checkout().display())], &env)
+        .run(
+            &[
+                "apply",
+                "-auto-approve",
+                "-input=false",
+                "-var",
+                &format!("placeholder_checkout={}", checkout().display()),
+            ],
+            &env,
+        )
         .unwrap_or_else(|e| panic!("{e:#}"));
     let said = String::from_utf8_lossy(&applied.stdout);
-    assert!(said.contains("terraform_data.placeholder (local-exec)") && said.contains("api/api pulls :v1.4.2: the placeholder is there"), "{said}");
+    assert!(
+        said.contains("terraform_data.placeholder (local-exec)")
+            && said.contains("api/api pulls :v1.4.2: the placeholder is there"),
+        "{said}"
+    );
     assert_eq!(registry_tags(&bed, "api").await, ["latest", "v1.4.2"], "the tag the service pulls");
     assert!(said.contains("aws_ecs_service.api: Creation complete"), "{said}");
 
@@ -197,7 +220,15 @@ async fn terraform_with_the_repository_in_the_same_configuration() {
     // A new tag is a new revision: the trigger runs publish again, and it fills the new tag.
     let reapplied = terraform
         .run(
-            &["apply", "-auto-approve", "-input=false", "-var", &format!("placeholder_checkout={}", checkout().display()), "-var", "image_tag=v1.5.0"],
+            &[
+                "apply",
+                "-auto-approve",
+                "-input=false",
+                "-var",
+                &format!("placeholder_checkout={}", checkout().display()),
+                "-var",
+                "image_tag=v1.5.0",
+            ],
             &env,
         )
         .unwrap();
@@ -243,7 +274,10 @@ async fn terraform_with_the_repository_made_elsewhere_from_the_plan() {
     env.extend(terraform.env());
     let (code, stdout, stderr) = bash(&recipe("terraform-plan"), terraform.dir(), &env);
     assert_eq!(code, 0, "{stdout}\n{stderr}");
-    assert!(stdout.contains("billing: aws_ecs_task_definition.billing/billing pulls :2.3.0: the placeholder is there"), "{stdout}");
+    assert!(
+        stdout.contains("billing: aws_ecs_task_definition.billing/billing pulls :2.3.0: the placeholder is there"),
+        "{stdout}"
+    );
     assert!(stdout.contains("Apply complete!"), "{stdout}");
     assert_eq!(registry_tags(&bed, "billing").await, ["2.3.0", "latest"]);
     boots(&bed, &["--task-definition", "billing"], "billing", "health check");
@@ -312,11 +346,19 @@ async fn cloudformation_deploy_beside_publish_from_the_stack() {
 async fn a_ci_job_publishes_from_the_definition_it_deploys_before_the_deploy() {
     let workflow = yaml_rust2::YamlLoader::load_from_str(&recipe("github-actions")).expect("the workflow is YAML");
     let steps = workflow[0]["jobs"]["deploy"]["steps"].as_vec().expect("jobs.deploy.steps");
-    let named = |name: &str| steps.iter().position(|s| s["name"].as_str() == Some(name)).unwrap_or_else(|| panic!("no step {name}"));
+    let named = |name: &str| {
+        steps.iter().position(|s| s["name"].as_str() == Some(name)).unwrap_or_else(|| panic!("no step {name}"))
+    };
     let (publish, deploy) = (named("Placeholder images"), named("Deploy"));
     assert!(publish < deploy, "publish runs before the deploy");
-    let cache = steps.iter().find(|s| s["uses"].as_str().is_some_and(|u| u.starts_with("actions/cache@"))).expect("a cache step");
-    assert!(cache["with"]["path"].as_str().unwrap().contains("ecs-minimal-container/target"), "the cargo build is cached");
+    let cache = steps
+        .iter()
+        .find(|s| s["uses"].as_str().is_some_and(|u| u.starts_with("actions/cache@")))
+        .expect("a cache step");
+    assert!(
+        cache["with"]["path"].as_str().unwrap().contains("ecs-minimal-container/target"),
+        "the cargo build is cached"
+    );
     assert!(cache["with"]["key"].as_str().unwrap().contains("hashFiles('ecs-minimal-container/Cargo.lock')"));
     assert_eq!(steps[publish]["working-directory"].as_str(), Some("ecs-minimal-container"));
 
@@ -369,7 +411,10 @@ async fn names_typed_by_hand_fill_the_tags_registered_definitions_pull() {
     let (code, stdout, stderr) = bash(&recipe("names"), &checkout(), &env);
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     assert!(stdout.contains("my-svc-prod: my-svc-prod/app pulls :2026.12.01: the placeholder is there"), "{stdout}");
-    assert!(stdout.contains("my-svc-staging: the placeholder is at :latest; no task definition was read for it"), "{stdout}");
+    assert!(
+        stdout.contains("my-svc-staging: the placeholder is at :latest; no task definition was read for it"),
+        "{stdout}"
+    );
     assert_eq!(registry_tags(&bed, "my-svc-prod").await, ["2026.12.01", "latest"]);
     boots(&bed, &["--task-definition", "my-svc-prod"], "app", "GET :8000/ got 200");
 }

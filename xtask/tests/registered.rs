@@ -12,7 +12,12 @@ const ECR: &str = "123456789012.dkr.ecr.eu-west-1.amazonaws.com";
 
 async fn vpc(bed: &Bed) -> String {
     let ec2 = aws_sdk_cloudformation::Client::new(&bed.aws().await);
-    ec2.create_stack().stack_name("Network").template_body("Resources:\n  Vpc:\n    Type: AWS::EC2::VPC\n    Properties:\n      CidrBlock: 10.1.0.0/16\n").send().await.unwrap();
+    ec2.create_stack()
+        .stack_name("Network")
+        .template_body("Resources:\n  Vpc:\n    Type: AWS::EC2::VPC\n    Properties:\n      CidrBlock: 10.1.0.0/16\n")
+        .send()
+        .await
+        .unwrap();
     let resources = ec2.list_stack_resources().stack_name("Network").send().await.unwrap();
     resources.stack_resource_summaries()[0].physical_resource_id().unwrap().to_owned()
 }
@@ -38,7 +43,11 @@ async fn target_group(bed: &Bed, vpc: &str, name: &str, port: i32, check_port: &
 }
 
 fn web(name: &str, image: &str, port: i32) -> aws_sdk_ecs::types::builders::ContainerDefinitionBuilder {
-    ContainerDefinition::builder().name(name).image(image).memory(256).port_mappings(PortMapping::builder().container_port(port).build())
+    ContainerDefinition::builder()
+        .name(name)
+        .image(image)
+        .memory(256)
+        .port_mappings(PortMapping::builder().container_port(port).build())
 }
 
 /// A frontend on 80 whose target group checks the backend on 5000, both from ECR, as one Fargate
@@ -54,7 +63,13 @@ async fn register_shop(bed: &Bed) {
         .container_definitions(web("frontend", &format!("{ECR}/shop-front:v3"), 80).build())
         .container_definitions(
             web("backend", &format!("{ECR}/shop-back:v3"), 5000)
-                .health_check(HealthCheck::builder().command("CMD-SHELL").command("curl -f http://localhost:5000/health || exit 1").build().unwrap())
+                .health_check(
+                    HealthCheck::builder()
+                        .command("CMD-SHELL")
+                        .command("curl -f http://localhost:5000/health || exit 1")
+                        .build()
+                        .unwrap(),
+                )
                 .build(),
         )
         .send()
@@ -75,7 +90,8 @@ async fn a_registered_definition_and_its_target_group_are_published_as_the_servi
     let group = target_group(&bed, &vpc, "shop", 80, "5000", "/health").await;
 
     for definition in ["shop", "shop:1", "arn:aws:ecs:eu-west-1:123456789012:task-definition/shop:1"] {
-        let (code, stdout, stderr) = xtask(&["publish", "--task-definition", definition, "--target-group", "shop", "--dry-run"], &bed.env());
+        let (code, stdout, stderr) =
+            xtask(&["publish", "--task-definition", definition, "--target-group", "shop", "--dry-run"], &bed.env());
         assert_eq!(code, 0, "{definition}\n{stdout}\n{stderr}");
         assert_eq!(ports(&stdout, "shop-front"), "80", "the backend's port is the backend's:\n{stdout}");
         assert_eq!(ports(&stdout, "shop-back"), "5000", "{stdout}");
@@ -83,15 +99,20 @@ async fn a_registered_definition_and_its_target_group_are_published_as_the_servi
     let (code, stdout, stderr) = xtask(&["publish", "--task-definition", "shop", "--target-group", &group], &bed.env());
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     assert!(stderr.contains("task definition shop: 2 container(s), registered"), "{stderr}");
-    assert!(stderr.contains("checks port 5000, which container backend of its task maps"), "the plan says so:\n{stderr}");
+    assert!(
+        stderr.contains("checks port 5000, which container backend of its task maps"),
+        "the plan says so:\n{stderr}"
+    );
     assert!(stdout.contains("shop-front: shop/frontend pulls :v3: the placeholder is there"), "{stdout}");
     assert_eq!(registry_tags(&bed, "shop-front").await, ["latest", "v3"]);
     assert_eq!(registry_tags(&bed, "shop-back").await, ["latest", "v3"]);
 
     // Each boots at the tag the service pulls, on Fargate's metadata, with the backend's stand-in
     // holding 5000 and the load balancer's check on 5000 answered.
-    let (code, stdout, stderr) =
-        xtask(&["verify", "--task-definition", "shop", "--target-group", "shop", "--published", "--no-metadata-ports"], &bed.env());
+    let (code, stdout, stderr) = xtask(
+        &["verify", "--task-definition", "shop", "--target-group", "shop", "--published", "--no-metadata-ports"],
+        &bed.env(),
+    );
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     let frontend = stdout.lines().find(|l| l.starts_with("frontend: ")).unwrap_or_default();
     assert!(frontend.starts_with("frontend: healthy") && frontend.contains("GET :5000/health got 200"), "{stdout}");
@@ -99,8 +120,14 @@ async fn a_registered_definition_and_its_target_group_are_published_as_the_servi
     // Bad input: one line, exit 2, nothing changed.
     for (args, says) in [
         (vec!["--task-definition", "nope"], "no task definition nope is registered"),
-        (vec!["--task-definition", "shop", "--target-group", "missing"], "--target-group missing: there is no such target group"),
-        (vec!["--task-definition", "shop", "--target-group", "other=shop"], "names container other, which no container"),
+        (
+            vec!["--task-definition", "shop", "--target-group", "missing"],
+            "--target-group missing: there is no such target group",
+        ),
+        (
+            vec!["--task-definition", "shop", "--target-group", "other=shop"],
+            "names container other, which no container",
+        ),
     ] {
         let mut all = vec!["publish"];
         all.extend(args);
@@ -136,14 +163,25 @@ async fn names_alone_find_the_registered_definitions_that_pull_them() {
         .family("payments-api")
         .container_definitions(
             web("api", &format!("{ECR}/payments:v1.4.2"), 8081)
-                .health_check(HealthCheck::builder().command("CMD-SHELL").command("curl -f http://localhost:8081/ready || exit 1").build().unwrap())
+                .health_check(
+                    HealthCheck::builder()
+                        .command("CMD-SHELL")
+                        .command("curl -f http://localhost:8081/ready || exit 1")
+                        .build()
+                        .unwrap(),
+                )
                 .build(),
         )
         .send()
         .await
         .unwrap();
     // A family named like no repository: found by reading the rest.
-    ecs.register_task_definition().family("nightly").container_definitions(web("job", &format!("{ECR}/reports:2026.11"), 9000).build()).send().await.unwrap();
+    ecs.register_task_definition()
+        .family("nightly")
+        .container_definitions(web("job", &format!("{ECR}/reports:2026.11"), 9000).build())
+        .send()
+        .await
+        .unwrap();
 
     // Count what publish asks ECS, through a proxy in front of moto.
     let proxy = testbed::HttpProxy::start(bed.moto.port, |_| testbed::Verdict::Forward).unwrap();
@@ -164,7 +202,11 @@ async fn names_alone_find_the_registered_definitions_that_pull_them() {
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     assert!(stderr.contains("[reports] from the registered task definition nightly:1"), "{stderr}");
     assert!(row(&stdout, "reports").contains("2026.11,latest"), "{stdout}");
-    assert!(stderr.contains("[ghost] note: no registered task definition pulls it (302 of 302 task definition families read"), "{stderr}");
+    assert!(
+        stderr
+            .contains("[ghost] note: no registered task definition pulls it (302 of 302 task definition families read"),
+        "{stderr}"
+    );
 
     let (code, stdout, stderr) = xtask(&["publish", "--containers", "ghost"], &env);
     assert_eq!(code, 0, "{stdout}\n{stderr}");
@@ -198,7 +240,8 @@ async fn without_the_permission_to_look_publish_says_how_to_give_the_definition(
     let (code, stdout, stderr) = xtask(&["publish", "--containers", "billing:8080"], &env);
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     assert!(row(&stdout, "billing").contains("created"), "{stdout}");
-    let line = stderr.lines().find(|l| l.starts_with("[billing] note: could not look")).unwrap_or_else(|| panic!("{stderr}"));
+    let line =
+        stderr.lines().find(|l| l.starts_with("[billing] note: could not look")).unwrap_or_else(|| panic!("{stderr}"));
     assert!(line.contains("AccessDeniedException") || line.contains("not authorized"), "{line}");
     assert!(stdout.contains("give the definition (--task-definition FAMILY|FILE, --from STACK)"), "{stdout}");
 }
@@ -290,7 +333,13 @@ async fn a_sidecars_port_stays_the_sidecars_on_every_path_that_reads_definitions
         .service_name("web")
         .task_definition("shop")
         .desired_count(1)
-        .load_balancers(aws_sdk_ecs::types::LoadBalancer::builder().target_group_arn(&group).container_name("frontend").container_port(80).build())
+        .load_balancers(
+            aws_sdk_ecs::types::LoadBalancer::builder()
+                .target_group_arn(&group)
+                .container_name("frontend")
+                .container_port(80)
+                .build(),
+        )
         .send()
         .await
         .unwrap();
@@ -306,7 +355,11 @@ async fn a_sidecars_port_stays_the_sidecars_on_every_path_that_reads_definitions
         args.extend(&source);
         let (code, stdout, stderr) = xtask(&args, &bed.env());
         assert_eq!(code, 0, "{source:?}\n{stdout}\n{stderr}");
-        assert_eq!(ports(&stdout, "shop-front"), "80", "{source:?}: the backend's 5000 must not be the frontend's:\n{stdout}\n{stderr}");
+        assert_eq!(
+            ports(&stdout, "shop-front"),
+            "80",
+            "{source:?}: the backend's 5000 must not be the frontend's:\n{stdout}\n{stderr}"
+        );
         assert_eq!(ports(&stdout, "shop-back"), "5000", "{source:?}\n{stdout}");
         assert!(stderr.contains("which container backend of its task maps"), "{source:?}: the plan says so:\n{stderr}");
     }
@@ -315,7 +368,11 @@ async fn a_sidecars_port_stays_the_sidecars_on_every_path_that_reads_definitions
     // placeholder leaves 5000 to the backend, whose stand-in must bind it.
     let (code, stdout, stderr) = xtask(&["publish", "--from", "stack:Shop"], &bed.env());
     assert_eq!(code, 0, "{stdout}\n{stderr}");
-    let (code, stdout, stderr) = xtask(&["verify", "--from", "stack:Shop", "--published", "--no-metadata-ports"], &bed.env());
+    let (code, stdout, stderr) =
+        xtask(&["verify", "--from", "stack:Shop", "--published", "--no-metadata-ports"], &bed.env());
     assert_eq!(code, 0, "{stdout}\n{stderr}");
-    assert!(stdout.lines().any(|l| l.starts_with("frontend: healthy") && l.contains("GET :5000/health got 200")), "{stdout}");
+    assert!(
+        stdout.lines().any(|l| l.starts_with("frontend: healthy") && l.contains("GET :5000/health got 200")),
+        "{stdout}"
+    );
 }

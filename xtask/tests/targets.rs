@@ -21,10 +21,19 @@ impl World {
     fn start() -> World {
         let moto = Moto::start().expect("moto (`bash .ci/install`)");
         // The staging account's ECR API throttles its first calls.
-        let throttle = |operation| Fault { operation, repository: None, status: 400, error_type: "ThrottlingException", message: "Rate exceeded", times: Some(2) };
-        let throttler = FaultyEcr::start(moto.port, vec![throttle("DescribeRepositories"), throttle("CreateRepository")]).unwrap();
+        let throttle = |operation| Fault {
+            operation,
+            repository: None,
+            status: 400,
+            error_type: "ThrottlingException",
+            message: "Rate exceeded",
+            times: Some(2),
+        };
+        let throttler =
+            FaultyEcr::start(moto.port, vec![throttle("DescribeRepositories"), throttle("CreateRepository")]).unwrap();
         let profiles = [("dev", DEV, None), ("prod", PROD, None), ("staging", STAGING, Some(throttler.endpoint()))];
-        let targets = [(DEV, REGIONS[0]), (DEV, REGIONS[1]), (PROD, REGIONS[0]), (PROD, REGIONS[1]), (STAGING, REGIONS[0])];
+        let targets =
+            [(DEV, REGIONS[0]), (DEV, REGIONS[1]), (PROD, REGIONS[0]), (PROD, REGIONS[1]), (STAGING, REGIONS[0])];
         let accounts = Accounts::start(moto, &profiles, &targets).expect("the test bed (`bash .ci/install`)");
         World { accounts, throttler }
     }
@@ -34,7 +43,11 @@ impl World {
         let mut command = Command::new(env!("CARGO_BIN_EXE_xtask"));
         self.accounts.configure(&mut command);
         let Output { status, stdout, stderr } = command.args(args).output().expect("run xtask");
-        (status.code().unwrap(), String::from_utf8_lossy(&stdout).into_owned(), String::from_utf8_lossy(&stderr).into_owned())
+        (
+            status.code().unwrap(),
+            String::from_utf8_lossy(&stdout).into_owned(),
+            String::from_utf8_lossy(&stderr).into_owned(),
+        )
     }
 
     /// Repository names in one account and region, read from moto as that account.
@@ -48,8 +61,10 @@ impl World {
             .await;
         let assumed = aws_sdk_sts_credentials(&base, account).await;
         let config = aws_sdk_ecr::config::Builder::from(&base).credentials_provider(assumed).build();
-        let listed = aws_sdk_ecr::Client::from_conf(config).describe_repositories().send().await.expect("describe_repositories");
-        let mut names: Vec<String> = listed.repositories().iter().filter_map(|r| r.repository_name().map(str::to_owned)).collect();
+        let listed =
+            aws_sdk_ecr::Client::from_conf(config).describe_repositories().send().await.expect("describe_repositories");
+        let mut names: Vec<String> =
+            listed.repositories().iter().filter_map(|r| r.repository_name().map(str::to_owned)).collect();
         names.sort();
         names
     }
@@ -62,7 +77,9 @@ async fn aws_sdk_sts_credentials(base: &aws_config::SdkConfig, account: &str) ->
         .configure(base)
         .build()
         .await;
-    aws_credential_types::provider::ProvideCredentials::provide_credentials(&provider).await.expect("assume role in moto")
+    aws_credential_types::provider::ProvideCredentials::provide_credentials(&provider)
+        .await
+        .expect("assume role in moto")
 }
 
 /// The table row of `container` in `account` and `region`.
@@ -82,7 +99,16 @@ async fn two_accounts_times_two_regions_with_a_bad_and_a_throttled_target() {
     let names = "orders,billing";
 
     // --dry-run: the whole plan, from read-only calls.
-    let (code, stdout, stderr) = world.xtask(&["publish", "--containers", names, "--profile", "dev,prod", "--region", "eu-west-1,us-east-1", "--dry-run"]);
+    let (code, stdout, stderr) = world.xtask(&[
+        "publish",
+        "--containers",
+        names,
+        "--profile",
+        "dev,prod",
+        "--region",
+        "eu-west-1,us-east-1",
+        "--dry-run",
+    ]);
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     for account in [DEV, PROD] {
         for region in REGIONS {
@@ -95,7 +121,15 @@ async fn two_accounts_times_two_regions_with_a_bad_and_a_throttled_target() {
 
     // Two accounts times two regions, plus a profile with no credentials: its row says why and how
     // to fix it, every other target finishes.
-    let (code, stdout, stderr) = world.xtask(&["publish", "--containers", names, "--profile", "dev,prod,nocreds", "--region", "eu-west-1,us-east-1"]);
+    let (code, stdout, stderr) = world.xtask(&[
+        "publish",
+        "--containers",
+        names,
+        "--profile",
+        "dev,prod,nocreds",
+        "--region",
+        "eu-west-1,us-east-1",
+    ]);
     assert_eq!(code, 1, "{stdout}\n{stderr}");
     for account in [DEV, PROD] {
         for region in REGIONS {
@@ -108,14 +142,20 @@ async fn two_accounts_times_two_regions_with_a_bad_and_a_throttled_target() {
     let bad: Vec<&str> = stdout.lines().filter(|l| l.starts_with("*: ")).collect();
     assert_eq!(bad.len(), 2, "one line per failed target:\n{stdout}");
     for line in bad {
-        assert!(line.contains("profile nocreds") && line.contains("no AWS credentials") && line.contains("aws sso login --profile nocreds"), "{line}");
+        assert!(
+            line.contains("profile nocreds")
+                && line.contains("no AWS credentials")
+                && line.contains("aws sso login --profile nocreds"),
+            "{line}"
+        );
         assert!(line.len() < 400 && !line.contains("CredentialsNotLoaded"), "not one clear line: {line}");
     }
     // One build and one smoke test for all of them; blobs uploaded once per registry.
     assert_eq!(stderr.matches("healthy after").count(), 2, "one proof per platform:\n{stderr}");
 
     // A re-run converges: everything is up to date, the bad target still named.
-    let (code, stdout, stderr) = world.xtask(&["publish", "--containers", names, "--profile", "dev,prod", "--region", "eu-west-1,us-east-1"]);
+    let (code, stdout, stderr) =
+        world.xtask(&["publish", "--containers", names, "--profile", "dev,prod", "--region", "eu-west-1,us-east-1"]);
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     assert_eq!(stdout.lines().filter(|l| l.contains("up to date  ")).count(), 8, "{stdout}");
     assert!(!stderr.contains("healthy after"), "an up-to-date run smoke-tested: {stderr}");
@@ -124,28 +164,48 @@ async fn two_accounts_times_two_regions_with_a_bad_and_a_throttled_target() {
     // adaptive retry backs off and the run succeeds.
     let file = world.accounts.dir().join("targets.toml");
     std::fs::write(&file, "[[target]]\nprofile = \"staging\"\nregion = \"eu-west-1\"\n\n[[target]]\nprofile = \"dev\"\nregion = \"us-east-1\"\n").unwrap();
-    let (code, stdout, stderr) = world.xtask(&["publish", "--containers", "orders", "--targets", file.to_str().unwrap(), "--output", "json"]);
+    let (code, stdout, stderr) =
+        world.xtask(&["publish", "--containers", "orders", "--targets", file.to_str().unwrap(), "--output", "json"]);
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     let document: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     let rows: Vec<(String, String, String)> = document["containers"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|c| (c["account"].as_str().unwrap().to_owned(), c["region"].as_str().unwrap().to_owned(), c["action"].as_str().unwrap().to_owned()))
+        .map(|c| {
+            (
+                c["account"].as_str().unwrap().to_owned(),
+                c["region"].as_str().unwrap().to_owned(),
+                c["action"].as_str().unwrap().to_owned(),
+            )
+        })
         .collect();
     assert!(rows.contains(&(STAGING.into(), "eu-west-1".into(), "created".into())), "{rows:?}");
-    assert!(world.throttler.injected.load(std::sync::atomic::Ordering::SeqCst) >= 2, "the staging target was never throttled");
+    assert!(
+        world.throttler.injected.load(std::sync::atomic::Ordering::SeqCst) >= 2,
+        "the staging target was never throttled"
+    );
     assert!(rows.contains(&(DEV.into(), "us-east-1".into(), "up-to-date".into())), "{rows:?}");
     assert_eq!(document["targets"].as_array().unwrap().len(), 2);
 
     // status across targets: one table with account and region columns.
-    let (code, stdout, stderr) = world.xtask(&["status", "--containers", names, "--profile", "dev,prod", "--region", "eu-west-1,us-east-1"]);
+    let (code, stdout, stderr) =
+        world.xtask(&["status", "--containers", names, "--profile", "dev,prod", "--region", "eu-west-1,us-east-1"]);
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     assert!(row_in(&stdout, "orders", PROD, "us-east-1").contains("placeholder"), "{stdout}");
     assert!(stdout.contains("8 of 8 repositories still serve the placeholder"), "{stdout}");
 
     // teardown across targets.
-    let (code, stdout, stderr) = world.xtask(&["teardown", "--containers", names, "--profile", "dev,prod", "--region", "eu-west-1,us-east-1", "--yes"]);
+    let (code, stdout, stderr) = world.xtask(&[
+        "teardown",
+        "--containers",
+        names,
+        "--profile",
+        "dev,prod",
+        "--region",
+        "eu-west-1,us-east-1",
+        "--yes",
+    ]);
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     assert_eq!(stdout.matches("] deleted: ").count(), 8, "{stdout}");
     for account in [DEV, PROD] {
@@ -175,7 +235,10 @@ fn bad_target_lists_are_one_line_and_exit_2() {
     // With one target and no credentials: one line, exit 2, the sources tried named.
     let (code, _, stderr) = world.xtask(&["status", "--profile", "nocreds"]);
     assert_eq!(code, 2, "{stderr}");
-    assert!(stderr.contains("no AWS credentials; tried profile \"nocreds\"") && stderr.trim().lines().count() == 1, "{stderr}");
+    assert!(
+        stderr.contains("no AWS credentials; tried profile \"nocreds\"") && stderr.trim().lines().count() == 1,
+        "{stderr}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -189,14 +252,40 @@ async fn replicate_pushes_to_the_source_and_writes_ecr_fan_out() {
     assert!(row_in(&stdout, "fanout", DEV, "eu-west-1").contains("created"), "{stdout}");
     assert!(!stdout.lines().any(|l| l.starts_with("fanout ") && l.contains(PROD)), "pushed to a destination: {stdout}");
     assert!(world.repositories(PROD, "eu-west-1").await.is_empty());
-    assert!(stderr.contains(&format!("[{DEV} eu-west-1] replication: replication rule: changed: fanout to {PROD}/eu-west-1")), "{stderr}");
-    assert!(stderr.contains(&format!("[{PROD} eu-west-1] replication: registry policy: changed: account {DEV} may replicate")), "{stderr}");
-    assert!(stderr.contains("creation template fanout: failed: ECR CreateRepositoryCreationTemplate failed") || stderr.contains("creation template fanout: failed: ECR DescribeRepositoryCreationTemplates failed"), "{stderr}");
+    assert!(
+        stderr
+            .contains(&format!("[{DEV} eu-west-1] replication: replication rule: changed: fanout to {PROD}/eu-west-1")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "[{PROD} eu-west-1] replication: registry policy: changed: account {DEV} may replicate"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("creation template fanout: failed: ECR CreateRepositoryCreationTemplate failed")
+            || stderr.contains("creation template fanout: failed: ECR DescribeRepositoryCreationTemplates failed"),
+        "{stderr}"
+    );
 
     // What moto kept: the rule in the source registry, the statement in the destination's policy.
-    let (code, stdout, stderr) = world.xtask(&["publish", "--containers", "fanout", "--profile", "dev,prod", "--region", "eu-west-1", "--replicate", "--dry-run"]);
+    let (code, stdout, stderr) = world.xtask(&[
+        "publish",
+        "--containers",
+        "fanout",
+        "--profile",
+        "dev,prod",
+        "--region",
+        "eu-west-1",
+        "--replicate",
+        "--dry-run",
+    ]);
     assert_eq!(code, 1, "{stdout}\n{stderr}");
-    assert!(stderr.contains("replication rule: up-to-date") && stderr.contains("registry policy: up-to-date"), "a re-run must change nothing: {stderr}");
+    assert!(
+        stderr.contains("replication rule: up-to-date") && stderr.contains("registry policy: up-to-date"),
+        "a re-run must change nothing: {stderr}"
+    );
 
     let (code, _, stderr) = world.xtask(&["publish", "--containers", "fanout", "--profile", "dev", "--replicate"]);
     assert_eq!(code, 2, "{stderr}");

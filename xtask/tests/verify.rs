@@ -25,12 +25,17 @@ fn verify(bed: &Bed, file: &std::path::Path, image: &str, extra: &[&str]) -> (i3
 }
 
 fn line_for<'a>(stdout: &'a str, container: &str) -> &'a str {
-    stdout.lines().find(|l| l.starts_with(&format!("{container}: "))).unwrap_or_else(|| panic!("no line for {container}:\n{stdout}"))
+    stdout
+        .lines()
+        .find(|l| l.starts_with(&format!("{container}: ")))
+        .unwrap_or_else(|| panic!("no line for {container}:\n{stdout}"))
 }
 
 /// Whether a target group with this matcher accepts a plain 200 (the sample writes notes after it).
 fn accepts_200(matcher: Option<&str>) -> bool {
-    let Some(word) = matcher.and_then(|m| m.split_whitespace().next()).filter(|w| !w.starts_with('(')) else { return true };
+    let Some(word) = matcher.and_then(|m| m.split_whitespace().next()).filter(|w| !w.starts_with('(')) else {
+        return true;
+    };
     word.split(',').any(|part| match part.split_once('-') {
         Some((low, high)) => low.parse::<u16>().is_ok_and(|l| l <= 200) && high.parse::<u16>().is_ok_and(|h| h >= 200),
         None => part == "200",
@@ -58,7 +63,10 @@ fn every_real_definition_in_the_sample_comes_up_healthy() {
         }
     }
     assert_eq!(code, i32::from(!needs_more.is_empty()), "{stdout}\n{stderr}");
-    assert!(stdout.contains(&format!("{} of {} container(s) came up healthy", lines.len() - needs_more.len(), lines.len())), "{stdout}");
+    assert!(
+        stdout.contains(&format!("{} of {} container(s) came up healthy", lines.len() - needs_more.len(), lines.len())),
+        "{stdout}"
+    );
 
     // Each of those, published from its own definition (its image standing in for the real one).
     for mut line in needs_more {
@@ -96,7 +104,8 @@ fn a_shell_entry_point_serves_and_health_checks_probe_with_and_without_an_init()
             "user": "node",
             "readonlyRootFilesystem": true,
         }));
-        let (code, stdout, stderr) = verify(&bed, &file, &image, &["--health-path", "/api/health", "--matcher", "200-299"]);
+        let (code, stdout, stderr) =
+            verify(&bed, &file, &image, &["--health-path", "/api/health", "--matcher", "200-299"]);
         assert_eq!(code, 0, "init {init}:\n{stdout}\n{stderr}");
         let verdict = line_for(&stdout, "web");
         assert!(verdict.contains("health check") && verdict.contains("GET :3000/api/health got 200"), "{verdict}");
@@ -117,8 +126,14 @@ fn what_the_default_image_lacks_is_named_and_task_definition_bakes_it() {
     let (code, stdout, stderr) = verify(&bed, &file, &image, &[]);
     assert_eq!(code, 1, "{stdout}\n{stderr}");
     let verdict = line_for(&stdout, "api");
-    assert!(verdict.contains("NOT HEALTHY") && (verdict.contains("svc") || verdict.contains("/opt/app/bin/start")), "{verdict}");
-    assert!(verdict.contains("publish from the definition (--task-definition FILE, --from STACK) adds it"), "{verdict}");
+    assert!(
+        verdict.contains("NOT HEALTHY") && (verdict.contains("svc") || verdict.contains("/opt/app/bin/start")),
+        "{verdict}"
+    );
+    assert!(
+        verdict.contains("publish from the definition (--task-definition FILE, --from STACK) adds it"),
+        "{verdict}"
+    );
 
     let (code, stdout, stderr) = xtask(&["publish", "--task-definition", file.to_str().unwrap()], &bed.env());
     assert_eq!(code, 0, "{stdout}\n{stderr}");
@@ -188,7 +203,10 @@ fn without_ports_in_task_metadata_the_health_check_or_the_baked_port_is_what_boo
 
     // A definition's `command`, meant for the real image, follows the placeholder's entry point:
     // the port it names is served, in a shell line too.
-    for command in [serde_json::json!(["gunicorn", "app.wsgi:application", "--bind", "0.0.0.0:3001"]), serde_json::json!(["sh", "-c", "gunicorn app:app --bind 0.0.0.0:3001"])] {
+    for command in [
+        serde_json::json!(["gunicorn", "app.wsgi:application", "--bind", "0.0.0.0:3001"]),
+        serde_json::json!(["sh", "-c", "gunicorn app:app --bind 0.0.0.0:3001"]),
+    ] {
         let (_dir, commanded) = fargate_api("commanded", serde_json::json!({ "command": command }));
         let (code, stdout, stderr) = verify(&bed, &commanded, &unbaked, &["--no-metadata-ports"]);
         assert_eq!(code, 0, "{command}:\n{stdout}\n{stderr}");
@@ -231,7 +249,10 @@ fn on_fargate_the_plain_placeholder_boots_the_sample_but_what_only_a_definition_
         let verdict = line_for(&stdout, &name);
         if needs_the_definition.contains(&name.as_str()) {
             assert!(verdict.contains("NOT HEALTHY"), "{verdict}");
-            assert!(verdict.contains("Only the definition can fix this") || verdict.contains("Port 443 is HTTPS's"), "the reason: {verdict}");
+            assert!(
+                verdict.contains("Only the definition can fix this") || verdict.contains("Port 443 is HTTPS's"),
+                "the reason: {verdict}"
+            );
         } else {
             assert!(verdict.starts_with(&format!("{name}: healthy")), "{verdict}\n{stderr}");
         }
@@ -285,7 +306,10 @@ fn sidecars_started_after_the_placeholder_keep_their_ports() {
     // every agent binds what it binds, including ports (5000, 8888) frameworks also default to.
     let (_d1, agents) = task(serde_json::json!([app("web", 3000, None), log_router, datadog, otel]));
     // A proxy in front: the placeholder takes nothing unasked (not even 80); its check names its port.
-    let (_d2, proxied) = task(serde_json::json!([app("web", 8080, Some("curl -f http://localhost:8080/health || exit 1")), proxy.clone()]));
+    let (_d2, proxied) = task(serde_json::json!([
+        app("web", 8080, Some("curl -f http://localhost:8080/health || exit 1")),
+        proxy.clone()
+    ]));
     for metadata in [&["--no-metadata-ports"][..], &[][..]] {
         for file in [&agents, &proxied] {
             let (code, stdout, stderr) = verify(&bed, file, &image, metadata);
@@ -296,7 +320,13 @@ fn sidecars_started_after_the_placeholder_keep_their_ports() {
     }
     let (code, stdout, _) = verify(&bed, &agents, &image, &["--no-metadata-ports"]);
     assert_eq!(code, 0);
-    for served in ["log_router :24224", "log_router :2020", "datadog-agent :8126", "aws-otel-collector :4317", "aws-otel-collector :8888"] {
+    for served in [
+        "log_router :24224",
+        "log_router :2020",
+        "datadog-agent :8126",
+        "aws-otel-collector :4317",
+        "aws-otel-collector :8888",
+    ] {
         assert!(line_for(&stdout, "web").contains(served), "{served}: {stdout}");
     }
     assert!(line_for(&stdout, "web").contains("GET :3000/ got 200"), "{stdout}");
@@ -305,12 +335,20 @@ fn sidecars_started_after_the_placeholder_keep_their_ports() {
     // says the API listens there (the real agent only logs that it could not), and the agent
     // keeps every other port it opens.
     let datadog_agent = serde_json::json!({ "name": "datadog-agent", "image": "public.ecr.aws/datadog/agent:latest" });
-    let (_d4, flask) = task(serde_json::json!([app("api", 5000, Some("curl -f http://localhost:5000/health || exit 1")), datadog_agent]));
+    let (_d4, flask) = task(serde_json::json!([
+        app("api", 5000, Some("curl -f http://localhost:5000/health || exit 1")),
+        datadog_agent
+    ]));
     for metadata in [&["--no-metadata-ports"][..], &[][..]] {
         let (code, stdout, stderr) = verify(&bed, &flask, &image, metadata);
         assert_eq!(code, 0, "{metadata:?}:\n{stdout}\n{stderr}");
         let api = line_for(&stdout, "api");
-        assert!(api.contains("GET :5000/ got 200") && api.contains("datadog-agent :8126") && !api.contains("datadog-agent :5000"), "{api}");
+        assert!(
+            api.contains("GET :5000/ got 200")
+                && api.contains("datadog-agent :8126")
+                && !api.contains("datadog-agent :5000"),
+            "{api}"
+        );
     }
 
     // Behind a proxy with no check, the app's port is named by nothing at run time: said, and the
@@ -319,7 +357,12 @@ fn sidecars_started_after_the_placeholder_keep_their_ports() {
     let (code, stdout, stderr) = verify(&bed, &unnamed, &image, &["--no-metadata-ports"]);
     assert_eq!(code, 1, "{stdout}\n{stderr}");
     let web = line_for(&stdout, "web");
-    assert!(web.contains("Only the definition can fix this") && web.contains("NAME:3000") && !web.contains("sidecar proxy could not"), "{web}");
+    assert!(
+        web.contains("Only the definition can fix this")
+            && web.contains("NAME:3000")
+            && !web.contains("sidecar proxy could not"),
+        "{web}"
+    );
 }
 
 #[test]
@@ -373,11 +416,21 @@ async fn one_repository_for_several_containers_of_a_task_each_on_its_own_port() 
         let (code, stdout, stderr) = xtask(&args, &bed.env());
         assert_eq!(code, 0, "{metadata:?}\n{stdout}\n{stderr}");
         let frontend = line_for(&stdout, "frontend");
-        assert!(frontend.contains("GET :3000/ got 200") && frontend.contains("serve on their ports (backend :8080, envoy :9901"), "{stdout}");
+        assert!(
+            frontend.contains("GET :3000/ got 200")
+                && frontend.contains("serve on their ports (backend :8080, envoy :9901"),
+            "{stdout}"
+        );
         assert!(line_for(&stdout, "backend").contains("GET :8080/ got 200"), "{stdout}");
         let worker = line_for(&stdout, "worker");
-        assert!(worker.starts_with("worker: healthy") && worker.contains("(frontend :3000, backend :8080, envoy :9901"), "{stdout}");
-        assert!(stderr.contains("container envoy uses") && stdout.contains("3 of 3 container(s) came up healthy"), "{stdout}\n{stderr}");
+        assert!(
+            worker.starts_with("worker: healthy") && worker.contains("(frontend :3000, backend :8080, envoy :9901"),
+            "{stdout}"
+        );
+        assert!(
+            stderr.contains("container envoy uses") && stdout.contains("3 of 3 container(s) came up healthy"),
+            "{stdout}\n{stderr}"
+        );
     }
 }
 
@@ -394,7 +447,10 @@ async fn template_images_are_verified_as_placeholders_not_passed_as_sidecars() {
     ]));
     let (code, stdout, stderr) = verify(&bed, &file, &image, &["--no-metadata-ports"]);
     assert_eq!(code, 0, "{stdout}\n{stderr}");
-    assert!(line_for(&stdout, "web").starts_with("web: healthy") && line_for(&stdout, "api").starts_with("api: healthy"), "{stdout}");
+    assert!(
+        line_for(&stdout, "web").starts_with("web: healthy") && line_for(&stdout, "api").starts_with("api: healthy"),
+        "{stdout}"
+    );
     assert!(stdout.contains("2 of 2 container(s) came up healthy"), "{stdout}");
     let (code, stdout, stderr) = xtask(&["publish", "--task-definition", file.to_str().unwrap()], &bed.env());
     assert_ne!(code, 0, "nothing to publish: {stdout}\n{stderr}");

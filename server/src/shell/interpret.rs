@@ -87,7 +87,8 @@ impl Shell {
             "false" => 1,
             "echo" => {
                 let newline = args.first().is_none_or(|a| a != "-n");
-                let words: Vec<&str> = args.iter().map(String::as_str).skip_while(|a| matches!(*a, "-n" | "-e" | "-E")).collect();
+                let words: Vec<&str> =
+                    args.iter().map(String::as_str).skip_while(|a| matches!(*a, "-n" | "-e" | "-E")).collect();
                 streams.out(format!("{}{}", words.join(" "), if newline { "\n" } else { "" }));
                 0
             }
@@ -95,7 +96,8 @@ impl Shell {
                 let mut words = args.iter();
                 // Options come first; `--` or any other word (`set a b` sets `$1 $2`) ends them.
                 // Their sign is ASCII, so the letters after it start on a character boundary.
-                while let Some(option) = words.next().filter(|w| w.len() > 1 && w.starts_with(['-', '+']) && *w != "--") {
+                while let Some(option) = words.next().filter(|w| w.len() > 1 && w.starts_with(['-', '+']) && *w != "--")
+                {
                     let letters = &option[1..];
                     // `-o NAME` takes the next word: `set -o errexit`, `set -eo pipefail`.
                     let named = letters.contains('o') && words.next().is_some_and(|name| name == "errexit");
@@ -254,4 +256,3 @@ impl Shell {
         }
     }
 }
-

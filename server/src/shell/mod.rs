@@ -81,7 +81,6 @@ fn invocation(args: &[String]) -> Result<(String, Vec<String>, bool), String> {
 
 // ---- The language: words, redirections, commands joined by `&&`, `||`, `;` and newlines ----
 
-
 #[cfg(test)]
 mod tests {
     use super::syntax::*;
@@ -136,7 +135,9 @@ mod tests {
         assert_eq!(list.len(), 3);
         assert_eq!(simple(&list, 0).assignments.len(), 2);
 
-        assert!(matches!(parse("curl -s localhost:8080/health | grep UP").unwrap()[0].first, Pipeline::Piped(ref t) if t == "curl -s localhost:8080/health | grep UP"));
+        assert!(
+            matches!(parse("curl -s localhost:8080/health | grep UP").unwrap()[0].first, Pipeline::Piped(ref t) if t == "curl -s localhost:8080/health | grep UP")
+        );
         assert!(parse("a &&\n b").unwrap()[0].rest.len() == 1);
         assert_eq!(parse("").unwrap(), vec![]);
         assert_eq!(parse(" \n;\n").unwrap_err(), "a command is missing");
@@ -146,9 +147,28 @@ mod tests {
     #[test]
     fn refuses_what_it_does_not_run() {
         for bad in [
-            "curl $(cat url)", "curl `cat url`", "( curl x )", "if true; then :; fi", "{ true; }", "true &", "cat <<EOF",
-            "echo 'unterminated", "echo \"unterminated", "echo ${unterminated", "curl x ||", "|| true", "; true", "true ;;",
-            "echo ${#X}", "echo ${X%y}", "! true", "a | ", "echo $'x'", "f() { :; }", "echo >", "[[ -f x ]]",
+            "curl $(cat url)",
+            "curl `cat url`",
+            "( curl x )",
+            "if true; then :; fi",
+            "{ true; }",
+            "true &",
+            "cat <<EOF",
+            "echo 'unterminated",
+            "echo \"unterminated",
+            "echo ${unterminated",
+            "curl x ||",
+            "|| true",
+            "; true",
+            "true ;;",
+            "echo ${#X}",
+            "echo ${X%y}",
+            "! true",
+            "a | ",
+            "echo $'x'",
+            "f() { :; }",
+            "echo >",
+            "[[ -f x ]]",
         ] {
             assert!(parse(bad).is_err(), "{bad:?} -> {:?}", parse(bad));
         }
@@ -160,7 +180,9 @@ mod tests {
 
     #[test]
     fn never_panics_on_noise() {
-        for noise in ["\0", "\\", "$", "${", "${}", "$((", "'\0'", "\"\\", "2>&", ">&-", "<>x", "&>", "|&", "a\\\n", "é${é}"] {
+        for noise in
+            ["\0", "\\", "$", "${", "${}", "$((", "'\0'", "\"\\", "2>&", ">&-", "<>x", "&>", "|&", "a\\\n", "é${é}"]
+        {
             let _ = parse(noise);
         }
     }
@@ -184,11 +206,26 @@ mod tests {
     #[test]
     fn expansions() {
         let mut sh = shell(&[("PORT", "8080"), ("EMPTY", ""), ("OPTS", " -f  -s ")]);
-        assert_eq!(fields_of(&mut sh, "x ${PORT:-3000} ${NOPE:-3000} ${EMPTY:-d} ${EMPTY-d} ${NOPE-d}"), ["x", "8080", "3000", "d", "d"]);
-        assert_eq!(fields_of(&mut sh, "x $OPTS \"$OPTS\" a$EMPTY $EMPTY \"\" ''"), ["x", "-f", "-s", " -f  -s ", "a", "", ""]);
-        assert_eq!(fields_of(&mut sh, "x $? $# $1 $2 $3 $@ ${PORT:+set} ${NOPE:+set}"), ["x", "3", "2", "one", "two", "one", "two", "set"]);
-        assert_eq!(fields_of(&mut sh, "x ${A:=assigned} $A '$PORT' \\$PORT \"a\\\"b\\$\""), ["x", "assigned", "assigned", "$PORT", "$PORT", "a\"b$"]);
-        assert_eq!(fields_of(&mut sh, "x ${NOPE:-\"a b\"} ${NOPE:-${PORT}} \"${NOPE:-a  b}\" ${NOPE:-a  b}"), ["x", "a b", "8080", "a  b", "a", "b"]);
+        assert_eq!(
+            fields_of(&mut sh, "x ${PORT:-3000} ${NOPE:-3000} ${EMPTY:-d} ${EMPTY-d} ${NOPE-d}"),
+            ["x", "8080", "3000", "d", "d"]
+        );
+        assert_eq!(
+            fields_of(&mut sh, "x $OPTS \"$OPTS\" a$EMPTY $EMPTY \"\" ''"),
+            ["x", "-f", "-s", " -f  -s ", "a", "", ""]
+        );
+        assert_eq!(
+            fields_of(&mut sh, "x $? $# $1 $2 $3 $@ ${PORT:+set} ${NOPE:+set}"),
+            ["x", "3", "2", "one", "two", "one", "two", "set"]
+        );
+        assert_eq!(
+            fields_of(&mut sh, "x ${A:=assigned} $A '$PORT' \\$PORT \"a\\\"b\\$\""),
+            ["x", "assigned", "assigned", "$PORT", "$PORT", "a\"b$"]
+        );
+        assert_eq!(
+            fields_of(&mut sh, "x ${NOPE:-\"a b\"} ${NOPE:-${PORT}} \"${NOPE:-a  b}\" ${NOPE:-a  b}"),
+            ["x", "a b", "8080", "a  b", "a", "b"]
+        );
         let list = parse("x ${NOPE?}").unwrap();
         assert!(sh.fields(&simple(&list, 0).words[1]).is_err());
     }
@@ -196,10 +233,22 @@ mod tests {
     #[tokio::test]
     async fn set_reads_its_options_and_no_other_word() {
         for (script, errexit) in [
-            ("set -e", true), ("set -xe", true), ("set -e; set +e", false), ("set -o errexit", true), ("set -eo pipefail", true),
-            ("set -o pipefail", false), ("set +o errexit", false), ("set -- -e", false), ("set a -e", false), ("set bee", false),
+            ("set -e", true),
+            ("set -xe", true),
+            ("set -e; set +e", false),
+            ("set -o errexit", true),
+            ("set -eo pipefail", true),
+            ("set -o pipefail", false),
+            ("set +o errexit", false),
+            ("set -- -e", false),
+            ("set a -e", false),
+            ("set bee", false),
             // A word whose first character is not ASCII was sliced inside that character.
-            ("set é", false), ("set -é", false), ("set éeé", false), ("set -eé", true), ("set 𝄞", false),
+            ("set é", false),
+            ("set -é", false),
+            ("set éeé", false),
+            ("set -eé", true),
+            ("set 𝄞", false),
         ] {
             let mut sh = shell(&[]);
             sh.run(&parse(script).unwrap()).await;
@@ -221,4 +270,3 @@ mod tests {
         assert_eq!(streams(&mut sh, "x 1>&2 2>&- 3>x"), Streams { out: Sink::Stderr, err: Sink::Discard });
     }
 }
-

@@ -4,25 +4,40 @@
 /// `${a:-${b:-${c}}}` nests this deep at most; deeper is refused, never recursed into.
 pub(super) const MAX_NESTING: usize = 8;
 
-
 #[derive(Debug, Clone, PartialEq)]
 pub(super) struct Word(pub(super) Vec<Piece>);
 
 #[derive(Debug, Clone, PartialEq)]
 pub(super) enum Piece {
     /// Literal text; `quoted` text is never split into fields.
-    Text { text: String, quoted: bool },
-    Param { name: String, op: ParamOp, word: Word, quoted: bool },
+    Text {
+        text: String,
+        quoted: bool,
+    },
+    Param {
+        name: String,
+        op: ParamOp,
+        word: Word,
+        quoted: bool,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(super) enum ParamOp {
     Plain,
     /// `${X-w}`, `${X:-w}`; `colon` also treats an empty value as unset.
-    Default { colon: bool },
-    Assign { colon: bool },
-    Alternative { colon: bool },
-    Error { colon: bool },
+    Default {
+        colon: bool,
+    },
+    Assign {
+        colon: bool,
+    },
+    Alternative {
+        colon: bool,
+    },
+    Error {
+        colon: bool,
+    },
 }
 
 #[derive(Debug, PartialEq)]
@@ -114,7 +129,9 @@ pub(super) fn parse(script: &str) -> Result<Vec<AndOr>, String> {
                         return Err("`|` without a command after it".into());
                     }
                     let _ = std::mem::take(&mut command);
-                    Some(Pipeline::Piped(script.chars().skip(from).take(start - from).collect::<String>().trim().to_owned()))
+                    Some(Pipeline::Piped(
+                        script.chars().skip(from).take(start - from).collect::<String>().trim().to_owned(),
+                    ))
                 } else if is_empty {
                     None
                 } else {
@@ -123,7 +140,9 @@ pub(super) fn parse(script: &str) -> Result<Vec<AndOr>, String> {
                 pipeline_start = None;
                 match (pipeline, pending.take()) {
                     (Some(p), None) => and_or = Some(AndOr { first: p, rest: Vec::new() }),
-                    (Some(p), Some(op)) => and_or.as_mut().ok_or("`&&` or `||` without a command before it")?.rest.push((op, p)),
+                    (Some(p), Some(op)) => {
+                        and_or.as_mut().ok_or("`&&` or `||` without a command before it")?.rest.push((op, p))
+                    }
                     // A newline may follow `&&`/`||`; anything else needs a command first.
                     (None, Some(op)) if matches!(token, Token::Newline) => pending = Some(op),
                     (None, None) if matches!(token, Token::Newline) => {}
@@ -158,7 +177,8 @@ pub(super) fn as_assignment(word: &Word) -> Option<(String, Word)> {
 
 pub(super) fn is_name(name: &str) -> bool {
     let mut chars = name.chars();
-    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_') && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// Compound commands and the like, which this shell does not run.
@@ -195,7 +215,9 @@ impl Lexer {
     pub(super) fn tokens(mut self) -> Result<Vec<(Token, usize, usize)>, String> {
         let mut tokens = Vec::new();
         loop {
-            while matches!(self.peek(), Some(' ' | '\t' | '\r')) || (self.peek() == Some('\\') && self.peek_at(1) == Some('\n')) {
+            while matches!(self.peek(), Some(' ' | '\t' | '\r'))
+                || (self.peek() == Some('\\') && self.peek_at(1) == Some('\n'))
+            {
                 self.at += if self.peek() == Some('\\') { 2 } else { 1 };
             }
             let start = self.at;
@@ -264,7 +286,8 @@ impl Lexer {
         }
         let fd = fd.unwrap_or(if input { 0 } else { 1 });
         if self.eat('&') {
-            let digits: String = std::iter::from_fn(|| self.peek().filter(char::is_ascii_digit).inspect(|_| self.at += 1)).collect();
+            let digits: String =
+                std::iter::from_fn(|| self.peek().filter(char::is_ascii_digit).inspect(|_| self.at += 1)).collect();
             let target = match digits.parse::<u32>() {
                 Ok(n) => Target::Fd(n),
                 Err(_) if self.eat('-') => Target::Close,
@@ -463,4 +486,3 @@ pub(super) fn flush(pieces: &mut Vec<Piece>, text: &mut String, quoted: bool) {
 }
 
 // ---- Running it ----
-

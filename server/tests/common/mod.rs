@@ -212,9 +212,13 @@ pub fn shipping_binary() -> PathBuf {
         .args(["build", "--release", "-p", "server", "--target", target])
         .status()
         .expect("run cargo");
-    assert!(status.success(), "building the shipping server failed (is the {target} target installed? `bash .ci/install`)");
+    assert!(
+        status.success(),
+        "building the shipping server failed (is the {target} target installed? `bash .ci/install`)"
+    );
     // Where that build put it: a relative CARGO_TARGET_DIR is taken from the workspace, as cargo does here.
-    let target_dir = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| workspace.join("target"), |dir| workspace.join(dir));
+    let target_dir =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| workspace.join("target"), |dir| workspace.join(dir));
     target_dir.join(target).join("release/server")
 }
 
@@ -293,10 +297,8 @@ pub fn parse(bytes: &[u8]) -> Option<Reply> {
     let text = std::str::from_utf8(&bytes[..end]).ok()?;
     let mut lines = text.split("\r\n");
     let status = lines.next()?.split(' ').nth(1)?.parse().ok()?;
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned()))
-        .collect();
+    let headers =
+        lines.filter_map(|l| l.split_once(':')).map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned())).collect();
     Some(Reply { status, headers, body: bytes[end + 4..].to_vec() })
 }
 

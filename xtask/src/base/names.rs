@@ -1,6 +1,6 @@
 //! Image and repository names: ECR's rules, which are also Docker's for a repository path.
 
-use anyhow::{bail, Result};
+use anyhow::{Result, bail};
 
 /// Checks `name` against ECR's repository-name rules: 2-256 characters; lowercase letters and
 /// digits, separated by `.`, `_`, `__` or runs of `-`; namespaces separated by `/`.
@@ -45,7 +45,9 @@ fn component_ok(component: &str) -> bool {
 fn component_problem(component: &str) -> String {
     if component.is_empty() {
         "it has an empty path component (a leading, trailing or double /)".to_owned()
-    } else if let Some(c) = component.chars().find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(*c))) {
+    } else if let Some(c) =
+        component.chars().find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(*c)))
+    {
         format!("{c:?} is not allowed")
     } else {
         format!("{component:?} must start and end with a letter or digit and use single . or _, __ or -")
@@ -73,7 +75,22 @@ mod tests {
         for good in ["ab", "my-svc-staging", "team/api", "a.b", "a_b", "a__b", "a---b", "x1/y2/z3", &"a".repeat(256)] {
             assert!(check_repository(good).is_ok(), "{good}");
         }
-        for bad in ["a", "", "My-Svc", "a//b", "-ab", "ab-", "/ab", "ab/", "a..b", "a___b", "a b", "a:b", "a-_b", &"a".repeat(257)] {
+        for bad in [
+            "a",
+            "",
+            "My-Svc",
+            "a//b",
+            "-ab",
+            "ab-",
+            "/ab",
+            "ab/",
+            "a..b",
+            "a___b",
+            "a b",
+            "a:b",
+            "a-_b",
+            &"a".repeat(257),
+        ] {
             assert!(check_repository(bad).is_err(), "{bad}");
         }
         assert!(check_repository("My-Svc").unwrap_err().to_string().contains("'M' is not allowed"));

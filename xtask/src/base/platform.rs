@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use anyhow::{bail, Result};
+use anyhow::{Result, bail};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Platform {
@@ -69,7 +69,8 @@ pub fn names(platforms: &[Platform]) -> String {
 
 /// Parses a comma-separated list, dropping duplicates and keeping a stable order.
 pub fn parse_list(text: &str) -> Result<Vec<Platform>> {
-    let mut platforms = text.split(',').filter(|s| !s.trim().is_empty()).map(Platform::parse).collect::<Result<Vec<_>>>()?;
+    let mut platforms =
+        text.split(',').filter(|s| !s.trim().is_empty()).map(Platform::parse).collect::<Result<Vec<_>>>()?;
     platforms.sort();
     platforms.dedup();
     if platforms.is_empty() {

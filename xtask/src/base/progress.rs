@@ -72,7 +72,10 @@ impl Tally {
         );
         bar.enable_steady_tick(Duration::from_millis(200));
         *ACTIVE.lock().unwrap_or_else(|e| e.into_inner()) = Some(bar.clone());
-        let tally = Tally { bar, targets: std::sync::Mutex::new(targets.into_iter().map(|(label, n)| (label, 0, n)).collect()) };
+        let tally = Tally {
+            bar,
+            targets: std::sync::Mutex::new(targets.into_iter().map(|(label, n)| (label, 0, n)).collect()),
+        };
         tally.show_targets();
         tally
     }
@@ -89,7 +92,8 @@ impl Tally {
     fn show_targets(&self) {
         let targets = self.targets.lock().unwrap_or_else(|e| e.into_inner());
         if targets.len() > 1 {
-            let each: Vec<String> = targets.iter().map(|(label, done, total)| format!("{label} {done}/{total}")).collect();
+            let each: Vec<String> =
+                targets.iter().map(|(label, done, total)| format!("{label} {done}/{total}")).collect();
             self.bar.set_message(format!("({})", each.join(", ")));
         }
     }

@@ -41,7 +41,10 @@ pub fn source_date_epoch() -> u64 {
 pub fn labels() -> BTreeMap<String, String> {
     BTreeMap::from([
         ("org.opencontainers.image.title".to_owned(), "ecs-minimal-container placeholder".to_owned()),
-        ("org.opencontainers.image.description".to_owned(), "Placeholder that answers health checks until the real image is deployed".to_owned()),
+        (
+            "org.opencontainers.image.description".to_owned(),
+            "Placeholder that answers health checks until the real image is deployed".to_owned(),
+        ),
         ("org.opencontainers.image.version".to_owned(), VERSION.to_owned()),
         ("org.opencontainers.image.revision".to_owned(), revision()),
         ("org.opencontainers.image.source".to_owned(), SOURCE.to_owned()),

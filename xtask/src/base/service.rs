@@ -22,4 +22,3 @@ impl Service {
         format!("{}/{}", self.cluster, self.name)
     }
 }
-

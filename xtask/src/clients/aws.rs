@@ -3,16 +3,16 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
-use aws_credential_types::provider::error::CredentialsError;
-use serde::{Deserialize, Serialize};
+use anyhow::{Context, Result, bail};
 use aws_config::BehaviorVersion;
 use aws_config::retry::RetryConfig;
+use aws_credential_types::provider::error::CredentialsError;
 use aws_sdk_ecr::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use base64::Engine as _;
+use serde::{Deserialize, Serialize};
 
-use crate::clients::registry::{Credentials, Registry};
 use crate::base::Usage;
+use crate::clients::registry::{Credentials, Registry};
 
 /// Where to find AWS and the registry: flags every task that talks to ECR shares.
 #[derive(clap::Args, Debug, Default)]
@@ -95,15 +95,18 @@ impl AwsArgs {
                 let regions = list(&self.region, "region")?;
                 profiles
                     .iter()
-                    .flat_map(|profile| regions.iter().map(|region| TargetSpec { profile: profile.clone(), region: region.clone() }))
+                    .flat_map(|profile| {
+                        regions.iter().map(|region| TargetSpec { profile: profile.clone(), region: region.clone() })
+                    })
                     .collect()
             }
         };
         for spec in &specs {
             if let Some(region) = &spec.region
-                && !region.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
-                    bail!(Usage(format!("region {region:?} is not a region name such as eu-west-1")));
-                }
+                && !region.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            {
+                bail!(Usage(format!("region {region:?} is not a region name such as eu-west-1")));
+            }
         }
         let mut seen = Vec::new();
         specs.retain(|spec| {
@@ -166,18 +169,23 @@ impl AwsArgs {
 }
 
 fn read_targets(file: &Path) -> Result<Vec<TargetSpec>> {
-    let text = std::fs::read_to_string(file).map_err(|e| Usage(format!("cannot read the targets file {}: {e}", file.display())))?;
-    let parsed: Result<Vec<TargetSpec>, String> = if text.trim_start().starts_with(['[', '{']) && serde_json::from_str::<serde_json::Value>(&text).is_ok() {
-        serde_json::from_str::<TargetsFile>(&text)
-            .map(|f| f.target)
-            .or_else(|_| serde_json::from_str::<Vec<TargetSpec>>(&text))
-            .map_err(|e| e.to_string())
-    } else {
-        toml::from_str::<TargetsFile>(&text).map(|f| f.target).map_err(|e| e.message().to_owned())
-    };
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| Usage(format!("cannot read the targets file {}: {e}", file.display())))?;
+    let parsed: Result<Vec<TargetSpec>, String> =
+        if text.trim_start().starts_with(['[', '{']) && serde_json::from_str::<serde_json::Value>(&text).is_ok() {
+            serde_json::from_str::<TargetsFile>(&text)
+                .map(|f| f.target)
+                .or_else(|_| serde_json::from_str::<Vec<TargetSpec>>(&text))
+                .map_err(|e| e.to_string())
+        } else {
+            toml::from_str::<TargetsFile>(&text).map(|f| f.target).map_err(|e| e.message().to_owned())
+        };
     match parsed {
         Ok(specs) if !specs.is_empty() => Ok(specs),
-        Ok(_) => bail!(Usage(format!("the targets file {} lists no targets: add [[target]] tables with profile and region", file.display()))),
+        Ok(_) => bail!(Usage(format!(
+            "the targets file {} lists no targets: add [[target]] tables with profile and region",
+            file.display()
+        ))),
         Err(e) => bail!(Usage(format!(
             "the targets file {} is not a list of targets ({}): write [[target]] tables with profile = \"...\" and region = \"...\"",
             file.display(),
@@ -235,7 +243,7 @@ pub async fn connect(spec: &TargetSpec) -> Result<Aws> {
 
 /// The SDK's HTTPS client with ring for TLS (`Cargo.toml` says why not the default).
 pub fn https_client() -> aws_sdk_ecr::config::SharedHttpClient {
-    use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
+    use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
     aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::Ring)).build_https()
 }
 
@@ -243,7 +251,8 @@ pub fn https_client() -> aws_sdk_ecr::config::SharedHttpClient {
 /// the environment shows, and what to do; never the SDK's nested debug output.
 fn credentials_error(spec: &TargetSpec, region: &str, error: &CredentialsError) -> String {
     let env = |name: &str| std::env::var_os(name).is_some_and(|v| !v.is_empty());
-    let profile = spec.profile.clone().or_else(|| std::env::var("AWS_PROFILE").ok()).unwrap_or_else(|| "default".to_owned());
+    let profile =
+        spec.profile.clone().or_else(|| std::env::var("AWS_PROFILE").ok()).unwrap_or_else(|| "default".to_owned());
     let target = match &spec.region {
         Some(_) => spec.label(),
         None => format!("{} ({region})", spec.label()),
@@ -257,7 +266,10 @@ fn credentials_error(spec: &TargetSpec, region: &str, error: &CredentialsError) 
     }
     let mut tried = Vec::new();
     if spec.profile.is_none() {
-        tried.push(if env("AWS_ACCESS_KEY_ID") { "environment (incomplete)" } else { "environment (AWS_ACCESS_KEY_ID unset)" }.to_owned());
+        tried.push(
+            if env("AWS_ACCESS_KEY_ID") { "environment (incomplete)" } else { "environment (AWS_ACCESS_KEY_ID unset)" }
+                .to_owned(),
+        );
     }
     tried.push(format!("profile {profile:?} in ~/.aws/config and ~/.aws/credentials (no credentials there)"));
     if spec.profile.is_none() {
@@ -276,11 +288,7 @@ fn credentials_error(spec: &TargetSpec, region: &str, error: &CredentialsError) 
 
 /// GetAuthorizationToken: the registry to push to and the credentials for it, kept in memory.
 pub async fn registry_login(ecr: &aws_sdk_ecr::Client) -> Result<(String, Credentials)> {
-    let output = ecr
-        .get_authorization_token()
-        .send()
-        .await
-        .map_err(|e| call_failed("GetAuthorizationToken", e))?;
+    let output = ecr.get_authorization_token().send().await.map_err(|e| call_failed("GetAuthorizationToken", e))?;
     let data = output.authorization_data().first().context("ECR returned no authorization data")?;
     let token = data.authorization_token().context("ECR returned no token")?;
     let endpoint = data.proxy_endpoint().context("ECR returned no registry endpoint")?.to_owned();

@@ -1,9 +1,11 @@
 //! ECR repositories: create or reuse one with the settings asked for, and its lifecycle policy.
 
-use anyhow::{anyhow, Result};
+use anyhow::{Result, anyhow};
 
 use crate::clients::aws::call_failed;
-use aws_sdk_ecr::types::{EncryptionConfiguration, EncryptionType, ImageScanningConfiguration, ImageTagMutability, Tag};
+use aws_sdk_ecr::types::{
+    EncryptionConfiguration, EncryptionType, ImageScanningConfiguration, ImageTagMutability, Tag,
+};
 
 /// The tag that marks a repository as made by this project (`status` lists them).
 pub const MANAGED_TAG_KEY: &str = "managed-by";
@@ -77,12 +79,24 @@ pub async fn delete_images(ecr: &aws_sdk_ecr::Client, name: &str, digests: &[Str
     }
     let ids: Vec<aws_sdk_ecr::types::ImageIdentifier> =
         digests.iter().map(|d| aws_sdk_ecr::types::ImageIdentifier::builder().image_digest(d).build()).collect();
-    let deleted = ecr.batch_delete_image().repository_name(name).set_image_ids(Some(ids)).send().await.map_err(|e| call_failed("BatchDeleteImage", e))?;
+    let deleted = ecr
+        .batch_delete_image()
+        .repository_name(name)
+        .set_image_ids(Some(ids))
+        .send()
+        .await
+        .map_err(|e| call_failed("BatchDeleteImage", e))?;
     let refused: Vec<String> = deleted
         .failures()
         .iter()
         .filter(|f| f.failure_code().is_some_and(|c| c.as_str() != "ImageNotFound"))
-        .map(|f| format!("{}: {}", f.image_id().and_then(|i| i.image_digest()).unwrap_or("?"), f.failure_reason().unwrap_or("refused")))
+        .map(|f| {
+            format!(
+                "{}: {}",
+                f.image_id().and_then(|i| i.image_digest()).unwrap_or("?"),
+                f.failure_reason().unwrap_or("refused")
+            )
+        })
         .collect();
     if !refused.is_empty() {
         anyhow::bail!("ECR refused to delete {}", refused.join("; "));
@@ -125,8 +139,15 @@ pub struct Mutability {
 impl Mutability {
     pub fn of(repository: &aws_sdk_ecr::types::Repository) -> Mutability {
         Mutability {
-            mode: repository.image_tag_mutability().map(|m| m.as_str().to_owned()).unwrap_or_else(|| "MUTABLE".to_owned()),
-            filters: repository.image_tag_mutability_exclusion_filters().iter().map(|f| f.filter().to_owned()).collect(),
+            mode: repository
+                .image_tag_mutability()
+                .map(|m| m.as_str().to_owned())
+                .unwrap_or_else(|| "MUTABLE".to_owned()),
+            filters: repository
+                .image_tag_mutability_exclusion_filters()
+                .iter()
+                .map(|f| f.filter().to_owned())
+                .collect(),
         }
     }
 
@@ -156,15 +177,26 @@ impl Mutability {
         let (mode, filter) = match self.mode.as_str() {
             // Here the filters are what is immutable: the tag must leave them.
             "MUTABLE_WITH_EXCLUSION" => {
-                let kept: Vec<String> = self.filters.iter().filter(|f| !wildcard(f, tag)).map(|f| format!("filterType=WILDCARD,filter={f}")).collect();
+                let kept: Vec<String> = self
+                    .filters
+                    .iter()
+                    .filter(|f| !wildcard(f, tag))
+                    .map(|f| format!("filterType=WILDCARD,filter={f}"))
+                    .collect();
                 filters = kept;
                 ("MUTABLE_WITH_EXCLUSION", None)
             }
             _ => ("IMMUTABLE_WITH_EXCLUSION", Some(format!("filterType=WILDCARD,filter={tag}"))),
         };
         filters.extend(filter);
-        let filters = if filters.is_empty() { String::new() } else { format!(" --image-tag-mutability-exclusion-filters {}", filters.join(" ")) };
-        format!("aws ecr put-image-tag-mutability --repository-name {repository} --image-tag-mutability {mode}{filters}")
+        let filters = if filters.is_empty() {
+            String::new()
+        } else {
+            format!(" --image-tag-mutability-exclusion-filters {}", filters.join(" "))
+        };
+        format!(
+            "aws ecr put-image-tag-mutability --repository-name {repository} --image-tag-mutability {mode}{filters}"
+        )
     }
 }
 
@@ -193,7 +225,9 @@ fn wildcard(pattern: &str, text: &str) -> bool {
 pub async fn create(ecr: &aws_sdk_ecr::Client, name: &str, settings: &Settings) -> Result<String> {
     let encryption = match &settings.encryption {
         Encryption::Aes256 => EncryptionConfiguration::builder().encryption_type(EncryptionType::Aes256).build()?,
-        Encryption::Kms(key) => EncryptionConfiguration::builder().encryption_type(EncryptionType::Kms).set_kms_key(key.clone()).build()?,
+        Encryption::Kms(key) => {
+            EncryptionConfiguration::builder().encryption_type(EncryptionType::Kms).set_kms_key(key.clone()).build()?
+        }
     };
     let created = ecr
         .create_repository()
@@ -237,9 +271,15 @@ pub async fn lifecycle(ecr: &aws_sdk_ecr::Client, name: &str, keep: u32) -> Resu
         Ok(policy) => {
             let actual = policy.lifecycle_policy_text().and_then(|t| serde_json::from_str(t).ok());
             let expected = serde_json::from_str(&lifecycle_policy(keep))?;
-            Ok(if actual.is_some_and(|actual| rules_match(&actual, &expected)) { Lifecycle::Expected } else { Lifecycle::Different })
+            Ok(if actual.is_some_and(|actual| rules_match(&actual, &expected)) {
+                Lifecycle::Expected
+            } else {
+                Lifecycle::Different
+            })
         }
-        Err(e) if e.as_service_error().is_some_and(|s| s.is_lifecycle_policy_not_found_exception()) => Ok(Lifecycle::Missing),
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_lifecycle_policy_not_found_exception()) => {
+            Ok(Lifecycle::Missing)
+        }
         Err(e) => Err(call_failed("GetLifecyclePolicy", e)),
     }
 }
@@ -286,7 +326,10 @@ mod tests {
 
     #[test]
     fn tag_mutability_with_exclusions() {
-        let with = |mode: &str, filters: &[&str]| Mutability { mode: mode.into(), filters: filters.iter().map(|f| f.to_string()).collect() };
+        let with = |mode: &str, filters: &[&str]| Mutability {
+            mode: mode.into(),
+            filters: filters.iter().map(|f| f.to_string()).collect(),
+        };
         assert!(!with("MUTABLE", &[]).immutable("latest"));
         assert!(with("IMMUTABLE", &["latest"]).immutable("latest"), "plain IMMUTABLE has no exclusions");
         let excluded = with("IMMUTABLE_WITH_EXCLUSION", &["latest", "dev-*", "*-rc*"]);
@@ -301,6 +344,8 @@ mod tests {
         );
         assert!(excluded.exclusion_command("api", "v2").ends_with("filter=latest filterType=WILDCARD,filter=dev-* filterType=WILDCARD,filter=*-rc* filterType=WILDCARD,filter=v2"));
         assert!(!pinned.exclusion_command("api", "v2").contains("filter"));
-        assert!(wildcard("*", "") && wildcard("a*b*c", "abc") && wildcard("a*b*c", "a-b-c") && !wildcard("a*b*c", "acb"));
+        assert!(
+            wildcard("*", "") && wildcard("a*b*c", "abc") && wildcard("a*b*c", "a-b-c") && !wildcard("a*b*c", "acb")
+        );
     }
 }

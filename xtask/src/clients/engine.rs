@@ -1,7 +1,7 @@
 //! Connecting to the Docker engine: `DOCKER_HOST` or the default socket, API version negotiated
 //! so Docker 20.10 (API 1.41) works as well as current Docker Desktop.
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{Context, Result, anyhow};
 use bollard::Docker;
 
 pub struct Engine {
@@ -13,7 +13,9 @@ pub struct Engine {
 pub async fn connect() -> Result<Engine> {
     let host = std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".to_owned());
     let unreachable = |e: &dyn std::fmt::Display| {
-        anyhow!("cannot reach the Docker engine at {host} ({e}): start Docker, or point DOCKER_HOST at a running engine")
+        anyhow!(
+            "cannot reach the Docker engine at {host} ({e}): start Docker, or point DOCKER_HOST at a running engine"
+        )
     };
     let docker = Docker::connect_with_defaults().map_err(|e| unreachable(&e))?;
     let docker = docker.negotiate_version().await.map_err(|e| unreachable(&e))?;

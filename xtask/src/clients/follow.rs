@@ -11,8 +11,8 @@ use anyhow::Result;
 use aws_sdk_ecs::types::{DesiredStatus, Service as EcsService};
 use tokio::time::Instant;
 
-use crate::clients::aws::service_call_failed;
 use crate::base::service::Service;
+use crate::clients::aws::service_call_failed;
 
 /// How often ECS is asked; its own events come no faster.
 const POLL: Duration = Duration::from_secs(5);
@@ -35,12 +35,21 @@ struct Look {
 }
 
 /// Follows `services` until every one is steady, `timeout` passes, or `interrupted` is set.
-pub async fn follow(services: &[Service], config: &aws_config::SdkConfig, timeout: Duration, interrupted: &AtomicBool) -> Result<Ended> {
+pub async fn follow(
+    services: &[Service],
+    config: &aws_config::SdkConfig,
+    timeout: Duration,
+    interrupted: &AtomicBool,
+) -> Result<Ended> {
     let ecs = aws_sdk_ecs::Client::new(config);
     let elbv2 = aws_sdk_elasticloadbalancingv2::Client::new(config);
     let deadline = Instant::now() + timeout;
     let mut last: Vec<Look> = vec![Look::default(); services.len()];
-    eprintln!("waiting for {} service(s) to be steady (at most {}; Ctrl-C stops waiting and undoes nothing)", services.len(), humantime::format_duration(timeout));
+    eprintln!(
+        "waiting for {} service(s) to be steady (at most {}; Ctrl-C stops waiting and undoes nothing)",
+        services.len(),
+        humantime::format_duration(timeout)
+    );
     loop {
         let looks = look_all(&ecs, &elbv2, services).await?;
         for ((service, look), before) in services.iter().zip(&looks).zip(&mut last) {
@@ -76,7 +85,11 @@ pub async fn follow(services: &[Service], config: &aws_config::SdkConfig, timeou
 }
 
 /// One look at every service, in order.
-async fn look_all(ecs: &aws_sdk_ecs::Client, elbv2: &aws_sdk_elasticloadbalancingv2::Client, services: &[Service]) -> Result<Vec<Look>> {
+async fn look_all(
+    ecs: &aws_sdk_ecs::Client,
+    elbv2: &aws_sdk_elasticloadbalancingv2::Client,
+    services: &[Service],
+) -> Result<Vec<Look>> {
     let mut looks = vec![Look { steady: false, said: "not found in its cluster".to_owned() }; services.len()];
     let clusters: std::collections::BTreeSet<&str> = services.iter().map(|s| s.cluster.as_str()).collect();
     for cluster in clusters {
@@ -90,7 +103,9 @@ async fn look_all(ecs: &aws_sdk_ecs::Client, elbv2: &aws_sdk_elasticloadbalancin
                 .await
                 .map_err(|e| service_call_failed("ECS", "DescribeServices", e))?;
             for (index, wanted) in chunk {
-                if let Some(service) = described.services().iter().find(|s| s.service_name() == Some(wanted.name.as_str())) {
+                if let Some(service) =
+                    described.services().iter().find(|s| s.service_name() == Some(wanted.name.as_str()))
+                {
                     let stopped = last_stopped(ecs, cluster, &wanted.name).await?;
                     let targets = target_health(elbv2, service).await?;
                     looks[*index] = describe(service, stopped, targets);
@@ -191,9 +206,7 @@ fn describe(service: &EcsService, stopped: Option<String>, targets: Option<Strin
     if let Some(targets) = targets {
         said.push(format!("targets: {targets}"));
     }
-    if !steady
-        && let Some(event) = service.events().first().and_then(|e| e.message())
-    {
+    if !steady && let Some(event) = service.events().first().and_then(|e| e.message()) {
         said.push(format!("latest event: {event}"));
     }
     Look { steady, said: said.join("; ") }
@@ -206,8 +219,14 @@ mod tests {
 
     #[test]
     fn services_from_stack_physical_ids() {
-        assert_eq!(Service::from_arn("arn:aws:ecs:eu-west-1:123456789012:service/shop/api"), Some(Service { cluster: "shop".into(), name: "api".into() }));
-        assert_eq!(Service::from_arn("arn:aws:ecs:eu-west-1:123456789012:service/legacy"), Some(Service { cluster: "default".into(), name: "legacy".into() }));
+        assert_eq!(
+            Service::from_arn("arn:aws:ecs:eu-west-1:123456789012:service/shop/api"),
+            Some(Service { cluster: "shop".into(), name: "api".into() })
+        );
+        assert_eq!(
+            Service::from_arn("arn:aws:ecs:eu-west-1:123456789012:service/legacy"),
+            Some(Service { cluster: "default".into(), name: "legacy".into() })
+        );
         assert_eq!(Service::from_arn("arn:aws:ecs:eu-west-1:123456789012:task/shop/1"), None);
         assert_eq!(Service::from_arn("api"), None);
     }
@@ -225,12 +244,21 @@ mod tests {
     fn steady_means_all_running_and_one_deployment_rolled_out() {
         assert!(describe(&service(1, 1, &[DeploymentRolloutState::Completed]), None, None).steady);
         assert!(describe(&service(0, 0, &[]), None, None).steady);
-        let stuck = describe(&service(0, 1, &[DeploymentRolloutState::InProgress]), Some("CannotPullContainerError: api:1.0.0 not found".into()), Some("1 unhealthy (Target.FailedHealthChecks)".into()));
+        let stuck = describe(
+            &service(0, 1, &[DeploymentRolloutState::InProgress]),
+            Some("CannotPullContainerError: api:1.0.0 not found".into()),
+            Some("1 unhealthy (Target.FailedHealthChecks)".into()),
+        );
         assert!(!stuck.steady);
-        for part in ["0/1 running", "deployment in progress", "CannotPullContainerError", "1 unhealthy", "latest event"] {
+        for part in ["0/1 running", "deployment in progress", "CannotPullContainerError", "1 unhealthy", "latest event"]
+        {
             assert!(stuck.said.contains(part), "{part}: {}", stuck.said);
         }
-        let replacing = describe(&service(2, 2, &[DeploymentRolloutState::InProgress, DeploymentRolloutState::Completed]), None, None);
+        let replacing = describe(
+            &service(2, 2, &[DeploymentRolloutState::InProgress, DeploymentRolloutState::Completed]),
+            None,
+            None,
+        );
         assert!(!replacing.steady && replacing.said.contains("2 deployments"), "{}", replacing.said);
     }
 }

@@ -10,14 +10,14 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use anyhow::{anyhow, bail, Context, Result};
-use reqwest::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
+use anyhow::{Context, Result, anyhow, bail};
 use reqwest::StatusCode;
+use reqwest::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
 use serde_json::Value;
 
-use crate::image::oci::{self, Blob};
 use crate::base::digest;
 use crate::base::repo::PLACEHOLDER_LABEL;
+use crate::image::oci::{self, Blob};
 
 // Docker's media types too: earlier versions pushed them, and real images often use them.
 const MANIFEST_V2: &str = "application/vnd.docker.distribution.manifest.v2+json";
@@ -66,9 +66,15 @@ pub struct Inspected {
 pub enum Latest {
     Missing,
     /// This project's placeholder; the image config digest (image ID) per platform.
-    Placeholder { digest: String, configs: BTreeMap<String, String> },
+    Placeholder {
+        digest: String,
+        configs: BTreeMap<String, String>,
+    },
     /// Anything else: somebody's real image.
-    Other { digest: String, platforms: Vec<String> },
+    Other {
+        digest: String,
+        platforms: Vec<String>,
+    },
 }
 
 impl Registry {
@@ -150,7 +156,8 @@ impl Registry {
     /// image configs' labels, and collects each platform's config digest.
     pub async fn inspect(&self, repository: &str, reference: &str) -> Result<Option<Inspected>> {
         let Some(top) = self.manifest(repository, reference).await? else { return Ok(None) };
-        let is_list = top.media_type == MANIFEST_LIST || top.media_type == oci::INDEX || top.json.get("manifests").is_some();
+        let is_list =
+            top.media_type == MANIFEST_LIST || top.media_type == oci::INDEX || top.json.get("manifests").is_some();
         // (architecture as the list names it, config digest); a single image names its own.
         let mut platforms: Vec<(Option<String>, String)> = Vec::new();
         let mut children = Vec::new();
@@ -239,7 +246,9 @@ impl Registry {
                     status if status.is_client_error() && status != StatusCode::UNAUTHORIZED => {
                         self.send(self.request(reqwest::Method::POST, &start)).await?
                     }
-                    _ => return Err(refusal(mounted, &format!("mounting blob {} into {repository}", blob.digest)).await),
+                    _ => {
+                        return Err(refusal(mounted, &format!("mounting blob {} into {repository}", blob.digest)).await);
+                    }
                 }
             }
             None => self.send(self.request(reqwest::Method::POST, &start)).await?,
@@ -266,7 +275,12 @@ impl Registry {
         let mut close = self.location(&response)?;
         close.query_pairs_mut().append_pair("digest", &blob.digest);
         response = self
-            .send(self.http.put(close).basic_auth(&self.credentials.user, Some(&self.credentials.password)).header(CONTENT_LENGTH, 0))
+            .send(
+                self.http
+                    .put(close)
+                    .basic_auth(&self.credentials.user, Some(&self.credentials.password))
+                    .header(CONTENT_LENGTH, 0),
+            )
             .await?;
         if response.status() != StatusCode::CREATED {
             return Err(refusal(response, &what()).await);
@@ -290,7 +304,10 @@ impl Registry {
     }
 
     async fn send(&self, request: reqwest::RequestBuilder) -> Result<reqwest::Response> {
-        request.send().await.map_err(|e| anyhow!("registry {} unreachable ({})", self.host(), crate::base::root_cause(&e)))
+        request
+            .send()
+            .await
+            .map_err(|e| anyhow!("registry {} unreachable ({})", self.host(), crate::base::root_cause(&e)))
     }
 
     /// An upload session's URL: the `Location` header, which may be relative to the registry.

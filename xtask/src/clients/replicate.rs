@@ -10,14 +10,14 @@
 
 use anyhow::{Context, Result};
 use aws_sdk_ecr::types::{
-    EncryptionConfigurationForRepositoryCreationTemplate, EncryptionType, ImageTagMutability, RctAppliedFor, ReplicationConfiguration,
-    ReplicationDestination, ReplicationRule, RepositoryFilter, RepositoryFilterType, Tag,
+    EncryptionConfigurationForRepositoryCreationTemplate, EncryptionType, ImageTagMutability, RctAppliedFor,
+    ReplicationConfiguration, ReplicationDestination, ReplicationRule, RepositoryFilter, RepositoryFilterType, Tag,
 };
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
-use crate::clients::aws::{call_failed, Target};
-use crate::clients::ecr::{self, Encryption, Settings, MANAGED_TAG_KEY, MANAGED_TAG_VALUE};
+use crate::clients::aws::{Target, call_failed};
+use crate::clients::ecr::{self, Encryption, MANAGED_TAG_KEY, MANAGED_TAG_VALUE, Settings};
 
 /// The registry policy statement publish owns in a destination registry.
 const POLICY_SID: &str = "EcsMinimalContainerReplication";
@@ -36,7 +36,13 @@ pub struct Change {
 }
 
 /// Writes (or with `dry_run` only reads and plans) the replication set-up for `repositories`.
-pub async fn configure(source: &Target, destinations: &[&Target], repositories: &[String], settings: &Settings, dry_run: bool) -> Vec<Change> {
+pub async fn configure(
+    source: &Target,
+    destinations: &[&Target],
+    repositories: &[String],
+    settings: &Settings,
+    dry_run: bool,
+) -> Vec<Change> {
     let mut changes = Vec::new();
     let record = |target: &Target, what: &str, result: Result<Option<String>>| Change {
         account: target.account.clone(),
@@ -54,24 +60,43 @@ pub async fn configure(source: &Target, destinations: &[&Target], repositories: 
             Err(error) => format!("{error:#}"),
         },
     };
-    changes.push(record(source, "replication rule", replication_rule(source, destinations, repositories, dry_run).await));
+    changes.push(record(
+        source,
+        "replication rule",
+        replication_rule(source, destinations, repositories, dry_run).await,
+    ));
     for destination in destinations {
         if destination.account != source.account {
-            changes.push(record(destination, "registry policy", registry_policy(destination, &source.account, dry_run).await));
+            changes.push(record(
+                destination,
+                "registry policy",
+                registry_policy(destination, &source.account, dry_run).await,
+            ));
         }
         for repository in repositories {
             let what = format!("creation template {repository}");
-            changes.push(record(destination, &what, creation_template(destination, repository, settings, dry_run).await));
+            changes.push(record(
+                destination,
+                &what,
+                creation_template(destination, repository, settings, dry_run).await,
+            ));
         }
     }
     changes
 }
 
 /// The source registry's rules, with one that sends `repositories` to every destination.
-async fn replication_rule(source: &Target, destinations: &[&Target], repositories: &[String], dry_run: bool) -> Result<Option<String>> {
+async fn replication_rule(
+    source: &Target,
+    destinations: &[&Target],
+    repositories: &[String],
+    dry_run: bool,
+) -> Result<Option<String>> {
     let registry = source.aws.ecr.describe_registry().send().await.map_err(|e| call_failed("DescribeRegistry", e))?;
-    let existing: Vec<ReplicationRule> = registry.replication_configuration().map(|c| c.rules().to_vec()).unwrap_or_default();
-    let wanted: Vec<(String, String)> = destinations.iter().map(|d| (d.aws.region.clone(), d.account.clone())).collect();
+    let existing: Vec<ReplicationRule> =
+        registry.replication_configuration().map(|c| c.rules().to_vec()).unwrap_or_default();
+    let wanted: Vec<(String, String)> =
+        destinations.iter().map(|d| (d.aws.region.clone(), d.account.clone())).collect();
     let merged = merge_rules(existing.clone(), &wanted, repositories)?;
     if merged == existing {
         return Ok(None);
@@ -79,7 +104,10 @@ async fn replication_rule(source: &Target, destinations: &[&Target], repositorie
     let names: Vec<String> = wanted.iter().map(|(region, account)| format!("{account}/{region}")).collect();
     let detail = format!("{} to {}", repositories.join(", "), names.join(", "));
     if !dry_run {
-        let configuration = ReplicationConfiguration::builder().set_rules(Some(merged)).build().context("building the replication rules")?;
+        let configuration = ReplicationConfiguration::builder()
+            .set_rules(Some(merged))
+            .build()
+            .context("building the replication rules")?;
         source
             .aws
             .ecr
@@ -94,15 +122,21 @@ async fn replication_rule(source: &Target, destinations: &[&Target], repositorie
 
 /// `rules` plus `repositories` going to exactly `destinations`: added to the rule that already has
 /// those destinations, else a new rule. Other rules are kept as they are.
-fn merge_rules(mut rules: Vec<ReplicationRule>, destinations: &[(String, String)], repositories: &[String]) -> Result<Vec<ReplicationRule>> {
+fn merge_rules(
+    mut rules: Vec<ReplicationRule>,
+    destinations: &[(String, String)],
+    repositories: &[String],
+) -> Result<Vec<ReplicationRule>> {
     let same_destinations = |rule: &ReplicationRule| {
-        let mut theirs: Vec<(String, String)> = rule.destinations().iter().map(|d| (d.region().to_owned(), d.registry_id().to_owned())).collect();
+        let mut theirs: Vec<(String, String)> =
+            rule.destinations().iter().map(|d| (d.region().to_owned(), d.registry_id().to_owned())).collect();
         let mut ours = destinations.to_vec();
         theirs.sort();
         ours.sort();
         theirs == ours
     };
-    let filter = |name: &str| RepositoryFilter::builder().filter(name).filter_type(RepositoryFilterType::PrefixMatch).build();
+    let filter =
+        |name: &str| RepositoryFilter::builder().filter(name).filter_type(RepositoryFilterType::PrefixMatch).build();
     let position = rules.iter().position(|rule| same_destinations(rule) && !rule.repository_filters().is_empty());
     let mut filters: Vec<RepositoryFilter> = match position {
         Some(i) => rules[i].repository_filters().to_vec(),
@@ -123,7 +157,11 @@ fn merge_rules(mut rules: Vec<ReplicationRule>, destinations: &[(String, String)
         .map(|(region, account)| ReplicationDestination::builder().region(region).registry_id(account).build())
         .collect::<Result<Vec<_>, _>>()
         .context("building a replication destination")?;
-    let rule = ReplicationRule::builder().set_destinations(Some(targets)).set_repository_filters(Some(filters)).build().context("building a replication rule")?;
+    let rule = ReplicationRule::builder()
+        .set_destinations(Some(targets))
+        .set_repository_filters(Some(filters))
+        .build()
+        .context("building a replication rule")?;
     match position {
         Some(i) => rules[i] = rule,
         None => rules.push(rule),
@@ -135,11 +173,17 @@ fn merge_rules(mut rules: Vec<ReplicationRule>, destinations: &[(String, String)
 async fn registry_policy(destination: &Target, source_account: &str, dry_run: bool) -> Result<Option<String>> {
     let ecr_client = &destination.aws.ecr;
     let current = match ecr_client.get_registry_policy().send().await {
-        Ok(policy) => policy.policy_text().map(serde_json::from_str::<Value>).transpose().context("the registry policy is not JSON")?,
+        Ok(policy) => policy
+            .policy_text()
+            .map(serde_json::from_str::<Value>)
+            .transpose()
+            .context("the registry policy is not JSON")?,
         Err(e) if e.as_service_error().is_some_and(|s| s.is_registry_policy_not_found_exception()) => None,
         Err(e) => return Err(call_failed("GetRegistryPolicy", e)),
     };
-    let Some(policy) = with_replication_statement(current, source_account, &destination.aws.region, &destination.account) else {
+    let Some(policy) =
+        with_replication_statement(current, source_account, &destination.aws.region, &destination.account)
+    else {
         return Ok(None);
     };
     if !dry_run {
@@ -154,7 +198,12 @@ async fn registry_policy(destination: &Target, source_account: &str, dry_run: bo
 }
 
 /// `policy` with our statement allowing `source_account` in, or `None` when it already has it.
-fn with_replication_statement(policy: Option<Value>, source_account: &str, region: &str, account: &str) -> Option<Value> {
+fn with_replication_statement(
+    policy: Option<Value>,
+    source_account: &str,
+    region: &str,
+    account: &str,
+) -> Option<Value> {
     let mut policy = policy.unwrap_or_else(|| json!({ "Version": "2012-10-17", "Statement": [] }));
     let statement = json!({
         "Sid": POLICY_SID,
@@ -176,21 +225,36 @@ fn with_replication_statement(policy: Option<Value>, source_account: &str, regio
 }
 
 /// A creation template for replicated repositories named `repository`: what publish would set.
-async fn creation_template(destination: &Target, repository: &str, settings: &Settings, dry_run: bool) -> Result<Option<String>> {
+async fn creation_template(
+    destination: &Target,
+    repository: &str,
+    settings: &Settings,
+    dry_run: bool,
+) -> Result<Option<String>> {
     let ecr_client = &destination.aws.ecr;
     let existing = ecr_client.describe_repository_creation_templates().prefixes(repository).send().await;
     match existing {
-        Ok(found) if found.repository_creation_templates().iter().any(|t| t.prefix() == Some(repository)) => return Ok(None),
+        Ok(found) if found.repository_creation_templates().iter().any(|t| t.prefix() == Some(repository)) => {
+            return Ok(None);
+        }
         Ok(_) => {}
         Err(e) => return Err(call_failed("DescribeRepositoryCreationTemplates", e)),
     }
-    let detail = format!("replicated {repository} gets {} and keeps the last {} images", describe(&settings.encryption), settings.keep);
+    let detail = format!(
+        "replicated {repository} gets {} and keeps the last {} images",
+        describe(&settings.encryption),
+        settings.keep
+    );
     if dry_run {
         return Ok(Some(detail));
     }
     let encryption = match &settings.encryption {
-        Encryption::Aes256 => EncryptionConfigurationForRepositoryCreationTemplate::builder().encryption_type(EncryptionType::Aes256),
-        Encryption::Kms(key) => EncryptionConfigurationForRepositoryCreationTemplate::builder().encryption_type(EncryptionType::Kms).set_kms_key(key.clone()),
+        Encryption::Aes256 => {
+            EncryptionConfigurationForRepositoryCreationTemplate::builder().encryption_type(EncryptionType::Aes256)
+        }
+        Encryption::Kms(key) => EncryptionConfigurationForRepositoryCreationTemplate::builder()
+            .encryption_type(EncryptionType::Kms)
+            .set_kms_key(key.clone()),
     }
     .build()
     .context("building the template's encryption")?;
@@ -223,7 +287,9 @@ mod tests {
     #[test]
     fn rules_merge_without_touching_others() {
         let other = ReplicationRule::builder()
-            .destinations(ReplicationDestination::builder().region("ap-south-1").registry_id("999999999999").build().unwrap())
+            .destinations(
+                ReplicationDestination::builder().region("ap-south-1").registry_id("999999999999").build().unwrap(),
+            )
             .build()
             .unwrap();
         let to = vec![("us-east-1".to_owned(), "111111111111".to_owned())];

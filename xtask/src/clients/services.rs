@@ -96,7 +96,10 @@ pub async fn everywhere(ecs: &aws_sdk_ecs::Client) -> Result<Vec<Service>> {
             while let Some(page) = pages.next().await {
                 let page = page.map_err(|e| service_call_failed("ECS", "ListServices", e))?;
                 for arn in page.service_arns() {
-                    services.push(Service { cluster: name.clone(), name: arn.rsplit('/').next().unwrap_or(arn).to_owned() });
+                    services.push(Service {
+                        cluster: name.clone(),
+                        name: arn.rsplit('/').next().unwrap_or(arn).to_owned(),
+                    });
                 }
             }
         }
@@ -146,7 +149,14 @@ pub async fn read(ecs: &aws_sdk_ecs::Client, services: &[Service]) -> Result<Vec
                         .map_err(|e| service_call_failed("ECS", "DescribeTaskDefinition", e))?;
                     let containers = task
                         .task_definition()
-                        .map(|t| t.container_definitions().iter().map(|c| (c.name().unwrap_or_default().to_owned(), c.image().unwrap_or_default().to_owned())).collect())
+                        .map(|t| {
+                            t.container_definitions()
+                                .iter()
+                                .map(|c| {
+                                    (c.name().unwrap_or_default().to_owned(), c.image().unwrap_or_default().to_owned())
+                                })
+                                .collect()
+                        })
                         .unwrap_or_default();
                     definitions.insert(definition.clone(), containers);
                 }
@@ -159,7 +169,11 @@ pub async fn read(ecs: &aws_sdk_ecs::Client, services: &[Service]) -> Result<Vec
                     containers: definitions.get(&definition).cloned().unwrap_or_default(),
                     tasks,
                     events: found.events().iter().take(20).filter_map(|e| e.message().map(str::to_owned)).collect(),
-                    target_groups: found.load_balancers().iter().filter_map(|b| b.target_group_arn().map(str::to_owned)).collect(),
+                    target_groups: found
+                        .load_balancers()
+                        .iter()
+                        .filter_map(|b| b.target_group_arn().map(str::to_owned))
+                        .collect(),
                     service,
                 });
             }
@@ -171,7 +185,13 @@ pub async fn read(ecs: &aws_sdk_ecs::Client, services: &[Service]) -> Result<Vec
 /// The service's tasks that ECS wants `status` (running, or stopped).
 pub async fn tasks(ecs: &aws_sdk_ecs::Client, service: &Service, status: DesiredStatus) -> Result<Vec<Task>> {
     let mut arns = Vec::new();
-    let mut pages = ecs.list_tasks().cluster(&service.cluster).service_name(&service.name).desired_status(status).into_paginator().send();
+    let mut pages = ecs
+        .list_tasks()
+        .cluster(&service.cluster)
+        .service_name(&service.name)
+        .desired_status(status)
+        .into_paginator()
+        .send();
     while let Some(page) = pages.next().await {
         let page = page.map_err(|e| {
             if error_code(&e) == Some("ServiceNotFoundException") {
@@ -206,7 +226,13 @@ pub async fn tasks(ecs: &aws_sdk_ecs::Client, service: &Service, status: Desired
                 containers: task
                     .containers()
                     .iter()
-                    .map(|c| (c.name().unwrap_or_default().to_owned(), c.image().unwrap_or_default().to_owned(), c.image_digest().map(str::to_owned)))
+                    .map(|c| {
+                        (
+                            c.name().unwrap_or_default().to_owned(),
+                            c.image().unwrap_or_default().to_owned(),
+                            c.image_digest().map(str::to_owned),
+                        )
+                    })
                     .collect(),
                 stopped_reason: (!reasons.is_empty()).then(|| reasons.join("; ")),
             });
@@ -294,9 +320,16 @@ impl Next {
                 "hand over: the real image is at :{tag}, but the tasks still run the placeholder (ECS resolved the tag when their \
                  deployment started): cargo xtask handover starts a new deployment and follows it"
             ),
-            Next::WaitForPipeline => format!("wait for the pipeline: :{tag} still holds the placeholder, which the tasks run"),
-            Next::Publish => format!("publish: :{tag} holds nothing, so new tasks cannot pull it (cargo xtask publish --from ...)"),
-            Next::Done => "nothing: the tasks run a real image (`cargo xtask teardown --images` removes the placeholder's images)".to_owned(),
+            Next::WaitForPipeline => {
+                format!("wait for the pipeline: :{tag} still holds the placeholder, which the tasks run")
+            }
+            Next::Publish => {
+                format!("publish: :{tag} holds nothing, so new tasks cannot pull it (cargo xtask publish --from ...)")
+            }
+            Next::Done => {
+                "nothing: the tasks run a real image (`cargo xtask teardown --images` removes the placeholder's images)"
+                    .to_owned()
+            }
             Next::Starting => format!("wait: no task runs yet, and :{tag} holds an image"),
             Next::Unknown => "look: what runs or what the tag holds could not be read".to_owned(),
         }

@@ -13,10 +13,11 @@ use sha2::{Digest, Sha256};
 use crate::base::digest::sha256 as digest;
 use crate::base::repo;
 
-
 /// `ECS_PLACEHOLDER_CACHE`, else `target/ecs-placeholder`.
 pub fn dir() -> PathBuf {
-    std::env::var_os("ECS_PLACEHOLDER_CACHE").map(PathBuf::from).unwrap_or_else(|| repo::target_dir().join("ecs-placeholder"))
+    std::env::var_os("ECS_PLACEHOLDER_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo::target_dir().join("ecs-placeholder"))
 }
 
 /// The last server build: what went in, and what came out per Rust target.
@@ -37,7 +38,8 @@ pub fn server_inputs(targets: &[&str], flags: &str) -> Option<String> {
     let mut hash = Sha256::new();
     hash.update(format!("{}\0{}\0{modified}\0{flags}\0{}\0", cargo.display(), meta.len(), targets.join(",")));
     // Another compiler or wrapper, or other flags, make other binaries.
-    for name in ["RUSTC", "RUSTC_WRAPPER", "RUSTUP_TOOLCHAIN", "RUSTFLAGS", "CARGO_BUILD_RUSTFLAGS", "CARGO_TARGET_DIR"] {
+    for name in ["RUSTC", "RUSTC_WRAPPER", "RUSTUP_TOOLCHAIN", "RUSTFLAGS", "CARGO_BUILD_RUSTFLAGS", "CARGO_TARGET_DIR"]
+    {
         hash.update(format!("{name}={}\0", std::env::var(name).unwrap_or_default()));
     }
     let root = repo::root();
@@ -85,7 +87,11 @@ pub fn keep_server_build(inputs: &str, targets: &[&str], paths: &[PathBuf]) {
 }
 
 fn binaries(targets: &[&str], paths: &[PathBuf]) -> Option<Vec<(String, String)>> {
-    targets.iter().zip(paths).map(|(target, path)| Some((target.to_string(), digest(&std::fs::read(path).ok()?)))).collect()
+    targets
+        .iter()
+        .zip(paths)
+        .map(|(target, path)| Some((target.to_string(), digest(&std::fs::read(path).ok()?))))
+        .collect()
 }
 
 fn layer_path(diff_id: &str) -> PathBuf {

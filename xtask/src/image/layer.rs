@@ -7,7 +7,7 @@ use std::fs;
 use std::io::Write;
 use std::path::Path;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result, bail};
 use flate2::{Compression, GzBuilder};
 
 /// A file tree to be written as a layer. Paths are relative to `/`, without a leading slash.
@@ -18,9 +18,14 @@ pub struct Tree {
 
 enum Node {
     Dir,
-    File { bytes: Vec<u8>, mode: u32 },
+    File {
+        bytes: Vec<u8>,
+        mode: u32,
+    },
     /// A hard link: another name for `target`, costing one tar header and no data.
-    Link { target: String },
+    Link {
+        target: String,
+    },
 }
 
 impl Tree {
@@ -202,7 +207,19 @@ mod tests {
         let names: Vec<&str> = entries.iter().map(|e| e.0.as_str()).collect();
         assert_eq!(
             names,
-            ["bin/", "public_html/", "public_html/a.html", "public_html/sub/", "public_html/sub/b.css", "public_html/z.html", "server", "usr/", "usr/bin/", "bin/sh", "usr/bin/curl"]
+            [
+                "bin/",
+                "public_html/",
+                "public_html/a.html",
+                "public_html/sub/",
+                "public_html/sub/b.css",
+                "public_html/z.html",
+                "server",
+                "usr/",
+                "usr/bin/",
+                "bin/sh",
+                "usr/bin/curl"
+            ]
         );
         assert!(entries.iter().all(|e| e.3 == 1_700_000_000));
         let sh = entries.iter().find(|e| e.0 == "bin/sh").unwrap();

@@ -9,7 +9,7 @@ pub mod oci;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result, bail};
 
 use crate::base::platform::{self, Platform};
 use crate::base::{names, repo};
@@ -45,7 +45,11 @@ impl Plan {
 
     /// The project's own images, `ecs-minimal-container:ARCH`, from the repository's pages.
     pub fn project(platforms: Vec<Platform>) -> Plan {
-        Plan { platforms, tag_prefix: "ecs-minimal-container:".to_owned(), public_html: repo::root().join("public_html") }
+        Plan {
+            platforms,
+            tag_prefix: "ecs-minimal-container:".to_owned(),
+            public_html: repo::root().join("public_html"),
+        }
     }
 
     pub fn tag_for(&self, platform: Platform) -> String {
@@ -58,14 +62,22 @@ pub fn sources(plan: &Plan) -> Result<Sources> {
     let binaries = build_servers(&plan.platforms)?
         .into_iter()
         .zip(&plan.platforms)
-        .map(|(path, platform)| Ok((*platform, std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?)))
+        .map(|(path, platform)| {
+            Ok((*platform, std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?))
+        })
         .collect::<Result<Vec<_>>>()?;
-    Ok(Sources { binaries, public_html: plan.public_html.clone(), created: repo::source_date_epoch(), labels: repo::labels() })
+    Ok(Sources {
+        binaries,
+        public_html: plan.public_html.clone(),
+        created: repo::source_date_epoch(),
+        labels: repo::labels(),
+    })
 }
 
 fn check_rust_targets(platforms: &[Platform]) -> Result<()> {
     let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".to_owned());
-    let output = Command::new(&rustc).args(["--print", "sysroot"]).output().with_context(|| format!("running {rustc}"))?;
+    let output =
+        Command::new(&rustc).args(["--print", "sysroot"]).output().with_context(|| format!("running {rustc}"))?;
     let sysroot = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
     let missing: Vec<&str> = platforms
         .iter()

@@ -8,12 +8,12 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use bytes::Bytes;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
-use crate::image::cache;
-use crate::image::layer::{self, Tree};
 use crate::base::digest::sha256 as digest;
 use crate::base::platform::Platform;
+use crate::image::cache;
+use crate::image::layer::{self, Tree};
 
 pub const INDEX: &str = "application/vnd.oci.image.index.v1+json";
 pub const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -47,7 +47,6 @@ impl Blob {
         json!({ "mediaType": self.media_type, "digest": self.digest, "size": self.bytes.len() })
     }
 }
-
 
 /// Other names of the server, as hard links (a tar header each, no data). The shell, curl and wget
 /// answer the health checks real task definitions run (`CMD-SHELL` is `/bin/sh -c`); the rest are
@@ -100,7 +99,8 @@ pub const PROGRAMS: &[&str] = &[
 ];
 
 /// Users a task definition's `user` may name: Docker looks names up in the image's /etc/passwd.
-const USERS: &[(&str, u32)] = &[("root", 0), ("daemon", 1), ("www-data", 33), ("nginx", 101), ("node", 1000), ("app", 1001), ("nobody", 65534)];
+const USERS: &[(&str, u32)] =
+    &[("root", 0), ("daemon", 1), ("www-data", 33), ("nginx", 101), ("node", 1000), ("app", 1001), ("nobody", 65534)];
 
 /// What one repository's image adds to the common placeholder.
 #[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
@@ -270,7 +270,8 @@ fn config_json(sources: &Sources, recipe: &Recipe, platform: Platform, diff_id: 
 fn port_list(recipe: &Recipe) -> Vec<String> {
     let mut entries = Vec::new();
     for &port in &recipe.ports {
-        let owners: Vec<&str> = recipe.container_ports.iter().filter(|(_, p)| *p == port).map(|(name, _)| name.as_str()).collect();
+        let owners: Vec<&str> =
+            recipe.container_ports.iter().filter(|(_, p)| *p == port).map(|(name, _)| name.as_str()).collect();
         if owners.is_empty() {
             entries.push(port.to_string());
         }
@@ -308,7 +309,9 @@ pub fn docker_archive(image: &PlatformImage, tag: &str) -> Result<Vec<u8>> {
     let layer_path = format!("{}/layer.tar", digest(&image.layer_tar).trim_start_matches("sha256:"));
     let manifest = serde_json::to_vec(&json!([{ "Config": config_path, "RepoTags": [tag], "Layers": [layer_path] }]))?;
     let mut tar = tar::Builder::new(Vec::new());
-    for (path, bytes) in [(config_path.as_str(), &image.config.bytes[..]), (&layer_path, &image.layer_tar), ("manifest.json", &manifest)] {
+    for (path, bytes) in
+        [(config_path.as_str(), &image.config.bytes[..]), (&layer_path, &image.layer_tar), ("manifest.json", &manifest)]
+    {
         let mut header = tar::Header::new_gnu();
         header.set_mode(0o644);
         header.set_size(bytes.len() as u64);
@@ -339,7 +342,8 @@ mod tests {
         assert_eq!(a.index.digest, b.index.digest);
         let later = build(&sources(pages.path(), 1_700_000_001), &Recipe::default()).unwrap();
         assert_ne!(a.index.digest, later.index.digest, "the time is part of the image");
-        let ported = build(&sources(pages.path(), 1_700_000_000), &Recipe { ports: vec![8080], ..Recipe::default() }).unwrap();
+        let ported =
+            build(&sources(pages.path(), 1_700_000_000), &Recipe { ports: vec![8080], ..Recipe::default() }).unwrap();
         assert_ne!(a.index.digest, ported.index.digest);
         assert_eq!(a.images[0].layer.digest, ported.images[0].layer.digest, "a baked port changes the config only");
     }
@@ -357,7 +361,10 @@ mod tests {
         };
         let set = build(&sources(pages.path(), 1_700_000_000), &recipe).unwrap();
         let index: Value = serde_json::from_slice(&set.index.bytes).unwrap();
-        assert_eq!(index["manifests"][1]["platform"], json!({ "architecture": "arm64", "os": "linux", "variant": "v8" }));
+        assert_eq!(
+            index["manifests"][1]["platform"],
+            json!({ "architecture": "arm64", "os": "linux", "variant": "v8" })
+        );
         let arm = &set.images[1];
         assert_eq!(index["manifests"][1]["digest"], arm.manifest.digest.as_str());
         let manifest: Value = serde_json::from_slice(&arm.manifest.bytes).unwrap();
@@ -375,7 +382,11 @@ mod tests {
 
         let shared = Recipe {
             ports: vec![3000, 8080, 9100],
-            container_ports: BTreeSet::from([("frontend".to_owned(), 3000), ("backend".to_owned(), 8080), ("worker".to_owned(), 8080)]),
+            container_ports: BTreeSet::from([
+                ("frontend".to_owned(), 3000),
+                ("backend".to_owned(), 8080),
+                ("worker".to_owned(), 8080),
+            ]),
             ..Recipe::default()
         };
         let set = build(&sources(pages.path(), 1_700_000_000), &shared).unwrap();
@@ -394,6 +405,8 @@ mod tests {
         for program in ["bin/sh", "usr/bin/curl", "usr/bin/wget", "usr/sbin/apache2", "app/start"] {
             assert_eq!(names[program].0.as_deref(), Some("server"), "{program} is a hard link to the server");
         }
-        assert!(names["etc/passwd"].1.contains("node:x:1000:1000:") && names["etc/passwd"].1.contains("svc:x:2000:2000:"));
+        assert!(
+            names["etc/passwd"].1.contains("node:x:1000:1000:") && names["etc/passwd"].1.contains("svc:x:2000:2000:")
+        );
     }
 }

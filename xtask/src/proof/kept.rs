@@ -35,7 +35,10 @@ fn path(digest: &str) -> PathBuf {
 pub fn earlier(set: &ImageSet) -> Option<Vec<Proof>> {
     let text = std::fs::read_to_string(path(&set.index.digest)).ok()?;
     let kept: Kept = serde_json::from_str(&text).ok()?;
-    if kept.version != env!("CARGO_PKG_VERSION") || kept.index != set.index.digest || kept.platforms.len() != set.images.len() {
+    if kept.version != env!("CARGO_PKG_VERSION")
+        || kept.index != set.index.digest
+        || kept.platforms.len() != set.images.len()
+    {
         return None;
     }
     set.images
@@ -59,7 +62,11 @@ pub fn keep(set: &ImageSet, proofs: &[Proof]) {
     let mut platforms = Vec::new();
     for proof in proofs {
         let Verdict::Healthy { after, how } = &proof.verdict else { return };
-        platforms.push(KeptProof { platform: proof.platform.docker().to_owned(), after_ms: after.as_millis() as u64, how: (*how).to_owned() });
+        platforms.push(KeptProof {
+            platform: proof.platform.docker().to_owned(),
+            after_ms: after.as_millis() as u64,
+            how: (*how).to_owned(),
+        });
     }
     if platforms.len() != set.images.len() {
         return;

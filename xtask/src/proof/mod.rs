@@ -5,14 +5,14 @@
 pub mod kept;
 pub mod smoke;
 
-use anyhow::{bail, Result};
+use anyhow::{Result, bail};
 use bollard::query_parameters::ImportImageOptionsBuilder;
 use futures_util::TryStreamExt;
 
 use crate::base::progress::Progress;
-use crate::image::oci::{self, ImageSet, PlatformImage};
-use crate::image::Plan;
 use crate::clients::engine::{self, Engine};
+use crate::image::Plan;
+use crate::image::oci::{self, ImageSet, PlatformImage};
 use smoke::Proof;
 
 /// Loads each platform's image into the engine under the plan's tag, so `docker run` works.
@@ -34,7 +34,11 @@ async fn load_one(engine: &Engine, image: &PlatformImage, tag: &str) -> Result<(
     // By its ID, not the tag: another run may load another recipe's image under the same tag at
     // the same moment, and what is proven must be this very image.
     let id = &image.config.digest;
-    let loaded = engine.docker.inspect_image(id).await.map_err(|e| engine::call_failed(&format!("inspecting {tag} ({id})"), e))?;
+    let loaded = engine
+        .docker
+        .inspect_image(id)
+        .await
+        .map_err(|e| engine::call_failed(&format!("inspecting {tag} ({id})"), e))?;
     if loaded.id.as_deref() != Some(id.as_str()) {
         bail!("the engine gave {tag} the ID {:?}, expected {id}", loaded.id);
     }
@@ -59,4 +63,3 @@ pub async fn prove(set: &ImageSet, engine: Option<&Engine>) -> Result<Vec<Proof>
     progress.finish();
     proofs
 }
-

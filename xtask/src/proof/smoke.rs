@@ -6,16 +6,16 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{Context, Result, anyhow, bail};
+use bollard::Docker;
 use bollard::models::{ContainerCreateBody, HealthConfig, HealthStatusEnum, HealthcheckResult, HostConfig};
 use bollard::query_parameters::{CreateContainerOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder};
-use bollard::Docker;
 use futures_util::TryStreamExt;
 use tokio::io::AsyncReadExt;
 
+use crate::base::platform::Platform;
 use crate::clients::engine::Engine;
 use crate::image::oci::PlatformImage;
-use crate::base::platform::Platform;
 
 pub const HEALTHY_WITHIN: Duration = Duration::from_secs(20);
 
@@ -26,9 +26,15 @@ pub struct Proof {
 }
 
 pub enum Verdict {
-    Healthy { after: Duration, how: &'static str },
+    Healthy {
+        after: Duration,
+        how: &'static str,
+    },
     /// An earlier run proved this very image set (the same index digest) healthy.
-    Earlier { proven_at: String, how: String },
+    Earlier {
+        proven_at: String,
+        how: String,
+    },
     /// Nothing here can run this architecture: not a verdict on the image.
     CannotRun(String),
 }
@@ -37,7 +43,9 @@ impl Proof {
     pub fn describe(&self) -> String {
         match &self.verdict {
             Verdict::Healthy { after, how } => format!("healthy after {:.2} s ({how})", after.as_secs_f64()),
-            Verdict::Earlier { proven_at, how } => format!("healthy: proven at {proven_at} for this same digest ({how}), so not run again"),
+            Verdict::Earlier { proven_at, how } => {
+                format!("healthy: proven at {proven_at} for this same digest ({how}), so not run again")
+            }
             Verdict::CannotRun(why) => format!("not smoke-tested: {why}"),
         }
     }
@@ -65,9 +73,7 @@ pub async fn in_engine(engine: &Engine, image: &str, platform: Platform) -> Resu
         .with_context(|| format!("creating a {platform} container from {image}"))?
         .id;
     let verdict = watch(docker, &container, platform).await;
-    let _ = docker
-        .remove_container(&container, Some(RemoveContainerOptionsBuilder::new().force(true).build()))
-        .await;
+    let _ = docker.remove_container(&container, Some(RemoveContainerOptionsBuilder::new().force(true).build())).await;
     let verdict = match verdict? {
         Some(after) => Verdict::Healthy { after, how: "Docker HEALTHCHECK in the engine" },
         None => Verdict::CannotRun(format!(
@@ -115,7 +121,9 @@ fn last_check(checks: &Option<Vec<HealthcheckResult>>) -> String {
     checks
         .as_ref()
         .and_then(|log| log.last())
-        .map(|check| format!("exit {} {:?}", check.exit_code.unwrap_or(-1), check.output.as_deref().unwrap_or("").trim()))
+        .map(|check| {
+            format!("exit {} {:?}", check.exit_code.unwrap_or(-1), check.output.as_deref().unwrap_or("").trim())
+        })
         .unwrap_or_else(|| "none ran".to_owned())
 }
 
@@ -172,10 +180,16 @@ pub async fn direct(image: &PlatformImage) -> Result<Proof> {
             let _ = serving.kill().await;
             return Ok(Proof { platform, verdict: Verdict::Healthy { after: started.elapsed(), how } });
         }
-        last = format!("exit {} {:?}", probe.status.code().unwrap_or(-1), String::from_utf8_lossy(&probe.stderr).trim());
+        last =
+            format!("exit {} {:?}", probe.status.code().unwrap_or(-1), String::from_utf8_lossy(&probe.stderr).trim());
         if started.elapsed() > HEALTHY_WITHIN {
             let _ = serving.kill().await;
-            bail!(failure(platform, &format!("was not healthy within {HEALTHY_WITHIN:?}"), &last, &output_of(&mut serving).await));
+            bail!(failure(
+                platform,
+                &format!("was not healthy within {HEALTHY_WITHIN:?}"),
+                &last,
+                &output_of(&mut serving).await
+            ));
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -208,7 +222,9 @@ fn runner_for(platform: Platform) -> std::result::Result<(Option<PathBuf>, &'sta
         return Ok((None, "server run from the built layer and probed, under qemu-user (binfmt)"));
     }
     let on_path = std::env::var_os("PATH").and_then(|path| {
-        std::env::split_paths(&path).flat_map(|dir| [dir.join(format!("{qemu}-static")), dir.join(qemu)]).find(|p| p.is_file())
+        std::env::split_paths(&path)
+            .flat_map(|dir| [dir.join(format!("{qemu}-static")), dir.join(qemu)])
+            .find(|p| p.is_file())
     });
     match on_path {
         Some(binary) => Ok((Some(binary), "server run from the built layer and probed, under qemu-user")),

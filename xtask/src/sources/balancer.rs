@@ -22,7 +22,10 @@ pub struct Group {
 /// Puts each `--target-group` check on the container it is for: the one it names, else the ones
 /// that map the group's port (the port an ECS service registers is the container's). A group that
 /// fits no container is bad input.
-pub fn attach<'a>(containers: impl IntoIterator<Item = (&'a mut Container, &'a mut bool)>, groups: &[(Option<String>, Group)]) -> Result<()> {
+pub fn attach<'a>(
+    containers: impl IntoIterator<Item = (&'a mut Container, &'a mut bool)>,
+    groups: &[(Option<String>, Group)],
+) -> Result<()> {
     let mut containers: Vec<(&mut Container, &mut bool)> = containers.into_iter().collect();
     for (named, group) in groups {
         let mut fitted = false;
@@ -55,4 +58,3 @@ pub fn attach<'a>(containers: impl IntoIterator<Item = (&'a mut Container, &'a m
     }
     Ok(())
 }
-

@@ -8,19 +8,23 @@ use std::collections::HashMap;
 use anyhow::{Result, bail};
 use aws_sdk_ecs::types::ContainerDefinition;
 
-use crate::clients::aws::{error_code, service_call_failed};
-use crate::base::service::Service;
-use crate::sources::stack::{self, Found};
-use crate::sources::registered;
-use crate::sources::taskdef::{self, Container, HealthCheck, LoadBalancerCheck};
 use crate::base::Usage;
+use crate::base::service::Service;
+use crate::clients::aws::{error_code, service_call_failed};
+use crate::sources::registered;
+use crate::sources::stack::{self, Found};
+use crate::sources::taskdef::{self, Container, HealthCheck, LoadBalancerCheck};
 
 /// DescribeServices takes at most this many services a call.
 const SERVICES_PER_CALL: usize = 10;
 
 /// The containers of `services` in `cluster` (every service of the cluster when none is named),
 /// and the services themselves.
-pub async fn load(cluster: &str, services: &[String], config: &aws_config::SdkConfig) -> Result<(Vec<Found>, Vec<Service>)> {
+pub async fn load(
+    cluster: &str,
+    services: &[String],
+    config: &aws_config::SdkConfig,
+) -> Result<(Vec<Found>, Vec<Service>)> {
     let ecs = aws_sdk_ecs::Client::new(config);
     let region = config.region().map(|r| r.to_string()).unwrap_or_default();
     let no_cluster = || {
@@ -32,11 +36,19 @@ pub async fn load(cluster: &str, services: &[String], config: &aws_config::SdkCo
     if names.is_empty() {
         let mut pages = ecs.list_services().cluster(cluster).into_paginator().send();
         while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| if error_code(&e) == Some("ClusterNotFoundException") { no_cluster() } else { service_call_failed("ECS", "ListServices", e) })?;
+            let page = page.map_err(|e| {
+                if error_code(&e) == Some("ClusterNotFoundException") {
+                    no_cluster()
+                } else {
+                    service_call_failed("ECS", "ListServices", e)
+                }
+            })?;
             names.extend(page.service_arns().iter().cloned());
         }
         if names.is_empty() {
-            bail!(Usage(format!("--from ecs:{cluster}: cluster {cluster} has no services: name a cluster that runs the stuck service, or give the stack (--from stack:NAME)")));
+            bail!(Usage(format!(
+                "--from ecs:{cluster}: cluster {cluster} has no services: name a cluster that runs the stuck service, or give the stack (--from stack:NAME)"
+            )));
         }
     }
 
@@ -44,22 +56,26 @@ pub async fn load(cluster: &str, services: &[String], config: &aws_config::SdkCo
     let mut found = Vec::new();
     let mut followed = Vec::new();
     for chunk in names.chunks(SERVICES_PER_CALL) {
-        let described = ecs
-            .describe_services()
-            .cluster(cluster)
-            .set_services(Some(chunk.to_vec()))
-            .send()
-            .await
-            .map_err(|e| if error_code(&e) == Some("ClusterNotFoundException") { no_cluster() } else { service_call_failed("ECS", "DescribeServices", e) })?;
+        let described =
+            ecs.describe_services().cluster(cluster).set_services(Some(chunk.to_vec())).send().await.map_err(|e| {
+                if error_code(&e) == Some("ClusterNotFoundException") {
+                    no_cluster()
+                } else {
+                    service_call_failed("ECS", "DescribeServices", e)
+                }
+            })?;
         if let Some(failure) = described.failures().first() {
             let what = failure.arn().unwrap_or("?");
             let why = failure.reason().unwrap_or("not found");
-            bail!(Usage(format!("--from ecs:{cluster}: service {what}: {why}: check the name (`aws ecs list-services --cluster {cluster}`)")));
+            bail!(Usage(format!(
+                "--from ecs:{cluster}: service {what}: {why}: check the name (`aws ecs list-services --cluster {cluster}`)"
+            )));
         }
         for service in described.services() {
             let name = service.service_name().unwrap_or_default().to_owned();
             // The definition being rolled out: the PRIMARY deployment's, else the service's.
-            let primary = service.deployments().iter().find(|d| d.status() == Some("PRIMARY")).and_then(|d| d.task_definition());
+            let primary =
+                service.deployments().iter().find(|d| d.status() == Some("PRIMARY")).and_then(|d| d.task_definition());
             let Some(definition) = primary.or(service.task_definition()) else { continue };
             let task = ecs
                 .describe_task_definition()

@@ -1,9 +1,9 @@
 //! `--containers a,b:8080`: repository names checked against ECR's rules, each with the ports
 //! given with it.
 
-use anyhow::{bail, Result};
+use anyhow::{Result, bail};
 
-use crate::base::{names, Usage};
+use crate::base::{Usage, names};
 
 /// Splits the comma-separated list: spaces trimmed, empty entries and duplicates dropped, and
 /// every name checked before anything is changed. A name may carry ports (`api:8080:9090`).
@@ -35,7 +35,6 @@ pub fn container_specs(list: &str) -> Result<Vec<(String, Vec<u16>)>> {
     Ok(specs)
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -51,4 +50,3 @@ mod tests {
         assert!(parse_containers(&format!("ok1,{long}")).unwrap_err().to_string().contains("257 characters"));
     }
 }
-

@@ -12,10 +12,10 @@ use aws_sdk_cloudformation::types::TemplateStage;
 use serde_json::Value;
 use tokio::time::Instant;
 
-use crate::clients::aws::{error_code, service_call_failed};
-use crate::base::service::Service;
-use crate::sources::stack::{self, Deployment, Found};
 use crate::base::Usage;
+use crate::base::service::Service;
+use crate::clients::aws::{error_code, service_call_failed};
+use crate::sources::stack::{self, Deployment, Found};
 
 /// What a deployed stack holds: its containers, and its ECS services (for `--wait`).
 pub struct Loaded {
@@ -71,7 +71,9 @@ async fn read(name: &str, config: &aws_config::SdkConfig) -> Result<Loaded> {
             }
         })?;
         let Some(stack) = described.stacks().first() else {
-            bail!(Usage(format!("--from stack:{name}: there is no stack {name} in {region}: check the name and --region")));
+            bail!(Usage(format!(
+                "--from stack:{name}: there is no stack {name} in {region}: check the name and --region"
+            )));
         };
         if stacks.is_empty() {
             status = stack.stack_status().map(|s| s.as_str().to_owned()).unwrap_or_default();
@@ -95,7 +97,9 @@ async fn read(name: &str, config: &aws_config::SdkConfig) -> Result<Loaded> {
         while let Some(page) = resources.next().await {
             let page = page.map_err(|e| service_call_failed("CloudFormation", "ListStackResources", e))?;
             for resource in page.stack_resource_summaries() {
-                let (Some(logical), Some(kind)) = (resource.logical_resource_id(), resource.resource_type()) else { continue };
+                let (Some(logical), Some(kind)) = (resource.logical_resource_id(), resource.resource_type()) else {
+                    continue;
+                };
                 let Some(physical) = resource.physical_resource_id().filter(|p| !p.is_empty()) else { continue };
                 if kind == "AWS::CloudFormation::Stack" {
                     pending.push(physical.to_owned());

@@ -6,13 +6,13 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 
-use crate::clients::aws;
-use crate::clients::aws::AwsArgs;
-use crate::sources::stack::{self, Found};
-use crate::sources::{cluster, deployed, registered};
-use crate::sources::balancer::Group;
 use crate::base::Usage;
 pub use crate::base::service::Service;
+use crate::clients::aws;
+use crate::clients::aws::AwsArgs;
+use crate::sources::balancer::Group;
+use crate::sources::stack::{self, Found};
+use crate::sources::{cluster, deployed, registered};
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Source {
@@ -48,7 +48,9 @@ pub fn parse(values: &[String]) -> Result<Vec<Source>> {
         } else if let Some(rest) = value.strip_prefix("ecs:") {
             let (cluster, services) = rest.split_once('/').unwrap_or((rest, ""));
             if cluster.trim().is_empty() {
-                anyhow::bail!(Usage(format!("--from {value:?}: name the cluster, e.g. --from ecs:my-cluster or ecs:my-cluster/api,web")));
+                anyhow::bail!(Usage(format!(
+                    "--from {value:?}: name the cluster, e.g. --from ecs:my-cluster or ecs:my-cluster/api,web"
+                )));
             }
             let services = services.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect();
             Source::Cluster { cluster: cluster.trim().to_owned(), services }
@@ -71,7 +73,9 @@ pub fn is_registered(value: &str) -> bool {
         return value.contains(":task-definition/");
     }
     let (family, revision) = value.split_once(':').unwrap_or((value, "1"));
-    let family_ok = !family.is_empty() && family.len() <= 255 && family.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    let family_ok = !family.is_empty()
+        && family.len() <= 255
+        && family.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
     family_ok && !revision.is_empty() && revision.bytes().all(|b| b.is_ascii_digit())
 }
 
@@ -135,12 +139,19 @@ pub async fn load_asked(asked: &Asked<'_>, aws_args: &AwsArgs, wait: Option<std:
     for source in &sources {
         match source {
             Source::Files(path) => {
-                loaded.found.extend(stack::discover(path, &context).map_err(|e| Usage(format!("--from {}: {e:#}", path.display())))?);
+                loaded.found.extend(
+                    stack::discover(path, &context).map_err(|e| Usage(format!("--from {}: {e:#}", path.display())))?,
+                );
             }
             Source::Stack(name) => {
                 let config = connected(&mut config, aws_args).await?;
                 let stack = deployed::load(name, config, wait).await?;
-                eprintln!("stack {name}: {} ({} container(s), {} service(s))", stack.status, stack.found.len(), stack.services.len());
+                eprintln!(
+                    "stack {name}: {} ({} container(s), {} service(s))",
+                    stack.status,
+                    stack.found.len(),
+                    stack.services.len()
+                );
                 loaded.found.extend(stack.found);
                 loaded.services.extend(stack.services);
             }
@@ -163,13 +174,19 @@ pub async fn load_asked(asked: &Asked<'_>, aws_args: &AwsArgs, wait: Option<std:
         loaded.groups = registered::target_groups(asked.target_groups, config).await?;
     }
     // Names a definition given already covers need no lookup.
-    let lookup: Vec<String> =
-        asked.lookup.iter().filter(|name| !loaded.found.iter().any(|f| f.repository() == Some(name.as_str()))).cloned().collect();
+    let lookup: Vec<String> = asked
+        .lookup
+        .iter()
+        .filter(|name| !loaded.found.iter().any(|f| f.repository() == Some(name.as_str())))
+        .cloned()
+        .collect();
     if !lookup.is_empty() {
         // Looking is a help, not a step: a target that cannot be reached is publish's to report.
         match connected(&mut config, aws_args).await {
             Ok(config) => look_up(&mut loaded, &lookup, config).await,
-            Err(e) => loaded.not_found.extend(lookup.iter().map(|r| (r.clone(), format!("could not look for a registered task definition that pulls it ({e:#})")))),
+            Err(e) => loaded.not_found.extend(lookup.iter().map(|r| {
+                (r.clone(), format!("could not look for a registered task definition that pulls it ({e:#})"))
+            })),
         }
     }
     let mut labels: Vec<String> = sources.iter().map(Source::label).collect();
@@ -184,9 +201,18 @@ pub async fn load_asked(asked: &Asked<'_>, aws_args: &AwsArgs, wait: Option<std:
 /// would use them, each named; where none does, or publish may not look, it says so.
 async fn look_up(loaded: &mut Loaded, repositories: &[String], config: &aws_config::SdkConfig) {
     let lookup = registered::pulling(repositories, config).await;
-    let read = format!("{} of {} task definition families read in {:.1} s", lookup.read, lookup.families, lookup.took.as_secs_f64());
+    let read = format!(
+        "{} of {} task definition families read in {:.1} s",
+        lookup.read,
+        lookup.families,
+        lookup.took.as_secs_f64()
+    );
     for found in &lookup.found {
-        eprintln!("[{}] from the registered {}: its tag, ports and checks are baked in ({read})", found.repository().unwrap_or_default(), found.location);
+        eprintln!(
+            "[{}] from the registered {}: its tag, ports and checks are baked in ({read})",
+            found.repository().unwrap_or_default(),
+            found.location
+        );
     }
     for repository in repositories {
         if lookup.found.iter().any(|f| f.repository() == Some(repository.as_str())) {
@@ -194,7 +220,9 @@ async fn look_up(loaded: &mut Loaded, repositories: &[String], config: &aws_conf
         }
         let why = match &lookup.failed {
             Some(error) => format!("could not look for a registered task definition that pulls it ({error})"),
-            None if lookup.read < lookup.families => format!("none of the registered task definitions read pulls it ({read}; the rest were not read)"),
+            None if lookup.read < lookup.families => {
+                format!("none of the registered task definitions read pulls it ({read}; the rest were not read)")
+            }
             None => format!("no registered task definition pulls it ({read})"),
         };
         loaded.not_found.push((repository.clone(), why));
@@ -203,7 +231,10 @@ async fn look_up(loaded: &mut Loaded, repositories: &[String], config: &aws_conf
 }
 
 /// The first target's AWS configuration, connected once.
-async fn connected<'a>(config: &'a mut Option<aws_config::SdkConfig>, aws_args: &AwsArgs) -> Result<&'a aws_config::SdkConfig> {
+async fn connected<'a>(
+    config: &'a mut Option<aws_config::SdkConfig>,
+    aws_args: &AwsArgs,
+) -> Result<&'a aws_config::SdkConfig> {
     if config.is_none() {
         let spec = aws_args.specs()?.into_iter().next().unwrap_or_default();
         *config = Some(aws::connect(&spec).await?.config);
@@ -266,7 +297,8 @@ mod tests {
 
     #[test]
     fn sources_by_prefix() {
-        let parsed = parse(&["stack:Shop".into(), "ecs:prod/api, web".into(), "ecs:prod".into(), "cdk.out".into()]).unwrap();
+        let parsed =
+            parse(&["stack:Shop".into(), "ecs:prod/api, web".into(), "ecs:prod".into(), "cdk.out".into()]).unwrap();
         assert_eq!(parsed[0], Source::Stack("Shop".into()));
         assert_eq!(parsed[1], Source::Cluster { cluster: "prod".into(), services: vec!["api".into(), "web".into()] });
         assert_eq!(parsed[2], Source::Cluster { cluster: "prod".into(), services: vec![] });

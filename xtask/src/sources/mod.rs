@@ -4,10 +4,10 @@
 //! (`cluster.rs`), registered task definitions and target groups (`registered.rs`, `balancer.rs`);
 //! `from.rs` turns them into one list. May use `base` and, for the deployed ones, `clients::aws`.
 
-pub mod cluster;
-pub mod deployed;
 pub mod balancer;
+pub mod cluster;
 pub mod containers;
+pub mod deployed;
 pub mod from;
 pub mod registered;
 pub mod stack;

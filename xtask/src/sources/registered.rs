@@ -11,9 +11,9 @@ use futures_util::StreamExt;
 
 use crate::base::Usage;
 use crate::clients::aws::{error_code, service_call_failed};
+use crate::sources::balancer::Group;
 use crate::sources::cluster;
 use crate::sources::stack::{self, Found};
-use crate::sources::balancer::Group;
 use crate::sources::taskdef::{self, Container, LoadBalancerCheck};
 
 /// The containers of the registered task definition `name` (an ARN, `FAMILY:REVISION`, or
@@ -85,7 +85,9 @@ pub async fn target_groups(values: &[String], config: &aws_config::SdkConfig) ->
             }
         })?;
         let Some(found) = described.target_groups().first() else {
-            bail!(Usage(format!("--target-group {group}: there is no such target group: give its name or ARN, and check --region")));
+            bail!(Usage(format!(
+                "--target-group {group}: there is no such target group: give its name or ARN, and check --region"
+            )));
         };
         groups.push((container, group_of(found)));
     }
@@ -94,7 +96,8 @@ pub async fn target_groups(values: &[String], config: &aws_config::SdkConfig) ->
 
 /// What a target group's health check asks of the container it checks.
 pub fn group_of(group: &aws_sdk_elasticloadbalancingv2::types::TargetGroup) -> Group {
-    let protocol = group.health_check_protocol().or(group.protocol()).map(|p| p.as_str().to_owned()).unwrap_or_default();
+    let protocol =
+        group.health_check_protocol().or(group.protocol()).map(|p| p.as_str().to_owned()).unwrap_or_default();
     Group {
         name: group.target_group_name().unwrap_or_default().to_owned(),
         port: group.port().and_then(|p| u16::try_from(p).ok()),
@@ -134,12 +137,20 @@ pub async fn pulling(repositories: &[String], config: &aws_config::SdkConfig) ->
     let ecs = aws_sdk_ecs::Client::from_conf(
         aws_sdk_ecs::config::Builder::from(config)
             .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(2))
-            .timeout_config(aws_config::timeout::TimeoutConfig::builder().connect_timeout(std::time::Duration::from_secs(3)).build())
+            .timeout_config(
+                aws_config::timeout::TimeoutConfig::builder()
+                    .connect_timeout(std::time::Duration::from_secs(3))
+                    .build(),
+            )
             .build(),
     );
     let mut lookup = Lookup { found: Vec::new(), read: 0, families: 0, took: Default::default(), failed: None };
     let mut families = Vec::new();
-    let mut pages = ecs.list_task_definition_families().status(aws_sdk_ecs::types::TaskDefinitionFamilyStatus::Active).into_paginator().send();
+    let mut pages = ecs
+        .list_task_definition_families()
+        .status(aws_sdk_ecs::types::TaskDefinitionFamilyStatus::Active)
+        .into_paginator()
+        .send();
     while let Some(page) = pages.next().await {
         match page {
             Ok(page) => families.extend(page.families().iter().cloned()),
@@ -151,7 +162,8 @@ pub async fn pulling(repositories: &[String], config: &aws_config::SdkConfig) ->
         }
     }
     lookup.families = families.len();
-    let (named, others): (Vec<String>, Vec<String>) = families.into_iter().partition(|family| repositories.iter().any(|r| named_like(family, r)));
+    let (named, others): (Vec<String>, Vec<String>) =
+        families.into_iter().partition(|family| repositories.iter().any(|r| named_like(family, r)));
     let mut missing: BTreeSet<String> = repositories.iter().cloned().collect();
     for (round, batch) in [named, others].into_iter().enumerate() {
         if missing.is_empty() {
@@ -194,7 +206,8 @@ pub async fn pulling(repositories: &[String], config: &aws_config::SdkConfig) ->
 /// Whether a family is named like a repository: one contains the other's last path segment,
 /// ignoring case and separators (`team/api` and `api-service`, `my_svc` and `MySvcTask`).
 fn named_like(family: &str, repository: &str) -> bool {
-    let plain = |s: &str| s.chars().filter(char::is_ascii_alphanumeric).map(|c| c.to_ascii_lowercase()).collect::<String>();
+    let plain =
+        |s: &str| s.chars().filter(char::is_ascii_alphanumeric).map(|c| c.to_ascii_lowercase()).collect::<String>();
     let (family, repository) = (plain(family), plain(repository.rsplit('/').next().unwrap_or(repository)));
     !repository.is_empty() && (family.contains(&repository) || repository.contains(&family) && family.len() >= 3)
 }

@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
 /// One container definition, with what the task around it says.
@@ -121,7 +121,10 @@ pub fn load(path: &Path) -> Result<Vec<Container>> {
         collect(document, &mut containers);
     }
     if containers.is_empty() {
-        bail!("{} holds no container definitions: expected containerDefinitions (ECS JSON) or container definitions", path.display());
+        bail!(
+            "{} holds no container definitions: expected containerDefinitions (ECS JSON) or container definitions",
+            path.display()
+        );
     }
     for (n, container) in containers.iter_mut().enumerate() {
         if container.name.is_empty() {
@@ -165,7 +168,10 @@ fn is_container_definition(document: &Value) -> bool {
 /// A key in ECS's camelCase or CloudFormation's PascalCase.
 fn field<'a>(object: &'a Value, name: &str) -> Option<&'a Value> {
     let object = object.as_object()?;
-    object.get(name).or_else(|| object.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v)).filter(|v| !v.is_null())
+    object
+        .get(name)
+        .or_else(|| object.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v))
+        .filter(|v| !v.is_null())
 }
 
 fn text(value: Option<&Value>) -> Option<String> {
@@ -234,9 +240,10 @@ pub fn container(definition: &Value) -> Container {
         })
     });
     let environment = match field(definition, "environment") {
-        Some(Value::Array(pairs)) => {
-            pairs.iter().filter_map(|p| Some((text(field(p, "name"))?, text(field(p, "value")).unwrap_or_default()))).collect()
-        }
+        Some(Value::Array(pairs)) => pairs
+            .iter()
+            .filter_map(|p| Some((text(field(p, "name"))?, text(field(p, "value")).unwrap_or_default())))
+            .collect(),
         Some(Value::Object(map)) => map.iter().map(|(k, v)| (k.clone(), text(Some(v)).unwrap_or_default())).collect(),
         _ => Vec::new(),
     };
@@ -249,7 +256,9 @@ pub fn container(definition: &Value) -> Container {
     });
     Container {
         // The compatibility sample numbers its definitions instead of naming them.
-        name: text(field(definition, "name")).or_else(|| text(field(definition, "id")).map(|id| format!("#{id}"))).unwrap_or_default(),
+        name: text(field(definition, "name"))
+            .or_else(|| text(field(definition, "id")).map(|id| format!("#{id}")))
+            .unwrap_or_default(),
         image: text(field(definition, "image")),
         ports,
         health_check,
@@ -302,9 +311,12 @@ pub fn is_template(image: &str) -> bool {
 
 /// A word a template fills in: `${AWS_ACCOUNT_ID}`, `$ACCOUNT`, `<ACCOUNT_ID>`, `{{account}}`, `ACCOUNT_ID`.
 fn is_template_word(word: &str) -> bool {
-    let wrapped = (word.starts_with("${") || word.starts_with("{{") || word.starts_with('<')) && (word.ends_with('}') || word.ends_with('>'));
-    let variable = word.starts_with('$') && word.len() > 1 && word[1..].bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
-    let capitals = word.bytes().any(|b| b.is_ascii_uppercase()) && word.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
+    let wrapped = (word.starts_with("${") || word.starts_with("{{") || word.starts_with('<'))
+        && (word.ends_with('}') || word.ends_with('>'));
+    let variable =
+        word.starts_with('$') && word.len() > 1 && word[1..].bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    let capitals = word.bytes().any(|b| b.is_ascii_uppercase())
+        && word.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
     wrapped || variable || capitals
 }
 
@@ -385,7 +397,9 @@ impl Matcher {
                 None => (part.parse::<u16>(), part.parse::<u16>()),
             };
             match range {
-                (Ok(low), Ok(high)) if (200..=499).contains(&low) && low <= high && high <= 499 => ranges.push((low, high)),
+                (Ok(low), Ok(high)) if (200..=499).contains(&low) && low <= high && high <= 499 => {
+                    ranges.push((low, high))
+                }
                 _ => bail!("invalid matcher {text:?}: use HTTP codes 200-499 such as 200, 200-299 or 200,302"),
             }
         }
@@ -409,7 +423,8 @@ impl Matcher {
 
 impl std::fmt::Display for Matcher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let parts: Vec<String> = self.0.iter().map(|(l, h)| if l == h { l.to_string() } else { format!("{l}-{h}") }).collect();
+        let parts: Vec<String> =
+            self.0.iter().map(|(l, h)| if l == h { l.to_string() } else { format!("{l}-{h}") }).collect();
         f.write_str(&parts.join(","))
     }
 }
@@ -450,7 +465,10 @@ mod tests {
 
         let cloudformation = r#"[{"Name":"api","Image":"x","PortMappings":[{"ContainerPort":"3000"}],"EntryPoint":["npm"],"Command":["start"]}]"#;
         let c = &parse(cloudformation)[0];
-        assert_eq!((c.ports.as_slice(), c.entry_point.as_deref(), c.command.as_deref()), (&[3000][..], Some(&["npm".to_owned()][..]), Some(&["start".to_owned()][..])));
+        assert_eq!(
+            (c.ports.as_slice(), c.entry_point.as_deref(), c.command.as_deref()),
+            (&[3000][..], Some(&["npm".to_owned()][..]), Some(&["start".to_owned()][..]))
+        );
 
         // The console's export writes empty lists for settings never made.
         let exported = &parse(r#"[{"name":"bot","image":"x","entryPoint":[],"command":[]}]"#)[0];
@@ -461,7 +479,10 @@ mod tests {
         assert_eq!(both.len(), 2);
         assert_eq!(both[0].health_check.as_ref().unwrap().start_period, Some(5));
         assert_eq!(both[0].environment, [("A".to_owned(), "b".to_owned())]);
-        assert_eq!(both[0].load_balancer, Some(LoadBalancerCheck { path: Some("/".into()), port: None, matcher: None }));
+        assert_eq!(
+            both[0].load_balancer,
+            Some(LoadBalancerCheck { path: Some("/".into()), port: None, matcher: None })
+        );
         assert_eq!(both[1].name, "container-2");
     }
 
@@ -477,8 +498,14 @@ mod tests {
 
     #[test]
     fn ecr_uris() {
-        assert_eq!(ecr_repository("123456789012.dkr.ecr.eu-west-1.amazonaws.com/team/api:latest").as_deref(), Some("team/api"));
-        assert_eq!(ecr_repository("123456789012.dkr.ecr.us-east-1.amazonaws.com/web@sha256:ab").as_deref(), Some("web"));
+        assert_eq!(
+            ecr_repository("123456789012.dkr.ecr.eu-west-1.amazonaws.com/team/api:latest").as_deref(),
+            Some("team/api")
+        );
+        assert_eq!(
+            ecr_repository("123456789012.dkr.ecr.us-east-1.amazonaws.com/web@sha256:ab").as_deref(),
+            Some("web")
+        );
         assert_eq!(ecr_repository("123456789012.dkr.ecr-fips.us-gov-west-1.amazonaws.com/web").as_deref(), Some("web"));
         for other in [
             "public.ecr.aws/e9f6t9n0/digital-workspace:latest",
@@ -491,7 +518,10 @@ mod tests {
         ] {
             assert_eq!(ecr_repository(other), None, "{other}");
         }
-        assert!(not_ours("840364872350.dkr.ecr.us-west-2.amazonaws.com/aws-appmesh-envoy:v1.27.3.0-prod").contains("App Mesh's Envoy"));
+        assert!(
+            not_ours("840364872350.dkr.ecr.us-west-2.amazonaws.com/aws-appmesh-envoy:v1.27.3.0-prod")
+                .contains("App Mesh's Envoy")
+        );
         // A CI template's account and region are filled in where it is deployed; its repository is named.
         for (template, repository) in [
             ("ACCOUNT_ID.dkr.ecr.REGION.amazonaws.com/credit-cashflow-engine:latest", "credit-cashflow-engine"),
@@ -502,26 +532,57 @@ mod tests {
             assert_eq!(ecr_repository(template).as_deref(), Some(repository), "{template}");
         }
         assert_eq!(ecr_repository("${AWS_ACCOUNT_ID}.dkr.ecr.${AWS_REGION}.amazonaws.com/${REPOSITORY}:latest"), None);
-        assert_eq!(ecr_repository("example.dkr.ecr.eu-west-1.amazonaws.com/web"), None, "a lower-case word is no template");
+        assert_eq!(
+            ecr_repository("example.dkr.ecr.eu-west-1.amazonaws.com/web"),
+            None,
+            "a lower-case word is no template"
+        );
         // The user's own copy of an AWS image is theirs.
-        assert_eq!(ecr_repository("123456789012.dkr.ecr.eu-west-1.amazonaws.com/aws-for-fluent-bit:stable").as_deref(), Some("aws-for-fluent-bit"));
+        assert_eq!(
+            ecr_repository("123456789012.dkr.ecr.eu-west-1.amazonaws.com/aws-for-fluent-bit:stable").as_deref(),
+            Some("aws-for-fluent-bit")
+        );
     }
 
     #[test]
     fn templates_a_pipeline_fills_in() {
-        for template in ["<IMAGE1_NAME>", "IMAGE", "<BACKEND_IMAGE>", "${IMAGE_URI}", "{{ image }}", "REPOSITORY_URI:latest", "ACCOUNT.dkr.ecr.REGION.amazonaws.com/${REPO}:v1"] {
+        for template in [
+            "<IMAGE1_NAME>",
+            "IMAGE",
+            "<BACKEND_IMAGE>",
+            "${IMAGE_URI}",
+            "{{ image }}",
+            "REPOSITORY_URI:latest",
+            "ACCOUNT.dkr.ecr.REGION.amazonaws.com/${REPO}:v1",
+        ] {
             assert!(is_template(template), "{template}");
             assert!(not_ours(template).contains("--containers REPOSITORY"), "{template}");
         }
-        for image in ["nginx:Latest", "123456789012.dkr.ecr.eu-west-1.amazonaws.com/api:RC1", "ghcr.io/a/b@sha256:ab", "localhost:5000/app"] {
+        for image in [
+            "nginx:Latest",
+            "123456789012.dkr.ecr.eu-west-1.amazonaws.com/api:RC1",
+            "ghcr.io/a/b@sha256:ab",
+            "localhost:5000/app",
+        ] {
             assert!(!is_template(image), "{image}");
         }
     }
 
     #[test]
     fn names_unique_in_the_run() {
-        let c = |task: Option<&str>, name: &str| Container { name: name.into(), task: task.map(str::to_owned), ..Default::default() };
-        let all = [c(Some("Api"), "web"), c(Some("Admin"), "web"), c(Some("Api"), "worker"), c(None, "solo"), c(Some("X"), "dup"), c(Some("X"), "dup")];
+        let c = |task: Option<&str>, name: &str| Container {
+            name: name.into(),
+            task: task.map(str::to_owned),
+            ..Default::default()
+        };
+        let all = [
+            c(Some("Api"), "web"),
+            c(Some("Admin"), "web"),
+            c(Some("Api"), "worker"),
+            c(None, "solo"),
+            c(Some("X"), "dup"),
+            c(Some("X"), "dup"),
+        ];
         assert_eq!(unique_names(&all), ["Api/web", "Admin/web", "worker", "solo", "X/dup (1)", "X/dup (2)"]);
     }
 
@@ -534,7 +595,9 @@ mod tests {
         assert_eq!(tag("123456789012.dkr.ecr.eu-west-1.amazonaws.com/repo:back-end"), TagRef::Tag("back-end".into()));
         assert_eq!(tag("1.dkr.ecr.eu-west-1.amazonaws.com/api@sha256:abc"), TagRef::Digest("sha256:abc".into()));
         assert_eq!(tag("1.dkr.ecr.eu-west-1.amazonaws.com/api:${Tag}"), TagRef::Unknown("${Tag}".into()));
-        assert!(is_tag("v1.2.3_rc-1") && is_tag("dce3f1a") && !is_tag("-x") && !is_tag("") && !is_tag(&"a".repeat(129)));
+        assert!(
+            is_tag("v1.2.3_rc-1") && is_tag("dce3f1a") && !is_tag("-x") && !is_tag("") && !is_tag(&"a".repeat(129))
+        );
     }
 
     #[test]

@@ -12,9 +12,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result, bail};
 
-use crate::base::{repo, Usage};
+use crate::base::{Usage, repo};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -63,7 +63,10 @@ pub fn run(args: Args) -> Result<()> {
         // build think its dependencies' build scripts changed.
         for (name, _) in std::env::vars_os() {
             let name = name.to_string_lossy();
-            let about_this_run = ["CARGO_PKG_", "CARGO_MANIFEST_", "CARGO_BIN_", "CARGO_CRATE_", "CARGO_PRIMARY_PACKAGE"].iter().any(|p| name.starts_with(p));
+            let about_this_run =
+                ["CARGO_PKG_", "CARGO_MANIFEST_", "CARGO_BIN_", "CARGO_CRATE_", "CARGO_PRIMARY_PACKAGE"]
+                    .iter()
+                    .any(|p| name.starts_with(p));
             if about_this_run || name == "LD_LIBRARY_PATH" {
                 command.env_remove(name.as_ref());
             }
@@ -117,7 +120,11 @@ pub fn run(args: Args) -> Result<()> {
             for line in tail.iter().rev() {
                 eprintln!("  {line}");
             }
-            Some(text.lines().find_map(|l| l.split_once("Test unit written to ").map(|(_, path)| path.trim().to_owned())).unwrap_or_else(|| format!("see {}", log_path.display())))
+            Some(
+                text.lines()
+                    .find_map(|l| l.split_once("Test unit written to ").map(|(_, path)| path.trim().to_owned()))
+                    .unwrap_or_else(|| format!("see {}", log_path.display())),
+            )
         };
         if args.minimize && crash.is_none() {
             eprintln!("minimizing the corpus of {target}...");
@@ -159,7 +166,12 @@ pub fn run(args: Args) -> Result<()> {
 
 /// Fails, naming the fix, when `cargo fuzz` is not there.
 fn check_installed(cargo: &OsStr) -> Result<()> {
-    let installed = Command::new(cargo).args(["fuzz", "--version"]).stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success());
+    let installed = Command::new(cargo)
+        .args(["fuzz", "--version"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
     if !installed {
         bail!("cargo-fuzz is not installed: run `cargo install cargo-fuzz` (it builds in a minute or two)");
     }

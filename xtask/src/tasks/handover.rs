@@ -66,7 +66,10 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     args.aws.check()?;
     let loaded = from::load(&args.from, &args.aws).await?;
     if !args.from.is_empty() && loaded.services.is_empty() {
-        bail!(Usage(format!("--from {}: names no ECS service; give a deployed stack (stack:NAME) or a cluster (ecs:CLUSTER)", args.from.join(" "))));
+        bail!(Usage(format!(
+            "--from {}: names no ECS service; give a deployed stack (stack:NAME) or a cluster (ecs:CLUSTER)",
+            args.from.join(" ")
+        )));
     }
     let (target, registry) = args.aws.connect().await?;
     let ecs = aws_sdk_ecs::Client::new(&target.config);
@@ -92,7 +95,9 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         outcomes.push(outcome);
     }
     match args.output {
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "services": outcomes }))?),
+        OutputFormat::Json => {
+            println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "services": outcomes }))?)
+        }
         OutputFormat::Text => {
             for o in &outcomes {
                 let action = serde_json::to_value(o.action)?;
@@ -120,9 +125,17 @@ fn decide(containers: &[Where]) -> (Action, String) {
     if let Some(unknown) = each(Next::Unknown).next() {
         return (Action::Skipped, format!("container {}: {}", unknown.container, unknown.next.says(&unknown.tag)));
     }
-    let ready: Vec<String> = each(Next::Handover).map(|w| format!("{} (:{} now {})", w.container, w.tag, w.tag_digest.as_deref().unwrap_or("?"))).collect();
+    let ready: Vec<String> = each(Next::Handover)
+        .map(|w| format!("{} (:{} now {})", w.container, w.tag, w.tag_digest.as_deref().unwrap_or("?")))
+        .collect();
     if !ready.is_empty() {
-        return (Action::WouldHandOver, format!("runs the placeholder while the real image is at its tag: a new deployment for {}", ready.join(", ")));
+        return (
+            Action::WouldHandOver,
+            format!(
+                "runs the placeholder while the real image is at its tag: a new deployment for {}",
+                ready.join(", ")
+            ),
+        );
     }
     if containers.iter().all(|w| w.next == Next::Done) {
         return (Action::OnRealImage, "its tasks run a real image: not touched".to_owned());
@@ -158,7 +171,11 @@ async fn hand_over(
         .and_then(|d| d.id())
         .unwrap_or_default()
         .to_owned();
-    eprintln!("[{}] new deployment {ours} started, following it (at most {})", service.label(), humantime::format_duration(timeout));
+    eprintln!(
+        "[{}] new deployment {ours} started, following it (at most {})",
+        service.label(),
+        humantime::format_duration(timeout)
+    );
     let elbv2 = aws_sdk_elasticloadbalancingv2::Client::new(config);
     let deadline = Instant::now() + timeout;
     let mut said = String::new();
@@ -167,7 +184,12 @@ async fn hand_over(
         let Some(now) = now.first() else { bail!("service {} is gone", service.label()) };
         let mine = now.deployments.iter().find(|d| d.id == ours);
         let line = match mine {
-            Some(d) => format!("{}/{} running; deployment {}", now.running, now.desired, d.rollout.to_lowercase().replace('_', " ")),
+            Some(d) => format!(
+                "{}/{} running; deployment {}",
+                now.running,
+                now.desired,
+                d.rollout.to_lowercase().replace('_', " ")
+            ),
             None => format!("{}/{} running; deployment {ours} is gone", now.running, now.desired),
         };
         if line != said {
@@ -179,22 +201,40 @@ async fn hand_over(
             let why = why_stopped(ecs, service, &ours).await?;
             let health = target_health(&elbv2, now).await;
             let failed = mine.map(|d| format!(" ({} failed tasks; {})", d.failed_tasks, d.reason)).unwrap_or_default();
-            let back = now.events.iter().find(|e| e.contains("rolling back to deployment")).map(|e| format!("; {e}")).unwrap_or_default();
-            bail!("the real image's deployment {ours} failed{failed} and the service is back on the placeholder{back}: {why}{health}");
+            let back = now
+                .events
+                .iter()
+                .find(|e| e.contains("rolling back to deployment"))
+                .map(|e| format!("; {e}"))
+                .unwrap_or_default();
+            bail!(
+                "the real image's deployment {ours} failed{failed} and the service is back on the placeholder{back}: {why}{health}"
+            );
         }
-        let done = mine.is_some_and(|d| d.rollout == "COMPLETED") && now.deployments.len() == 1 && now.running == now.desired;
+        let done =
+            mine.is_some_and(|d| d.rollout == "COMPLETED") && now.deployments.len() == 1 && now.running == now.desired;
         if done {
             let digests: Vec<String> = services::judge(registry, std::slice::from_ref(now))
                 .await
                 .into_iter()
-                .map(|w| format!("{} runs the {} {}", w.container, w.running, w.running_digest.as_deref().unwrap_or("?")))
+                .map(|w| {
+                    format!("{} runs the {} {}", w.container, w.running, w.running_digest.as_deref().unwrap_or("?"))
+                })
                 .collect();
-            return Ok(format!("deployment {ours} rolled out, {}/{} running: {}", now.running, now.desired, digests.join(", ")));
+            return Ok(format!(
+                "deployment {ours} rolled out, {}/{} running: {}",
+                now.running,
+                now.desired,
+                digests.join(", ")
+            ));
         }
         if Instant::now() >= deadline {
             let why = why_stopped(ecs, service, &ours).await?;
             let health = target_health(&elbv2, now).await;
-            bail!("deployment {ours} had not rolled out within {}: {said}; {why}{health}", humantime::format_duration(timeout));
+            bail!(
+                "deployment {ours} had not rolled out within {}: {said}; {why}{health}",
+                humantime::format_duration(timeout)
+            );
         }
         tokio::time::sleep(POLL).await;
     }

@@ -6,10 +6,10 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 
+use crate::base::platform;
 use crate::clients::engine;
 use crate::image::oci::{self, ImageSet, Recipe};
 use crate::image::{self, Plan};
-use crate::base::platform;
 use crate::proof::{self, smoke::Proof};
 
 #[derive(clap::Args, Debug)]
@@ -41,7 +41,12 @@ pub async fn run(args: Args) -> Result<()> {
     let started = Instant::now();
     let sources = image::sources(&plan)?;
     let set = oci::build(&sources, &Recipe::default())?;
-    eprintln!("built {} in {:.2} s: index {}", platform::names(&plan.platforms), started.elapsed().as_secs_f64(), set.index.digest);
+    eprintln!(
+        "built {} in {:.2} s: index {}",
+        platform::names(&plan.platforms),
+        started.elapsed().as_secs_f64(),
+        set.index.digest
+    );
     match (&args.oci_dir, &engine) {
         (Some(dir), _) => {
             oci::write_layout(&set, dir, "latest")?;
@@ -58,7 +63,10 @@ pub async fn run(args: Args) -> Result<()> {
 fn print_summary(set: &ImageSet, proofs: &[Proof], plan: &Plan, loaded: bool) {
     println!("{:<13} {:<20} {:>10} {:>12}  {:<38}  PROOF", "PLATFORM", "IMAGE ID", "SIZE", "COMPRESSED", "TAG");
     for image in &set.images {
-        let proof = proofs.iter().find(|p| p.platform == image.platform).map_or("not run (--no-smoke)".to_owned(), Proof::describe);
+        let proof = proofs
+            .iter()
+            .find(|p| p.platform == image.platform)
+            .map_or("not run (--no-smoke)".to_owned(), Proof::describe);
         println!(
             "{:<13} {:<20} {:>10} {:>12}  {:<38}  {proof}",
             image.platform.docker(),
@@ -73,4 +81,3 @@ fn print_summary(set: &ImageSet, proofs: &[Proof], plan: &Plan, loaded: bool) {
 fn kib(bytes: u64) -> String {
     format!("{:.1} KiB", bytes as f64 / 1024.0)
 }
-

@@ -8,14 +8,14 @@ use aws_sdk_ecr::types::{EncryptionType, ImageIdentifier, TagStatus};
 use futures_util::StreamExt;
 use serde::Serialize;
 
+use crate::base::progress;
 use crate::clients::aws::{self, call_failed};
 use crate::clients::ecr::{self, MANAGED_TAG_KEY, MANAGED_TAG_VALUE};
-use crate::sources::containers::parse_containers;
-use crate::tasks::OutputFormat;
 use crate::clients::registry::{Latest, Registry};
 use crate::clients::services::{self, Where};
+use crate::sources::containers::parse_containers;
 use crate::sources::from;
-use crate::base::progress;
+use crate::tasks::OutputFormat;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -93,7 +93,11 @@ pub async fn run(args: Args) -> Result<ExitCode> {
                 Ok(names) => names,
                 Err(error) if destinations.len() + unreachable.len() == 1 => return Err(error),
                 Err(error) => {
-                    unlisted.push(unreachable_row(Some(target.account.clone()), Some(target.aws.region.clone()), &error));
+                    unlisted.push(unreachable_row(
+                        Some(target.account.clone()),
+                        Some(target.aws.region.clone()),
+                        &error,
+                    ));
                     continue;
                 }
             },
@@ -101,7 +105,9 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         work.extend(names.into_iter().map(|name| (target, name)));
     }
     let draw = args.output == OutputFormat::Text && std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let per_target = destinations.iter().map(|t| (t.aws.region.clone(), work.iter().filter(|(w, _)| std::ptr::eq(*w, t)).count() as u64));
+    let per_target = destinations
+        .iter()
+        .map(|t| (t.aws.region.clone(), work.iter().filter(|(w, _)| std::ptr::eq(*w, t)).count() as u64));
     let tally = progress::Tally::new("reading", per_target.collect(), draw);
     let mut statuses: Vec<RepositoryStatus> = futures_util::stream::iter(&work)
         .map(|(target, name)| async {
@@ -135,7 +141,9 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     match args.output {
         OutputFormat::Json => println!(
             "{}",
-            serde_json::to_string_pretty(&serde_json::json!({ "repositories": statuses, "placeholders": placeholders, "services": standing }))?
+            serde_json::to_string_pretty(
+                &serde_json::json!({ "repositories": statuses, "placeholders": placeholders, "services": standing })
+            )?
         ),
         OutputFormat::Text => {
             print_text(&statuses, &summary);
@@ -172,7 +180,13 @@ async fn managed_repositories(ecr_client: &aws_sdk_ecr::Client) -> Result<Vec<St
 
 /// A target that could not be listed: one row saying why.
 fn unreachable_row(account: Option<String>, region: Option<String>, error: &anyhow::Error) -> RepositoryStatus {
-    RepositoryStatus { container: "*".to_owned(), account, region, error: Some(format!("{error:#}")), ..Default::default() }
+    RepositoryStatus {
+        container: "*".to_owned(),
+        account,
+        region,
+        error: Some(format!("{error:#}")),
+        ..Default::default()
+    }
 }
 
 async fn status_of(target: &aws::Target, name: &str, keep: u32, named: Option<&from::Named>) -> RepositoryStatus {
@@ -183,14 +197,22 @@ async fn status_of(target: &aws::Target, name: &str, keep: u32, named: Option<&f
         owner: named.and_then(|n| n.owner.clone()),
         ..Default::default()
     };
-    let tags: Vec<String> = named.map(|n| n.tags.iter().filter(|t| *t != "latest").cloned().collect()).unwrap_or_default();
+    let tags: Vec<String> =
+        named.map(|n| n.tags.iter().filter(|t| *t != "latest").cloned().collect()).unwrap_or_default();
     if let Err(error) = fill(&target.aws.ecr, &target.registry, name, keep, &tags, &mut status).await {
         status.error = Some(format!("{error:#}"));
     }
     status
 }
 
-async fn fill(ecr_client: &aws_sdk_ecr::Client, registry: &Registry, name: &str, keep: u32, tags: &[String], status: &mut RepositoryStatus) -> Result<()> {
+async fn fill(
+    ecr_client: &aws_sdk_ecr::Client,
+    registry: &Registry,
+    name: &str,
+    keep: u32,
+    tags: &[String],
+    status: &mut RepositoryStatus,
+) -> Result<()> {
     let Some(repository) = ecr::describe(ecr_client, name).await? else { return Ok(()) };
     status.exists = true;
     status.repository_uri = repository.repository_uri().map(str::to_owned);
@@ -252,7 +274,16 @@ fn print_text(statuses: &[RepositoryStatus], summary: &str) {
     let region_width = statuses.iter().filter_map(|s| s.region.as_ref().map(String::len)).max().unwrap_or(6).max(6);
     println!(
         "{:<width$}  {:<12}  {:<region_width$}  {:<7}  {:<10}  {:<9}  {:<11}  {:<11}  {:>6}  {:<20}  PUSHED",
-        "CONTAINER", "ACCOUNT", "REGION", "EXISTS", "ENCRYPTION", "LIFECYCLE", ":LATEST", "PLATFORMS", "IMAGES", "DIGEST"
+        "CONTAINER",
+        "ACCOUNT",
+        "REGION",
+        "EXISTS",
+        "ENCRYPTION",
+        "LIFECYCLE",
+        ":LATEST",
+        "PLATFORMS",
+        "IMAGES",
+        "DIGEST"
     );
     for s in statuses {
         let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".to_owned());
@@ -261,7 +292,13 @@ fn print_text(statuses: &[RepositoryStatus], summary: &str) {
             s.container,
             s.account.as_deref().unwrap_or("?"),
             s.region.as_deref().unwrap_or("?"),
-            if s.exists { "yes" } else if s.error.is_some() { "?" } else { "MISSING" },
+            if s.exists {
+                "yes"
+            } else if s.error.is_some() {
+                "?"
+            } else {
+                "MISSING"
+            },
             dash(&s.encryption),
             dash(&s.lifecycle_policy),
             dash(&s.latest),
@@ -301,12 +338,21 @@ fn print_services(standing: &[Where]) {
     println!("\n{:<width$}  {:<tag_width$}  {:<11}  {:<11}  NEXT", "SERVICE CONTAINER", "TAG", "RUNNING", "AT TAG");
     for w in standing {
         let next = serde_json::to_value(w.next).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
-        println!("{:<width$}  {:<tag_width$}  {:<11}  {:<11}  {next}", label(w), format!(":{}", w.tag), w.running, w.at_tag);
+        println!(
+            "{:<width$}  {:<tag_width$}  {:<11}  {:<11}  {next}",
+            label(w),
+            format!(":{}", w.tag),
+            w.running,
+            w.at_tag
+        );
     }
     for w in standing {
         println!("{}: {}", label(w), w.next.says(&w.tag));
         if let Some(event) = &w.rolled_back {
-            println!("{}: its last deployment of the real image failed and rolled back to the placeholder ({event}): cargo xtask handover says why", label(w));
+            println!(
+                "{}: its last deployment of the real image failed and rolled back to the placeholder ({event}): cargo xtask handover says why",
+                label(w)
+            );
         }
     }
 }

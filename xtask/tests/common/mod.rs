@@ -10,11 +10,8 @@ pub const XTASK: &str = env!("CARGO_BIN_EXE_xtask");
 
 /// Runs `xtask args...` with `env` added; returns (exit code, stdout, stderr).
 pub fn xtask(args: &[&str], env: &[(&str, String)]) -> (i32, String, String) {
-    let Output { status, stdout, stderr } = Command::new(XTASK)
-        .args(args)
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .output()
-        .expect("run xtask");
+    let Output { status, stdout, stderr } =
+        Command::new(XTASK).args(args).envs(env.iter().map(|(k, v)| (k, v))).output().expect("run xtask");
     (
         status.code().expect("exit code, not a signal"),
         String::from_utf8_lossy(&stdout).into_owned(),
@@ -132,7 +129,10 @@ pub async fn becomes_healthy(docker: &Docker, image: &str) -> Result<(), String>
         }
     };
     let _ = docker
-        .remove_container(&id, Some(bollard::query_parameters::RemoveContainerOptionsBuilder::new().force(true).build()))
+        .remove_container(
+            &id,
+            Some(bollard::query_parameters::RemoveContainerOptionsBuilder::new().force(true).build()),
+        )
         .await;
     verdict
 }
@@ -142,7 +142,8 @@ pub async fn becomes_healthy(docker: &Docker, image: &str) -> Result<(), String>
 /// returned guard removes the local image.
 pub async fn push_real_image(bed: &Bed, docker: &Docker, repository: &str) -> Cleanup {
     let _ = bed.ecr().await.create_repository().repository_name(repository).send().await;
-    let (pushed, cleanup) = push_image(docker, &bed.registry.host(), bed.registry_credentials(), repository, "latest", false).await;
+    let (pushed, cleanup) =
+        push_image(docker, &bed.registry.host(), bed.registry_credentials(), repository, "latest", false).await;
     pushed.expect("push the real image");
     cleanup
 }
@@ -158,7 +159,9 @@ pub async fn push_image(
     tag: &str,
     runs: bool,
 ) -> (Result<(), String>, Cleanup) {
-    use bollard::query_parameters::{BuildImageOptionsBuilder, PushImageOptionsBuilder, RemoveImageOptions, TagImageOptionsBuilder};
+    use bollard::query_parameters::{
+        BuildImageOptionsBuilder, PushImageOptionsBuilder, RemoveImageOptions, TagImageOptionsBuilder,
+    };
     use futures_util::{StreamExt, TryStreamExt};
     let context = {
         let mut tar = tar::Builder::new(Vec::new());
@@ -188,7 +191,8 @@ pub async fn push_image(
         .expect("build the real image");
     let remote = format!("{host}/{repository}");
     docker.tag_image(&local, Some(TagImageOptionsBuilder::new().repo(&remote).tag(tag).build())).await.unwrap();
-    let mut pushing = docker.push_image(&remote, Some(PushImageOptionsBuilder::new().tag(tag).build()), Some(credentials));
+    let mut pushing =
+        docker.push_image(&remote, Some(PushImageOptionsBuilder::new().tag(tag).build()), Some(credentials));
     let mut pushed = Ok(());
     while let Some(item) = pushing.next().await {
         match item {
@@ -203,9 +207,11 @@ pub async fn push_image(
 
 /// An AWS configuration for moto at `endpoint` (the bed's, or a proxy in front of it).
 pub async fn aws_at(endpoint: &str) -> aws_config::SdkConfig {
-    use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
+    use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
     aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .http_client(aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::Ring)).build_https())
+        .http_client(
+            aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::Ring)).build_https(),
+        )
         .endpoint_url(endpoint)
         .region(aws_config::Region::new("eu-west-1"))
         .credentials_provider(aws_sdk_ecr::config::Credentials::new("testing", "testing", None, None, "tests"))
@@ -216,7 +222,8 @@ pub async fn aws_at(endpoint: &str) -> aws_config::SdkConfig {
 /// The test registry's tags for `repository`.
 pub async fn registry_tags(bed: &Bed, repository: &str) -> Vec<String> {
     let (list, _) = bed.registry_json(&format!("{repository}/tags/list")).await.unwrap_or_default();
-    let mut tags: Vec<String> = list["tags"].as_array().into_iter().flatten().filter_map(|t| t.as_str().map(str::to_owned)).collect();
+    let mut tags: Vec<String> =
+        list["tags"].as_array().into_iter().flatten().filter_map(|t| t.as_str().map(str::to_owned)).collect();
     tags.sort();
     tags
 }
@@ -241,12 +248,18 @@ pub async fn pulled_becomes_healthy(bed: &Bed, docker: &Docker, repository: &str
     use futures_util::TryStreamExt;
     let reference = format!("{}/{repository}", bed.registry.host());
     docker
-        .create_image(Some(CreateImageOptionsBuilder::new().from_image(&reference).tag("latest").build()), None, Some(bed.registry_credentials()))
+        .create_image(
+            Some(CreateImageOptionsBuilder::new().from_image(&reference).tag("latest").build()),
+            None,
+            Some(bed.registry_credentials()),
+        )
         .try_collect::<Vec<_>>()
         .await
         .unwrap_or_else(|e| panic!("pull {reference}:latest: {e}"));
     let verdict = becomes_healthy(docker, &format!("{reference}:latest")).await;
-    let _ = docker.remove_image(&format!("{reference}:latest"), None::<bollard::query_parameters::RemoveImageOptions>, None).await;
+    let _ = docker
+        .remove_image(&format!("{reference}:latest"), None::<bollard::query_parameters::RemoveImageOptions>, None)
+        .await;
     verdict.unwrap_or_else(|e| panic!("{reference}:latest pulled but not healthy: {e}"));
 }
 
@@ -259,17 +272,28 @@ pub fn with(env: Vec<(&'static str, String)>, key: &'static str, value: String) 
 
 /// The table row of a container in publish's text output.
 pub fn row<'a>(stdout: &'a str, container: &str) -> &'a str {
-    stdout.lines().find(|l| l.starts_with(&format!("{container} "))).unwrap_or_else(|| panic!("no row for {container}:\n{stdout}"))
+    stdout
+        .lines()
+        .find(|l| l.starts_with(&format!("{container} ")))
+        .unwrap_or_else(|| panic!("no row for {container}:\n{stdout}"))
 }
 
 /// The reason line of a container in publish's text output.
 pub fn reason<'a>(stdout: &'a str, container: &str) -> &'a str {
-    stdout.lines().find(|l| l.starts_with(&format!("{container}: "))).unwrap_or_else(|| panic!("no reason for {container}:\n{stdout}"))
+    stdout
+        .lines()
+        .find(|l| l.starts_with(&format!("{container}: ")))
+        .unwrap_or_else(|| panic!("no reason for {container}:\n{stdout}"))
 }
 
 /// Requests that change a registry: uploads and manifest writes.
 pub fn writes(requests: &[String]) -> Vec<&String> {
-    requests.iter().filter(|r| r.starts_with("POST ") || r.starts_with("PATCH ") || r.starts_with("PUT ") || r.starts_with("DELETE ")).collect()
+    requests
+        .iter()
+        .filter(|r| {
+            r.starts_with("POST ") || r.starts_with("PATCH ") || r.starts_with("PUT ") || r.starts_with("DELETE ")
+        })
+        .collect()
 }
 
 /// The build context for the repository's Dockerfile: the Dockerfile, `public_html/` and the
@@ -287,7 +311,13 @@ pub async fn build_dockerfile(docker: &Docker, context: Vec<u8>, tag: &str) {
     use bollard::query_parameters::BuildImageOptionsBuilder;
     use futures_util::StreamExt;
     // No cache: a cached intermediate image is shared, and another test's cleanup may remove it mid-build.
-    let options = BuildImageOptionsBuilder::new().dockerfile("Dockerfile").t(tag).rm(true).nocache(true).networkmode("none").build();
+    let options = BuildImageOptionsBuilder::new()
+        .dockerfile("Dockerfile")
+        .t(tag)
+        .rm(true)
+        .nocache(true)
+        .networkmode("none")
+        .build();
     let mut stream = docker.build_image(options, None, Some(bollard::body_full(context.into())));
     while let Some(item) = stream.next().await {
         let info = item.expect("docker build");

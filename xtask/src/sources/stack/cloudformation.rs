@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use serde_json::{Map, Value};
 
-use super::{link_task, Context, Found, Kind};
+use super::{Context, Found, Kind, link_task};
 use crate::sources::taskdef::{self, LoadBalancerCheck};
 
 /// The template file of a nested stack, by the asset path CDK records in its resource's metadata.
@@ -54,8 +54,19 @@ pub struct Deployment {
 /// The containers of a deployed stack's template (`--from stack:NAME`), evaluated with what
 /// CloudFormation knows of it. `created` is every ECR repository the stack and its nested stacks
 /// created, by name, with the owner to name.
-pub fn deployed(document: &Value, context: &Context, deployment: &Deployment, created: &HashMap<String, String>) -> Vec<Found> {
-    let stack = Stack { file: format!("stack:{}", deployment.name), document, context, parameters: HashMap::new(), deployment: Some(deployment) };
+pub fn deployed(
+    document: &Value,
+    context: &Context,
+    deployment: &Deployment,
+    created: &HashMap<String, String>,
+) -> Vec<Found> {
+    let stack = Stack {
+        file: format!("stack:{}", deployment.name),
+        document,
+        context,
+        parameters: HashMap::new(),
+        deployment: Some(deployment),
+    };
     let mut found = stack.containers();
     for f in &mut found {
         if let Kind::Ecr(name) = &f.kind
@@ -121,7 +132,9 @@ impl<'a> Stack<'a> {
                 let mut unknowns = Unknowns::default();
                 let mut eval = Eval { stack: self, unknowns: &mut unknowns, depth: 0 };
                 let (image, at) = match definition.as_object() {
-                    Some(map) if !is_intrinsic(map) => (eval.text(definition.get("Image").unwrap_or(&Value::Null)), format!("{at}.Image")),
+                    Some(map) if !is_intrinsic(map) => {
+                        (eval.text(definition.get("Image").unwrap_or(&Value::Null)), format!("{at}.Image"))
+                    }
                     _ => (eval.text(definition), at),
                 };
                 let resolved = eval.deep(definition);
@@ -153,16 +166,27 @@ impl<'a> Stack<'a> {
             let Some(task) = properties["TaskDefinition"]["Ref"].as_str() else { continue };
             for binding in properties["LoadBalancers"].as_array().into_iter().flatten() {
                 let Some(group_id) = binding["TargetGroupArn"]["Ref"].as_str() else { continue };
-                let Some(group) = self.resource(group_id).filter(|g| g["Type"] == "AWS::ElasticLoadBalancingV2::TargetGroup") else { continue };
+                let Some(group) =
+                    self.resource(group_id).filter(|g| g["Type"] == "AWS::ElasticLoadBalancingV2::TargetGroup")
+                else {
+                    continue;
+                };
                 let mut unknowns = Unknowns::default();
                 let mut eval = Eval { stack: self, unknowns: &mut unknowns, depth: 0 };
                 let binding = eval.deep(binding);
                 let group = eval.deep(&group["Properties"]);
-                let (Some(name), container_port) = (known(&binding["ContainerName"]), known(&binding["ContainerPort"])) else { continue };
-                let protocol = known(&group["HealthCheckProtocol"]).or_else(|| known(&group["Protocol"])).unwrap_or_default();
+                let (Some(name), container_port) = (known(&binding["ContainerName"]), known(&binding["ContainerPort"]))
+                else {
+                    continue;
+                };
+                let protocol =
+                    known(&group["HealthCheckProtocol"]).or_else(|| known(&group["Protocol"])).unwrap_or_default();
                 let check = LoadBalancerCheck {
                     path: Some(known(&group["HealthCheckPath"]).unwrap_or_else(|| "/".to_owned())),
-                    port: known(&group["HealthCheckPort"]).filter(|p| p != "traffic-port").or(container_port).and_then(|p| p.parse().ok()),
+                    port: known(&group["HealthCheckPort"])
+                        .filter(|p| p != "traffic-port")
+                        .or(container_port)
+                        .and_then(|p| p.parse().ok()),
                     matcher: Some(known(&group["Matcher"]["HttpCode"]).unwrap_or_else(|| "200".to_owned())),
                 };
                 checks.insert((task.to_owned(), name), (check, protocol.eq_ignore_ascii_case("HTTPS")));
@@ -345,7 +369,9 @@ impl Eval<'_, '_> {
             }
             ("Fn::GetAtt", _) => {
                 let (resource, attribute) = match (argument, list) {
-                    (Value::String(s), _) => s.split_once('.').map(|(r, a)| (r.to_owned(), a.to_owned())).unwrap_or_default(),
+                    (Value::String(s), _) => {
+                        s.split_once('.').map(|(r, a)| (r.to_owned(), a.to_owned())).unwrap_or_default()
+                    }
                     (_, [r, a]) => (self.text(r), self.text(a)),
                     _ => Default::default(),
                 };
@@ -353,12 +379,20 @@ impl Eval<'_, '_> {
             }
             ("Fn::FindInMap", [map, top, second, ..]) => {
                 let keys = [self.text(map), self.text(top), self.text(second)];
-                match self.stack.document.get("Mappings").and_then(|m| m.get(&keys[0])).and_then(|m| m.get(&keys[1])).and_then(|m| m.get(&keys[2])) {
+                match self
+                    .stack
+                    .document
+                    .get("Mappings")
+                    .and_then(|m| m.get(&keys[0]))
+                    .and_then(|m| m.get(&keys[1]))
+                    .and_then(|m| m.get(&keys[2]))
+                {
                     Some(found) => {
                         let found = found.clone();
                         self.eval(&found)
                     }
-                    None => self.unknown(whole, format!("Fn::FindInMap {} is not in the template's Mappings", keys.join("."))),
+                    None => self
+                        .unknown(whole, format!("Fn::FindInMap {} is not in the template's Mappings", keys.join("."))),
                 }
             }
             ("Fn::ImportValue", _) => {
@@ -366,13 +400,23 @@ impl Eval<'_, '_> {
                 let name = self.unknowns.render(&name);
                 match self.stack.deployment.map(|d| d.exports.get(&name)) {
                     Some(Some(value)) => Val::Str(value.clone()),
-                    Some(None) => self.unknown(whole, format!("Fn::ImportValue {name}: no stack in the region exports it")),
-                    None => self.unknown(whole, format!("Fn::ImportValue {name}: another stack's export, known only when this stack is deployed")),
+                    Some(None) => {
+                        self.unknown(whole, format!("Fn::ImportValue {name}: no stack in the region exports it"))
+                    }
+                    None => self.unknown(
+                        whole,
+                        format!(
+                            "Fn::ImportValue {name}: another stack's export, known only when this stack is deployed"
+                        ),
+                    ),
                 }
             }
             ("Fn::If", [condition, ..]) => {
                 let condition = condition.as_str().unwrap_or("?").to_owned();
-                self.unknown(whole, format!("Fn::If {condition}: which branch applies is decided when the stack is deployed"))
+                self.unknown(
+                    whole,
+                    format!("Fn::If {condition}: which branch applies is decided when the stack is deployed"),
+                )
             }
             (other, _) => self.unknown(whole, format!("{other} is not evaluated here")),
         }
@@ -393,7 +437,9 @@ impl Eval<'_, '_> {
             "AWS::AccountId" => self.stack.context.account.clone(),
             "AWS::Region" => region,
             "AWS::Partition" => Some(partition.to_owned()),
-            "AWS::URLSuffix" => Some(if partition == "aws-cn" { "amazonaws.com.cn" } else { "amazonaws.com" }.to_owned()),
+            "AWS::URLSuffix" => {
+                Some(if partition == "aws-cn" { "amazonaws.com.cn" } else { "amazonaws.com" }.to_owned())
+            }
             "AWS::StackName" if self.stack.deployment.is_some() => self.stack.deployment.map(|d| d.name.clone()),
             "AWS::StackId" if self.stack.deployment.is_some() => self.stack.deployment.map(|d| d.stack_id.clone()),
             _ if name.starts_with("AWS::") => None,
@@ -427,7 +473,10 @@ impl Eval<'_, '_> {
                     let default = default.clone();
                     self.eval(&default)
                 }
-                None => self.unknown(whole, format!("parameter {name} has no Default: its value is given when the stack is deployed")),
+                None => self.unknown(
+                    whole,
+                    format!("parameter {name} has no Default: its value is given when the stack is deployed"),
+                ),
             };
         }
         match self.stack.resource(name) {
@@ -521,7 +570,9 @@ pub(super) fn label(value: &Value) -> String {
             let (key, argument) = map.iter().next().expect("one key");
             match (key.as_str(), argument) {
                 ("Ref", Value::String(name)) => format!("${{{name}}}"),
-                ("Fn::GetAtt", Value::Array(parts)) => format!("${{{}}}", parts.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(".")),
+                ("Fn::GetAtt", Value::Array(parts)) => {
+                    format!("${{{}}}", parts.iter().filter_map(Value::as_str).collect::<Vec<_>>().join("."))
+                }
                 _ => format!("{{{key}: {argument}}}"),
             }
         }
@@ -553,4 +604,3 @@ pub(super) fn classify(image: &str, unknowns: &Unknowns) -> Kind {
         Err(e) => Kind::Unresolved(format!("{rendered}: {e}")),
     }
 }
-

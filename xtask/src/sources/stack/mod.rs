@@ -13,14 +13,14 @@ mod yaml;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context as _, Result};
+use anyhow::{Context as _, Result, bail};
 use serde_json::Value;
 
 use crate::base::Usage;
 use crate::sources::taskdef::{self, Container, Matcher};
-use cloudformation::{nested_files, Passed, Stack, Unknowns};
-pub use cloudformation::{classify_image, deployed, Deployment};
 use cloudformation::classify;
+pub use cloudformation::{Deployment, classify_image, deployed};
+use cloudformation::{Passed, Stack, Unknowns, nested_files};
 pub use report::{print_table, to_json};
 use terraform::terraform;
 pub use yaml::yaml;
@@ -94,7 +94,11 @@ impl Found {
         let what = format!("{}: container {}", self.location, self.container.name);
         match &self.kind {
             Kind::Ecr(_) | Kind::Deployed { .. } => None,
-            Kind::Other => Some(format!("{what} uses {}: {}, left alone", self.image, crate::sources::taskdef::not_ours(&self.image))),
+            Kind::Other => Some(format!(
+                "{what} uses {}: {}, left alone",
+                self.image,
+                crate::sources::taskdef::not_ours(&self.image)
+            )),
             Kind::Unresolved(why) => Some(format!("{what}: cannot resolve its image {}: {why}", self.image)),
             Kind::Owned { repository, resource } => Some(format!(
                 "{what}: the stack creates repository {repository} itself ({resource}), so the repository cannot hold a \
@@ -151,7 +155,11 @@ fn load(paths: &[PathBuf], context: &Context) -> Result<Vec<Found>> {
 pub fn check_any_ecr(found: &[Found], sources: &[String]) -> Result<()> {
     if !found.iter().any(|f| matches!(f.kind, Kind::Ecr(_) | Kind::Owned { .. } | Kind::Deployed { .. })) {
         let listed: Vec<String> = found.iter().filter_map(Found::left_alone).collect();
-        bail!(Usage(format!("no ECR image resolved in {}: {}", sources.join(", "), if listed.is_empty() { "no containers".to_owned() } else { listed.join("; ") })));
+        bail!(Usage(format!(
+            "no ECR image resolved in {}: {}",
+            sources.join(", "),
+            if listed.is_empty() { "no containers".to_owned() } else { listed.join("; ") }
+        )));
     }
     Ok(())
 }
@@ -173,7 +181,9 @@ pub fn discover(path: &Path, context: &Context) -> Result<Vec<Found>> {
             created.cloudformation(&file, &d, context);
             Stack { file, document: &d, context, parameters: HashMap::new(), deployment: None }.containers()
         }
-        Some(d) if d.get("planned_values").is_some() || d.get("terraform_version").is_some() => terraform(&file, &d, &mut created)?,
+        Some(d) if d.get("planned_values").is_some() || d.get("terraform_version").is_some() => {
+            terraform(&file, &d, &mut created)?
+        }
         _ => taskdef::load(path)?
             .into_iter()
             .map(|container| {
@@ -204,7 +214,10 @@ fn cdk_out(dir: &Path, context: &Context) -> Result<Vec<Found>> {
     }
     files.sort();
     if files.is_empty() {
-        bail!("{} holds no *.template.json: give a cdk.out directory after `cdk synth`, or a template file", dir.display());
+        bail!(
+            "{} holds no *.template.json: give a cdk.out directory after `cdk synth`, or a template file",
+            dir.display()
+        );
     }
     let mut templates = Vec::new();
     for path in &files {
@@ -218,9 +231,12 @@ fn cdk_out(dir: &Path, context: &Context) -> Result<Vec<Found>> {
     }
     // A nested stack's parameters are what its parent's AWS::CloudFormation::Stack passes, found by
     // the asset path CDK records in the resource's metadata: each parent before its children.
-    let children: HashSet<PathBuf> =
-        templates.iter().flat_map(|(path, document)| nested_files(document).map(|file| path.with_file_name(file))).collect();
-    let mut queue: std::collections::VecDeque<usize> = (0..templates.len()).filter(|&i| !children.contains(&templates[i].0)).collect();
+    let children: HashSet<PathBuf> = templates
+        .iter()
+        .flat_map(|(path, document)| nested_files(document).map(|file| path.with_file_name(file)))
+        .collect();
+    let mut queue: std::collections::VecDeque<usize> =
+        (0..templates.len()).filter(|&i| !children.contains(&templates[i].0)).collect();
     let mut done = vec![false; templates.len()];
     let mut passed: HashMap<PathBuf, Passed> = HashMap::new();
     let mut found = Vec::new();
@@ -279,7 +295,8 @@ impl Created {
 
 /// Tells each container of one task definition about the others (with images as far as they resolve).
 pub(super) fn link_task(task: &mut [Found]) {
-    let mut containers: Vec<Container> = task.iter().map(|f| Container { image: Some(f.image.clone()), ..f.container.clone() }).collect();
+    let mut containers: Vec<Container> =
+        task.iter().map(|f| Container { image: Some(f.image.clone()), ..f.container.clone() }).collect();
     taskdef::link(&mut containers);
     for (found, linked) in task.iter_mut().zip(containers) {
         found.container.sidecars = linked.sidecars;
@@ -313,14 +330,18 @@ mod tests {
         let f = by_name(found, name);
         assert_eq!((&f.kind, f.container.ports.as_slice()), (&Kind::Ecr(repository.into()), ports), "{f:?}");
         let (path, port, matcher) = check;
-        assert_eq!(f.container.load_balancer, Some(LoadBalancerCheck { path: Some(path.into()), port: Some(port), matcher: Some(matcher.into()) }));
+        assert_eq!(
+            f.container.load_balancer,
+            Some(LoadBalancerCheck { path: Some(path.into()), port: Some(port), matcher: Some(matcher.into()) })
+        );
         f
     }
 
     /// Evaluates one expression (as YAML) against a template of parameters and resources.
     fn evaluate(template: &str, expression: &str, context: &Context) -> (String, Kind) {
         let document = yaml(template).unwrap();
-        let stack = Stack { file: "t".into(), document: &document, context, parameters: HashMap::new(), deployment: None };
+        let stack =
+            Stack { file: "t".into(), document: &document, context, parameters: HashMap::new(), deployment: None };
         let mut unknowns = Unknowns::default();
         let expression = yaml(expression).unwrap();
         let text = Eval { stack: &stack, unknowns: &mut unknowns, depth: 0 }.text(&expression);
@@ -345,11 +366,31 @@ Resources:
     fn the_evaluator_resolves_what_stacks_write_and_marks_the_rest() {
         let known = Context { account: Some("123456789012".into()), region: Some("eu-west-1".into()) };
         let cases: &[(&str, &str, Kind)] = &[
-            ("!Sub '${AWS::AccountId}.dkr.ecr.${AWS::Region}.amazonaws.com/${Name}:latest'", "123456789012.dkr.ecr.eu-west-1.amazonaws.com/web:latest", Kind::Ecr("web".into())),
-            ("!Sub ['${A}.dkr.ecr.${AWS::Region}.${AWS::URLSuffix}/${R}', { A: '111111111111', R: !Ref Name }]", "111111111111.dkr.ecr.eu-west-1.amazonaws.com/web", Kind::Ecr("web".into())),
-            ("!Join ['', [!Ref 'AWS::AccountId', '.dkr.ecr.eu-west-1.amazonaws.com/', !FindInMap [Repos, !Ref 'AWS::Region', api]]]", "123456789012.dkr.ecr.eu-west-1.amazonaws.com/team/api", Kind::Ecr("team/api".into())),
-            ("!Sub '${Named.RepositoryUri}:latest'", "123456789012.dkr.ecr.eu-west-1.amazonaws.com/web-jobs:latest", Kind::Ecr("web-jobs".into())),
-            ("!Sub '${AWS::AccountId}.dkr.ecr.${AWS::Region}.amazonaws.com/app:${Tag}'", "123456789012.dkr.ecr.eu-west-1.amazonaws.com/app:${Tag}", Kind::Ecr("app".into())),
+            (
+                "!Sub '${AWS::AccountId}.dkr.ecr.${AWS::Region}.amazonaws.com/${Name}:latest'",
+                "123456789012.dkr.ecr.eu-west-1.amazonaws.com/web:latest",
+                Kind::Ecr("web".into()),
+            ),
+            (
+                "!Sub ['${A}.dkr.ecr.${AWS::Region}.${AWS::URLSuffix}/${R}', { A: '111111111111', R: !Ref Name }]",
+                "111111111111.dkr.ecr.eu-west-1.amazonaws.com/web",
+                Kind::Ecr("web".into()),
+            ),
+            (
+                "!Join ['', [!Ref 'AWS::AccountId', '.dkr.ecr.eu-west-1.amazonaws.com/', !FindInMap [Repos, !Ref 'AWS::Region', api]]]",
+                "123456789012.dkr.ecr.eu-west-1.amazonaws.com/team/api",
+                Kind::Ecr("team/api".into()),
+            ),
+            (
+                "!Sub '${Named.RepositoryUri}:latest'",
+                "123456789012.dkr.ecr.eu-west-1.amazonaws.com/web-jobs:latest",
+                Kind::Ecr("web-jobs".into()),
+            ),
+            (
+                "!Sub '${AWS::AccountId}.dkr.ecr.${AWS::Region}.amazonaws.com/app:${Tag}'",
+                "123456789012.dkr.ecr.eu-west-1.amazonaws.com/app:${Tag}",
+                Kind::Ecr("app".into()),
+            ),
             ("!Sub '${!Literal}'", "${Literal}", Kind::Other),
             ("nginx:1.27", "nginx:1.27", Kind::Other),
             ("!Sub 'nginx:${Tag}'", "nginx:${Tag}", Kind::Other),
@@ -367,11 +408,17 @@ Resources:
         assert_eq!(evaluate(TEMPLATE, cdk, &known).0, "123456789012.dkr.ecr.eu-west-1.amazonaws.com/web-jobs:latest");
         // With no account known, the host keeps the unknown and the name still resolves.
         let (image, kind) = evaluate(TEMPLATE, cdk, &Context::default());
-        assert_eq!((image.as_str(), kind), ("${AWS::AccountId}.dkr.ecr.${AWS::Region}.amazonaws.com/web-jobs:latest", Kind::Ecr("web-jobs".into())));
+        assert_eq!(
+            (image.as_str(), kind),
+            ("${AWS::AccountId}.dkr.ecr.${AWS::Region}.amazonaws.com/web-jobs:latest", Kind::Ecr("web-jobs".into()))
+        );
 
         let unresolved: &[(&str, &str)] = &[
             ("!ImportValue SharedRepoUri", "Fn::ImportValue SharedRepoUri: another stack's export"),
-            ("!Sub '${AWS::AccountId}.dkr.ecr.${AWS::Region}.amazonaws.com/${Shared}:latest'", "parameter Shared has no Default"),
+            (
+                "!Sub '${AWS::AccountId}.dkr.ecr.${AWS::Region}.amazonaws.com/${Shared}:latest'",
+                "parameter Shared has no Default",
+            ),
             ("!Sub '${Unnamed.RepositoryUri}:latest'", "without a RepositoryName"),
             ("!Sub '${Bucket.Arn}/x'", "Fn::GetAtt Bucket.Arn is known only once the stack is deployed"),
             ("!If [Prod, a, b]", "Fn::If Prod"),
@@ -389,7 +436,16 @@ Resources:
     #[test]
     fn yaml_short_forms_are_the_long_forms() {
         let bomb = "a: &a [x, x, x, x, x, x, x, x, x, x]\n".to_owned()
-            + &(b'b'..=b'z').map(|c| format!("{}: &{} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]\n", c as char, c as char, p = (c - 1) as char)).collect::<String>();
+            + &(b'b'..=b'z')
+                .map(|c| {
+                    format!(
+                        "{}: &{} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]\n",
+                        c as char,
+                        c as char,
+                        p = (c - 1) as char
+                    )
+                })
+                .collect::<String>();
         assert!(yaml(&bomb).unwrap_err().to_string().contains("aliases expand"));
         let document = yaml("A: !Ref X\nB: !GetAtt R.Arn\nC: !Sub ['${a}', {a: !Select [0, !Split [',', 'x,y']]}]\nD: 012345678901\nE: &e [1, 2]\nF: *e\nG:\n").unwrap();
         assert_eq!(
@@ -407,15 +463,27 @@ Resources:
         let found = found("cdk.out");
         let api = ecr(&found, "api", "from-cdk-api", &[8080], ("/health", 8080, "200-299"));
         assert_eq!(api.image, "123456789012.dkr.ecr.eu-west-1.amazonaws.com/from-cdk-api:latest");
-        assert_eq!(api.container.health_check.as_ref().unwrap().command, ["CMD-SHELL", "curl -f http://localhost:8080/health || exit 1"]);
-        assert!(api.location.ends_with("FromCdkStack.template.json: Resources.ApiTaskDef8B6D2F71.Properties.ContainerDefinitions[0].Image"), "{}", api.location);
+        assert_eq!(
+            api.container.health_check.as_ref().unwrap().command,
+            ["CMD-SHELL", "curl -f http://localhost:8080/health || exit 1"]
+        );
+        assert!(
+            api.location.ends_with(
+                "FromCdkStack.template.json: Resources.ApiTaskDef8B6D2F71.Properties.ContainerDefinitions[0].Image"
+            ),
+            "{}",
+            api.location
+        );
         assert_eq!(by_name(&found, "proxy").kind, Kind::Other);
         assert_eq!(by_name(&found, "proxy").image, "nginx");
 
         let worker = by_name(&found, "worker");
         assert_eq!(worker.kind, Kind::Ecr("from-cdk-worker".into()));
         assert!(worker.location.contains(".nested.template.json"), "{}", worker.location);
-        assert_eq!((worker.container.entry_point.as_deref(), worker.container.init_process), (Some(&["node".to_owned(), "worker.js".to_owned()][..]), true));
+        assert_eq!(
+            (worker.container.entry_point.as_deref(), worker.container.init_process),
+            (Some(&["node".to_owned(), "worker.js".to_owned()][..]), true)
+        );
 
         let jobs = by_name(&found, "jobs");
         assert!(matches!(&jobs.kind, Kind::Owned { repository, .. } if repository == "from-cdk-jobs"), "{jobs:?}");
@@ -439,10 +507,18 @@ Resources:
     fn a_terraform_plan() {
         let found = found("terraform-plan.json");
         let app = ecr(&found, "app", "from-tf-app", &[8000], ("/api/health", 8000, "200"));
-        assert_eq!(app.location, format!("{STACKS}/terraform-plan.json: module.web.aws_ecs_task_definition.app.container_definitions[0].image"));
+        assert_eq!(
+            app.location,
+            format!(
+                "{STACKS}/terraform-plan.json: module.web.aws_ecs_task_definition.app.container_definitions[0].image"
+            )
+        );
         assert_eq!(by_name(&found, "datadog-agent").kind, Kind::Other);
         let pending = by_name(&found, "aws_ecs_task_definition.migrate");
-        assert!(matches!(&pending.kind, Kind::Unresolved(why) if why.contains("known only after apply") && why.contains("aws_ecr_repository.migrate.repository_url") && why.contains("the plan creates repository from-tf-migrate itself")), "{pending:?}");
+        assert!(
+            matches!(&pending.kind, Kind::Unresolved(why) if why.contains("known only after apply") && why.contains("aws_ecr_repository.migrate.repository_url") && why.contains("the plan creates repository from-tf-migrate itself")),
+            "{pending:?}"
+        );
         assert_eq!(found.len(), 3, "{found:#?}");
     }
 
@@ -451,15 +527,30 @@ Resources:
         let found = found("unresolvable.yaml");
         assert_eq!(found.len(), 2);
         let imported = by_name(&found, "imported");
-        assert!(matches!(&imported.kind, Kind::Unresolved(why) if why.contains("Fn::ImportValue SharedApiRepositoryUri")), "{imported:?}");
-        assert!(imported.location.ends_with("unresolvable.yaml: Resources.TaskDefinition.Properties.ContainerDefinitions[0].Image"), "{}", imported.location);
+        assert!(
+            matches!(&imported.kind, Kind::Unresolved(why) if why.contains("Fn::ImportValue SharedApiRepositoryUri")),
+            "{imported:?}"
+        );
+        assert!(
+            imported
+                .location
+                .ends_with("unresolvable.yaml: Resources.TaskDefinition.Properties.ContainerDefinitions[0].Image"),
+            "{}",
+            imported.location
+        );
         let given = by_name(&found, "given");
-        assert!(matches!(&given.kind, Kind::Unresolved(why) if why.contains("parameter RepositoryName has no Default")), "{given:?}");
+        assert!(
+            matches!(&given.kind, Kind::Unresolved(why) if why.contains("parameter RepositoryName has no Default")),
+            "{given:?}"
+        );
         assert_eq!(given.image, "${AWS::AccountId}.dkr.ecr.eu-west-1.amazonaws.com/${RepositoryName}:latest");
 
         let error = load(&[Path::new(STACKS).join("unresolvable.yaml")], &context()).unwrap_err();
         assert!(error.downcast_ref::<Usage>().is_some());
-        assert!(error.to_string().contains("no ECR image resolved") && error.to_string().contains("imported"), "{error}");
+        assert!(
+            error.to_string().contains("no ECR image resolved") && error.to_string().contains("imported"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -19,7 +19,11 @@ pub fn print_table(found: &[Found]) {
                 Kind::Other => format!("{} (not ours)", f.image),
                 Kind::Unresolved(_) => "(unresolved)".to_owned(),
             };
-            let ports = if c.ports.is_empty() { "-".to_owned() } else { c.ports.iter().map(u16::to_string).collect::<Vec<_>>().join(",") };
+            let ports = if c.ports.is_empty() {
+                "-".to_owned()
+            } else {
+                c.ports.iter().map(u16::to_string).collect::<Vec<_>>().join(",")
+            };
             let health = c.health_check.as_ref().map_or("-".to_owned(), |h| h.command.join(" "));
             let balancer = c.load_balancer.as_ref().map_or("-".to_owned(), |lb| {
                 let port = lb.port.or(c.ports.first().copied()).map_or(String::new(), |p| format!(":{p}"));
@@ -81,4 +85,3 @@ pub fn to_json(found: &[Found]) -> Value {
             .collect(),
     )
 }
-

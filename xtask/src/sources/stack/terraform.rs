@@ -3,11 +3,11 @@
 
 use std::collections::{HashMap, HashSet};
 
-use anyhow::{bail, Result};
+use anyhow::{Result, bail};
 use serde_json::Value;
 
 use super::cloudformation::Unknowns;
-use super::{classify, link_task, Created, Found, Kind};
+use super::{Created, Found, Kind, classify, link_task};
 use crate::sources::taskdef::{self, Container, LoadBalancerCheck};
 
 /// One resource of a plan: its planned values and its configuration (for references, which a
@@ -20,7 +20,9 @@ struct Planned<'a> {
 
 pub(super) fn terraform(file: &str, plan: &Value, created: &mut Created) -> Result<Vec<Found>> {
     let root = plan.get("planned_values").or_else(|| plan.get("values")).and_then(|v| v.get("root_module"));
-    let Some(root) = root else { bail!("{file} is Terraform JSON without planned_values: give `terraform show -json PLANFILE`") };
+    let Some(root) = root else {
+        bail!("{file} is Terraform JSON without planned_values: give `terraform show -json PLANFILE`")
+    };
     let mut resources = Vec::new();
     let mut modules = vec![root];
     while let Some(module) = modules.pop() {
@@ -68,10 +70,19 @@ pub(super) fn terraform(file: &str, plan: &Value, created: &mut Created) -> Resu
     let mut checks: HashMap<(usize, String), (LoadBalancerCheck, bool)> = HashMap::new();
     for service in resources.iter().filter(|r| r.kind == "aws_ecs_service") {
         let Some(config) = expressions.get(&unindexed(&service.address)) else { continue };
-        let Some(task) = target(&service.address, &config["task_definition"], "aws_ecs_task_definition") else { continue };
+        let Some(task) = target(&service.address, &config["task_definition"], "aws_ecs_task_definition") else {
+            continue;
+        };
         for (n, binding) in service.values["load_balancer"].as_array().into_iter().flatten().enumerate() {
-            let Some(group) = target(&service.address, &config["load_balancer"][n]["target_group_arn"], "aws_lb_target_group")
-                .or_else(|| target(&service.address, &config["load_balancer"][n]["target_group_arn"], "aws_alb_target_group"))
+            let Some(group) =
+                target(&service.address, &config["load_balancer"][n]["target_group_arn"], "aws_lb_target_group")
+                    .or_else(|| {
+                        target(
+                            &service.address,
+                            &config["load_balancer"][n]["target_group_arn"],
+                            "aws_alb_target_group",
+                        )
+                    })
             else {
                 continue;
             };
@@ -105,11 +116,18 @@ pub(super) fn terraform(file: &str, plan: &Value, created: &mut Created) -> Resu
                     .collect();
                 let prefix = module_prefix(&task.address);
                 let created_here = references.iter().find_map(|reference| {
-                    let r = resources.iter().find(|r| r.kind == "aws_ecr_repository" && format!("{prefix}{reference}").starts_with(&format!("{}.", unindexed(&r.address))))?;
+                    let r = resources.iter().find(|r| {
+                        r.kind == "aws_ecr_repository"
+                            && format!("{prefix}{reference}").starts_with(&format!("{}.", unindexed(&r.address)))
+                    })?;
                     r.values["name"].as_str()
                 });
                 let why = if unknown_after.contains(&task.address) {
-                    let refers = if references.is_empty() { String::new() } else { format!(" (it refers to {})", references.join(", ")) };
+                    let refers = if references.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (it refers to {})", references.join(", "))
+                    };
                     let created = created_here.map_or(String::new(), |name| format!(
                         "; the plan creates repository {name} itself, so it cannot hold a placeholder before the plan is applied: run \
                          publish in the apply, between the task definition and the service (terraform_data with `publish --task-definition \
@@ -120,7 +138,13 @@ pub(super) fn terraform(file: &str, plan: &Value, created: &mut Created) -> Resu
                     "not in the plan".to_owned()
                 };
                 let container = Container { name: task.address.clone(), ..Default::default() };
-                found.push(Found { container, location: at, image: "(unknown)".into(), kind: Kind::Unresolved(format!("container_definitions is {why}")), https: false });
+                found.push(Found {
+                    container,
+                    location: at,
+                    image: "(unknown)".into(),
+                    kind: Kind::Unresolved(format!("container_definitions is {why}")),
+                    https: false,
+                });
                 continue;
             }
         };
@@ -177,4 +201,3 @@ pub(super) fn unindexed(address: &str) -> String {
     }
     out
 }
-

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use anyhow::{bail, Context as _, Result};
+use anyhow::{Context as _, Result, bail};
 use serde_json::{Map, Value};
 
 /// A YAML CloudFormation template as JSON, the short forms (`!Ref`, `!Sub`, `!GetAtt A.B`, ...)
@@ -71,7 +71,9 @@ pub fn yaml(text: &str) -> Result<Value> {
         fn on_event(&mut self, event: Event, _mark: Marker) {
             match event {
                 Event::Scalar(text, style, anchor, tag) => {
-                    let plain_null = style == TScalarStyle::Plain && tag.is_none() && matches!(text.as_str(), "" | "~" | "null" | "Null" | "NULL");
+                    let plain_null = style == TScalarStyle::Plain
+                        && tag.is_none()
+                        && matches!(text.as_str(), "" | "~" | "null" | "Null" | "NULL");
                     let value = if plain_null { Value::Null } else { tagged(Value::String(text), tag) };
                     self.push(value, anchor);
                 }
@@ -111,4 +113,3 @@ pub fn yaml(text: &str) -> Result<Value> {
     }
     builder.documents.into_iter().next().context("an empty YAML file")
 }
-

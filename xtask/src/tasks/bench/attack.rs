@@ -6,9 +6,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-
-use super::servers::{health_check, Running};
-use super::{Goal, Peer, Settings, ATTACKS, CHECK_TIMEOUT, NOT_ANALYSED};
+use super::servers::{Running, health_check};
+use super::{ATTACKS, CHECK_TIMEOUT, Goal, NOT_ANALYSED, Peer, Settings};
 
 /// What a server did under one attack.
 pub(super) struct UnderAttack {
@@ -29,7 +28,14 @@ pub(super) fn measure_attack(peer: &Peer, flags: &[&str], settings: &Settings) -
     let mut attacker = Command::new("sh")
         .args(["-c", "ulimit -n \"$(ulimit -Hn)\"; exec slowhttptest \"$@\"", "sh"])
         .args(flags)
-        .args(["-c", &settings.attack_connections.to_string(), "-r", "1000", "-l", &(settings.attack_seconds + 5).to_string()])
+        .args([
+            "-c",
+            &settings.attack_connections.to_string(),
+            "-r",
+            "1000",
+            "-l",
+            &(settings.attack_seconds + 5).to_string(),
+        ])
         .args(["-p", "2", "-u", &format!("http://127.0.0.1:{port}/")])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -65,7 +71,12 @@ pub(super) fn measure_attack(peer: &Peer, flags: &[&str], settings: &Settings) -
 }
 
 /// Writes the "Under attack" table: every server under every slowhttptest mode.
-pub(super) fn attack_section(report: &mut String, peers: &[Peer], settings: &Settings, goals: &mut Vec<Goal>) -> Result<()> {
+pub(super) fn attack_section(
+    report: &mut String,
+    peers: &[Peer],
+    settings: &Settings,
+    goals: &mut Vec<Goal>,
+) -> Result<()> {
     eprintln!("under attack...");
     writeln!(report, "\n## Under attack (slowhttptest, {} connections)\n", settings.attack_connections)?;
     writeln!(
@@ -83,7 +94,10 @@ pub(super) fn attack_section(report: &mut String, peers: &[Peer], settings: &Set
         settings.attack_checks,
         CHECK_TIMEOUT.as_secs()
     )?;
-    writeln!(report, "| attack | server | failed health checks | slowest check | peak memory |\n|---|---|---|---|---|")?;
+    writeln!(
+        report,
+        "| attack | server | failed health checks | slowest check | peak memory |\n|---|---|---|---|---|"
+    )?;
     let (mut ours_never_failed, mut ours_lowest) = (true, true);
     let mut failed_elsewhere = Vec::new();
     for (mode, flags) in ATTACKS {
@@ -93,19 +107,33 @@ pub(super) fn attack_section(report: &mut String, peers: &[Peer], settings: &Set
             rows.push((peer.name, measure_attack(peer, flags, settings)?));
         }
         for (name, r) in &rows {
-            let slowest = if r.failed > 0 { format!("{:.0} ms (timed out)", r.slowest_ms) } else { format!("{:.1} ms", r.slowest_ms) };
+            let slowest = if r.failed > 0 {
+                format!("{:.0} ms (timed out)", r.slowest_ms)
+            } else {
+                format!("{:.1} ms", r.slowest_ms)
+            };
             writeln!(report, "| {mode} | {name} | {} of {} | {slowest} | {} KiB |", r.failed, r.checks, r.peak_kib)?;
         }
         let ours = &rows[0].1;
         ours_never_failed &= ours.failed == 0;
         ours_lowest &= rows.iter().skip(1).all(|(_, r)| ours.peak_kib < r.peak_kib);
-        failed_elsewhere.extend(rows.iter().skip(1).filter(|(_, r)| r.failed > 0).map(|(name, _)| format!("{name} ({mode})")));
+        failed_elsewhere
+            .extend(rows.iter().skip(1).filter(|(_, r)| r.failed > 0).map(|(name, _)| format!("{name} ({mode})")));
     }
-    goals.push(Goal::new("No failed health check under any attack", if ours_never_failed { "0 failed" } else { "some failed" }.into(), ours_never_failed, NOT_ANALYSED));
-    goals.push(Goal::new("Lowest peak memory of the four under every attack", if ours_lowest { "lowest in every mode" } else { "not in every mode" }.into(), ours_lowest, NOT_ANALYSED));
+    goals.push(Goal::new(
+        "No failed health check under any attack",
+        if ours_never_failed { "0 failed" } else { "some failed" }.into(),
+        ours_never_failed,
+        NOT_ANALYSED,
+    ));
+    goals.push(Goal::new(
+        "Lowest peak memory of the four under every attack",
+        if ours_lowest { "lowest in every mode" } else { "not in every mode" }.into(),
+        ours_lowest,
+        NOT_ANALYSED,
+    ));
     if !failed_elsewhere.is_empty() {
         writeln!(report, "\nPeers that failed checks: {}.", failed_elsewhere.join(", "))?;
     }
     Ok(())
 }
-

@@ -15,15 +15,18 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result, bail};
 
-use crate::image::{self};
 use crate::base::platform::Platform;
 use crate::base::repo;
+use crate::image::{self};
 
 use attack::attack_section;
 use publish::{cold_build_section, phases_section, publish_section, targets_section};
-use servers::{image_section, machine_section, measure_load, measure_probes, LoadRun, measure_startup, method_section, peers, pin_to_cpu, unpin};
+use servers::{
+    LoadRun, image_section, machine_section, measure_load, measure_probes, measure_startup, method_section, peers,
+    pin_to_cpu, unpin,
+};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -124,7 +127,9 @@ pub async fn run(args: Args) -> Result<()> {
     for tool in ["nginx", "apache2", "busybox", "wrk", "curl", "docker", "skopeo", "slowhttptest"] {
         let needed = !args.only_attack || matches!(tool, "nginx" | "apache2" | "busybox" | "slowhttptest");
         if needed && which(tool).is_none() {
-            bail!("{tool} not found: the benchmark needs nginx, apache2, busybox, wrk, curl, docker, skopeo and slowhttptest (`bash .ci/install`)");
+            bail!(
+                "{tool} not found: the benchmark needs nginx, apache2, busybox, wrk, curl, docker, skopeo and slowhttptest (`bash .ci/install`)"
+            );
         }
     }
     let aws_cli = repo::root().join(".venv/bin/aws");
@@ -154,9 +159,17 @@ pub async fn run(args: Args) -> Result<()> {
         return Ok(());
     }
     writeln!(report, "# Benchmarks\n")?;
-    writeln!(report, "Written by `cargo xtask bench{}` on {}. Figures are medians with the range (min–max) in brackets.", if args.quick { " --quick" } else { "" }, humantime::format_rfc3339_seconds(std::time::SystemTime::now()))?;
+    writeln!(
+        report,
+        "Written by `cargo xtask bench{}` on {}. Figures are medians with the range (min–max) in brackets.",
+        if args.quick { " --quick" } else { "" },
+        humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+    )?;
     if args.quick {
-        writeln!(report, "\n**Quick mode: few repetitions and short loads. These figures only show the benchmark runs.**")?;
+        writeln!(
+            report,
+            "\n**Quick mode: few repetitions and short loads. These figures only show the benchmark runs.**"
+        )?;
     }
     machine_section(&mut report, &peers, cpus)?;
     method_section(&mut report, settings, pin)?;
@@ -167,7 +180,10 @@ pub async fn run(args: Args) -> Result<()> {
         startup.push((peer.name, measure_startup(peer, settings.startups)?));
     }
     writeln!(report, "\n## Start-up and memory\n")?;
-    writeln!(report, "| server | spawn to first 200 | × best peer | resident memory after the first request | × best peer |\n|---|---|---|---|---|")?;
+    writeln!(
+        report,
+        "| server | spawn to first 200 | × best peer | resident memory after the first request | × best peer |\n|---|---|---|---|---|"
+    )?;
     let best_start = best(startup.iter().skip(1).map(|(_, (s, _))| s.median()));
     let best_rss = best(startup.iter().skip(1).map(|(_, (_, rss))| *rss as f64));
     for (name, (times, rss)) in &startup {
@@ -181,13 +197,26 @@ pub async fn run(args: Args) -> Result<()> {
         )?;
     }
 
-    let (ours_start, ours_rss) = (startup[0].1 .0.median(), startup[0].1 .1 as f64);
-    goals.push(Goal::new("Start-up faster than every peer", format!("{ours_start:.2} ms; best peer {best_start:.2} ms"), ours_start < best_start, NOT_ANALYSED));
-    goals.push(Goal::new("Idle memory below every peer", format!("{ours_rss:.0} KiB; best peer {best_rss:.0} KiB"), ours_rss < best_rss, NOT_ANALYSED));
+    let (ours_start, ours_rss) = (startup[0].1.0.median(), startup[0].1.1 as f64);
+    goals.push(Goal::new(
+        "Start-up faster than every peer",
+        format!("{ours_start:.2} ms; best peer {best_start:.2} ms"),
+        ours_start < best_start,
+        NOT_ANALYSED,
+    ));
+    goals.push(Goal::new(
+        "Idle memory below every peer",
+        format!("{ours_rss:.0} KiB; best peer {best_rss:.0} KiB"),
+        ours_rss < best_rss,
+        NOT_ANALYSED,
+    ));
 
     eprintln!("throughput...");
     writeln!(report, "\n## Throughput and latency (wrk, keep-alive, `/healthcheck.html`)\n")?;
-    writeln!(report, "| server | connections | requests/s | × best peer | p99 latency | server CPU per request |\n|---|---|---|---|---|---|")?;
+    writeln!(
+        report,
+        "| server | connections | requests/s | × best peer | p99 latency | server CPU per request |\n|---|---|---|---|---|---|"
+    )?;
     for &connections in settings.connections {
         // Round by round, every server once a round: the machine's drift falls on all of them alike,
         // and each round gives one ratio of ours to nginx.
@@ -200,10 +229,21 @@ pub async fn run(args: Args) -> Result<()> {
         let figure = |runs: &[LoadRun], of: fn(&LoadRun) -> f64| Sample(runs.iter().map(of).collect());
         let rates: Vec<Sample> = runs.iter().map(|runs| figure(runs, |run| run.requests_per_second)).collect();
         let best_rps = rates.iter().skip(1).map(Sample::median).fold(0.0, f64::max);
-        let ratios = Sample(runs[0].iter().zip(&runs[1]).map(|(ours, nginx)| ours.requests_per_second / nginx.requests_per_second).collect());
+        let ratios = Sample(
+            runs[0]
+                .iter()
+                .zip(&runs[1])
+                .map(|(ours, nginx)| ours.requests_per_second / nginx.requests_per_second)
+                .collect(),
+        );
         goals.push(Goal::new(
             format!("Requests/s at least 1.6× nginx with one worker ({connections} connections)"),
-            format!("{} (ratio of each round; {:.0} vs {:.0} requests/s)", ratios.show("×", 2), rates[0].median(), rates[1].median()),
+            format!(
+                "{} (ratio of each round; {:.0} vs {:.0} requests/s)",
+                ratios.show("×", 2),
+                rates[0].median(),
+                rates[1].median()
+            ),
             ratios.median() >= 1.6,
             WHY_REQUESTS_PER_SECOND,
         ));
@@ -215,7 +255,10 @@ pub async fn run(args: Args) -> Result<()> {
                 rps.show("", 0),
                 rps.median() / best_rps,
                 figure(runs, |run| run.p99_ms).show("ms", 2),
-                runs.iter().map(|run| run.cpu_us_per_request).collect::<Option<Vec<_>>>().map_or("-".to_owned(), |cpu| Sample(cpu).show("µs", 1))
+                runs.iter()
+                    .map(|run| run.cpu_us_per_request)
+                    .collect::<Option<Vec<_>>>()
+                    .map_or("-".to_owned(), |cpu| Sample(cpu).show("µs", 1))
             )?;
         }
     }
@@ -226,7 +269,12 @@ pub async fn run(args: Args) -> Result<()> {
     let probes = measure_probes(&peers[0], &server, settings.probes)?;
     let ours = probes[0].1.median();
     let curl_ratio = probes[1].1.median() / ours;
-    goals.push(Goal::new("`--probe` at least 10× faster than curl", format!("{curl_ratio:.1}×"), curl_ratio >= 10.0, WHY_PROBE));
+    goals.push(Goal::new(
+        "`--probe` at least 10× faster than curl",
+        format!("{curl_ratio:.1}×"),
+        curl_ratio >= 10.0,
+        WHY_PROBE,
+    ));
     for (name, sample) in &probes {
         writeln!(report, "| {name} | {} | {:.1} |", sample.show("ms", 2), sample.median() / ours)?;
     }
@@ -238,15 +286,30 @@ pub async fn run(args: Args) -> Result<()> {
 
     eprintln!("image sizes...");
     let smaller = image_section(&mut report).await?;
-    goals.push(Goal::new("Image at least 100× smaller than `httpd:2.4`", format!("{smaller:.0}×"), smaller >= 100.0, NOT_ANALYSED));
+    goals.push(Goal::new(
+        "Image at least 100× smaller than `httpd:2.4`",
+        format!("{smaller:.0}×"),
+        smaller >= 100.0,
+        NOT_ANALYSED,
+    ));
 
     eprintln!("publish...");
     let ratios = publish_section(&mut report, settings, &aws_cli)?;
     if let Some(ratio) = ratios.fresh_20 {
-        goals.push(Goal::new("Fresh publish of 20 repositories at least 10× faster than the AWS CLI + skopeo peer", format!("{ratio:.1}×"), ratio >= 10.0, WHY_PUBLISH));
+        goals.push(Goal::new(
+            "Fresh publish of 20 repositories at least 10× faster than the AWS CLI + skopeo peer",
+            format!("{ratio:.1}×"),
+            ratio >= 10.0,
+            WHY_PUBLISH,
+        ));
     }
     if let Some(ratio) = ratios.noop_20 {
-        goals.push(Goal::new("No-op re-run of 20 repositories at least 30× faster than the peer's re-run", format!("{ratio:.1}×"), ratio >= 30.0, WHY_PUBLISH));
+        goals.push(Goal::new(
+            "No-op re-run of 20 repositories at least 30× faster than the peer's re-run",
+            format!("{ratio:.1}×"),
+            ratio >= 30.0,
+            WHY_PUBLISH,
+        ));
     }
 
     eprintln!("where publish's time goes...");
@@ -255,19 +318,39 @@ pub async fn run(args: Args) -> Result<()> {
         // The peer's one-repository figures are in the publish table above.
         if let Some((peer_fresh, peer_noop)) = ratios.peer_1 {
             let (fresh_ratio, noop_ratio) = (peer_fresh / fresh, peer_noop / noop);
-            goals.push(Goal::new("Publish of 1 new repository at least 4× faster than the peer", format!("{fresh_ratio:.1}× ({fresh:.2} s vs {peer_fresh:.1} s)"), fresh_ratio >= 4.0, WHY_PUBLISH));
-            goals.push(Goal::new("No-op re-run of 1 repository at least 10× faster than the peer's", format!("{noop_ratio:.1}× ({noop:.2} s vs {peer_noop:.1} s)"), noop_ratio >= 10.0, WHY_PUBLISH));
+            goals.push(Goal::new(
+                "Publish of 1 new repository at least 4× faster than the peer",
+                format!("{fresh_ratio:.1}× ({fresh:.2} s vs {peer_fresh:.1} s)"),
+                fresh_ratio >= 4.0,
+                WHY_PUBLISH,
+            ));
+            goals.push(Goal::new(
+                "No-op re-run of 1 repository at least 10× faster than the peer's",
+                format!("{noop_ratio:.1}× ({noop:.2} s vs {peer_noop:.1} s)"),
+                noop_ratio >= 10.0,
+                WHY_PUBLISH,
+            ));
         }
     }
 
     eprintln!("cold build...");
     if let Some(ratio) = cold_build_section(&mut report, args.quick)? {
-        goals.push(Goal::new("Cold build of what the first publish needs at most half the commit before the trim", format!("{ratio:.2}×"), ratio <= 0.5, WHY_COLD_BUILD));
+        goals.push(Goal::new(
+            "Cold build of what the first publish needs at most half the commit before the trim",
+            format!("{ratio:.2}×"),
+            ratio <= 0.5,
+            WHY_COLD_BUILD,
+        ));
     }
 
     eprintln!("publish to several targets...");
     if let Some(ratio) = targets_section(&mut report, settings)? {
-        goals.push(Goal::new("Publish of 20 repositories to 4 targets well under 4× the time for 1 target", format!("{ratio:.2}×"), ratio < 3.0, NOT_ANALYSED));
+        goals.push(Goal::new(
+            "Publish of 20 repositories to 4 targets well under 4× the time for 1 target",
+            format!("{ratio:.2}×"),
+            ratio < 3.0,
+            NOT_ANALYSED,
+        ));
     }
 
     writeln!(report, "\n## Goals\n")?;
@@ -368,4 +451,3 @@ pub(super) fn copy_dir(from: &Path, to: &Path) -> Result<()> {
     }
     Ok(())
 }
-

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use anyhow::{bail, Result};
+use anyhow::{Result, bail};
 
 use crate::base::repo;
 
@@ -41,7 +41,10 @@ pub(super) fn publish_section(report: &mut String, settings: &Settings, aws_cli:
             let bed = testbed::Bed::start()?;
             let publish = || -> Result<f64> {
                 let started = Instant::now();
-                let output = Command::new(&xtask).args(["publish", "--containers", &names.join(",")]).envs(warm(&bed)).output()?;
+                let output = Command::new(&xtask)
+                    .args(["publish", "--containers", &names.join(",")])
+                    .envs(warm(&bed))
+                    .output()?;
                 if !output.status.success() {
                     bail!("publish of {count} failed: {}", String::from_utf8_lossy(&output.stderr));
                 }
@@ -51,7 +54,8 @@ pub(super) fn publish_section(report: &mut String, settings: &Settings, aws_cli:
             ours_noop.push(publish()?);
             let bed = testbed::Bed::start()?;
             // The peer copies from a repository holding the placeholder, put there untimed.
-            let output = Command::new(&xtask).args(["publish", "--containers", "bench-source"]).envs(warm(&bed)).output()?;
+            let output =
+                Command::new(&xtask).args(["publish", "--containers", "bench-source"]).envs(warm(&bed)).output()?;
             if !output.status.success() {
                 bail!("publishing the peer's source failed: {}", String::from_utf8_lossy(&output.stderr));
             }
@@ -78,15 +82,16 @@ pub(super) fn publish_section(report: &mut String, settings: &Settings, aws_cli:
         fresh_medians.push((count, ours.median(), peer.median()));
     }
     if let (Some(&(n1, ours1, peer1)), Some(&(n2, ours2, peer2))) = (fresh_medians.first(), fresh_medians.last())
-        && n2 > n1 {
-            let extra = (n2 - n1) as f64;
-            writeln!(
-                report,
-                "\nOne more repository costs publish {:.0} ms and the peer {:.0} ms (the slope between {n1} and {n2} repositories, fresh).",
-                (ours2 - ours1) / extra * 1000.0,
-                (peer2 - peer1) / extra * 1000.0
-            )?;
-        }
+        && n2 > n1
+    {
+        let extra = (n2 - n1) as f64;
+        writeln!(
+            report,
+            "\nOne more repository costs publish {:.0} ms and the peer {:.0} ms (the slope between {n1} and {n2} repositories, fresh).",
+            (ours2 - ours1) / extra * 1000.0,
+            (peer2 - peer1) / extra * 1000.0
+        )?;
+    }
     writeln!(
         report,
         "\nThe peer is what a user could script in ten minutes with no Docker daemon: per repository `aws ecr create-repository` \
@@ -120,9 +125,24 @@ pub(super) fn cold_build_section(report: &mut String, quick: bool) -> Result<Opt
         let started = Instant::now();
         for args in [
             vec!["build", "-p", "xtask"],
-            vec!["build", "--release", "-p", "server", "--target", "x86_64-unknown-linux-musl", "--target", "aarch64-unknown-linux-musl"],
+            vec![
+                "build",
+                "--release",
+                "-p",
+                "server",
+                "--target",
+                "x86_64-unknown-linux-musl",
+                "--target",
+                "aarch64-unknown-linux-musl",
+            ],
         ] {
-            let status = Command::new(&cargo).args(&args).current_dir(dir).env("CARGO_TARGET_DIR", target.path()).stdout(Stdio::null()).stderr(Stdio::null()).status()?;
+            let status = Command::new(&cargo)
+                .args(&args)
+                .current_dir(dir)
+                .env("CARGO_TARGET_DIR", target.path())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()?;
             if !status.success() {
                 bail!("cold build `cargo {}` in {} failed", args.join(" "), dir.display());
             }
@@ -131,9 +151,18 @@ pub(super) fn cold_build_section(report: &mut String, quick: bool) -> Result<Opt
     };
     let worktree = tempfile::tempdir()?;
     let base = worktree.path().join("base");
-    let added = Command::new("git").args(["worktree", "add", "--detach"]).arg(&base).arg(COLD_BUILD_BASE).current_dir(repo::root()).output()?;
+    let added = Command::new("git")
+        .args(["worktree", "add", "--detach"])
+        .arg(&base)
+        .arg(COLD_BUILD_BASE)
+        .current_dir(repo::root())
+        .output()?;
     if !added.status.success() {
-        writeln!(report, "Not measured: the base commit {COLD_BUILD_BASE} is not in this clone ({}).", String::from_utf8_lossy(&added.stderr).trim())?;
+        writeln!(
+            report,
+            "Not measured: the base commit {COLD_BUILD_BASE} is not in this clone ({}).",
+            String::from_utf8_lossy(&added.stderr).trim()
+        )?;
         return Ok(None);
     }
     let before = build(&base);
@@ -176,7 +205,9 @@ pub(super) fn phases_section(report: &mut String, settings: &Settings) -> Result
         let cold = tempfile::tempdir()?;
         for (n, scenario) in scenarios.iter().enumerate() {
             let mut command = Command::new(&xtask);
-            command.args(["publish", "--containers", &format!("phases-{run}-{}", n.min(1)), "--timings"]).envs(warm(&bed));
+            command
+                .args(["publish", "--containers", &format!("phases-{run}-{}", n.min(1)), "--timings"])
+                .envs(warm(&bed));
             if n == 0 {
                 command.env("ECS_PLACEHOLDER_CACHE", cold.path());
             }
@@ -235,7 +266,9 @@ pub(super) fn targets_section(report: &mut String, settings: &Settings) -> Resul
     let (dev, prod) = ("111111111111", "222222222222");
     let mut times: Vec<Vec<f64>> = vec![Vec::new(), Vec::new()];
     for _ in 0..settings.publish_runs {
-        for (i, (profiles, regions)) in [("dev", "eu-west-1"), ("dev,prod", "eu-west-1,us-east-1")].into_iter().enumerate() {
+        for (i, (profiles, regions)) in
+            [("dev", "eu-west-1"), ("dev,prod", "eu-west-1,us-east-1")].into_iter().enumerate()
+        {
             let accounts = testbed::Accounts::start(
                 testbed::Moto::start()?,
                 &[("dev", dev, None), ("prod", prod, None)],
@@ -292,4 +325,3 @@ done"#;
     }
     Ok(elapsed)
 }
-

@@ -9,13 +9,13 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result, bail};
 
-use crate::image::{self, Plan};
-use crate::image::oci::{self, ImageSet, Recipe};
 use crate::base::platform::Platform;
+use crate::image::oci::{self, ImageSet, Recipe};
+use crate::image::{self, Plan};
 
-use super::{first_line, output_of, Peer, Sample, Settings, CHECK_TIMEOUT};
+use super::{CHECK_TIMEOUT, Peer, Sample, Settings, first_line, output_of};
 
 pub(super) fn peers(scratch: &Path, pages: &Path, server: &Path) -> Result<Vec<Peer>> {
     let nginx_dir = scratch.join("nginx");
@@ -52,7 +52,12 @@ pub(super) fn peers(scratch: &Path, pages: &Path, server: &Path) -> Result<Vec<P
                 );
                 std::fs::write(nginx_dir.join("nginx.conf"), config).expect("nginx config");
                 let mut c = Command::new("nginx");
-                c.arg("-p").arg(&nginx_dir).arg("-c").arg(nginx_dir.join("nginx.conf")).arg("-e").arg(nginx_dir.join("error.log"));
+                c.arg("-p")
+                    .arg(&nginx_dir)
+                    .arg("-c")
+                    .arg(nginx_dir.join("nginx.conf"))
+                    .arg("-e")
+                    .arg(nginx_dir.join("error.log"));
                 c
             }),
         },
@@ -241,7 +246,8 @@ pub(super) fn measure_load(peer: &Peer, connections: u32, settings: &Settings, p
     let rate = text.lines().find_map(|l| l.strip_prefix("Requests/sec:")).and_then(|v| v.trim().parse::<f64>().ok());
     let tail = text.lines().find_map(|l| l.trim().strip_prefix("99%")).and_then(|v| parse_wrk_time(v.trim()));
     // "N requests in 5.00s, ..."
-    let answered = text.lines().find_map(|l| l.trim().split_once(" requests in ")).and_then(|(n, _)| n.parse::<f64>().ok());
+    let answered =
+        text.lines().find_map(|l| l.trim().split_once(" requests in ")).and_then(|(n, _)| n.parse::<f64>().ok());
     match (rate, tail, answered) {
         (Some(rate), Some(tail), Some(answered)) if answered > 0.0 => Ok(LoadRun {
             requests_per_second: rate,
@@ -293,7 +299,8 @@ pub(super) fn measure_probes(ours: &Peer, server: &Path, runs: usize) -> Result<
         let mut times = Vec::new();
         for _ in 0..runs {
             let started = Instant::now();
-            let status = Command::new(&argv[0]).args(&argv[1..]).stdout(Stdio::null()).stderr(Stdio::null()).status()?;
+            let status =
+                Command::new(&argv[0]).args(&argv[1..]).stdout(Stdio::null()).stderr(Stdio::null()).status()?;
             times.push(started.elapsed().as_secs_f64() * 1000.0);
             if !status.success() {
                 bail!("{name} failed against the placeholder");
@@ -306,14 +313,35 @@ pub(super) fn measure_probes(ours: &Peer, server: &Path, runs: usize) -> Result<
 
 pub(super) fn machine_section(report: &mut String, peers: &[Peer], cpus: usize) -> Result<()> {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = cpuinfo.lines().find_map(|l| l.strip_prefix("model name")).map(|m| m.trim_start_matches([' ', '\t', ':']).to_owned()).unwrap_or_else(|| "unknown".into());
-    let memory = std::fs::read_to_string("/proc/meminfo").unwrap_or_default().lines().next().unwrap_or("").split_whitespace().nth(1).and_then(|k| k.parse::<u64>().ok()).unwrap_or(0);
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|m| m.trim_start_matches([' ', '\t', ':']).to_owned())
+        .unwrap_or_else(|| "unknown".into());
+    let memory = std::fs::read_to_string("/proc/meminfo")
+        .unwrap_or_default()
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .nth(1)
+        .and_then(|k| k.parse::<u64>().ok())
+        .unwrap_or(0);
     writeln!(report, "\n## Machine\n")?;
-    writeln!(report, "- CPU: {model}, {cpus} logical CPUs; memory {:.1} GiB; kernel {}", memory as f64 / 1048576.0, first_line(&output_of("uname", &["-r"])))?;
+    writeln!(
+        report,
+        "- CPU: {model}, {cpus} logical CPUs; memory {:.1} GiB; kernel {}",
+        memory as f64 / 1048576.0,
+        first_line(&output_of("uname", &["-r"]))
+    )?;
     for peer in peers {
         writeln!(report, "- {}: {}", peer.name, peer.version)?;
     }
-    for (tool, args) in [("wrk", &["-v"][..]), ("curl", &["--version"][..]), ("docker", &["version", "--format", "engine {{.Server.Version}}"][..])] {
+    for (tool, args) in [
+        ("wrk", &["-v"][..]),
+        ("curl", &["--version"][..]),
+        ("docker", &["version", "--format", "engine {{.Server.Version}}"][..]),
+    ] {
         writeln!(report, "- {tool}: {}", first_line(&output_of(tool, args)))?;
     }
     Ok(())
@@ -321,12 +349,40 @@ pub(super) fn machine_section(report: &mut String, peers: &[Peer], cpus: usize) 
 
 pub(super) fn method_section(report: &mut String, settings: &Settings, pinned: bool) -> Result<()> {
     writeln!(report, "\n## Method\n")?;
-    writeln!(report, "- Every server serves the same copy of `public_html/` on a loopback port, from a config of its own (nginx: one worker, access log off; Apache: mpm_event with only the modules it needs; busybox: `httpd -f`). The placeholder is the release build for this machine's musl target.")?;
-    writeln!(report, "- Start-up: {} spawns each, from `spawn()` to the first `200` on `/healthcheck.html` (polled every 0.1 ms on a fresh connection). Memory: resident set summed over the server's whole process group, read from /proc after the first request.", settings.startups)?;
-    writeln!(report, "- Load: `wrk -t1 -cN -d{}s --latency` on `/healthcheck.html` with keep-alive, {} round(s) per setting, each server once a round on a fresh start (the ratio to nginx is taken round by round, so the machine's drift falls on both alike). Server CPU per request: the busy time of CPU 0, where only the server runs, during the run, over the requests wrk counted (not given without pinning).{}", settings.load_seconds, settings.load_runs, if pinned { " Servers run on CPU 0, wrk and the measuring thread on CPU 1; publish and the cold builds after them run on every CPU, as a user runs them." } else { " One CPU: no pinning possible." })?;
-    writeln!(report, "- Probe: {} runs of each client against the running placeholder, wall time of the whole process.", settings.probes)?;
-    writeln!(report, "- Publish: {} run(s) of each way per number of repositories (one above 20), each against a fresh moto and registry; the re-run follows at once on the same bed.", settings.publish_runs)?;
-    writeln!(report, "- Ratios are against the best peer (not counting the placeholder itself): below 1 is better for times and memory, above 1 for requests/s.")?;
+    writeln!(
+        report,
+        "- Every server serves the same copy of `public_html/` on a loopback port, from a config of its own (nginx: one worker, access log off; Apache: mpm_event with only the modules it needs; busybox: `httpd -f`). The placeholder is the release build for this machine's musl target."
+    )?;
+    writeln!(
+        report,
+        "- Start-up: {} spawns each, from `spawn()` to the first `200` on `/healthcheck.html` (polled every 0.1 ms on a fresh connection). Memory: resident set summed over the server's whole process group, read from /proc after the first request.",
+        settings.startups
+    )?;
+    writeln!(
+        report,
+        "- Load: `wrk -t1 -cN -d{}s --latency` on `/healthcheck.html` with keep-alive, {} round(s) per setting, each server once a round on a fresh start (the ratio to nginx is taken round by round, so the machine's drift falls on both alike). Server CPU per request: the busy time of CPU 0, where only the server runs, during the run, over the requests wrk counted (not given without pinning).{}",
+        settings.load_seconds,
+        settings.load_runs,
+        if pinned {
+            " Servers run on CPU 0, wrk and the measuring thread on CPU 1; publish and the cold builds after them run on every CPU, as a user runs them."
+        } else {
+            " One CPU: no pinning possible."
+        }
+    )?;
+    writeln!(
+        report,
+        "- Probe: {} runs of each client against the running placeholder, wall time of the whole process.",
+        settings.probes
+    )?;
+    writeln!(
+        report,
+        "- Publish: {} run(s) of each way per number of repositories (one above 20), each against a fresh moto and registry; the re-run follows at once on the same bed.",
+        settings.publish_runs
+    )?;
+    writeln!(
+        report,
+        "- Ratios are against the best peer (not counting the placeholder itself): below 1 is better for times and memory, above 1 for requests/s."
+    )?;
     Ok(())
 }
 
@@ -345,15 +401,23 @@ pub(super) async fn image_section(report: &mut String) -> Result<f64> {
             image.layer_tar.len() as f64 / 1024.0
         )?;
     }
-    writeln!(report, "| `httpd:2.4` (the original tool's base) | ~55 MB | - | the project's field notes (`ECS-NOTES.md`); not measured here: no image can be pulled on this machine |")?;
-    writeln!(report, "| `nginx:alpine` | not quoted | - | this machine cannot reach Docker Hub, and no stored copy of its page gave a figure |")?;
+    writeln!(
+        report,
+        "| `httpd:2.4` (the original tool's base) | ~55 MB | - | the project's field notes (`ECS-NOTES.md`); not measured here: no image can be pulled on this machine |"
+    )?;
+    writeln!(
+        report,
+        "| `nginx:alpine` | not quoted | - | this machine cannot reach Docker Hub, and no stored copy of its page gave a figure |"
+    )?;
     writeln!(report, "| static-web-server (scratch) | not quoted | - | as above |")?;
     let largest = set.images.iter().map(ImageSet::compressed_size).max().unwrap_or(1) as f64;
     let smaller = 55.0 * 1_000_000.0 / largest;
-    writeln!(report, "\nAgainst `httpd:2.4` at ~55 MB compressed, the larger placeholder image is {smaller:.0} times smaller.")?;
+    writeln!(
+        report,
+        "\nAgainst `httpd:2.4` at ~55 MB compressed, the larger placeholder image is {smaller:.0} times smaller."
+    )?;
     Ok(smaller)
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -368,4 +432,3 @@ mod tests {
         assert_eq!(Sample(vec![4.0, 1.0, 2.0, 3.0]).median(), 2.5);
     }
 }
-

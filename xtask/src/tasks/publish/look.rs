@@ -1,8 +1,6 @@
 //! The read-only look at each repository before anything changes: does it exist, its settings,
 //! and what each tag holds; and the step that follows from it (`--dry-run` prints that).
 
-
-
 use anyhow::{Context, Result};
 
 use crate::clients::ecr::{self, Lifecycle, Mutability, Settings};
@@ -58,7 +56,14 @@ pub(super) struct Step {
 
 impl Look {
     pub(super) fn step(&self, force: bool) -> Step {
-        let mut step = Step { create: false, push: Vec::new(), skipped: Vec::new(), left_empty: Vec::new(), fix_lifecycle: false, blocked: None };
+        let mut step = Step {
+            create: false,
+            push: Vec::new(),
+            skipped: Vec::new(),
+            left_empty: Vec::new(),
+            fix_lifecycle: false,
+            blocked: None,
+        };
         if self.uri.is_none() {
             match &self.owner {
                 Some(owner) => {
@@ -86,15 +91,22 @@ impl Look {
                 TagState::Absent => step.push.push(tag.clone()),
                 TagState::Placeholder(digest) if frozen => step.skipped.push((
                     tag.clone(),
-                    format!(":{tag} already holds another placeholder ({digest}), and the tag is immutable ({}): it stays", self.mutability.describe()),
+                    format!(
+                        ":{tag} already holds another placeholder ({digest}), and the tag is immutable ({}): it stays",
+                        self.mutability.describe()
+                    ),
                 )),
                 TagState::Real(digest) if frozen => step.skipped.push((
                     tag.clone(),
-                    format!(":{tag} ({digest}) is a real image, and the tag is immutable ({}): it stays", self.mutability.describe()),
+                    format!(
+                        ":{tag} ({digest}) is a real image, and the tag is immutable ({}): it stays",
+                        self.mutability.describe()
+                    ),
                 )),
-                TagState::Real(digest) if !force => step
-                    .skipped
-                    .push((tag.clone(), format!(":{tag} ({digest}) is not a placeholder, so it was left untouched; --force replaces it"))),
+                TagState::Real(digest) if !force => step.skipped.push((
+                    tag.clone(),
+                    format!(":{tag} ({digest}) is not a placeholder, so it was left untouched; --force replaces it"),
+                )),
                 TagState::Placeholder(_) | TagState::Real(_) => step.push.push(tag.clone()),
             }
         }
@@ -135,7 +147,12 @@ pub(super) struct Raw {
 }
 
 /// Reads one repository with read-only calls; needs nothing of this run's images.
-pub(super) async fn look_raw(place: Place<'_>, target: &Target, settings: &Settings, fill_immutable: &[String]) -> Result<Raw> {
+pub(super) async fn look_raw(
+    place: Place<'_>,
+    target: &Target,
+    settings: &Settings,
+    fill_immutable: &[String],
+) -> Result<Raw> {
     let (ecr_client, registry, name) = (place.ecr, place.registry, target.name.as_str());
     let mut raw = Raw {
         name: name.to_owned(),
@@ -169,11 +186,13 @@ pub(super) async fn resolve(place: Place<'_>, raw: Raw, images: &ImageSet) -> Re
         let state = match digest {
             None => TagState::Absent,
             Some(digest) if digest == images.index.digest => TagState::Ours,
-            Some(_) => match place.registry.inspect(&raw.name, &tag).await.with_context(|| format!("reading :{tag}"))? {
-                None => TagState::Absent,
-                Some(image) if image.placeholder => TagState::Placeholder(image.digest),
-                Some(image) => TagState::Real(image.digest),
-            },
+            Some(_) => {
+                match place.registry.inspect(&raw.name, &tag).await.with_context(|| format!("reading :{tag}"))? {
+                    None => TagState::Absent,
+                    Some(image) if image.placeholder => TagState::Placeholder(image.digest),
+                    Some(image) => TagState::Real(image.digest),
+                }
+            }
         };
         tags.push((tag, state));
     }
@@ -208,13 +227,20 @@ pub(super) fn planned(name: &str, look: Result<Look>, force: bool) -> Outcome {
     (outcome.action, outcome.reason) = if let Some(why) = step.blocked {
         (Action::WouldSkip, Some(why))
     } else if step.create {
-        (Action::WouldCreate, Some(format!("repository missing: would create it, put the lifecycle policy, push {}", tags(&step.push))))
+        (
+            Action::WouldCreate,
+            Some(format!("repository missing: would create it, put the lifecycle policy, push {}", tags(&step.push))),
+        )
     } else if !step.push.is_empty() {
         let mut said = vec![format!("would push {}", tags(&step.push))];
         for (tag, state) in &look.tags {
             match state {
-                TagState::Placeholder(digest) if step.push.contains(tag) => said.push(format!("an older placeholder ({digest}) is :{tag}")),
-                TagState::Real(digest) if step.push.contains(tag) => said.push(format!(":{tag} ({digest}) is a real image: --force replaces it")),
+                TagState::Placeholder(digest) if step.push.contains(tag) => {
+                    said.push(format!("an older placeholder ({digest}) is :{tag}"))
+                }
+                TagState::Real(digest) if step.push.contains(tag) => {
+                    said.push(format!(":{tag} ({digest}) is a real image: --force replaces it"))
+                }
                 _ => {}
             }
         }
@@ -229,4 +255,3 @@ pub(super) fn planned(name: &str, look: Result<Look>, force: bool) -> Outcome {
     };
     outcome
 }
-

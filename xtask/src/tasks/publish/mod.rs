@@ -12,32 +12,31 @@ mod report;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result, bail};
 use futures_util::StreamExt;
 use tokio::sync::OnceCell;
 
-use crate::clients::replicate;
-use crate::clients::ecr::{Encryption, Settings};
-use crate::image::{self, Plan};
-use crate::image::oci::{self, ImageSet, Recipe};
-use crate::base::platform;
-use crate::clients::follow;
-use crate::clients::aws;
-use crate::sources::from;
-use crate::base::progress;
-use crate::sources::stack;
 use crate::base::Usage;
+use crate::base::platform;
+use crate::base::progress;
+use crate::clients::aws;
+use crate::clients::ecr::{Encryption, Settings};
+use crate::clients::follow;
+use crate::clients::replicate;
+use crate::image::oci::{self, ImageSet, Recipe};
+use crate::image::{self, Plan};
+use crate::sources::from;
+use crate::sources::stack;
 
-use look::{look_raw, planned, resolve, Look, Raw};
-use plan::{describe, targets, Target};
-use push::{act, prove, Job, Place};
-use report::{print_json, print_replication, print_text, Action, Outcome};
 pub use crate::tasks::OutputFormat;
+use look::{Look, Raw, look_raw, planned, resolve};
+use plan::{Target, describe, targets};
+use push::{Job, Place, act, prove};
+use report::{Action, Outcome, print_json, print_replication, print_text};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -135,7 +134,9 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     }
     let mut found = std::mem::take(&mut loaded.found);
     if args.wait && loaded.services.is_empty() {
-        bail!(Usage("--wait follows ECS services: name them with --from stack:NAME or --from ecs:CLUSTER[/SERVICE,...]".into()));
+        bail!(Usage(
+            "--wait follows ECS services: name them with --from stack:NAME or --from ecs:CLUSTER[/SERVICE,...]".into()
+        ));
     }
     if args.dry_run && args.output == OutputFormat::Text && !found.is_empty() {
         stack::print_table(&found);
@@ -154,10 +155,19 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     };
     args.aws.check()?;
     let settings = Settings { encryption, scan_on_push: args.scan_on_push, keep: args.keep };
-    let fill_immutable: Vec<String> = args.fill_immutable.iter().flat_map(|t| t.split(',')).map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned).collect();
+    let fill_immutable: Vec<String> = args
+        .fill_immutable
+        .iter()
+        .flat_map(|t| t.split(','))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(str::to_owned)
+        .collect();
     let specs = args.aws.specs()?;
     if args.replicate && specs.len() < 2 {
-        bail!(Usage("--replicate needs at least two targets: the first is the source, e.g. --region eu-west-1,us-east-1".into()));
+        bail!(Usage(
+            "--replicate needs at least two targets: the first is the source, e.g. --region eu-west-1,us-east-1".into()
+        ));
     }
     // The images are built (cargo's check of the server build, then the layers in-process) while
     // the targets connect and their repositories are read: neither waits for the other.
@@ -168,7 +178,10 @@ pub async fn run(args: Args) -> Result<ExitCode> {
             let started = Instant::now();
             let sources = image::sources(&Plan::project(platforms))?;
             let cargo = started.elapsed();
-            let sets = recipes.into_iter().map(|recipe| Ok((recipe.clone(), oci::build(&sources, &recipe)?))).collect::<Result<_>>()?;
+            let sets = recipes
+                .into_iter()
+                .map(|recipe| Ok((recipe.clone(), oci::build(&sources, &recipe)?)))
+                .collect::<Result<_>>()?;
             Ok((sets, cargo, started.elapsed() - cargo))
         }
     });
@@ -180,8 +193,10 @@ pub async fn run(args: Args) -> Result<ExitCode> {
             bail!("--replicate: the source target ({}) cannot be reached; nothing was changed", specs[0].label());
         }
         let source_only = if args.replicate { 1 } else { destinations.len() };
-        let work: Vec<(usize, usize)> = (0..source_only).flat_map(|d| (0..targets.len()).map(move |t| (d, t))).collect();
-        let place = |d: usize| Place { destination: d, ecr: &destinations[d].aws.ecr, registry: &destinations[d].registry };
+        let work: Vec<(usize, usize)> =
+            (0..source_only).flat_map(|d| (0..targets.len()).map(move |t| (d, t))).collect();
+        let place =
+            |d: usize| Place { destination: d, ecr: &destinations[d].aws.ecr, registry: &destinations[d].registry };
         let raws: Vec<Result<Raw>> = futures_util::stream::iter(&work)
             .map(|&(d, t)| look_raw(place(d), &targets[t], &settings, &fill_immutable))
             .buffered(args.concurrency as usize)
@@ -192,7 +207,8 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     };
     // A target that cannot be reached is reported at once, not after the build.
     let built = async { build.await.context("the image build stopped")? };
-    let ((destinations, unreachable, work, raws, connected, looked), (sets, cargo, layers)) = tokio::try_join!(read, built)?;
+    let ((destinations, unreachable, work, raws, connected, looked), (sets, cargo, layers)) =
+        tokio::try_join!(read, built)?;
     timings.add("connect (credentials, GetAuthorizationToken)", connected);
     timings.add("read each repository (describe, lifecycle, tag digests)", looked);
     timings.add("server build (cargo's check)", cargo);
@@ -257,7 +273,11 @@ pub async fn run(args: Args) -> Result<ExitCode> {
             labels: destinations.iter().map(|d| format!("{} {}", d.account, d.aws.region)).collect(),
             tally: progress::Tally::new(
                 "publishing",
-                destinations.iter().enumerate().map(|(d, t)| (t.aws.region.clone(), work.iter().filter(|(w, _)| *w == d).count() as u64)).collect(),
+                destinations
+                    .iter()
+                    .enumerate()
+                    .map(|(d, t)| (t.aws.region.clone(), work.iter().filter(|(w, _)| *w == d).count() as u64))
+                    .collect(),
                 args.output == OutputFormat::Text && std::io::IsTerminal::is_terminal(&std::io::stderr()),
             ),
         };
@@ -294,14 +314,17 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     let images = sets.get(&Recipe::default()).or_else(|| sets.values().next()).expect("at least one target");
 
     match args.output {
-        OutputFormat::Json => print_json(&outcomes, &destinations, &unreachable, &replication, images, &proofs, &found)?,
+        OutputFormat::Json => {
+            print_json(&outcomes, &destinations, &unreachable, &replication, images, &proofs, &found)?
+        }
         OutputFormat::Text => {
             print_replication(&replication);
             print_text(&outcomes, args.dry_run);
         }
     }
     // A tag left empty is a service that cannot start: never a success.
-    let failed = outcomes.iter().any(|o| o.action == Action::Failed || !o.left_empty.is_empty()) || replication.iter().any(|c| c.result == "failed");
+    let failed = outcomes.iter().any(|o| o.action == Action::Failed || !o.left_empty.is_empty())
+        || replication.iter().any(|c| c.result == "failed");
     timings.print();
     if args.wait && !args.dry_run && !failed {
         let config = &destinations.first().context("no target to follow the services in")?.aws.config;
@@ -318,8 +341,12 @@ pub async fn run(args: Args) -> Result<ExitCode> {
 /// groups, and the registered definitions that pull the `--containers` repositories (unless
 /// `--no-lookup`, or a definition given already names the repository).
 pub(crate) fn asked(args: &Args) -> Result<from::Asked<'_>> {
-    let registered: Vec<String> =
-        args.task_definitions.iter().map(|t| t.to_string_lossy().into_owned()).filter(|t| from::is_registered(t)).collect();
+    let registered: Vec<String> = args
+        .task_definitions
+        .iter()
+        .map(|t| t.to_string_lossy().into_owned())
+        .filter(|t| from::is_registered(t))
+        .collect();
     let mut lookup = Vec::new();
     if let Some(list) = args.containers.as_deref().filter(|_| !args.no_lookup) {
         let in_files: BTreeSet<String> = args
@@ -330,7 +357,10 @@ pub(crate) fn asked(args: &Args) -> Result<from::Asked<'_>> {
             .flatten()
             .filter_map(|c| c.image.as_deref().and_then(crate::sources::taskdef::ecr_repository))
             .collect();
-        lookup = crate::sources::containers::parse_containers(list)?.into_iter().filter(|name| !in_files.contains(name)).collect();
+        lookup = crate::sources::containers::parse_containers(list)?
+            .into_iter()
+            .filter(|name| !in_files.contains(name))
+            .collect();
     }
     Ok(from::Asked { from: &args.from, registered, target_groups: &args.target_groups, lookup })
 }
@@ -359,13 +389,18 @@ impl Timings {
         for (phase, took) in &self.phases {
             eprintln!("timing: {:>8.1} ms  {phase}", took.as_secs_f64() * 1000.0);
         }
-        eprintln!("timing: {:>8.1} ms  in all, from the start of the task", self.started.elapsed().as_secs_f64() * 1000.0);
+        eprintln!(
+            "timing: {:>8.1} ms  in all, from the start of the task",
+            self.started.elapsed().as_secs_f64() * 1000.0
+        );
     }
 }
 
 /// Connects every target. With one target its failure is the run's error (exit 2 for bad
 /// credentials or region); with several, a failed target is reported and the others go on.
-pub async fn connect_targets(aws_args: &aws::AwsArgs) -> Result<(Vec<aws::Target>, Vec<(aws::TargetSpec, anyhow::Error)>)> {
+pub async fn connect_targets(
+    aws_args: &aws::AwsArgs,
+) -> Result<(Vec<aws::Target>, Vec<(aws::TargetSpec, anyhow::Error)>)> {
     let connected = aws_args.connect_all().await?;
     let single = connected.len() == 1;
     let mut destinations = Vec::new();
@@ -399,4 +434,3 @@ fn on_interrupt() -> Arc<AtomicBool> {
     });
     interrupted
 }
-

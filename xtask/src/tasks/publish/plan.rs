@@ -3,13 +3,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use anyhow::{bail, Result};
+use anyhow::{Result, bail};
 
+use crate::base::Usage;
 use crate::image::oci::{self, Recipe};
-use crate::sources::taskdef::TagRef;
 use crate::sources::stack;
 use crate::sources::taskdef;
-use crate::base::Usage;
+use crate::sources::taskdef::TagRef;
 
 use crate::sources::balancer::{self, Group};
 use crate::sources::containers::container_specs;
@@ -59,7 +59,11 @@ impl Target {
 
 /// The repositories to publish: `--containers`, and the ECR repositories of every container in
 /// `--task-definition` files and `--from` stacks, each with the recipe its definitions need.
-pub(super) fn targets(args: &Args, found: &mut [stack::Found], groups: &[(Option<String>, Group)]) -> Result<Vec<Target>> {
+pub(super) fn targets(
+    args: &Args,
+    found: &mut [stack::Found],
+    groups: &[(Option<String>, Group)],
+) -> Result<Vec<Target>> {
     let mut targets: Vec<Target> = Vec::new();
     let entry = |targets: &mut Vec<Target>, name: &str| -> usize {
         match targets.iter().position(|t| t.name == name) {
@@ -85,7 +89,10 @@ pub(super) fn targets(args: &Args, found: &mut [stack::Found], groups: &[(Option
     }
     // `--target-group` on the container it checks, whichever definition that is in.
     balancer::attach(
-        files.iter_mut().map(|(_, container, https)| (container, https)).chain(found.iter_mut().map(|f| (&mut f.container, &mut f.https))),
+        files
+            .iter_mut()
+            .map(|(_, container, https)| (container, https))
+            .chain(found.iter_mut().map(|f| (&mut f.container, &mut f.https))),
         groups,
     )?;
     for (file, container, https) in &files {
@@ -124,12 +131,17 @@ pub(super) fn targets(args: &Args, found: &mut [stack::Found], groups: &[(Option
                 }
             }
             // A dry run's table says it on stdout.
-            None if !(args.dry_run && args.output == OutputFormat::Text) => eprintln!("{}", found.left_alone().unwrap_or_default()),
+            None if !(args.dry_run && args.output == OutputFormat::Text) => {
+                eprintln!("{}", found.left_alone().unwrap_or_default())
+            }
             None => {}
         }
     }
     if targets.is_empty() {
-        bail!(Usage("no container names: pass --containers my-svc-staging,my-svc-prod, --task-definition FILE or --from PATH".into()));
+        bail!(Usage(
+            "no container names: pass --containers my-svc-staging,my-svc-prod, --task-definition FILE or --from PATH"
+                .into()
+        ));
     }
     for target in &mut targets {
         // Containers that agree on their ports need no names; where they differ, each keeps to
@@ -139,15 +151,21 @@ pub(super) fn targets(args: &Args, found: &mut [stack::Found], groups: &[(Option
             Err(unmatched) => {
                 // No name to keep a port to its container: a port another container of some task
                 // maps is left out altogether rather than taken from that container.
-                let held: BTreeSet<u16> = target.held.values().flatten().copied().filter(|p| !target.given_ports.contains(p)).collect();
-                let dropped: Vec<String> = target.recipe.ports.iter().filter(|p| held.contains(p)).map(u16::to_string).collect();
+                let held: BTreeSet<u16> =
+                    target.held.values().flatten().copied().filter(|p| !target.given_ports.contains(p)).collect();
+                let dropped: Vec<String> =
+                    target.recipe.ports.iter().filter(|p| held.contains(p)).map(u16::to_string).collect();
                 target.recipe.ports.retain(|p| !held.contains(p));
                 eprintln!(
                     "{}: its containers listen on different ports, but {} cannot be matched to the name in task metadata, so every \
                      container of this image gets every port{}",
                     target.name,
                     unmatched.join(", "),
-                    if dropped.is_empty() { String::new() } else { format!(" but {}, which another container of a task maps", dropped.join(", ")) }
+                    if dropped.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" but {}, which another container of a task maps", dropped.join(", "))
+                    }
                 );
             }
         }
@@ -186,11 +204,17 @@ fn container_ports(
     if port_sets.len() < 2 && !taken {
         return Ok(BTreeSet::new());
     }
-    let unmatched: Vec<String> = containers.keys().filter(|name| !server::sidecars::is_container_name(name)).cloned().collect();
+    let unmatched: Vec<String> =
+        containers.keys().filter(|name| !server::sidecars::is_container_name(name)).cloned().collect();
     if !unmatched.is_empty() {
         return Err(unmatched);
     }
-    Ok(containers.iter().flat_map(|(name, ports)| ports.iter().filter(|port| !given.contains(port)).map(move |port| (name.clone(), *port))).collect())
+    Ok(containers
+        .iter()
+        .flat_map(|(name, ports)| {
+            ports.iter().filter(|port| !given.contains(port)).map(move |port| (name.clone(), *port))
+        })
+        .collect())
 }
 
 /// The tag a container's image names, to put the placeholder at: `Some(None)` when it names none
@@ -199,7 +223,9 @@ pub(super) fn tag_for(container: &str, image: &str) -> Option<Option<String>> {
     match taskdef::image_tag(image) {
         TagRef::Tag(tag) => Some(Some(tag)),
         TagRef::Digest(digest) => {
-            eprintln!("container {container}: its image {image} pins the digest {digest}, which cannot be a placeholder: nothing is pushed for it");
+            eprintln!(
+                "container {container}: its image {image} pins the digest {digest}, which cannot be a placeholder: nothing is pushed for it"
+            );
             None
         }
         TagRef::Unknown(tag) => {
@@ -238,7 +264,14 @@ pub(super) fn bake(target: &mut Target, container: &taskdef::Container) {
         }
     }
     // Docker runs an entry point by path, or by name on the image's PATH.
-    let programs = [container.entry_point.as_deref(), container.health_check.as_ref().filter(|h| h.command.first().is_some_and(|c| c == "CMD")).map(|h| &h.command[1..])];
+    let programs = [
+        container.entry_point.as_deref(),
+        container
+            .health_check
+            .as_ref()
+            .filter(|h| h.command.first().is_some_and(|c| c == "CMD"))
+            .map(|h| &h.command[1..]),
+    ];
     for program in programs.into_iter().flatten().filter_map(|argv| argv.first()) {
         let path = if program.starts_with('/') {
             program.clone()
@@ -307,7 +340,8 @@ pub(super) fn describe(recipe: &Recipe) -> String {
         for (name, port) in &recipe.container_ports {
             by_container.entry(name).or_default().push(port.to_string());
         }
-        let each: Vec<String> = by_container.iter().map(|(name, ports)| format!("{name} {}", ports.join(","))).collect();
+        let each: Vec<String> =
+            by_container.iter().map(|(name, ports)| format!("{name} {}", ports.join(","))).collect();
         parts.push(format!("each container on its own ({})", each.join("; ")));
     }
     if !recipe.programs.is_empty() {
@@ -334,14 +368,22 @@ mod tests {
     fn ports_are_named_for_containers_only_where_they_differ() {
         let none = BTreeSet::new();
         let free = BTreeMap::new();
-        assert_eq!(container_ports(&containers(&[("web", &[8080]), ("web-canary", &[8080])]), &none, &free), Ok(BTreeSet::new()));
-        let named = container_ports(&containers(&[("frontend", &[3000]), ("backend", &[8080]), ("worker", &[])]), &none, &free).unwrap();
+        assert_eq!(
+            container_ports(&containers(&[("web", &[8080]), ("web-canary", &[8080])]), &none, &free),
+            Ok(BTreeSet::new())
+        );
+        let named =
+            container_ports(&containers(&[("frontend", &[3000]), ("backend", &[8080]), ("worker", &[])]), &none, &free)
+                .unwrap();
         assert_eq!(named, BTreeSet::from([("backend".to_owned(), 8080), ("frontend".to_owned(), 3000)]));
         // `--containers app:3000` is for every container of the image, so it stays unnamed.
-        let named = container_ports(&containers(&[("a", &[3000]), ("b", &[8080])]), &BTreeSet::from([3000]), &free).unwrap();
+        let named =
+            container_ports(&containers(&[("a", &[3000]), ("b", &[8080])]), &BTreeSet::from([3000]), &free).unwrap();
         assert_eq!(named, BTreeSet::from([("b".to_owned(), 8080)]));
         // A name from where it was found, or unresolved, never matches task metadata: no names.
-        let unmatched = container_ports(&containers(&[("TaskDef[0]", &[3000]), ("${Name}-web", &[8080])]), &none, &free).unwrap_err();
+        let unmatched =
+            container_ports(&containers(&[("TaskDef[0]", &[3000]), ("${Name}-web", &[8080])]), &none, &free)
+                .unwrap_err();
         assert_eq!(unmatched, ["${Name}-web", "TaskDef[0]"]);
         // One task runs the image as `web` on 80 beside a sidecar on 5000, another as `api` on
         // 5000: the same ports everywhere would give `web` the sidecar's, so each is named.
@@ -367,18 +409,27 @@ mod tests {
     #[test]
     fn a_port_another_container_of_the_task_maps_is_never_baked() {
         // A frontend on 80 whose target group checks the backend on 5000.
-        let mut containers = task(&[("frontend", "1.dkr.ecr.eu-west-1.amazonaws.com/front:v1", &[80]), ("backend", "1.dkr.ecr.eu-west-1.amazonaws.com/back:v1", &[5000])]);
-        containers[0].load_balancer = Some(taskdef::LoadBalancerCheck { path: Some("/health".into()), port: Some(5000), matcher: None });
+        let mut containers = task(&[
+            ("frontend", "1.dkr.ecr.eu-west-1.amazonaws.com/front:v1", &[80]),
+            ("backend", "1.dkr.ecr.eu-west-1.amazonaws.com/back:v1", &[5000]),
+        ]);
+        containers[0].load_balancer =
+            Some(taskdef::LoadBalancerCheck { path: Some("/health".into()), port: Some(5000), matcher: None });
         let mut front = Target::new("front");
         bake(&mut front, &containers[0]);
         assert_eq!(front.recipe.ports, [80]);
-        assert!(front.notes.iter().any(|n| n.contains("port 5000, which container backend of its task maps")), "{:?}", front.notes);
+        assert!(
+            front.notes.iter().any(|n| n.contains("port 5000, which container backend of its task maps")),
+            "{:?}",
+            front.notes
+        );
         let mut back = Target::new("back");
         bake(&mut back, &containers[1]);
         assert_eq!(back.recipe.ports, [5000]);
 
         // A Flask app on 5000 whose target group checks its nginx (Docker Hub) on 80.
-        let mut containers = task(&[("app", "1.dkr.ecr.eu-west-1.amazonaws.com/flask:latest", &[5000]), ("nginx", "nginx:1.27", &[80])]);
+        let mut containers =
+            task(&[("app", "1.dkr.ecr.eu-west-1.amazonaws.com/flask:latest", &[5000]), ("nginx", "nginx:1.27", &[80])]);
         containers[0].load_balancer = Some(taskdef::LoadBalancerCheck { path: None, port: Some(80), matcher: None });
         let mut flask = Target::new("flask");
         bake(&mut flask, &containers[0]);

@@ -1,27 +1,26 @@
 //! The writes, each repository whole or not at all: create it, put its lifecycle policy, push
 //! the blobs (mounted across repositories of the run), the manifests, and each tag; proven first.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use std::collections::HashMap;
 
-use anyhow::{bail, Result};
+use anyhow::{Result, bail};
 use tokio::sync::OnceCell;
 
-use crate::clients::ecr::{self, Settings};
-use crate::image::Plan;
-use crate::proof;
-use crate::image::oci::{Blob, ImageSet};
-use crate::clients::registry::{Pushed, Registry};
-use crate::proof::smoke::Proof;
-use crate::clients::engine;
 use crate::base::progress;
+use crate::clients::ecr::{self, Settings};
+use crate::clients::engine;
+use crate::clients::registry::{Pushed, Registry};
+use crate::image::Plan;
+use crate::image::oci::{Blob, ImageSet};
+use crate::proof;
 use crate::proof::kept;
+use crate::proof::smoke::Proof;
 
 use super::look::{Look, TagState};
 use super::report::{Action, Outcome};
-
 
 /// Everything the pushes of one run share.
 pub(super) struct Job {
@@ -87,7 +86,14 @@ pub(super) async fn prove(sets: Vec<&ImageSet>, plan: &Plan) -> Result<Vec<Proof
     Ok(proofs)
 }
 
-pub(super) async fn act(job: &Job, place: Place<'_>, name: &str, images: &ImageSet, look: Result<Look>, force: bool) -> Outcome {
+pub(super) async fn act(
+    job: &Job,
+    place: Place<'_>,
+    name: &str,
+    images: &ImageSet,
+    look: Result<Look>,
+    force: bool,
+) -> Outcome {
     let mut outcome = Outcome::new(name);
     let result = match look {
         Ok(look) => act_steps(job, &place, images, look, force, &mut outcome).await,
@@ -102,7 +108,14 @@ pub(super) async fn act(job: &Job, place: Place<'_>, name: &str, images: &ImageS
     outcome
 }
 
-pub(super) async fn act_steps(job: &Job, place: &Place<'_>, images: &ImageSet, look: Look, force: bool, outcome: &mut Outcome) -> Result<()> {
+pub(super) async fn act_steps(
+    job: &Job,
+    place: &Place<'_>,
+    images: &ImageSet,
+    look: Look,
+    force: bool,
+    outcome: &mut Outcome,
+) -> Result<()> {
     let name = look.name.as_str();
     outcome.repository_uri = look.uri.clone();
     for warning in &look.warnings {
@@ -132,7 +145,11 @@ pub(super) async fn act_steps(job: &Job, place: &Place<'_>, images: &ImageSet, l
         }
         if step.fix_lifecycle {
             ecr::put_lifecycle(place.ecr, name, job.settings.keep).await?;
-            progress::say(format!("{} lifecycle policy put back (keep {}); the tags already held this placeholder", job.who(place.destination, name), job.settings.keep));
+            progress::say(format!(
+                "{} lifecycle policy put back (keep {}); the tags already held this placeholder",
+                job.who(place.destination, name),
+                job.settings.keep
+            ));
             outcome.action = Action::Updated;
             outcome.reason = Some("lifecycle policy put back; the tags already held this placeholder".to_owned());
         } else {
@@ -163,7 +180,14 @@ pub(super) async fn act_steps(job: &Job, place: &Place<'_>, images: &ImageSet, l
 
 /// Blobs first (each only where missing), then each platform's manifest by digest, untagged,
 /// and last the index at each tag: a tag never points at anything the repository lacks.
-pub(super) async fn push(job: &Job, place: &Place<'_>, images: &ImageSet, name: &str, fresh: bool, tags: &[String]) -> Result<()> {
+pub(super) async fn push(
+    job: &Job,
+    place: &Place<'_>,
+    images: &ImageSet,
+    name: &str,
+    fresh: bool,
+    tags: &[String],
+) -> Result<()> {
     progress::say(format!("{} pushing {}", job.who(place.destination, name), images.index.digest));
     // The blobs at once (each platform's layer and config), then the manifests naming them.
     let pushed = futures_util::future::try_join_all(images.blobs().map(|blob| async move {
@@ -179,7 +203,10 @@ pub(super) async fn push(job: &Job, place: &Place<'_>, images: &ImageSet, name: 
     .await?;
     let mounted = pushed.iter().filter(|p| matches!(p, Some(Pushed::Mounted))).count();
     let uploaded = pushed.iter().filter(|p| matches!(p, Some(Pushed::Uploaded))).count();
-    progress::say(format!("{} blobs: {uploaded} uploaded, {mounted} mounted from another repository", job.who(place.destination, name)));
+    progress::say(format!(
+        "{} blobs: {uploaded} uploaded, {mounted} mounted from another repository",
+        job.who(place.destination, name)
+    ));
     futures_util::future::try_join_all(
         images.images.iter().map(|image| place.registry.put_manifest(name, &image.manifest.digest, &image.manifest)),
     )
@@ -211,4 +238,3 @@ pub(super) async fn push_blob(job: &Job, place: &Place<'_>, name: &str, blob: &B
     }
     place.registry.push_blob(name, blob, Some(from)).await
 }
-

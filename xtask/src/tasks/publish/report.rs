@@ -3,17 +3,14 @@
 
 use std::collections::BTreeSet;
 
-
 use anyhow::Result;
 use serde::Serialize;
 
+use crate::clients::aws;
 use crate::clients::replicate;
 use crate::image::oci::ImageSet;
 use crate::proof::smoke::Proof;
-use crate::clients::aws;
 use crate::sources::stack;
-
-
 
 #[derive(Serialize, Clone, Copy, Debug, PartialEq)]
 #[serde(rename_all = "kebab-case")]
@@ -108,16 +105,24 @@ container has no healthCheck and you want one, use [\"CMD-SHELL\", \"curl -f htt
 works with the placeholder and most real images alike; [\"CMD\", \"/server\", \"--probe\"] works only with the \
 placeholder and breaks the real image the day it is deployed.";
 
-pub const VERIFY_ADVICE: &str = "Check a task definition before deploying the stack: cargo xtask verify --task-definition FILE (or --from PATH)";
+pub const VERIFY_ADVICE: &str =
+    "Check a task definition before deploying the stack: cargo xtask verify --task-definition FILE (or --from PATH)";
 
 pub const DIGEST_PINNING: &str = "ECS resolves :latest to a digest when a deployment starts: once the pipeline \
 pushes the real image, the service needs a new deployment (e.g. aws ecs update-service --force-new-deployment).";
 
 pub(super) fn print_text(outcomes: &[Outcome], dry_run: bool) {
     let width = outcomes.iter().map(|o| o.container.len()).max().unwrap_or(9).max(9);
-    let uri_width = outcomes.iter().filter_map(|o| o.repository_uri.as_ref().map(String::len)).max().unwrap_or(14).max(14);
+    let uri_width =
+        outcomes.iter().filter_map(|o| o.repository_uri.as_ref().map(String::len)).max().unwrap_or(14).max(14);
     let region_width = outcomes.iter().filter_map(|o| o.region.as_ref().map(String::len)).max().unwrap_or(6).max(6);
-    let ports_of = |o: &Outcome| if o.ports.is_empty() { "?".to_owned() } else { o.ports.iter().map(u16::to_string).collect::<Vec<_>>().join(",") };
+    let ports_of = |o: &Outcome| {
+        if o.ports.is_empty() {
+            "?".to_owned()
+        } else {
+            o.ports.iter().map(u16::to_string).collect::<Vec<_>>().join(",")
+        }
+    };
     let ports_width = outcomes.iter().map(|o| ports_of(o).len()).max().unwrap_or(5).max(5);
     let tags_of = |o: &Outcome| if o.tags.is_empty() { "-".to_owned() } else { o.tags.join(",") };
     let tags_width = outcomes.iter().map(|o| tags_of(o).len()).max().unwrap_or(4).max(4);
@@ -139,7 +144,8 @@ pub(super) fn print_text(outcomes: &[Outcome], dry_run: bool) {
         );
     }
     let nothing_changed = !dry_run && !outcomes.is_empty() && outcomes.iter().all(|o| o.action == Action::UpToDate);
-    let unknown: BTreeSet<&str> = outcomes.iter().filter(|o| o.ports.is_empty() && o.container != "*").map(|o| o.container.as_str()).collect();
+    let unknown: BTreeSet<&str> =
+        outcomes.iter().filter(|o| o.ports.is_empty() && o.container != "*").map(|o| o.container.as_str()).collect();
     if !unknown.is_empty() && !nothing_changed {
         let names: Vec<&str> = unknown.into_iter().collect();
         println!("\n{}: {}", names.join(", "), unknown_port_advice(names[0]));
@@ -148,7 +154,9 @@ pub(super) fn print_text(outcomes: &[Outcome], dry_run: bool) {
     for o in outcomes.iter().filter(|o| o.reason.is_some()) {
         let place = match (many_targets, &o.account, &o.region) {
             (false, _, _) => String::new(),
-            (true, account, region) => format!("[{} {}] ", account.as_deref().unwrap_or("?"), region.as_deref().unwrap_or("?")),
+            (true, account, region) => {
+                format!("[{} {}] ", account.as_deref().unwrap_or("?"), region.as_deref().unwrap_or("?"))
+            }
         };
         println!("{}: {place}{}", o.container, o.reason.as_deref().unwrap_or(""));
     }
@@ -158,7 +166,8 @@ pub(super) fn print_text(outcomes: &[Outcome], dry_run: bool) {
     }
     let ready: Vec<&Outcome> =
         outcomes.iter().filter(|o| matches!(o.action, Action::Created | Action::Updated | Action::UpToDate)).collect();
-    let looked: Vec<&Outcome> = outcomes.iter().filter(|o| o.action == Action::Skipped && !o.left_empty.is_empty()).collect();
+    let looked: Vec<&Outcome> =
+        outcomes.iter().filter(|o| o.action == Action::Skipped && !o.left_empty.is_empty()).collect();
     if ready.is_empty() {
         if !looked.is_empty() {
             println!("\nWhere the services pull it:");
@@ -170,7 +179,11 @@ pub(super) fn print_text(outcomes: &[Outcome], dry_run: bool) {
     }
     // A re-run that changed nothing needs no advice: the table and one line say it all.
     if nothing_changed {
-        println!("\nNothing changed: {} repositor{} already up to date.", outcomes.len(), if outcomes.len() == 1 { "y" } else { "ies" });
+        println!(
+            "\nNothing changed: {} repositor{} already up to date.",
+            outcomes.len(),
+            if outcomes.len() == 1 { "y" } else { "ies" }
+        );
         return;
     }
     println!("\nWhere the services pull it:");
@@ -189,7 +202,8 @@ pub(super) fn print_text(outcomes: &[Outcome], dry_run: bool) {
 
 /// Whether the tags the definitions pull hold the placeholder, or what publish could not know.
 fn pulled(o: &Outcome) -> String {
-    let tags = o.tags.iter().filter(|t| !o.unfilled.contains(t)).map(|t| format!(":{t}")).collect::<Vec<_>>().join(", ");
+    let tags =
+        o.tags.iter().filter(|t| !o.unfilled.contains(t)).map(|t| format!(":{t}")).collect::<Vec<_>>().join(", ");
     if o.pulled_by.is_empty() && !o.left_empty.is_empty() {
         let empty = o.left_empty.iter().map(|t| format!(":{t}")).collect::<Vec<_>>().join(", ");
         return format!("{}: NOTHING at {empty}, so a service pulling it cannot start (see above)", o.container);
@@ -205,7 +219,9 @@ fn pulled(o: &Outcome) -> String {
         .pulled_by
         .iter()
         .map(|pull| match pull.rsplit_once(" pulls :") {
-            Some((_, tag)) if o.left_empty.iter().any(|t| t == tag) => format!("{pull}: NOTHING there, so its tasks cannot start (see above)"),
+            Some((_, tag)) if o.left_empty.iter().any(|t| t == tag) => {
+                format!("{pull}: NOTHING there, so its tasks cannot start (see above)")
+            }
             Some((_, tag)) if o.unfilled.iter().any(|t| t == tag) => format!("{pull}: NOT the placeholder (see above)"),
             _ => format!("{pull}: the placeholder is there"),
         })
@@ -255,4 +271,3 @@ pub(super) fn print_json(
     println!("{}", serde_json::to_string_pretty(&document)?);
     Ok(())
 }
-

@@ -100,7 +100,12 @@ pub(super) fn plan(held: Vec<Held>, used: &InUse) -> Plan {
 
 /// Removes each image: the index first (ECR refuses to delete a manifest an index names), then
 /// its platforms' manifests, through the registry where it allows it and through ECR's API.
-pub(super) async fn remove(ecr_client: &aws_sdk_ecr::Client, registry: &Registry, name: &str, images: &[Held]) -> Result<()> {
+pub(super) async fn remove(
+    ecr_client: &aws_sdk_ecr::Client,
+    registry: &Registry,
+    name: &str,
+    images: &[Held],
+) -> Result<()> {
     for image in images {
         for digest in &image.digests {
             registry.delete_manifest(name, digest).await?;

@@ -7,17 +7,17 @@ mod images;
 use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
 
-use anyhow::{bail, Result};
+use anyhow::{Result, bail};
 use serde::Serialize;
 
+use crate::base::Usage;
+use crate::base::progress;
 use crate::clients::aws::{self, call_failed};
 use crate::clients::ecr;
-use crate::sources::containers::parse_containers;
-use crate::tasks::OutputFormat;
 use crate::clients::registry::Registry;
+use crate::sources::containers::parse_containers;
 use crate::sources::from;
-use crate::base::progress;
-use crate::base::Usage;
+use crate::tasks::OutputFormat;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -110,7 +110,8 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         return remove_images(&args, &names, &services).await;
     }
     // A deployed stack's repository is the stack's to delete, never teardown's.
-    let owned: Vec<(String, String)> = named.iter().filter_map(|n| Some((n.repository.clone(), n.owner.clone()?))).collect();
+    let owned: Vec<(String, String)> =
+        named.iter().filter_map(|n| Some((n.repository.clone(), n.owner.clone()?))).collect();
     names.extend(named.into_iter().map(|n| n.repository).filter(|n| !owned.iter().any(|(o, _)| o == n)));
     names.dedup();
     args.aws.check()?;
@@ -122,10 +123,16 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     let mut outcomes = Vec::new();
     let mut doomed = Vec::new();
     let draw = args.output == OutputFormat::Text && std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let tally = progress::Tally::new("looking", destinations.iter().map(|t| (t.aws.region.clone(), names.len() as u64)).collect(), draw);
+    let tally = progress::Tally::new(
+        "looking",
+        destinations.iter().map(|t| (t.aws.region.clone(), names.len() as u64)).collect(),
+        draw,
+    );
     for (index, target) in destinations.iter().enumerate() {
         for (name, owner) in &owned {
-            let detail = format!("belongs to {owner}: teardown never deletes a stack's repository; delete the stack (or its repository resource) instead");
+            let detail = format!(
+                "belongs to {owner}: teardown never deletes a stack's repository; delete the stack (or its repository resource) instead"
+            );
             outcomes.push(outcome(Some(target), name, Action::Kept, detail));
         }
         for name in &names {
@@ -135,10 +142,15 @@ pub async fn run(args: Args) -> Result<ExitCode> {
                     let real: Vec<&Held> = held.iter().filter(|h| !h.placeholder).collect();
                     if !real.is_empty() && !args.force {
                         let listed = real.iter().map(|h| h.name.as_str()).collect::<Vec<_>>().join(", ");
-                        let detail = format!("holds images that are not placeholders: {listed}; --force deletes it anyway");
+                        let detail =
+                            format!("holds images that are not placeholders: {listed}; --force deletes it anyway");
                         outcomes.push(outcome(Some(target), name, Action::Refused, detail));
                     } else {
-                        let detail = format!("{} image(s){}", held.len(), if real.is_empty() { ", all placeholders" } else { ", some real (--force)" });
+                        let detail = format!(
+                            "{} image(s){}",
+                            held.len(),
+                            if real.is_empty() { ", all placeholders" } else { ", some real (--force)" }
+                        );
                         doomed.push(Doomed { target, name: name.clone(), held, detail });
                     }
                 }
@@ -159,7 +171,11 @@ pub async fn run(args: Args) -> Result<ExitCode> {
             outcomes.push(outcome(Some(d.target), &d.name, Action::WouldDelete, d.detail));
         }
     } else if !doomed.is_empty() && !args.yes {
-        confirm(&doomed, "These repositories and every image in them will be deleted:", &format!("Delete {} repositories?", doomed.len()))?;
+        confirm(
+            &doomed,
+            "These repositories and every image in them will be deleted:",
+            &format!("Delete {} repositories?", doomed.len()),
+        )?;
     }
     let tally = progress::Tally::new("deleting", vec![("".to_owned(), doomed.len() as u64)], draw);
     for d in doomed {
@@ -191,7 +207,9 @@ async fn remove_images(args: &Args, names: &[String], services: &[crate::base::s
             Ok(standings) => standings,
             Err(error) => {
                 for name in names {
-                    let detail = format!("cannot tell which images tasks run ({error:#}), so nothing was removed: allow ecs:ListClusters, ecs:ListServices, ecs:DescribeServices, ecs:ListTasks and ecs:DescribeTasks, or name the services with --from ecs:CLUSTER");
+                    let detail = format!(
+                        "cannot tell which images tasks run ({error:#}), so nothing was removed: allow ecs:ListClusters, ecs:ListServices, ecs:DescribeServices, ecs:ListTasks and ecs:DescribeTasks, or name the services with --from ecs:CLUSTER"
+                    );
                     outcomes.push(row(Some(target), name, Action::Failed, detail));
                 }
                 continue;
@@ -202,13 +220,24 @@ async fn remove_images(args: &Args, names: &[String], services: &[crate::base::s
                 Ok(None) => outcomes.push(row(Some(target), name, Action::NotFound, "no such repository".into())),
                 Ok(Some(held)) => {
                     let plan = images::plan(held, &images::in_use(&standings, name));
-                    let kept = if plan.keep.is_empty() { String::new() } else { format!("; kept {}", plan.keep.join("; ")) };
+                    let kept =
+                        if plan.keep.is_empty() { String::new() } else { format!("; kept {}", plan.keep.join("; ")) };
                     if plan.remove.is_empty() {
-                        outcomes.push(row(Some(target), name, Action::Unchanged, format!("no placeholder image to remove{kept}")));
+                        outcomes.push(row(
+                            Some(target),
+                            name,
+                            Action::Unchanged,
+                            format!("no placeholder image to remove{kept}"),
+                        ));
                         continue;
                     }
                     let removing = plan.remove.iter().map(|h| h.name.as_str()).collect::<Vec<_>>().join("; ");
-                    doomed.push(Doomed { target, name: name.clone(), held: plan.remove, detail: format!("the placeholder {removing}{kept}") });
+                    doomed.push(Doomed {
+                        target,
+                        name: name.clone(),
+                        held: plan.remove,
+                        detail: format!("the placeholder {removing}{kept}"),
+                    });
                 }
                 Err(error) => outcomes.push(row(Some(target), name, Action::Failed, format!("{error:#}"))),
             }
@@ -222,7 +251,11 @@ async fn remove_images(args: &Args, names: &[String], services: &[crate::base::s
     if args.dry_run {
         outcomes.extend(doomed.drain(..).map(|d| row(Some(d.target), &d.name, Action::WouldRemove, d.detail)));
     } else if !doomed.is_empty() && !args.yes {
-        confirm(&doomed, "These placeholder images will be removed (the repositories and every real image stay):", "Remove them?")?;
+        confirm(
+            &doomed,
+            "These placeholder images will be removed (the repositories and every real image stay):",
+            "Remove them?",
+        )?;
     }
     for d in doomed {
         outcomes.push(match images::remove(&d.target.aws.ecr, &d.target.registry, &d.name, &d.held).await {
@@ -245,7 +278,9 @@ struct Doomed<'a> {
 
 fn report(outcomes: &[Outcome], args: &Args, many_targets: bool) -> Result<()> {
     match args.output {
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "repositories": outcomes }))?),
+        OutputFormat::Json => {
+            println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "repositories": outcomes }))?)
+        }
         OutputFormat::Text => {
             for o in outcomes {
                 let action = serde_json::to_value(o.action)?;
@@ -300,7 +335,12 @@ async fn inventory(ecr_client: &aws_sdk_ecr::Client, registry: &Registry, name: 
             }
             let mut digests = vec![image.digest.clone()];
             digests.extend(image.children);
-            held.push(Held { name: format!(":{tag} ({})", image.digest), tags: vec![tag], digests, placeholder: image.placeholder });
+            held.push(Held {
+                name: format!(":{tag} ({})", image.digest),
+                tags: vec![tag],
+                digests,
+                placeholder: image.placeholder,
+            });
         }
     }
     for id in ecr::image_ids(ecr_client, name).await? {

@@ -36,10 +36,19 @@ pub(super) fn sidecar_ports(sidecar: &Sidecar, claimed: &[u16]) -> Vec<u16> {
 /// What would let a container start that did not (the engine's `message`): an entry point or
 /// user the image lacks, which publishing from the definition adds.
 pub(super) fn start_fix(container: &Container, checks: &Checks, message: &str) -> &'static str {
-    let named_user = container.user.as_deref().and_then(|u| u.split(':').next()).is_some_and(|u| !u.is_empty() && !u.bytes().all(|b| b.is_ascii_digit()));
-    let missing = ["no such file or directory", "executable file not found", "unable to find user", "no matching entries in passwd"]
-        .iter()
-        .any(|says| message.to_ascii_lowercase().contains(says));
+    let named_user = container
+        .user
+        .as_deref()
+        .and_then(|u| u.split(':').next())
+        .is_some_and(|u| !u.is_empty() && !u.bytes().all(|b| b.is_ascii_digit()));
+    let missing = [
+        "no such file or directory",
+        "executable file not found",
+        "unable to find user",
+        "no matching entries in passwd",
+    ]
+    .iter()
+    .any(|says| message.to_ascii_lowercase().contains(says));
     if checks.published || !missing || (container.entry_point.is_none() && !named_user) {
         return "";
     }
@@ -64,7 +73,8 @@ pub(super) fn fix_for(container: &Container, port: u16, status: u16, matcher: &M
                 certificate); for one that checks over HTTP, bake the port in: `cargo xtask publish --containers NAME:443`"
             .to_owned();
     }
-    let metadata = if checks.metadata_ports { "the task metadata lists none" } else { "Fargate's task metadata lists no ports" };
+    let metadata =
+        if checks.metadata_ports { "the task metadata lists none" } else { "Fargate's task metadata lists no ports" };
     let defaults = if container.sidecars.is_empty() {
         "and no web framework defaults to it"
     } else {
@@ -82,8 +92,19 @@ pub(super) fn fix_for(container: &Container, port: u16, status: u16, matcher: &M
 /// container's server: `/v4/ID` (the container) and `/v4/ID/task`. With `list_ports`, Ports are
 /// filled the way older EC2 agents fill them in awsvpc mode (the definition's mappings, host port
 /// equal to container port); without, they are left out, as current agents and Fargate do.
-pub(super) fn metadata_archive(container: &Container, path_id: &str, docker_id: &str, image: &str, list_ports: bool) -> Result<Vec<u8>> {
-    let ports: Vec<_> = container.ports.iter().filter(|_| list_ports).map(|p| json!({ "ContainerPort": p, "Protocol": "tcp", "HostPort": p, "HostIp": "" })).collect();
+pub(super) fn metadata_archive(
+    container: &Container,
+    path_id: &str,
+    docker_id: &str,
+    image: &str,
+    list_ports: bool,
+) -> Result<Vec<u8>> {
+    let ports: Vec<_> = container
+        .ports
+        .iter()
+        .filter(|_| list_ports)
+        .map(|p| json!({ "ContainerPort": p, "Protocol": "tcp", "HostPort": p, "HostIp": "" }))
+        .collect();
     let mut document = json!({
         "DockerId": docker_id,
         "Name": container.name,
@@ -113,7 +134,13 @@ pub(super) fn metadata_archive(container: &Container, path_id: &str, docker_id: 
             "Networks": [{ "NetworkMode": "awsvpc", "IPv4Addresses": ["127.0.0.1"] }],
         });
         if list_ports && !sidecar.ports.is_empty() {
-            listed["Ports"] = json!(sidecar.ports.iter().map(|p| json!({ "ContainerPort": p, "Protocol": "tcp", "HostPort": p })).collect::<Vec<_>>());
+            listed["Ports"] = json!(
+                sidecar
+                    .ports
+                    .iter()
+                    .map(|p| json!({ "ContainerPort": p, "Protocol": "tcp", "HostPort": p }))
+                    .collect::<Vec<_>>()
+            );
         }
         containers.push(listed);
     }
@@ -141,4 +168,3 @@ pub(super) fn metadata_archive(container: &Container, path_id: &str, docker_id: 
     }
     Ok(tar.into_inner()?)
 }
-

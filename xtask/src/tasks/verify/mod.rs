@@ -20,25 +20,25 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Result};
-use bollard::query_parameters::CreateImageOptionsBuilder;
+use anyhow::{Result, anyhow, bail};
 use bollard::Docker;
+use bollard::query_parameters::CreateImageOptionsBuilder;
 use futures_util::{StreamExt, TryStreamExt};
 use serde::Serialize;
 use serde_json::json;
 
+use crate::base::Usage;
+use crate::base::platform::Platform;
+use crate::clients::aws;
 use crate::clients::engine::{self, Engine};
+use crate::image::oci::{self, Recipe};
 use crate::image::{self, Plan};
 use crate::proof;
-use crate::image::oci::{self, Recipe};
-use crate::base::platform::Platform;
-use crate::tasks::OutputFormat;
-use crate::sources::taskdef::{self, Container, Matcher};
-use crate::clients::aws;
 use crate::sources::balancer;
 use crate::sources::from;
 use crate::sources::stack;
-use crate::base::Usage;
+use crate::sources::taskdef::{self, Container, Matcher};
+use crate::tasks::OutputFormat;
 
 use metadata::stands_for_ecr;
 use task::Task;
@@ -48,7 +48,6 @@ pub(super) const METADATA_PORT: u16 = 51679;
 /// The health check interval verify uses, whatever the definition says.
 pub(super) const CHECK_INTERVAL: Duration = Duration::from_secs(1);
 pub(super) const ELB_USER_AGENT: &str = "ELB-HealthChecker/2.0";
-
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -109,12 +108,17 @@ pub struct Verdict {
 
 pub async fn run(args: Args) -> Result<ExitCode> {
     if let Some(path) = &args.health_path
-        && !path.starts_with('/') {
-            bail!(Usage(format!("--health-path {path:?}: give an absolute path such as /health")));
-        }
+        && !path.starts_with('/')
+    {
+        bail!(Usage(format!("--health-path {path:?}: give an absolute path such as /health")));
+    }
     let matcher = args.matcher.as_deref().map(Matcher::parse).transpose().map_err(|e| Usage(e.to_string()))?;
-    let registered: Vec<String> =
-        args.task_definitions.iter().map(|t| t.to_string_lossy().into_owned()).filter(|t| from::is_registered(t)).collect();
+    let registered: Vec<String> = args
+        .task_definitions
+        .iter()
+        .map(|t| t.to_string_lossy().into_owned())
+        .filter(|t| from::is_registered(t))
+        .collect();
     let asked = from::Asked { from: &args.from, registered, target_groups: &args.target_groups, lookup: Vec::new() };
     let mut loaded = from::load_asked(&asked, &args.aws, None).await?;
     let mut files = Vec::new();
@@ -124,7 +128,10 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         }
     }
     balancer::attach(
-        files.iter_mut().map(|(_, container, https)| (container, https)).chain(loaded.found.iter_mut().map(|f| (&mut f.container, &mut f.https))),
+        files
+            .iter_mut()
+            .map(|(_, container, https)| (container, https))
+            .chain(loaded.found.iter_mut().map(|f| (&mut f.container, &mut f.https))),
         &loaded.groups,
     )?;
     let mut containers = Vec::new();
@@ -155,11 +162,15 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     };
     let mut repositories: Vec<Option<(String, String)>> = containers
         .iter()
-        .map(|c| reference(c.image.as_deref().and_then(taskdef::ecr_repository), c.image.as_deref().unwrap_or_default()))
+        .map(|c| {
+            reference(c.image.as_deref().and_then(taskdef::ecr_repository), c.image.as_deref().unwrap_or_default())
+        })
         .collect();
     for found in loaded.found {
         match &found.kind {
-            stack::Kind::Ecr(name) | stack::Kind::Deployed { repository: name, .. } => repositories.push(reference(Some(name.clone()), &found.image)),
+            stack::Kind::Ecr(name) | stack::Kind::Deployed { repository: name, .. } => {
+                repositories.push(reference(Some(name.clone()), &found.image))
+            }
             // The definition can still be run under the placeholder; only nothing is published there.
             stack::Kind::Owned { .. } if !args.published => repositories.push(None),
             _ => {
@@ -175,7 +186,10 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         let mut images = Vec::new();
         for (container, repository) in containers.iter().zip(&repositories) {
             let Some((repository, tag)) = repository else {
-                bail!(Usage(format!("--published: container {} has no ECR image to take the published placeholder from", container.name)));
+                bail!(Usage(format!(
+                    "--published: container {} has no ECR image to take the published placeholder from",
+                    container.name
+                )));
             };
             let image = format!("{}/{repository}:{tag}", registry.host());
             if !images.contains(&image) {
@@ -202,7 +216,12 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         }
     };
 
-    let checks = Checks { health_path: args.health_path.clone(), matcher, metadata_ports: !args.no_metadata_ports, published: args.published };
+    let checks = Checks {
+        health_path: args.health_path.clone(),
+        matcher,
+        metadata_ports: !args.no_metadata_ports,
+        published: args.published,
+    };
     let images = published.unwrap_or_else(|| vec![image.clone(); containers.len()]);
     // CDK names every service's container `web`: each line must say which.
     let names = taskdef::unique_names(&containers);
@@ -212,7 +231,9 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         .collect()
         .await;
     match args.output {
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&json!({ "image": image, "containers": verdicts }))?),
+        OutputFormat::Json => {
+            println!("{}", serde_json::to_string_pretty(&json!({ "image": image, "containers": verdicts }))?)
+        }
         OutputFormat::Text => {
             for verdict in &verdicts {
                 let word = if verdict.healthy { "healthy" } else { "NOT HEALTHY" };
@@ -243,13 +264,16 @@ async fn ensure_image(docker: &Docker, image: &str, aws_args: &aws::AwsArgs) -> 
         Some((from, tag)) if !tag.contains('/') => (from, tag),
         _ => (image, "latest"),
     };
-    let remote = from.contains('/') && from.split('/').next().is_some_and(|host| host.contains('.') || host.contains(':'));
+    let remote =
+        from.contains('/') && from.split('/').next().is_some_and(|host| host.contains('.') || host.contains(':'));
     let local = docker.inspect_image(image).await.is_ok();
     if !remote {
         if local {
             return Ok(());
         }
-        bail!("the engine has no image {image}: run `cargo xtask image` first, or pass --image REGISTRY/REPOSITORY:TAG");
+        bail!(
+            "the engine has no image {image}: run `cargo xtask image` first, or pass --image REGISTRY/REPOSITORY:TAG"
+        );
     }
     let pull = |credentials| {
         docker
@@ -271,13 +295,21 @@ async fn ensure_image(docker: &Docker, image: &str, aws_args: &aws::AwsArgs) -> 
     }
 }
 
-async fn verify_one(engine: &Engine, image: &str, container: &Container, name: String, checks: &Checks, n: usize) -> Verdict {
+async fn verify_one(
+    engine: &Engine,
+    image: &str,
+    container: &Container,
+    name: String,
+    checks: &Checks,
+    n: usize,
+) -> Verdict {
     let mut run = Task::new(engine, image, container, n);
     let result = run.verify(checks).await;
     run.remove().await;
     match result {
         Ok(detail) => Verdict { container: name, task: container.task.clone(), healthy: true, detail },
-        Err(why) => Verdict { container: name, task: container.task.clone(), healthy: false, detail: format!("{why:#}") },
+        Err(why) => {
+            Verdict { container: name, task: container.task.clone(), healthy: false, detail: format!("{why:#}") }
+        }
     }
 }
-

@@ -4,18 +4,20 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{Context, Result, anyhow, bail};
+use bollard::Docker;
 use bollard::exec::{CreateExecOptions, StartExecResults};
 use bollard::models::{ContainerCreateBody, HealthConfig, HealthStatusEnum, HostConfig};
-use bollard::query_parameters::{CreateContainerOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder, UploadToContainerOptionsBuilder};
-use bollard::Docker;
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder, UploadToContainerOptionsBuilder,
+};
 use futures_util::{StreamExt, TryStreamExt};
 
 use crate::clients::engine::{self, Engine};
 use crate::sources::taskdef::{self, Container, Matcher};
 
 use super::metadata::{fix_for, metadata_archive, sidecar_ports, start_fix};
-use super::{Checks, CHECK_INTERVAL, ELB_USER_AGENT, METADATA_PORT};
+use super::{CHECK_INTERVAL, Checks, ELB_USER_AGENT, METADATA_PORT};
 
 /// One container definition run as a one-container task: the pause container and the container.
 pub(super) struct Task<'a> {
@@ -42,18 +44,21 @@ impl<'a> Task<'a> {
         let pause = self.create_pause().await?;
         let app = self.create_app(&pause).await?;
         self.docker
-            .upload_to_container(&pause, Some(UploadToContainerOptionsBuilder::new().path("/").build()), bollard::body_full(metadata_archive(container, &self.prefix, &app, self.image, checks.metadata_ports)?.into()))
+            .upload_to_container(
+                &pause,
+                Some(UploadToContainerOptionsBuilder::new().path("/").build()),
+                bollard::body_full(
+                    metadata_archive(container, &self.prefix, &app, self.image, checks.metadata_ports)?.into(),
+                ),
+            )
             .await
             .context("putting the task metadata into the pause container")?;
         self.docker.start_container(&pause, None).await.context("starting the pause container")?;
         self.wait_for_metadata(&pause).await?;
-        self.docker
-            .start_container(&app, None)
-            .await
-            .map_err(|e| {
-                let message = engine_message(&e);
-                anyhow!("the container did not start: {message}{}", start_fix(container, checks, &message))
-            })?;
+        self.docker.start_container(&app, None).await.map_err(|e| {
+            let message = engine_message(&e);
+            anyhow!("the container did not start: {message}{}", start_fix(container, checks, &message))
+        })?;
         let started = Instant::now();
         let mut said = Vec::new();
         // Sidecars start when they start, often after the app (`dependsOn`): the worst case is
@@ -67,7 +72,11 @@ impl<'a> Task<'a> {
             self.wait_healthy(&app, check).await?;
             // From the container's start: with sidecars the wait began after they were up.
             let after = started.elapsed();
-            said.push(format!("its health check {:?} passed {:.1} s after the container started", check.command.join(" "), after.as_secs_f64()));
+            said.push(format!(
+                "its health check {:?} passed {:.1} s after the container started",
+                check.command.join(" "),
+                after.as_secs_f64()
+            ));
         }
 
         if !self.sidecars.is_empty() {
@@ -78,7 +87,9 @@ impl<'a> Task<'a> {
         let path = checks.health_path.clone().or(file_check.path).unwrap_or_else(|| "/".to_owned());
         let matcher = match (&checks.matcher, &file_check.matcher) {
             (Some(m), _) => m.clone(),
-            (None, Some(text)) => Matcher::parse(text).with_context(|| format!("the file's matcher for {}", container.name))?,
+            (None, Some(text)) => {
+                Matcher::parse(text).with_context(|| format!("the file's matcher for {}", container.name))?
+            }
             (None, None) => Matcher::parse("200").expect("a valid matcher"),
         };
         match file_check.port.or(container.ports.first().copied()) {
@@ -192,9 +203,17 @@ impl<'a> Task<'a> {
         let started = Instant::now();
         let timeout = Duration::from_secs(check.timeout.unwrap_or(5));
         let retries = check.retries.unwrap_or(3) as u32;
-        let limit = Duration::from_secs(check.start_period.unwrap_or(0)) + (CHECK_INTERVAL + timeout) * (retries + 1) + Duration::from_secs(10);
+        let limit = Duration::from_secs(check.start_period.unwrap_or(0))
+            + (CHECK_INTERVAL + timeout) * (retries + 1)
+            + Duration::from_secs(10);
         loop {
-            let state = self.docker.inspect_container(app, None).await.context("inspecting the container")?.state.unwrap_or_default();
+            let state = self
+                .docker
+                .inspect_container(app, None)
+                .await
+                .context("inspecting the container")?
+                .state
+                .unwrap_or_default();
             let health = state.health.unwrap_or_default();
             let last = health
                 .log
@@ -205,10 +224,19 @@ impl<'a> Task<'a> {
             match health.status {
                 Some(HealthStatusEnum::HEALTHY) => return Ok(()),
                 _ if state.running == Some(false) => {
-                    bail!("the container exited with code {} before its health check passed; {}", state.exit_code.unwrap_or(-1), self.log_tail(app).await)
+                    bail!(
+                        "the container exited with code {} before its health check passed; {}",
+                        state.exit_code.unwrap_or(-1),
+                        self.log_tail(app).await
+                    )
                 }
-                Some(HealthStatusEnum::UNHEALTHY) => bail!("its health check {:?} failed: last check {last}", check.command.join(" ")),
-                _ if started.elapsed() > limit => bail!("its health check {:?} did not pass within {limit:?}: last check {last}", check.command.join(" ")),
+                Some(HealthStatusEnum::UNHEALTHY) => {
+                    bail!("its health check {:?} failed: last check {last}", check.command.join(" "))
+                }
+                _ if started.elapsed() > limit => bail!(
+                    "its health check {:?} did not pass within {limit:?}: last check {last}",
+                    check.command.join(" ")
+                ),
                 _ => tokio::time::sleep(Duration::from_millis(100)).await,
             }
         }
@@ -232,7 +260,8 @@ impl<'a> Task<'a> {
     /// sidecar's own program would. Ports are the sidecar's mappings, or where none are mapped
     /// (a FireLens log router) the ports its image is known to open.
     pub(super) async fn start_sidecars(&mut self, pause: &str) -> Result<()> {
-        let claimed: Vec<u16> = self.container.ports.iter().chain(self.container.sidecars.iter().flat_map(|s| &s.ports)).copied().collect();
+        let claimed: Vec<u16> =
+            self.container.ports.iter().chain(self.container.sidecars.iter().flat_map(|s| &s.ports)).copied().collect();
         for sidecar in &self.container.sidecars {
             for port in sidecar_ports(sidecar, &claimed) {
                 let config = ContainerCreateBody {
@@ -241,7 +270,10 @@ impl<'a> Task<'a> {
                     cmd: Some(vec!["--port".into(), port.to_string()]),
                     healthcheck: Some(HealthConfig { test: Some(vec!["NONE".into()]), ..Default::default() }),
                     labels: Some(labels()),
-                    host_config: Some(HostConfig { network_mode: Some(format!("container:{pause}")), ..Default::default() }),
+                    host_config: Some(HostConfig {
+                        network_mode: Some(format!("container:{pause}")),
+                        ..Default::default()
+                    }),
                     ..Default::default()
                 };
                 let name = format!("{}-sidecar-{}", self.prefix, self.sidecars.len());
@@ -252,7 +284,10 @@ impl<'a> Task<'a> {
                     .map_err(|e| engine::call_failed("creating a sidecar's stand-in", e))?
                     .id;
                 self.sidecars.push((sidecar.name.clone(), port, id.clone()));
-                self.docker.start_container(&id, None).await.map_err(|e| engine::call_failed("starting a sidecar's stand-in", e))?;
+                self.docker
+                    .start_container(&id, None)
+                    .await
+                    .map_err(|e| engine::call_failed("starting a sidecar's stand-in", e))?;
             }
         }
         Ok(())
@@ -265,9 +300,19 @@ impl<'a> Task<'a> {
             let url = format!("http://127.0.0.1:{port}/healthcheck.html");
             let deadline = Instant::now() + Duration::from_secs(5);
             loop {
-                let state = self.docker.inspect_container(id, None).await.context("inspecting a sidecar")?.state.unwrap_or_default();
+                let state = self
+                    .docker
+                    .inspect_container(id, None)
+                    .await
+                    .context("inspecting a sidecar")?
+                    .state
+                    .unwrap_or_default();
                 if state.running != Some(true) {
-                    bail!("sidecar {name} could not listen on its port {port}, so it exited (code {}): {}", state.exit_code.unwrap_or(-1), self.log_tail(id).await);
+                    bail!(
+                        "sidecar {name} could not listen on its port {port}, so it exited (code {}): {}",
+                        state.exit_code.unwrap_or(-1),
+                        self.log_tail(id).await
+                    );
                 }
                 let (code, _) = exec(self.docker, pause, &["curl", "-sf", "-o", "/dev/null", "-m", "2", &url]).await?;
                 if code == 0 {
@@ -284,11 +329,24 @@ impl<'a> Task<'a> {
     }
 
     /// A GET as the load balancer sends it, from inside the task's namespace, until it answers.
-    pub(super) async fn load_balancer_get(&self, pause: &str, app: &str, port: u16, path: &str, matcher: &Matcher, checks: &Checks) -> Result<u16> {
+    pub(super) async fn load_balancer_get(
+        &self,
+        pause: &str,
+        app: &str,
+        port: u16,
+        path: &str,
+        matcher: &Matcher,
+        checks: &Checks,
+    ) -> Result<u16> {
         let url = format!("http://127.0.0.1:{port}{path}");
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let (_, output) = exec(self.docker, pause, &["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-A", ELB_USER_AGENT, "-m", "5", &url]).await?;
+            let (_, output) = exec(
+                self.docker,
+                pause,
+                &["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-A", ELB_USER_AGENT, "-m", "5", &url],
+            )
+            .await?;
             let status = output.trim().parse::<u16>().unwrap_or(0);
             if status != 0 && matcher.accepts(status) {
                 return Ok(status);
@@ -296,7 +354,10 @@ impl<'a> Task<'a> {
             if Instant::now() > deadline {
                 let why = if status == 0 { format!("no answer ({})", output.trim()) } else { format!("{status}") };
                 let fix = fix_for(self.container, port, status, matcher, checks);
-                bail!("the load balancer's GET :{port}{path} got {why}, and the matcher is {matcher}; {}{fix}", self.log_tail(app).await);
+                bail!(
+                    "the load balancer's GET :{port}{path} got {why}, and the matcher is {matcher}; {}{fix}",
+                    self.log_tail(app).await
+                );
             }
             self.still_running(app).await?;
             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -304,7 +365,13 @@ impl<'a> Task<'a> {
     }
 
     pub(super) async fn still_running(&self, app: &str) -> Result<()> {
-        let state = self.docker.inspect_container(app, None).await.context("inspecting the container")?.state.unwrap_or_default();
+        let state = self
+            .docker
+            .inspect_container(app, None)
+            .await
+            .context("inspecting the container")?
+            .state
+            .unwrap_or_default();
         if state.running != Some(true) {
             bail!("the container exited with code {}; {}", state.exit_code.unwrap_or(-1), self.log_tail(app).await);
         }
@@ -325,7 +392,8 @@ impl<'a> Task<'a> {
     pub(super) async fn remove(&self) {
         let sidecars = self.sidecars.iter().map(|(_, _, id)| id);
         for id in sidecars.chain([&self.app, &self.pause].into_iter().flatten()) {
-            let _ = self.docker.remove_container(id, Some(RemoveContainerOptionsBuilder::new().force(true).build())).await;
+            let _ =
+                self.docker.remove_container(id, Some(RemoveContainerOptionsBuilder::new().force(true).build())).await;
         }
     }
 }
@@ -347,7 +415,12 @@ pub(super) async fn exec(docker: &Docker, container: &str, command: &[&str]) -> 
     let created = docker
         .create_exec(
             container,
-            CreateExecOptions { cmd: Some(command.to_vec()), attach_stdout: Some(true), attach_stderr: Some(true), ..Default::default() },
+            CreateExecOptions {
+                cmd: Some(command.to_vec()),
+                attach_stdout: Some(true),
+                attach_stderr: Some(true),
+                ..Default::default()
+            },
         )
         .await
         .map_err(|e| engine::call_failed("running a check in the task", e))?;
@@ -362,4 +435,3 @@ pub(super) async fn exec(docker: &Docker, container: &str, command: &[&str]) -> 
     let code = docker.inspect_exec(&created.id).await.ok().and_then(|i| i.exit_code).unwrap_or(-1);
     Ok((code, output))
 }
-
