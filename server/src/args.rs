@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::ports;
-use server::sidecars;
+use server::baked;
+pub use server::baked::BakedPorts;
 
 pub const USAGE: &str = "\
 usage: server [--port N] [--root DIR] [--strict] [--access-log] [--max-connections N]
@@ -198,7 +199,7 @@ pub fn serve_config(args: &[String], own_flags: bool, env: impl Fn(&str) -> Opti
         }
     }
     let mut baked = BakedPorts::default();
-    if let Some(list) = env_string("PLACEHOLDER_PORTS") {
+    if let Some(list) = env_string(baked::PORTS) {
         match BakedPorts::parse(&list) {
             Ok(ports) => baked = ports,
             Err(e) => ignored.push(e),
@@ -217,10 +218,10 @@ pub fn serve_config(args: &[String], own_flags: bool, env: impl Fn(&str) -> Opti
     };
     let strict = strict || switch("PLACEHOLDER_STRICT");
     let access_log = access_log || switch("ACCESS_LOG");
-    let balancer_status = env_string("PLACEHOLDER_STATUS").and_then(|value| match value.parse::<u16>() {
+    let balancer_status = env_string(baked::STATUS).and_then(|value| match value.parse::<u16>() {
         Ok(code @ 200..=599) => Some(code),
         _ => {
-            ignored.push(format!("ignoring PLACEHOLDER_STATUS={value:?}: use an HTTP status such as 302"));
+            ignored.push(format!("ignoring {}={value:?}: use an HTTP status such as 302", baked::STATUS));
             None
         }
     });
@@ -290,65 +291,6 @@ fn is_local_address(word: &str) -> bool {
 /// is skipped.
 pub fn parse_port_list(list: &str) -> Result<Vec<u16>, String> {
     Ok(BakedPorts::parse(list)?.all())
-}
-
-/// `PLACEHOLDER_PORTS` as publish bakes it: `8080,9090` for every container that runs the image,
-/// and `frontend:3000,backend:8080` where one repository's tags serve containers on different
-/// ports in one task (on Fargate they share one network namespace, so each must keep to its own).
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct BakedPorts {
-    entries: Vec<(Option<String>, u16)>,
-}
-
-impl BakedPorts {
-    pub fn parse(list: &str) -> Result<BakedPorts, String> {
-        let mut entries = Vec::new();
-        for entry in list.split([',', ' ']).map(str::trim).filter(|e| !e.is_empty()) {
-            let (name, port) = match entry.rsplit_once(':') {
-                // `0.0.0.0:8080`, `localhost:8080` and compose's `9090:8080` name no container.
-                Some((name, port)) => {
-                    (Some(name.to_owned()).filter(|n| sidecars::is_container_name(n) && n != "localhost"), port)
-                }
-                None => (None, entry),
-            };
-            let (number, protocol) = port.split_once('/').unwrap_or((port, "tcp"));
-            if !protocol.eq_ignore_ascii_case("tcp") {
-                continue;
-            }
-            match number.parse::<u16>() {
-                Ok(port) if port > 0 => entries.push((name, port)),
-                _ => return Err(format!("ignoring PLACEHOLDER_PORTS={list:?}: expected ports such as 8080,9090")),
-            }
-        }
-        Ok(BakedPorts { entries })
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-
-    /// Every port, each once: for a container whose name is not known.
-    pub fn all(&self) -> Vec<u16> {
-        ports::dedup_without(self.entries.iter().map(|(_, port)| *port).collect(), &[])
-    }
-
-    /// The ports of the container named `name`: those for every container and its own. Where
-    /// entries name containers and not this one (a worker with no port beside the web container
-    /// of the same image), only those for every container, which may be none: the ports named
-    /// for its neighbours are theirs. Without a name, all of them.
-    pub fn for_container(&self, name: Option<&str>) -> Vec<u16> {
-        match name {
-            Some(name) if self.entries.iter().any(|(n, _)| n.is_some()) => {
-                let own = self
-                    .entries
-                    .iter()
-                    .filter(|(n, _)| n.is_none() || n.as_deref() == Some(name))
-                    .map(|(_, port)| *port);
-                ports::dedup_without(own.collect(), &[])
-            }
-            _ => self.all(),
-        }
-    }
 }
 
 fn parse_probe(args: Vec<OsString>, env: impl Fn(&str) -> Option<OsString>) -> Result<ProbeConfig, UsageError> {

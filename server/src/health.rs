@@ -97,14 +97,14 @@ pub fn likely_ports() -> Vec<u16> {
     #[cfg(any(test, feature = "fuzzing"))]
     if let (Some(listening), Some(environment)) = (crate::sandbox::listening(), crate::sandbox::environment()) {
         let env = |name: &str| environment.get(name).filter(|v| !v.trim().is_empty()).cloned();
-        return candidate_ports(env("PORT").as_deref(), env("PLACEHOLDER_PORTS").as_deref(), listening);
+        return candidate_ports(env("PORT").as_deref(), env(server::baked::PORTS).as_deref(), listening);
     }
     let listening = ["/proc/net/tcp6", "/proc/net/tcp"]
         .iter()
         .filter_map(|file| std::fs::read_to_string(file).ok())
         .flat_map(|table| listening_ports(&table))
         .collect();
-    candidate_ports(env("PORT").as_deref(), env("PLACEHOLDER_PORTS").as_deref(), listening)
+    candidate_ports(env("PORT").as_deref(), env(server::baked::PORTS).as_deref(), listening)
 }
 
 /// In order: `PORT`, `PLACEHOLDER_PORTS`, the ports listening here, 80; each once.

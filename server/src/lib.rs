@@ -1,9 +1,11 @@
 //! What the project's tasks share with the server: the sidecars real tasks run beside it and the
-//! ports each wants (`cargo xtask verify` runs stand-ins for them on those ports).
+//! ports each wants (`cargo xtask verify` runs stand-ins for them on those ports), and what
+//! publish bakes into an image for the server to read (`baked`).
 //!
 //! With the `fuzzing` feature (off by default), also the server's own modules and the fuzz
 //! targets' bodies (`fuzzing`), for the `fuzz/` crate, which cannot link the binary they live in.
 
+pub mod baked;
 pub mod sidecars;
 
 /// The binary's modules, compiled into the library only for the fuzz targets; most of what they

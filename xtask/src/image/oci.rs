@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use bytes::Bytes;
 use serde_json::{Value, json};
+use server::baked::{self, BakedPorts};
 
 use crate::base::digest::sha256 as digest;
 use crate::base::platform::Platform;
@@ -241,10 +242,10 @@ fn config_json(sources: &Sources, recipe: &Recipe, platform: Platform, diff_id: 
     let exposed: BTreeMap<String, Value> = ports.iter().map(|p| (format!("{p}/tcp"), json!({}))).collect();
     let mut env = vec![PATH_ENV.to_owned()];
     if !recipe.ports.is_empty() {
-        env.push(format!("PLACEHOLDER_PORTS={}", port_list(recipe).join(",")));
+        env.push(format!("{}={}", baked::PORTS, baked_ports(recipe)));
     }
     if let Some(status) = recipe.status {
-        env.push(format!("PLACEHOLDER_STATUS={status}"));
+        env.push(format!("{}={status}", baked::STATUS));
     }
     let mut config = platform_json(platform);
     let fields = json!({
@@ -266,18 +267,19 @@ fn config_json(sources: &Sources, recipe: &Recipe, platform: Platform, diff_id: 
     config
 }
 
-/// `PLACEHOLDER_PORTS`'s entries: `3000`, or `frontend:3000` for a port only some containers have.
-fn port_list(recipe: &Recipe) -> Vec<String> {
+/// The recipe's ports as the server reads them: each for every container (`3000`), or for the
+/// containers that alone have it (`frontend:3000`).
+fn baked_ports(recipe: &Recipe) -> BakedPorts {
     let mut entries = Vec::new();
     for &port in &recipe.ports {
         let owners: Vec<&str> =
             recipe.container_ports.iter().filter(|(_, p)| *p == port).map(|(name, _)| name.as_str()).collect();
         if owners.is_empty() {
-            entries.push(port.to_string());
+            entries.push((None, port));
         }
-        entries.extend(owners.iter().map(|name| format!("{name}:{port}")));
+        entries.extend(owners.iter().map(|name| (Some(name.to_string()), port)));
     }
-    entries
+    BakedPorts::new(entries)
 }
 
 fn rfc3339(seconds: u64) -> String {
