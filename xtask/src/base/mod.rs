@@ -1,7 +1,8 @@
-//! What every layer shares: bad-input errors, names ECR accepts, platforms, progress on stderr,
-//! and facts about this checkout. Uses nothing else of this crate.
+//! What every layer shares: bad-input errors, names ECR accepts, image references, platforms,
+//! progress on stderr, and facts about this checkout. Uses nothing else of this crate.
 
 pub mod digest;
+pub mod image_ref;
 pub mod names;
 pub mod platform;
 pub mod progress;

@@ -9,10 +9,10 @@ use std::collections::BTreeMap;
 use anyhow::Result;
 use aws_sdk_ecs::types::DesiredStatus;
 
+use crate::base::image_ref;
 use crate::base::service::Service;
 use crate::clients::aws::{error_code, service_call_failed};
 use crate::clients::registry::Registry;
-use crate::sources::taskdef;
 
 /// DescribeServices and DescribeTasks take at most this many a call.
 const PER_CALL: usize = 10;
@@ -244,7 +244,7 @@ pub async fn tasks(ecs: &aws_sdk_ecs::Client, service: &Service, status: Desired
 /// What `image` (an ECR reference) holds at `reference` (its tag, or a task's digest): the
 /// placeholder, a real image, or nothing.
 pub async fn holds(registry: &Registry, image: &str, reference: &str) -> Holds {
-    let Some(repository) = taskdef::ecr_repository(image) else { return Holds::Unknown("not in ECR".to_owned()) };
+    let Some(repository) = image_ref::ecr_repository(image) else { return Holds::Unknown("not in ECR".to_owned()) };
     match registry.inspect(&repository, reference).await {
         Ok(None) => Holds::Missing,
         Ok(Some(found)) if found.placeholder => Holds::Placeholder(found.digest),
@@ -260,9 +260,9 @@ pub async fn running(registry: &Registry, standing: &Standing, container: &str) 
     for task in &standing.tasks {
         for (name, image, digest) in task.containers.iter().filter(|(name, _, _)| name == container) {
             let _ = name;
-            let reference = digest.clone().unwrap_or_else(|| match taskdef::image_tag(image) {
-                taskdef::TagRef::Tag(tag) | taskdef::TagRef::Unknown(tag) => tag,
-                taskdef::TagRef::Digest(digest) => digest,
+            let reference = digest.clone().unwrap_or_else(|| match image_ref::image_tag(image) {
+                image_ref::TagRef::Tag(tag) | image_ref::TagRef::Unknown(tag) => tag,
+                image_ref::TagRef::Digest(digest) => digest,
             });
             match holds(registry, image, &reference).await {
                 // One task on a placeholder is enough to say the service still serves it.
@@ -346,11 +346,11 @@ pub async fn judge(registry: &Registry, standings: &[Standing]) -> Vec<Where> {
     let mut all = Vec::new();
     for standing in standings {
         for (container, image) in &standing.containers {
-            if taskdef::ecr_repository(image).is_none() {
+            if image_ref::ecr_repository(image).is_none() {
                 continue;
             }
-            let tag = match taskdef::image_tag(image) {
-                taskdef::TagRef::Tag(tag) | taskdef::TagRef::Unknown(tag) | taskdef::TagRef::Digest(tag) => tag,
+            let tag = match image_ref::image_tag(image) {
+                image_ref::TagRef::Tag(tag) | image_ref::TagRef::Unknown(tag) | image_ref::TagRef::Digest(tag) => tag,
             };
             let running = running(registry, standing, container).await;
             let at_tag = holds(registry, image, &tag).await;

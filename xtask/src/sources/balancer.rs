@@ -58,3 +58,19 @@ pub fn attach<'a>(
     }
     Ok(())
 }
+
+/// What a target group's health check asks of the container it checks.
+pub fn group_of(group: &aws_sdk_elasticloadbalancingv2::types::TargetGroup) -> Group {
+    let protocol =
+        group.health_check_protocol().or(group.protocol()).map(|p| p.as_str().to_owned()).unwrap_or_default();
+    Group {
+        name: group.target_group_name().unwrap_or_default().to_owned(),
+        port: group.port().and_then(|p| u16::try_from(p).ok()),
+        check: LoadBalancerCheck {
+            path: Some(group.health_check_path().unwrap_or("/").to_owned()),
+            port: group.health_check_port().filter(|p| *p != "traffic-port").and_then(|p| p.parse().ok()),
+            matcher: Some(group.matcher().and_then(|m| m.http_code()).unwrap_or("200").to_owned()),
+        },
+        https: protocol.eq_ignore_ascii_case("HTTPS"),
+    }
+}

@@ -6,14 +6,13 @@
 use std::collections::HashMap;
 
 use anyhow::{Result, bail};
-use aws_sdk_ecs::types::ContainerDefinition;
 
 use crate::base::Usage;
 use crate::base::service::Service;
 use crate::clients::aws::{error_code, service_call_failed};
-use crate::sources::registered;
 use crate::sources::stack::{self, Found};
-use crate::sources::taskdef::{self, Container, HealthCheck, LoadBalancerCheck};
+use crate::sources::taskdef::{self, Container, LoadBalancerCheck};
+use crate::sources::{balancer, registered};
 
 /// DescribeServices takes at most this many services a call.
 const SERVICES_PER_CALL: usize = 10;
@@ -86,7 +85,8 @@ pub async fn load(
             let Some(task) = task.task_definition() else { continue };
             let family = format!("{}:{}", task.family().unwrap_or_default(), task.revision());
             let checks = target_group_checks(&elbv2, service.load_balancers()).await?;
-            let mut containers: Vec<Container> = task.container_definitions().iter().map(container).collect();
+            let mut containers: Vec<Container> =
+                task.container_definitions().iter().map(registered::container).collect();
             for container in &mut containers {
                 container.task = Some(format!("{cluster}/{name}"));
             }
@@ -134,52 +134,11 @@ async fn target_group_checks(
     for balancer in balancers {
         let (Some(arn), Some(name)) = (balancer.target_group_arn(), balancer.container_name()) else { continue };
         let Some(group) = groups.target_groups().iter().find(|g| g.target_group_arn() == Some(arn)) else { continue };
-        let group = registered::group_of(group);
+        let group = balancer::group_of(group);
         let mut check = group.check;
         // `traffic-port`: the container port the service registers.
         check.port = check.port.or_else(|| balancer.container_port().and_then(|p| u16::try_from(p).ok()));
         checks.insert(name.to_owned(), (check, group.https));
     }
     Ok(checks)
-}
-
-/// A container definition as ECS holds it, as the placeholder must meet it.
-pub fn container(definition: &ContainerDefinition) -> Container {
-    let list = |items: &[String]| (!items.is_empty()).then(|| items.to_vec());
-    let mut ports = Vec::new();
-    for mapping in definition.port_mappings() {
-        let tcp = mapping.protocol().is_none_or(|p| p.as_str().eq_ignore_ascii_case("tcp"));
-        if let Some(port) = mapping.container_port().and_then(|p| u16::try_from(p).ok()).filter(|_| tcp)
-            && !ports.contains(&port)
-        {
-            ports.push(port);
-        }
-    }
-    let seconds = |s: Option<i32>| s.and_then(|s| u64::try_from(s).ok());
-    Container {
-        name: definition.name().unwrap_or_default().to_owned(),
-        image: definition.image().map(str::to_owned),
-        ports,
-        health_check: definition.health_check().map(|h| HealthCheck {
-            command: h.command().to_vec(),
-            interval: seconds(h.interval()),
-            timeout: seconds(h.timeout()),
-            retries: seconds(h.retries()),
-            start_period: seconds(h.start_period()),
-        }),
-        command: list(definition.command()),
-        entry_point: list(definition.entry_point()),
-        environment: definition
-            .environment()
-            .iter()
-            .filter_map(|pair| Some((pair.name()?.to_owned(), pair.value().unwrap_or_default().to_owned())))
-            .collect(),
-        user: definition.user().map(str::to_owned),
-        readonly_root: definition.readonly_root_filesystem().unwrap_or(false),
-        working_directory: definition.working_directory().map(str::to_owned),
-        init_process: definition.linux_parameters().and_then(|l| l.init_process_enabled()).unwrap_or(false),
-        load_balancer: None,
-        sidecars: Vec::new(),
-        task: None,
-    }
 }

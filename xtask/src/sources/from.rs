@@ -260,8 +260,8 @@ pub async fn repositories(values: &[String], aws_args: &AwsArgs, names: &mut Vec
             eprintln!("{}", found.left_alone().unwrap_or_default());
             continue;
         };
-        let tag = match crate::sources::taskdef::image_tag(&found.image) {
-            crate::sources::taskdef::TagRef::Tag(tag) => Some(tag),
+        let tag = match crate::base::image_ref::image_tag(&found.image) {
+            crate::base::image_ref::TagRef::Tag(tag) => Some(tag),
             _ => None,
         };
         let index = match names.iter().position(|n| n.repository == repository) {

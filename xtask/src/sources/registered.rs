@@ -7,14 +7,14 @@ use std::collections::BTreeSet;
 use std::time::Instant;
 
 use anyhow::{Result, bail};
+use aws_sdk_ecs::types::ContainerDefinition;
 use futures_util::StreamExt;
 
 use crate::base::Usage;
 use crate::clients::aws::{error_code, service_call_failed};
-use crate::sources::balancer::Group;
-use crate::sources::cluster;
+use crate::sources::balancer::{Group, group_of};
 use crate::sources::stack::{self, Found};
-use crate::sources::taskdef::{self, Container, LoadBalancerCheck};
+use crate::sources::taskdef::{self, Container, HealthCheck};
 
 /// The containers of the registered task definition `name` (an ARN, `FAMILY:REVISION`, or
 /// `FAMILY` for its latest ACTIVE revision).
@@ -40,7 +40,7 @@ pub async fn load(name: &str, config: &aws_config::SdkConfig) -> Result<Vec<Foun
 /// Each container of a registered task definition, as a stack's would be found.
 fn found_in(task: &aws_sdk_ecs::types::TaskDefinition, how: &str) -> Vec<Found> {
     let family = format!("{}:{}", task.family().unwrap_or_default(), task.revision());
-    let mut containers: Vec<Container> = task.container_definitions().iter().map(cluster::container).collect();
+    let mut containers: Vec<Container> = task.container_definitions().iter().map(container).collect();
     for container in &mut containers {
         container.task = Some(task.family().unwrap_or_default().to_owned());
     }
@@ -92,22 +92,6 @@ pub async fn target_groups(values: &[String], config: &aws_config::SdkConfig) ->
         groups.push((container, group_of(found)));
     }
     Ok(groups)
-}
-
-/// What a target group's health check asks of the container it checks.
-pub fn group_of(group: &aws_sdk_elasticloadbalancingv2::types::TargetGroup) -> Group {
-    let protocol =
-        group.health_check_protocol().or(group.protocol()).map(|p| p.as_str().to_owned()).unwrap_or_default();
-    Group {
-        name: group.target_group_name().unwrap_or_default().to_owned(),
-        port: group.port().and_then(|p| u16::try_from(p).ok()),
-        check: LoadBalancerCheck {
-            path: Some(group.health_check_path().unwrap_or("/").to_owned()),
-            port: group.health_check_port().filter(|p| *p != "traffic-port").and_then(|p| p.parse().ok()),
-            matcher: Some(group.matcher().and_then(|m| m.http_code()).unwrap_or("200").to_owned()),
-        },
-        https: protocol.eq_ignore_ascii_case("HTTPS"),
-    }
 }
 
 /// What `--containers NAME` found registered: the definitions that pull each repository.
@@ -210,6 +194,47 @@ fn named_like(family: &str, repository: &str) -> bool {
         |s: &str| s.chars().filter(char::is_ascii_alphanumeric).map(|c| c.to_ascii_lowercase()).collect::<String>();
     let (family, repository) = (plain(family), plain(repository.rsplit('/').next().unwrap_or(repository)));
     !repository.is_empty() && (family.contains(&repository) || repository.contains(&family) && family.len() >= 3)
+}
+
+/// A container definition as ECS holds it, as the placeholder must meet it.
+pub fn container(definition: &ContainerDefinition) -> Container {
+    let list = |items: &[String]| (!items.is_empty()).then(|| items.to_vec());
+    let mut ports = Vec::new();
+    for mapping in definition.port_mappings() {
+        let tcp = mapping.protocol().is_none_or(|p| p.as_str().eq_ignore_ascii_case("tcp"));
+        if let Some(port) = mapping.container_port().and_then(|p| u16::try_from(p).ok()).filter(|_| tcp)
+            && !ports.contains(&port)
+        {
+            ports.push(port);
+        }
+    }
+    let seconds = |s: Option<i32>| s.and_then(|s| u64::try_from(s).ok());
+    Container {
+        name: definition.name().unwrap_or_default().to_owned(),
+        image: definition.image().map(str::to_owned),
+        ports,
+        health_check: definition.health_check().map(|h| HealthCheck {
+            command: h.command().to_vec(),
+            interval: seconds(h.interval()),
+            timeout: seconds(h.timeout()),
+            retries: seconds(h.retries()),
+            start_period: seconds(h.start_period()),
+        }),
+        command: list(definition.command()),
+        entry_point: list(definition.entry_point()),
+        environment: definition
+            .environment()
+            .iter()
+            .filter_map(|pair| Some((pair.name()?.to_owned(), pair.value().unwrap_or_default().to_owned())))
+            .collect(),
+        user: definition.user().map(str::to_owned),
+        readonly_root: definition.readonly_root_filesystem().unwrap_or(false),
+        working_directory: definition.working_directory().map(str::to_owned),
+        init_process: definition.linux_parameters().and_then(|l| l.init_process_enabled()).unwrap_or(false),
+        load_balancer: None,
+        sidecars: Vec::new(),
+        task: None,
+    }
 }
 
 #[cfg(test)]

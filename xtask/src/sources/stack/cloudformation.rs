@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use serde_json::{Map, Value};
 
 use super::{Context, Found, Kind, link_task};
+use crate::base::image_ref;
 use crate::sources::taskdef::{self, LoadBalancerCheck};
 
 /// The template file of a nested stack, by the asset path CDK records in its resource's metadata.
@@ -591,7 +592,7 @@ pub(super) fn classify(image: &str, unknowns: &Unknowns) -> Kind {
         return if Unknowns::any(name) { Kind::Unresolved(unknowns.why(name)) } else { Kind::Other };
     };
     let probe = unknowns.replace(host, |_| "1".to_owned());
-    if taskdef::ecr_repository(&format!("{probe}/probe")).is_none() {
+    if image_ref::ecr_repository(&format!("{probe}/probe")).is_none() {
         return if Unknowns::any(host) { Kind::Unresolved(unknowns.why(host)) } else { Kind::Other };
     }
     let name = rest.split('@').next().unwrap_or_default();

@@ -97,7 +97,7 @@ impl Found {
             Kind::Other => Some(format!(
                 "{what} uses {}: {}, left alone",
                 self.image,
-                crate::sources::taskdef::not_ours(&self.image)
+                crate::base::image_ref::not_ours(&self.image)
             )),
             Kind::Unresolved(why) => Some(format!("{what}: cannot resolve its image {}: {why}", self.image)),
             Kind::Owned { repository, resource } => Some(format!(

@@ -355,7 +355,7 @@ pub(crate) fn asked(args: &Args) -> Result<from::Asked<'_>> {
             .filter(|t| !from::is_registered(&t.to_string_lossy()))
             .filter_map(|file| crate::sources::taskdef::load(file).ok())
             .flatten()
-            .filter_map(|c| c.image.as_deref().and_then(crate::sources::taskdef::ecr_repository))
+            .filter_map(|c| c.image.as_deref().and_then(crate::base::image_ref::ecr_repository))
             .collect();
         lookup = crate::sources::containers::parse_containers(list)?
             .into_iter()

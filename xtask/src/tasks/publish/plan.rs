@@ -6,10 +6,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use anyhow::{Result, bail};
 
 use crate::base::Usage;
+use crate::base::image_ref::{self, TagRef};
 use crate::image::oci::{self, Recipe};
 use crate::sources::stack;
 use crate::sources::taskdef;
-use crate::sources::taskdef::TagRef;
 
 use crate::sources::balancer::{self, Group};
 use crate::sources::containers::container_specs;
@@ -96,13 +96,13 @@ pub(super) fn targets(
         groups,
     )?;
     for (file, container, https) in &files {
-        let Some(repository) = container.image.as_deref().and_then(taskdef::ecr_repository) else {
+        let Some(repository) = container.image.as_deref().and_then(image_ref::ecr_repository) else {
             eprintln!(
                 "{}: container {} uses {}: {}, left alone",
                 file.display(),
                 container.name,
                 container.image.as_deref().unwrap_or("no image"),
-                taskdef::not_ours(container.image.as_deref().unwrap_or_default())
+                image_ref::not_ours(container.image.as_deref().unwrap_or_default())
             );
             continue;
         };
@@ -220,7 +220,7 @@ fn container_ports(
 /// The tag a container's image names, to put the placeholder at: `Some(None)` when it names none
 /// that can be known now (`:latest` stands in), `None` for a digest, which no placeholder can be.
 pub(super) fn tag_for(container: &str, image: &str) -> Option<Option<String>> {
-    match taskdef::image_tag(image) {
+    match image_ref::image_tag(image) {
         TagRef::Tag(tag) => Some(Some(tag)),
         TagRef::Digest(digest) => {
             eprintln!(

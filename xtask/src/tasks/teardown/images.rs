@@ -8,12 +8,12 @@ use std::collections::BTreeSet;
 
 use anyhow::Result;
 
+use crate::base::image_ref;
 use crate::base::service::Service;
 use crate::clients::aws;
 use crate::clients::ecr;
 use crate::clients::registry::Registry;
 use crate::clients::services::{self, Standing};
-use crate::sources::taskdef;
 
 use super::Held;
 
@@ -45,7 +45,7 @@ pub(super) async fn standings(target: &aws::Target, named: &[Service]) -> Result
 
 pub(super) fn in_use(standings: &[Standing], repository: &str) -> InUse {
     let mut used = InUse::default();
-    let ours = |image: &str| taskdef::ecr_repository(image).as_deref() == Some(repository);
+    let ours = |image: &str| image_ref::ecr_repository(image).as_deref() == Some(repository);
     for standing in standings {
         let mut uses = false;
         for task in &standing.tasks {
@@ -76,8 +76,8 @@ pub(super) fn in_use(standings: &[Standing], repository: &str) -> InUse {
 }
 
 fn tag_of(image: &str) -> String {
-    match taskdef::image_tag(image) {
-        taskdef::TagRef::Tag(tag) | taskdef::TagRef::Unknown(tag) | taskdef::TagRef::Digest(tag) => tag,
+    match image_ref::image_tag(image) {
+        image_ref::TagRef::Tag(tag) | image_ref::TagRef::Unknown(tag) | image_ref::TagRef::Digest(tag) => tag,
     }
 }
 

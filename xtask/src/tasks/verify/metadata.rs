@@ -6,14 +6,15 @@ use std::collections::BTreeMap;
 use anyhow::Result;
 use serde_json::json;
 
-use crate::sources::taskdef::{self, Container, Matcher, Sidecar};
+use crate::base::image_ref;
+use crate::sources::taskdef::{Container, Matcher, Sidecar};
 use server::sidecars::Neighbour;
 
 use super::Checks;
 
 /// Whether an image is one publish fills: an ECR repository, or a template that stands for one.
 pub(super) fn stands_for_ecr(image: &str) -> bool {
-    taskdef::ecr_repository(image).is_some() || taskdef::is_template(image) || image.trim().is_empty()
+    image_ref::ecr_repository(image).is_some() || image_ref::is_template(image) || image.trim().is_empty()
 }
 
 /// The ports a sidecar's own program would listen on: its TCP mappings, else those its image is

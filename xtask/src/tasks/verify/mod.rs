@@ -28,6 +28,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::base::Usage;
+use crate::base::image_ref;
 use crate::base::platform::Platform;
 use crate::clients::aws;
 use crate::clients::engine::{self, Engine};
@@ -145,7 +146,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
                         "{}: container {} uses {image}: {}, so it runs beside the others as a sidecar",
                         file.display(),
                         container.name,
-                        taskdef::not_ours(image)
+                        image_ref::not_ours(image)
                     );
                 }
                 _ => containers.push(container),
@@ -154,8 +155,8 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     }
     // Each container's repository and the tag its service pulls.
     let reference = |repository: Option<String>, image: &str| {
-        let tag = match taskdef::image_tag(image) {
-            taskdef::TagRef::Tag(tag) => tag,
+        let tag = match image_ref::image_tag(image) {
+            image_ref::TagRef::Tag(tag) => tag,
             _ => "latest".to_owned(),
         };
         repository.map(|r| (r, tag))
@@ -163,7 +164,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     let mut repositories: Vec<Option<(String, String)>> = containers
         .iter()
         .map(|c| {
-            reference(c.image.as_deref().and_then(taskdef::ecr_repository), c.image.as_deref().unwrap_or_default())
+            reference(c.image.as_deref().and_then(image_ref::ecr_repository), c.image.as_deref().unwrap_or_default())
         })
         .collect();
     for found in loaded.found {
