@@ -76,7 +76,7 @@ async fn exchange(
     // The stand-in placeholder's end of an in-memory pipe, in the sandbox (`sandbox.rs`).
     #[cfg(any(test, feature = "fuzzing"))]
     let stream = match crate::sandbox::connect(address) {
-        Some(stream) => stream?,
+        Some(stream) => stream.map_err(failed)?,
         None => crate::sandbox::Stream::Tcp(TcpStream::connect(address).await.map_err(failed)?),
     };
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))

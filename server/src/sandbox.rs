@@ -27,8 +27,6 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, DuplexStream, ReadBuf};
 use tokio::net::TcpStream;
 
-use crate::client::Failure;
-
 struct Surroundings {
     /// The ports the stand-in listens on.
     listening: Vec<u16>,
@@ -76,13 +74,13 @@ pub fn environment() -> Option<HashMap<String, String>> {
 
 /// A connection to the stand-in at `address`, in place of `TcpStream::connect`; `None` outside
 /// the sandbox.
-pub fn connect(address: SocketAddr) -> Option<Result<Stream, Failure>> {
+pub fn connect(address: SocketAddr) -> Option<std::io::Result<Stream>> {
     let listening = listening()?;
     // What every caller promises: curl, wget and the placeholder's own health reach this
     // container only, never another host.
     assert!(address.ip().is_loopback(), "a check reached for another host: {address}");
     if !listening.contains(&address.port()) {
-        return Some(Err(Failure::Refused));
+        return Some(Err(std::io::ErrorKind::ConnectionRefused.into()));
     }
     let (client, server) = tokio::io::duplex(64 * 1024);
     let service = hyper::service::service_fn(answer);

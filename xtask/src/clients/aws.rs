@@ -298,6 +298,26 @@ pub async fn registry_login(ecr: &aws_sdk_ecr::Client) -> Result<(String, Creden
     Ok((endpoint, Credentials { user: user.to_owned(), password: password.to_owned() }))
 }
 
+/// Connects every target. With one target its failure is the run's error (exit 2 for bad
+/// credentials or region); with several, a failed target is reported and the others go on.
+pub async fn connect_reachable(aws_args: &AwsArgs) -> Result<(Vec<Target>, Vec<(TargetSpec, anyhow::Error)>)> {
+    let connected = aws_args.connect_all().await?;
+    let single = connected.len() == 1;
+    let mut destinations = Vec::new();
+    let mut unreachable = Vec::new();
+    for (spec, result) in connected {
+        match result {
+            Ok(target) => destinations.push(target),
+            Err(error) if single => return Err(error),
+            Err(error) => {
+                eprintln!("[{}] failed: {error:#}", spec.label());
+                unreachable.push((spec, error));
+            }
+        }
+    }
+    Ok((destinations, unreachable))
+}
+
 /// One line for a failed ECR call: the service's own code and message, or why it could not be
 /// reached, instead of the SDK's whole error chain.
 pub fn call_failed<E, R>(call: &str, error: SdkError<E, R>) -> anyhow::Error

@@ -1,6 +1,6 @@
 //! Proving an image healthy before anything is pushed: loaded into the Docker engine and run
 //! under its own HEALTHCHECK, or run straight from its layer (`smoke.rs`); and proofs kept for
-//! the same digest between runs (`kept.rs`). May use `base`, `build` and `clients::engine`.
+//! the same digest between runs (`kept.rs`). May use `base`, `image` and `clients::engine`.
 
 pub mod kept;
 pub mod smoke;
@@ -62,4 +62,39 @@ pub async fn prove(set: &ImageSet, engine: Option<&Engine>) -> Result<Vec<Proof>
     .await;
     progress.finish();
     proofs
+}
+
+/// Smoke-tests the images through the engine when one answers, else straight from the layers. A
+/// set an earlier run proved (the same index digest) is not run again; each new proof is kept.
+pub async fn prove_all(sets: Vec<&ImageSet>, plan: &Plan) -> Result<Vec<Proof>> {
+    let mut proofs = Vec::new();
+    let mut unproven = Vec::new();
+    for set in sets {
+        match kept::earlier(set) {
+            Some(earlier) => {
+                eprintln!("{}: proven healthy by an earlier run for this same digest; not run again", set.index.digest);
+                proofs.extend(earlier);
+            }
+            None => unproven.push(set),
+        }
+    }
+    if unproven.is_empty() {
+        return Ok(proofs);
+    }
+    let engine = match engine::optional().await {
+        Ok(engine) => Some(engine),
+        Err(why) => {
+            eprintln!("no Docker engine ({why}); proving the image by running it straight from its layers");
+            None
+        }
+    };
+    for set in unproven {
+        if let Some(engine) = &engine {
+            load(engine, set, plan).await?;
+        }
+        let proven = prove(set, engine.as_ref()).await?;
+        kept::keep(set, &proven);
+        proofs.extend(proven);
+    }
+    Ok(proofs)
 }

@@ -79,6 +79,11 @@ pub fn is_registered(value: &str) -> bool {
     family_ok && !revision.is_empty() && revision.bytes().all(|b| b.is_ascii_digit())
 }
 
+/// The `--task-definition` values that name registered task definitions, not files.
+pub fn registered(values: &[PathBuf]) -> Vec<String> {
+    values.iter().map(|t| t.to_string_lossy().into_owned()).filter(|t| is_registered(t)).collect()
+}
+
 /// Whether any of `values` names what AWS holds (`stack:`, `ecs:`) rather than a file.
 pub fn names_aws(values: &[String]) -> bool {
     parse(values).is_ok_and(|sources| sources.iter().any(|s| !matches!(s, Source::Files(_))))

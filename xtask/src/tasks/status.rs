@@ -83,7 +83,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         }
     }
     args.aws.check()?;
-    let (destinations, unreachable) = crate::tasks::publish::connect_targets(&args.aws).await?;
+    let (destinations, unreachable) = aws::connect_reachable(&args.aws).await?;
     let mut work = Vec::new();
     let mut unlisted = Vec::new();
     for target in &destinations {

@@ -1,15 +1,22 @@
 //! The read-only look at each repository before anything changes: does it exist, its settings,
-//! and what each tag holds; and the step that follows from it (`--dry-run` prints that).
+//! and what each tag holds (`read`, while the images build; then `resolve`, against them); and
+//! the step that follows from it (`--dry-run` prints that).
 
-use anyhow::{Context, Result};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use futures_util::StreamExt;
 
 use crate::clients::ecr::{self, Lifecycle, Mutability, Settings};
 use crate::image::oci::ImageSet;
 
+use super::build::Built;
 use super::plan::Target;
-use super::report::{Action, Outcome};
+use super::report::{Action, Done, Outcome};
+use super::request::Request;
+use crate::clients::aws;
 
-use super::push::Place;
+use super::place::Place;
 
 /// What one repository is before anything is changed, from read-only calls.
 pub(super) struct Look {
@@ -254,4 +261,81 @@ pub(super) fn planned(name: &str, look: Result<Look>, force: bool) -> Outcome {
         (Action::UpToDate, (!skipped.is_empty()).then(|| skipped.join("; ")))
     };
     outcome
+}
+
+/// What was read: the reachable targets, those that are not, and each (target, repository) pair
+/// as its read-only calls found it.
+pub(super) struct Read {
+    pub(super) destinations: Vec<aws::Target>,
+    pub(super) unreachable: Vec<(aws::TargetSpec, anyhow::Error)>,
+    pub(super) work: Vec<Work<Raw>>,
+    /// Connecting (credentials, GetAuthorizationToken), and reading the repositories.
+    pub(super) connected: Duration,
+    pub(super) looked: Duration,
+}
+
+/// One repository (the plan's `target`th) in one reachable target (the `destination`th), and
+/// what is known of it so far.
+pub(super) struct Work<T> {
+    pub(super) destination: usize,
+    pub(super) target: usize,
+    pub(super) known: Result<T>,
+}
+
+/// Connects every target and reads each repository of the plan in each, `concurrency` at once;
+/// with `--replicate`, only in the first (the others are ECR's to fill).
+pub(super) async fn read(aws_args: &aws::AwsArgs, request: &Request, targets: &[Target]) -> Result<Read> {
+    let started = Instant::now();
+    let (destinations, unreachable) = aws::connect_reachable(aws_args).await?;
+    let connected = started.elapsed();
+    let source = &request.specs[0];
+    if request.replicate && unreachable.iter().any(|(spec, _)| spec == source) {
+        bail!("--replicate: the source target ({}) cannot be reached; nothing was changed", source.label());
+    }
+    let reached = if request.replicate { 1.min(destinations.len()) } else { destinations.len() };
+    let pairs: Vec<(usize, usize)> = (0..reached).flat_map(|d| (0..targets.len()).map(move |t| (d, t))).collect();
+    let raws: Vec<Result<Raw>> = futures_util::stream::iter(&pairs)
+        .map(|&(d, t)| look_raw(Place::at(&destinations, d), &targets[t], &request.settings, &request.fill_immutable))
+        .buffered(request.concurrency)
+        .collect()
+        .await;
+    let work =
+        pairs.into_iter().zip(raws).map(|((destination, target), known)| Work { destination, target, known }).collect();
+    Ok(Read { destinations, unreachable, work, connected, looked: started.elapsed() - connected })
+}
+
+/// What is to be done: each pair's look, resolved against the images built.
+pub(super) struct ToDo {
+    pub(super) destinations: Vec<aws::Target>,
+    pub(super) unreachable: Vec<(aws::TargetSpec, anyhow::Error)>,
+    pub(super) work: Vec<Work<Look>>,
+}
+
+/// Tells each tag's digest apart against the images this run built: only a tag holding something
+/// else is read for its labels.
+pub(super) async fn resolve_all(read: Read, targets: &[Target], built: &Built, concurrency: usize) -> ToDo {
+    let Read { destinations, unreachable, work, .. } = read;
+    let places = &destinations;
+    let work: Vec<Work<Look>> = futures_util::stream::iter(work)
+        .map(|w| async move {
+            let known = match w.known {
+                Ok(raw) => resolve(Place::at(places, w.destination), raw, built.of(&targets[w.target])).await,
+                Err(error) => Err(error),
+            };
+            Work { destination: w.destination, target: w.target, known }
+        })
+        .buffered(concurrency)
+        .collect()
+        .await;
+    ToDo { destinations, unreachable, work }
+}
+
+/// `--dry-run`: the step each pair would get, and nothing done.
+pub(super) fn dry_run(todo: ToDo, targets: &[Target], force: bool) -> Done {
+    let ToDo { destinations, unreachable, work } = todo;
+    let outcomes = work
+        .into_iter()
+        .map(|w| planned(&targets[w.target].name, w.known, force).of(&targets[w.target], &destinations[w.destination]))
+        .collect();
+    Done { destinations, unreachable, outcomes, proofs: Vec::new(), interrupted: Default::default() }
 }

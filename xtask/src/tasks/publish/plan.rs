@@ -15,7 +15,11 @@ use crate::sources::balancer::{self, Group};
 use crate::sources::containers::container_specs;
 use crate::sources::from;
 
-use super::Args;
+use std::time::Instant;
+
+use super::request::{Request, asked};
+use super::{Args, Timings};
+use crate::base::service::Service;
 use crate::tasks::OutputFormat;
 
 /// A repository to publish and what its image must carry.
@@ -55,6 +59,43 @@ impl Target {
             held: BTreeMap::new(),
         }
     }
+}
+
+/// The plan: what every source says (stack files, registered definitions, deployed stacks,
+/// clusters, the lookup of names), and from it the repositories to publish.
+pub(super) struct Planned {
+    pub(super) targets: Vec<Target>,
+    /// Every container the sources found, for the dry run's table and the JSON report.
+    pub(super) found: Vec<stack::Found>,
+    /// The ECS services among them, for `--wait`.
+    pub(super) services: Vec<Service>,
+}
+
+/// Reads the sources `args` names and plans a target per repository. Bad input (a source that
+/// does not exist, `--wait` with no service to follow) is a usage error before anything changes.
+pub(super) async fn plan(args: &Args, request: &Request, timings: &mut Timings) -> Result<Planned> {
+    let started = Instant::now();
+    let asked = asked(args)?;
+    let loaded = from::load_asked(&asked, &args.aws, request.wait).await?;
+    if asked.names_aws() || !args.from.is_empty() {
+        timings.add("read the --from sources, registered definitions and target groups", started.elapsed());
+    }
+    if request.wait.is_some() && loaded.services.is_empty() {
+        bail!(Usage(
+            "--wait follows ECS services: name them with --from stack:NAME or --from ecs:CLUSTER[/SERVICE,...]".into()
+        ));
+    }
+    let mut found = loaded.found;
+    if request.dry_run && request.output == OutputFormat::Text && !found.is_empty() {
+        stack::print_table(&found);
+    }
+    let mut targets = targets(args, &mut found, &loaded.groups)?;
+    for (repository, why) in &loaded.not_found {
+        if let Some(target) = targets.iter_mut().find(|t| &t.name == repository && t.pulled_by.is_empty()) {
+            target.notes.push(why.clone());
+        }
+    }
+    Ok(Planned { targets, found, services: loaded.services })
 }
 
 /// The repositories to publish: `--containers`, and the ECR repositories of every container in

@@ -1,33 +1,43 @@
 //! The writes, each repository whole or not at all: create it, put its lifecycle policy, push
 //! the blobs (mounted across repositories of the run), the manifests, and each tag; proven first.
 
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-
-use std::collections::HashMap;
+use std::time::Instant;
 
 use anyhow::{Result, bail};
+use futures_util::StreamExt;
 use tokio::sync::OnceCell;
 
+use super::Timings;
+use super::build::Built;
+use super::look::{Look, TagState, ToDo};
+use super::place::Place;
+use super::plan::Planned;
+use super::report::{Action, Done, Outcome};
+use super::request::Request;
 use crate::base::progress;
 use crate::clients::ecr::{self, Settings};
-use crate::clients::engine;
-use crate::clients::registry::{Pushed, Registry};
+use crate::clients::registry::Pushed;
 use crate::image::Plan;
-use crate::image::oci::{Blob, ImageSet};
+use crate::image::oci::{Blob, ImageSet, Recipe};
 use crate::proof;
-use crate::proof::kept;
-use crate::proof::smoke::Proof;
+use crate::tasks::OutputFormat;
 
-use super::look::{Look, TagState};
-use super::report::{Action, Outcome};
+/// A blob in one registry (the `destination`th target's).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(super) struct BlobAt {
+    pub(super) destination: usize,
+    pub(super) digest: String,
+}
 
 /// Everything the pushes of one run share.
 pub(super) struct Job {
     pub(super) settings: Settings,
-    /// Per registry (target) and blob, the first repository of this run known to hold it: later
-    /// ones in the same registry mount from it, so each blob is uploaded once per registry.
-    pub(super) homes: HashMap<(usize, String), OnceCell<String>>,
+    /// Per registry and blob, the first repository of this run known to hold it: later ones in
+    /// the same registry mount from it, so each blob is uploaded once per registry.
+    pub(super) homes: HashMap<BlobAt, OnceCell<String>>,
     pub(super) interrupted: Arc<AtomicBool>,
     /// Each target's `ACCOUNT REGION`, where there are several: lines name the target too.
     pub(super) labels: Vec<String>,
@@ -44,46 +54,87 @@ impl Job {
     }
 }
 
-/// One repository in one target.
-pub(super) struct Place<'a> {
-    pub(super) destination: usize,
-    pub(super) ecr: &'a aws_sdk_ecr::Client,
-    pub(super) registry: &'a Registry,
+/// What was done: the images proven first (a broken image is never pushed), then every
+/// (target, repository) pair worked under the one `--concurrency` limit.
+pub(super) async fn act_all(
+    todo: ToDo,
+    planned: &Planned,
+    built: &Built,
+    request: &Request,
+    timings: &mut Timings,
+) -> Result<Done> {
+    let ToDo { destinations, unreachable, work } = todo;
+    let targets = &planned.targets;
+    let pushed: BTreeSet<&Recipe> = work
+        .iter()
+        .filter(|w| w.known.as_ref().is_ok_and(|look| !look.step(request.force).push.is_empty()))
+        .map(|w| &targets[w.target].recipe)
+        .collect();
+    let mut proofs = Vec::new();
+    if !pushed.is_empty() && !request.no_smoke {
+        let started = Instant::now();
+        let sets = pushed.into_iter().map(|recipe| &built.sets[recipe]).collect();
+        proofs = proof::prove_all(sets, &Plan::project(request.platforms.clone())).await?;
+        timings.add("smoke test", started.elapsed());
+    }
+    let started = Instant::now();
+    let interrupted = on_interrupt();
+    let blobs: BTreeSet<&str> = built.sets.values().flat_map(ImageSet::blobs).map(|b| b.digest.as_str()).collect();
+    let per_target = destinations
+        .iter()
+        .enumerate()
+        .map(|(d, t)| (t.aws.region.clone(), work.iter().filter(|w| w.destination == d).count() as u64))
+        .collect();
+    let job = Job {
+        settings: request.settings.clone(),
+        homes: (0..destinations.len())
+            .flat_map(|d| {
+                blobs.iter().map(move |digest| (BlobAt { destination: d, digest: digest.to_string() }, OnceCell::new()))
+            })
+            .collect(),
+        interrupted: interrupted.clone(),
+        labels: destinations.iter().map(|d| format!("{} {}", d.account, d.aws.region)).collect(),
+        tally: progress::Tally::new(
+            "publishing",
+            per_target,
+            request.output == OutputFormat::Text && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        ),
+    };
+    let places = &destinations;
+    let outcomes = futures_util::stream::iter(work)
+        .map(|w| {
+            let target = &targets[w.target];
+            let job = &job;
+            async move {
+                let outcome =
+                    act(job, Place::at(places, w.destination), &target.name, built.of(target), w.known, request.force)
+                        .await;
+                outcome.of(target, &places[w.destination])
+            }
+        })
+        .buffered(request.concurrency)
+        .collect()
+        .await;
+    drop(job);
+    timings.add("writes: repositories, lifecycle policies, blobs, manifests", started.elapsed());
+    Ok(Done { destinations, unreachable, outcomes, proofs, interrupted })
 }
 
-/// Smoke-tests the images through the engine when one answers, else straight from the layers. A
-/// set an earlier run proved (the same index digest) is not run again; each new proof is kept.
-pub(super) async fn prove(sets: Vec<&ImageSet>, plan: &Plan) -> Result<Vec<Proof>> {
-    let mut proofs = Vec::new();
-    let mut unproven = Vec::new();
-    for set in sets {
-        match kept::earlier(set) {
-            Some(earlier) => {
-                eprintln!("{}: proven healthy by an earlier run for this same digest; not run again", set.index.digest);
-                proofs.extend(earlier);
+/// The first Ctrl-C lets the steps in progress finish (a repository always gets its lifecycle
+/// policy, `:latest` is put whole or not at all) and starts nothing new; a second aborts.
+fn on_interrupt() -> Arc<AtomicBool> {
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let flag = interrupted.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            flag.store(true, Ordering::SeqCst);
+            eprintln!("interrupted: finishing the steps in progress, undoing nothing; Ctrl-C again to abort at once");
+            if tokio::signal::ctrl_c().await.is_ok() {
+                std::process::exit(130);
             }
-            None => unproven.push(set),
         }
-    }
-    if unproven.is_empty() {
-        return Ok(proofs);
-    }
-    let engine = match engine::optional().await {
-        Ok(engine) => Some(engine),
-        Err(why) => {
-            eprintln!("no Docker engine ({why}); proving the image by running it straight from its layers");
-            None
-        }
-    };
-    for set in unproven {
-        if let Some(engine) = &engine {
-            proof::load(engine, set, plan).await?;
-        }
-        let proven = proof::prove(set, engine.as_ref()).await?;
-        kept::keep(set, &proven);
-        proofs.extend(proven);
-    }
-    Ok(proofs)
+    });
+    interrupted
 }
 
 pub(super) async fn act(
@@ -224,7 +275,7 @@ pub(super) async fn push(
 /// there (uploading after all where the registry refuses mounts). If the first upload fails, the
 /// next waiter uploads instead.
 pub(super) async fn push_blob(job: &Job, place: &Place<'_>, name: &str, blob: &Blob) -> Result<Pushed> {
-    let home = &job.homes[&(place.destination, blob.digest.clone())];
+    let home = &job.homes[&BlobAt { destination: place.destination, digest: blob.digest.clone() }];
     let mut uploaded_here = false;
     let from = home
         .get_or_try_init(|| async {

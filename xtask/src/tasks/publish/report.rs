@@ -2,6 +2,8 @@
 //! advice a user needs next.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use anyhow::Result;
 use serde::Serialize;
@@ -11,6 +13,11 @@ use crate::clients::replicate;
 use crate::image::oci::ImageSet;
 use crate::proof::smoke::Proof;
 use crate::sources::stack;
+
+use super::build::Built;
+use super::plan::{Planned, Target};
+use super::request::Request;
+use crate::tasks::OutputFormat;
 
 #[derive(Serialize, Clone, Copy, Debug, PartialEq)]
 #[serde(rename_all = "kebab-case")]
@@ -65,7 +72,47 @@ pub struct Outcome {
     pub warnings: Vec<String>,
 }
 
+/// What was done (or, in a dry run, would be): an outcome per (target, repository) pair, the
+/// proofs made, and the targets, for the report and `--wait`.
+pub(super) struct Done {
+    pub(super) destinations: Vec<aws::Target>,
+    pub(super) unreachable: Vec<(aws::TargetSpec, anyhow::Error)>,
+    pub(super) outcomes: Vec<Outcome>,
+    pub(super) proofs: Vec<Proof>,
+    /// Set by Ctrl-C: `--wait` stops following too.
+    pub(super) interrupted: Arc<AtomicBool>,
+}
+
+impl Done {
+    /// A row for each target that could not be reached.
+    pub(super) fn unreachable_rows(&mut self) {
+        for (spec, error) in &self.unreachable {
+            let mut outcome = Outcome::new("*");
+            outcome.region = spec.region.clone();
+            outcome.reason = Some(format!("{error:#}"));
+            self.outcomes.push(outcome);
+        }
+    }
+
+    /// A tag left empty is a service that cannot start: never a success.
+    pub(super) fn failed(&self, replication: &[replicate::Change]) -> bool {
+        self.outcomes.iter().any(|o| o.action == Action::Failed || !o.left_empty.is_empty())
+            || replication.iter().any(|c| c.result == "failed")
+    }
+}
+
 impl Outcome {
+    /// This outcome with what the plan knows of its repository and where it is.
+    pub(super) fn of(mut self, target: &Target, destination: &aws::Target) -> Outcome {
+        self.ports = target.recipe.ports.clone();
+        self.tags = target.tags.clone();
+        self.pulled_by = target.pulled_by.clone();
+        self.warnings.extend(target.notes.iter().cloned());
+        self.account = Some(destination.account.clone());
+        self.region = Some(destination.aws.region.clone());
+        self
+    }
+
     /// Failed until a step says otherwise, so an early return can never report success.
     pub(super) fn new(container: &str) -> Outcome {
         Outcome {
@@ -111,7 +158,7 @@ pub const VERIFY_ADVICE: &str =
 pub const DIGEST_PINNING: &str = "ECS resolves :latest to a digest when a deployment starts: once the pipeline \
 pushes the real image, the service needs a new deployment (e.g. aws ecs update-service --force-new-deployment).";
 
-pub(super) fn print_text(outcomes: &[Outcome], dry_run: bool) {
+fn print_text(outcomes: &[Outcome], dry_run: bool) {
     let width = outcomes.iter().map(|o| o.container.len()).max().unwrap_or(9).max(9);
     let uri_width =
         outcomes.iter().filter_map(|o| o.repository_uri.as_ref().map(String::len)).max().unwrap_or(14).max(14);
@@ -230,13 +277,39 @@ fn pulled(o: &Outcome) -> String {
 }
 
 /// What `--replicate` wrote, one line per registry and thing, on stderr with the progress.
-pub(super) fn print_replication(changes: &[replicate::Change]) {
+fn print_replication(changes: &[replicate::Change]) {
     for c in changes {
         eprintln!("[{} {}] replication: {}: {}: {}", c.account, c.region, c.what, c.result, c.detail);
     }
 }
 
-pub(super) fn print_json(
+/// Tells what was done: the table and advice, or the JSON document, and what `--replicate` wrote.
+pub(super) fn report(
+    done: &Done,
+    replication: &[replicate::Change],
+    built: &Built,
+    planned: &Planned,
+    request: &Request,
+) -> Result<()> {
+    match request.output {
+        OutputFormat::Json => print_json(
+            &done.outcomes,
+            &done.destinations,
+            &done.unreachable,
+            replication,
+            built.headline(),
+            &done.proofs,
+            &planned.found,
+        ),
+        OutputFormat::Text => {
+            print_replication(replication);
+            print_text(&done.outcomes, request.dry_run);
+            Ok(())
+        }
+    }
+}
+
+fn print_json(
     outcomes: &[Outcome],
     destinations: &[aws::Target],
     unreachable: &[(aws::TargetSpec, anyhow::Error)],

@@ -115,7 +115,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     names.extend(named.into_iter().map(|n| n.repository).filter(|n| !owned.iter().any(|(o, _)| o == n)));
     names.dedup();
     args.aws.check()?;
-    let (destinations, unreachable) = crate::tasks::publish::connect_targets(&args.aws).await?;
+    let (destinations, unreachable) = aws::connect_reachable(&args.aws).await?;
     let outcome = Outcome::new;
 
     // Look at everything, in every target, first; delete only after the whole list is known and
@@ -197,7 +197,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
 /// once the whole list is known and confirmed.
 async fn remove_images(args: &Args, names: &[String], services: &[crate::base::service::Service]) -> Result<ExitCode> {
     args.aws.check()?;
-    let (destinations, unreachable) = crate::tasks::publish::connect_targets(&args.aws).await?;
+    let (destinations, unreachable) = aws::connect_reachable(&args.aws).await?;
     let row = Outcome::new;
     let mut outcomes = Vec::new();
     let mut doomed = Vec::new();

@@ -114,12 +114,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         bail!(Usage(format!("--health-path {path:?}: give an absolute path such as /health")));
     }
     let matcher = args.matcher.as_deref().map(Matcher::parse).transpose().map_err(|e| Usage(e.to_string()))?;
-    let registered: Vec<String> = args
-        .task_definitions
-        .iter()
-        .map(|t| t.to_string_lossy().into_owned())
-        .filter(|t| from::is_registered(t))
-        .collect();
+    let registered = from::registered(&args.task_definitions);
     let asked = from::Asked { from: &args.from, registered, target_groups: &args.target_groups, lookup: Vec::new() };
     let mut loaded = from::load_asked(&asked, &args.aws, None).await?;
     let mut files = Vec::new();

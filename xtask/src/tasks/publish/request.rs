@@ -1,0 +1,96 @@
+//! What was asked: publish's flags, checked before anything is read or contacted, as the settings
+//! every later stage reads; and what to read beyond the files given (`asked`).
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+
+use super::{Args, EncryptionArg};
+use crate::base::Usage;
+use crate::base::image_ref;
+use crate::base::platform::{self, Platform};
+use crate::clients::aws::TargetSpec;
+use crate::clients::ecr::{Encryption, Settings};
+use crate::sources::containers::parse_containers;
+use crate::sources::from;
+use crate::sources::taskdef;
+use crate::tasks::OutputFormat;
+
+pub(super) struct Request {
+    pub(super) settings: Settings,
+    pub(super) platforms: Vec<Platform>,
+    /// Immutable tags `--fill-immutable` names.
+    pub(super) fill_immutable: Vec<String>,
+    /// Every (profile, region) target; the first is `--replicate`'s source.
+    pub(super) specs: Vec<TargetSpec>,
+    pub(super) force: bool,
+    pub(super) dry_run: bool,
+    pub(super) no_smoke: bool,
+    pub(super) replicate: bool,
+    /// `--wait`, for this long.
+    pub(super) wait: Option<Duration>,
+    pub(super) concurrency: usize,
+    pub(super) output: OutputFormat,
+}
+
+impl Request {
+    /// Bad input here is one line and exit 2, before anything is read.
+    pub(super) fn new(args: &Args) -> Result<Request> {
+        let platforms = platform::parse_list(&args.platform).map_err(|e| Usage(e.to_string()))?;
+        let encryption = match (args.encryption, &args.kms_key) {
+            (EncryptionArg::Aes256, Some(_)) => bail!(Usage("--kms-key needs --encryption kms, not aes256".into())),
+            (EncryptionArg::Aes256, None) => Encryption::Aes256,
+            (EncryptionArg::Kms, key) => Encryption::Kms(key.clone()),
+        };
+        args.aws.check()?;
+        let specs = args.aws.specs()?;
+        if args.replicate && specs.len() < 2 {
+            bail!(Usage(
+                "--replicate needs at least two targets: the first is the source, e.g. --region eu-west-1,us-east-1"
+                    .into()
+            ));
+        }
+        let fill_immutable = args
+            .fill_immutable
+            .iter()
+            .flat_map(|t| t.split(','))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(str::to_owned)
+            .collect();
+        Ok(Request {
+            settings: Settings { encryption, scan_on_push: args.scan_on_push, keep: args.keep },
+            platforms,
+            fill_immutable,
+            specs,
+            force: args.force,
+            dry_run: args.dry_run,
+            no_smoke: args.no_smoke,
+            replicate: args.replicate,
+            wait: args.wait.then_some(args.wait_timeout),
+            concurrency: usize::from(args.concurrency),
+            output: args.output,
+        })
+    }
+}
+
+/// What publish reads beyond the files it is given: `--from`, registered task definitions, target
+/// groups, and the registered definitions that pull the `--containers` repositories (unless
+/// `--no-lookup`, or a definition given already names the repository).
+pub(super) fn asked(args: &Args) -> Result<from::Asked<'_>> {
+    let registered = from::registered(&args.task_definitions);
+    let mut lookup = Vec::new();
+    if let Some(list) = args.containers.as_deref().filter(|_| !args.no_lookup) {
+        let in_files: BTreeSet<String> = args
+            .task_definitions
+            .iter()
+            .filter(|t| !from::is_registered(&t.to_string_lossy()))
+            .filter_map(|file| taskdef::load(file).ok())
+            .flatten()
+            .filter_map(|c| c.image.as_deref().and_then(image_ref::ecr_repository))
+            .collect();
+        lookup = parse_containers(list)?.into_iter().filter(|name| !in_files.contains(name)).collect();
+    }
+    Ok(from::Asked { from: &args.from, registered, target_groups: &args.target_groups, lookup })
+}
