@@ -339,3 +339,52 @@ pub(super) fn dry_run(todo: ToDo, targets: &[Target], force: bool) -> Done {
         .collect();
     Done { destinations, unreachable, outcomes, proofs: Vec::new(), interrupted: Default::default() }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn look(mode: &str, filters: &[&str], fill: &[&str], tags: Vec<(&str, TagState)>) -> Look {
+        Look {
+            name: "api".into(),
+            uri: Some("123456789012.dkr.ecr.eu-west-1.amazonaws.com/api".into()),
+            lifecycle: Some(Lifecycle::Expected),
+            tags: tags.into_iter().map(|(tag, state)| (tag.to_owned(), state)).collect(),
+            mutability: Mutability { mode: mode.into(), filters: filters.iter().map(|f| f.to_string()).collect() },
+            fill_immutable: fill.iter().map(|t| t.to_string()).collect(),
+            owner: None,
+            warnings: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn an_empty_immutable_tag_gets_no_placeholder_unless_asked() {
+        let step =
+            look("IMMUTABLE", &[], &[], vec![("v1", TagState::Absent), ("latest", TagState::Absent)]).step(false);
+        assert!(step.push.is_empty() && step.left_empty == ["v1", "latest"]);
+        assert!(
+            step.skipped[0].1.contains("filterType=WILDCARD,filter=v1")
+                && step.skipped[0].1.contains("--fill-immutable v1")
+        );
+        let asked =
+            look("IMMUTABLE", &[], &["v1"], vec![("v1", TagState::Absent), ("latest", TagState::Absent)]).step(false);
+        assert_eq!((asked.push, asked.left_empty), (vec!["v1".to_owned()], vec!["latest".to_owned()]));
+        // An exclusion makes the tag mutable: filled as usual, and the pipeline may overwrite it.
+        let excluded = look("IMMUTABLE_WITH_EXCLUSION", &["v*"], &[], vec![("v1", TagState::Absent)]).step(false);
+        assert_eq!(excluded.push, ["v1"]);
+        // Whatever an immutable tag holds stays; a mutable one is replaced only when a placeholder.
+        let held = look(
+            "MUTABLE_WITH_EXCLUSION",
+            &["release-*"],
+            &[],
+            vec![
+                ("release-1", TagState::Placeholder("sha256:a".into())),
+                ("latest", TagState::Placeholder("sha256:a".into())),
+            ],
+        )
+        .step(false);
+        assert_eq!((held.push, held.skipped.len(), held.left_empty.len()), (vec!["latest".to_owned()], 1, 0));
+        let real = look("MUTABLE", &[], &[], vec![("latest", TagState::Real("sha256:b".into()))]);
+        assert!(real.step(false).push.is_empty() && real.step(true).push == ["latest"]);
+    }
+}

@@ -94,3 +94,38 @@ pub(super) fn asked(args: &Args) -> Result<from::Asked<'_>> {
     }
     Ok(from::Asked { from: &args.from, registered, target_groups: &args.target_groups, lookup })
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    fn args(line: &[&str]) -> Args {
+        Cli::try_parse_from(std::iter::once("publish").chain(line.iter().copied())).expect("flags that parse").args
+    }
+
+    #[test]
+    fn what_was_asked_is_checked_before_anything_is_read() {
+        let request =
+            Request::new(&args(&["--containers", "a", "--fill-immutable", "v1, latest", "--concurrency", "3"]))
+                .unwrap();
+        assert_eq!(request.fill_immutable, ["v1", "latest"]);
+        assert_eq!((request.concurrency, request.platforms.len(), request.wait), (3, 2, None));
+        for bad in [
+            &["--encryption", "aes256", "--kms-key", "arn:aws:kms:eu-west-1:1:key/k"][..],
+            &["--replicate", "--region", "eu-west-1"],
+            &["--platform", "linux/s390x"],
+            &["--region", "Europe"],
+        ] {
+            let error = Request::new(&args(bad)).err().unwrap_or_else(|| panic!("{bad:?} was taken"));
+            assert!(error.downcast_ref::<Usage>().is_some(), "{bad:?}: {error}");
+        }
+    }
+}
