@@ -418,3 +418,56 @@ async fn names_typed_by_hand_fill_the_tags_registered_definitions_pull() {
     assert_eq!(registry_tags(&bed, "my-svc-prod").await, ["2026.12.01", "latest"]);
     boots(&bed, &["--task-definition", "my-svc-prod"], "app", "GET :8000/ got 200");
 }
+
+/// A CDK app in the commonest shape: the stack makes the repository, the cluster and a Fargate
+/// service whose image is that repository at a tag (`ContainerImage.fromEcrRepository`). Only
+/// the synthesizer is the test bed's: moto has no bootstrap stack.
+const CDK_APP: &str = r#"
+const cdk = require('aws-cdk-lib');
+const ec2 = require('aws-cdk-lib/aws-ec2');
+const ecr = require('aws-cdk-lib/aws-ecr');
+const ecs = require('aws-cdk-lib/aws-ecs');
+
+const app = new cdk.App();
+const stack = new cdk.Stack(app, 'MyServiceStack', { synthesizer: new cdk.BootstraplessSynthesizer() });
+const repository = new ecr.Repository(stack, 'Repository', { repositoryName: 'my-svc' });
+const vpc = new ec2.Vpc(stack, 'Vpc', { maxAzs: 1, natGateways: 0, subnetConfiguration: [{ name: 'public', subnetType: ec2.SubnetType.PUBLIC }] });
+const cluster = new ecs.Cluster(stack, 'Cluster', { vpc, clusterName: 'my-svc' });
+const task = new ecs.FargateTaskDefinition(stack, 'Task', { cpu: 256, memoryLimitMiB: 512 });
+task.addContainer('web', {
+  image: ecs.ContainerImage.fromEcrRepository(repository, '2026.12.1'),
+  portMappings: [{ containerPort: 8080 }],
+  healthCheck: { command: ['CMD-SHELL', 'curl -f http://localhost:8080/health || exit 1'] },
+});
+new ecs.FargateService(stack, 'Service', { cluster, taskDefinition: task, desiredCount: 1, assignPublicIp: true, serviceName: 'web' });
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cdk_deploy_beside_publish_from_the_stack() {
+    let bed = bed();
+    let scheduler = bed.scheduler().unwrap();
+    let cdk = Path::new(ROOT).join("testbed/cdk/node_modules");
+    assert!(
+        cdk.join(".bin/cdk").exists(),
+        "the CDK CLI is not installed: run `bash .ci/install` (npm ci in testbed/cdk)"
+    );
+    let tools = tempfile::tempdir().unwrap();
+    let mut env = shell_env(&bed, tools.path(), &scheduler.endpoint());
+    let path = env.iter().find(|(k, _)| *k == "PATH").map(|(_, v)| v.clone()).unwrap();
+    env.retain(|(k, _)| *k != "PATH");
+    env.push(("PATH", format!("{}:{path}", cdk.join(".bin").display())));
+    env.push(("NODE_PATH", cdk.display().to_string()));
+    env.push(("CDK_DISABLE_VERSION_CHECK", "1".to_owned()));
+    let app = tempfile::tempdir().unwrap();
+    std::fs::write(app.path().join("app.js"), CDK_APP).unwrap();
+    std::fs::write(app.path().join("cdk.json"), r#"{ "app": "node app.js" }"#).unwrap();
+
+    let (code, stdout, stderr) = bash(&recipe("cdk"), app.path(), &env);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let pulled = stdout.lines().find(|l| l.trim_start().starts_with("my-svc: ")).unwrap_or_else(|| panic!("{stdout}"));
+    assert!(pulled.ends_with("/web pulls :2026.12.1: the placeholder is there"), "{pulled}");
+    assert!(stdout.contains("my-svc/web: steady: 1/1 running"), "{stdout}\n{stderr}");
+    let (_, digest) = bed.registry_json("my-svc/manifests/2026.12.1").await.expect("the tag the service pulls");
+    assert_eq!(scheduler.running_digests("web", "web"), [Some(digest)]);
+    boots(&bed, &["--from", "stack:MyServiceStack"], "web", "health check");
+}
