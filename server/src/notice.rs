@@ -2,6 +2,7 @@
 //! FireLens take the container's output) when it starts and then at a slow interval, so one left
 //! serving real users for days is seen; and a response header (`serve.rs`).
 
+use std::io::Write;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::watch;
@@ -28,8 +29,12 @@ pub async fn keep_saying(name: Option<watch::Receiver<Option<String>>>, interval
     let container = container.unwrap_or_else(|| "this container".to_owned());
     let interval = interval.unwrap_or(INTERVAL).max(Duration::from_secs(1));
     loop {
-        // On stderr: stdout carries the access log, one request a line.
-        eprintln!("placeholder for {container} since {since}: the real image has not been deployed");
+        // On stderr: stdout carries the access log, one request a line. A closed stderr is no
+        // reason to stop serving (eprintln! would panic, and a panic aborts the release build).
+        let _ = writeln!(
+            std::io::stderr(),
+            "placeholder for {container} since {since}: the real image has not been deployed"
+        );
         tokio::time::sleep(interval).await;
     }
 }

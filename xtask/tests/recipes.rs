@@ -218,21 +218,24 @@ async fn terraform_with_the_repository_in_the_same_configuration() {
     boots(&bed, &["--task-definition", "api", "--target-group", "api"], "api", "GET :8080/actuator/health got 200");
 
     // A new tag is a new revision: the trigger runs publish again, and it fills the new tag.
-    let reapplied = terraform
-        .run(
-            &[
-                "apply",
-                "-auto-approve",
-                "-input=false",
-                "-var",
-                &format!("placeholder_checkout={}", checkout().display()),
-                "-var",
-                "image_tag=v1.5.0",
-            ],
-            &env,
-        )
-        .unwrap();
+    let apply = |tag: &str| {
+        let checkout = format!("placeholder_checkout={}", checkout().display());
+        let tag = format!("image_tag={tag}");
+        terraform.run(&["apply", "-auto-approve", "-input=false", "-var", &checkout, "-var", &tag], &env).unwrap()
+    };
+    let reapplied = apply("v1.5.0");
     assert!(String::from_utf8_lossy(&reapplied.stdout).contains("api/api pulls :v1.5.0: the placeholder is there"));
+    assert_eq!(registry_tags(&bed, "api").await, ["latest", "v1.4.2", "v1.5.0"]);
+
+    // Once the pipeline has pushed a real image, a revision applied before its image is pushed
+    // gets no placeholder: it would be deployed over the running service.
+    let docker = docker().await;
+    let (pushed, _cleanup) =
+        push_image(&docker, &bed.registry.host(), bed.registry_credentials(), "api", "v1.5.0", true).await;
+    pushed.unwrap();
+    let ahead = apply("v1.6.0");
+    let said = String::from_utf8_lossy(&ahead.stdout);
+    assert!(said.contains(":v1.6.0 is empty, but the repository already holds a real image (:v1.5.0"), "{said}");
     assert_eq!(registry_tags(&bed, "api").await, ["latest", "v1.4.2", "v1.5.0"]);
 }
 

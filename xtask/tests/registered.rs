@@ -183,20 +183,28 @@ async fn names_alone_find_the_registered_definitions_that_pull_them() {
         .await
         .unwrap();
 
-    // Count what publish asks ECS, through a proxy in front of moto.
-    let proxy = testbed::HttpProxy::start(bed.moto.port, |_| testbed::Verdict::Forward).unwrap();
+    // Count what publish asks ECS, by operation, through a proxy in front of moto.
+    let operations = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let seen = operations.clone();
+    let proxy = testbed::HttpProxy::start(bed.moto.port, move |request| {
+        let operation =
+            request.header("x-amz-target").and_then(|t| t.rsplit('.').next()).unwrap_or_default().to_owned();
+        seen.lock().unwrap().push(operation);
+        testbed::Verdict::Forward
+    })
+    .unwrap();
     let env = with(bed.env(), "AWS_ENDPOINT_URL", proxy.endpoint());
-    let described = || proxy.requests().len();
+    let count =
+        |from: usize, operation: &str| operations.lock().unwrap()[from..].iter().filter(|o| *o == operation).count();
     let (code, stdout, stderr) = xtask(&["publish", "--containers", "payments"], &env);
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     assert!(stderr.contains("[payments] from the registered task definition payments-api:1"), "{stderr}");
     assert_eq!(registry_tags(&bed, "payments").await, ["latest", "v1.4.2"], "the tag the definition pulls");
     assert_eq!(ports(&stdout, "payments"), "8081", "{stdout}");
     assert!(stdout.contains("payments: payments-api/api pulls :v1.4.2: the placeholder is there"), "{stdout}");
-    let first = described();
-    // The common case reads the family named like the repository, not the 300 others.
-    let describes = |requests: &[String]| requests.iter().filter(|r| r.starts_with("POST")).count();
-    assert!(describes(&proxy.requests()) < 40, "{first} requests");
+    // The common case reads the one family named like the repository, not the 301 others.
+    assert_eq!(count(0, "DescribeTaskDefinition"), 1);
+    assert!(count(0, "ListTaskDefinitionFamilies") >= 1);
 
     let (code, stdout, stderr) = xtask(&["publish", "--containers", "reports,ghost", "--dry-run"], &env);
     assert_eq!(code, 0, "{stdout}\n{stderr}");
@@ -213,12 +221,13 @@ async fn names_alone_find_the_registered_definitions_that_pull_them() {
     assert!(stdout.contains("ghost: the placeholder is at :latest; no task definition was read for it, so one that names another tag will not find it"), "{stdout}");
 
     // --no-lookup: names alone, as typed, and no ECS call at all.
-    let before = proxy.requests().len();
+    let before = operations.lock().unwrap().len();
     let (code, stdout, stderr) = xtask(&["publish", "--containers", "payments-copy", "--no-lookup"], &env);
     assert_eq!(code, 0, "{stdout}\n{stderr}");
-    let asked: Vec<String> = proxy.requests()[before..].to_vec();
     assert!(stderr.lines().all(|l| !l.contains("registered task definition")), "{stderr}");
-    assert!(!asked.is_empty() && asked.len() < first, "{asked:?}");
+    let asked = operations.lock().unwrap()[before..].to_vec();
+    assert!(asked.iter().any(|o| o == "CreateRepository"), "{asked:?}");
+    assert!(!asked.iter().any(|o| o.contains("TaskDefinition")), "{asked:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -375,4 +384,32 @@ async fn a_sidecars_port_stays_the_sidecars_on_every_path_that_reads_definitions
         stdout.lines().any(|l| l.starts_with("frontend: healthy") && l.contains("GET :5000/health got 200")),
         "{stdout}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_target_group_whose_port_is_no_containers_checks_the_one_ecr_container_that_maps_one() {
+    let bed = bed();
+    let vpc = vpc(&bed).await;
+    let ecs = aws_sdk_ecs::Client::new(&bed.aws().await);
+    ecs.register_task_definition()
+        .family("orders")
+        .container_definitions(web("app", &format!("{ECR}/orders:v2"), 3000).build())
+        .container_definitions(
+            ContainerDefinition::builder().name("log").image("amazon/aws-for-fluent-bit:stable").memory(64).build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    // The group's own port is 80 (Terraform's default in many modules); the service registers 3000.
+    target_group(&bed, &vpc, "orders", 80, "traffic-port", "/ready").await;
+    let (code, stdout, stderr) =
+        xtask(&["publish", "--task-definition", "orders", "--target-group", "orders"], &bed.env());
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(stderr.contains("its port 80 is no container's, so its check is put on app"), "{stderr}");
+    let (code, stdout, stderr) = xtask(
+        &["verify", "--task-definition", "orders", "--target-group", "orders", "--published", "--no-metadata-ports"],
+        &bed.env(),
+    );
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(stdout.lines().any(|l| l.starts_with("app: healthy") && l.contains("GET :3000/ready got 200")), "{stdout}");
 }

@@ -47,6 +47,9 @@ pub fn not_ours(image: &str) -> String {
         None if is_template(image) => {
             "a template the pipeline fills in, so its repository is not known here: name it with --containers REPOSITORY".to_owned()
         }
+        None if ecr_repository(image).is_some() => {
+            "another account's ECR repository (publish fills the account the task definition is registered in)".to_owned()
+        }
         None => "not an ECR repository".to_owned(),
     }
 }

@@ -170,35 +170,41 @@ impl Mutability {
         }
     }
 
-    /// The command that lets the pipeline push its real image at `tag` once a placeholder holds
-    /// it: an exclusion filter for the tag, the filters already there kept.
-    pub fn exclusion_command(&self, repository: &str, tag: &str) -> String {
-        let mut filters: Vec<String> = self.filters.iter().map(|f| format!("filterType=WILDCARD,filter={f}")).collect();
-        let (mode, filter) = match self.mode.as_str() {
-            // Here the filters are what is immutable: the tag must leave them.
-            "MUTABLE_WITH_EXCLUSION" => {
-                let kept: Vec<String> = self
-                    .filters
-                    .iter()
-                    .filter(|f| !wildcard(f, tag))
-                    .map(|f| format!("filterType=WILDCARD,filter={f}"))
-                    .collect();
-                filters = kept;
-                ("MUTABLE_WITH_EXCLUSION", None)
-            }
-            _ => ("IMMUTABLE_WITH_EXCLUSION", Some(format!("filterType=WILDCARD,filter={tag}"))),
-        };
-        filters.extend(filter);
-        let filters = if filters.is_empty() {
-            String::new()
-        } else {
-            format!(" --image-tag-mutability-exclusion-filters {}", filters.join(" "))
-        };
+    /// How to let the pipeline push its real images at `tags` once placeholders hold them: one
+    /// command adding an exclusion filter for each (the filters already there kept, ECR's limit of
+    /// five heeded), or, where the filters are what makes the tags immutable, which to narrow.
+    pub fn way_out(&self, repository: &str, tags: &[&str]) -> String {
+        let listed = tags.iter().map(|t| format!(":{t}")).collect::<Vec<_>>().join(", ");
+        if self.mode == "MUTABLE_WITH_EXCLUSION" {
+            let making: Vec<&str> =
+                self.filters.iter().filter(|f| tags.iter().any(|t| wildcard(f, t))).map(String::as_str).collect();
+            return format!(
+                "narrow or remove the exclusion filter {} that makes {listed} immutable (aws ecr put-image-tag-mutability \
+                 --repository-name {repository} ...)",
+                making.join(", ")
+            );
+        }
+        let mut filters = self.filters.clone();
+        filters.extend(tags.iter().map(|t| t.to_string()).filter(|t| !self.filters.iter().any(|f| wildcard(f, t))));
+        if filters.len() > EXCLUSION_FILTERS {
+            return format!(
+                "exclude {listed} from immutability with a wildcard filter (ECR allows {EXCLUSION_FILTERS} filters, and these \
+                 would make {}: {})",
+                filters.len(),
+                filters.join(", ")
+            );
+        }
+        let filters: Vec<String> = filters.iter().map(|f| format!("filterType=WILDCARD,filter={f}")).collect();
         format!(
-            "aws ecr put-image-tag-mutability --repository-name {repository} --image-tag-mutability {mode}{filters}"
+            "aws ecr put-image-tag-mutability --repository-name {repository} --image-tag-mutability IMMUTABLE_WITH_EXCLUSION \
+             --image-tag-mutability-exclusion-filters {}",
+            filters.join(" ")
         )
     }
 }
+
+/// ECR's limit on a repository's tag mutability exclusion filters.
+const EXCLUSION_FILTERS: usize = 5;
 
 /// ECR's `WILDCARD` filter: `*` is any run of characters, everything else itself.
 fn wildcard(pattern: &str, text: &str) -> bool {
@@ -338,12 +344,16 @@ mod tests {
         let pinned = with("MUTABLE_WITH_EXCLUSION", &["v*"]);
         assert!(pinned.immutable("v1.4.2") && !pinned.immutable("latest"));
         assert_eq!(
-            with("IMMUTABLE", &[]).exclusion_command("api", "v1.4.2"),
+            with("IMMUTABLE", &[]).way_out("api", &["v1.4.2", "latest"]),
             "aws ecr put-image-tag-mutability --repository-name api --image-tag-mutability IMMUTABLE_WITH_EXCLUSION \
-             --image-tag-mutability-exclusion-filters filterType=WILDCARD,filter=v1.4.2"
+             --image-tag-mutability-exclusion-filters filterType=WILDCARD,filter=v1.4.2 filterType=WILDCARD,filter=latest"
         );
-        assert!(excluded.exclusion_command("api", "v2").ends_with("filter=latest filterType=WILDCARD,filter=dev-* filterType=WILDCARD,filter=*-rc* filterType=WILDCARD,filter=v2"));
-        assert!(!pinned.exclusion_command("api", "v2").contains("filter"));
+        // The filters already there are kept, and a tag one of them covers is not added again.
+        let kept = with("IMMUTABLE_WITH_EXCLUSION", &["dev-*"]).way_out("api", &["v2", "dev-1"]);
+        assert!(kept.ends_with("filter=dev-* filterType=WILDCARD,filter=v2"), "{kept}");
+        let many = with("IMMUTABLE_WITH_EXCLUSION", &["a", "b", "c", "d", "e"]).way_out("api", &["v2"]);
+        assert!(many.contains("ECR allows 5 filters"), "{many}");
+        assert!(pinned.way_out("api", &["v2"]).contains("narrow or remove the exclusion filter v*"));
         assert!(
             wildcard("*", "") && wildcard("a*b*c", "abc") && wildcard("a*b*c", "a-b-c") && !wildcard("a*b*c", "acb")
         );

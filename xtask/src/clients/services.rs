@@ -254,17 +254,17 @@ pub async fn holds(registry: &Registry, image: &str, reference: &str) -> Holds {
 }
 
 /// What a service's running tasks run for `container`: the placeholder, a real image, or (none
-/// running) missing; a task whose container reports no digest is read by the image's tag.
+/// running) missing. A task whose container reports no `imageDigest` (`versionConsistency:
+/// disabled`, an older agent) cannot be told apart by its tag, which may have moved since it
+/// started: unknown.
 pub async fn running(registry: &Registry, standing: &Standing, container: &str) -> Holds {
     let mut verdict = Holds::Missing;
     for task in &standing.tasks {
-        for (name, image, digest) in task.containers.iter().filter(|(name, _, _)| name == container) {
-            let _ = name;
-            let reference = digest.clone().unwrap_or_else(|| match image_ref::image_tag(image) {
-                image_ref::TagRef::Tag(tag) | image_ref::TagRef::Unknown(tag) => tag,
-                image_ref::TagRef::Digest(digest) => digest,
-            });
-            match holds(registry, image, &reference).await {
+        for (_, image, digest) in task.containers.iter().filter(|(name, _, _)| name == container) {
+            let Some(digest) = digest else {
+                return Holds::Unknown("a task reports no imageDigest, so what it runs cannot be told".to_owned());
+            };
+            match holds(registry, image, digest).await {
                 // One task on a placeholder is enough to say the service still serves it.
                 found @ Holds::Placeholder(_) => return found,
                 found @ Holds::Real(_) => verdict = found,

@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use anyhow::{Result, bail};
 
 use crate::base::Usage;
+use crate::base::image_ref;
 use crate::sources::taskdef::{Container, LoadBalancerCheck};
 
 /// A target group, as its health check meets the container it checks.
@@ -40,6 +41,30 @@ pub fn attach<'a>(
                 **https = group.https;
                 fitted = true;
             }
+        }
+        // A group's own port is only where targets go by default: an ECS service registers the
+        // container port its load balancer block names, which may be another. With one ECR
+        // container that maps a port, that is the one the group checks.
+        let ours: Vec<usize> = (0..containers.len())
+            .filter(|&i| {
+                let container = &containers[i].0;
+                !container.ports.is_empty() && container.image.as_deref().and_then(image_ref::ecr_repository).is_some()
+            })
+            .collect();
+        if !fitted && named.is_none() && ours.len() == 1 {
+            let (container, https) = &mut containers[ours[0]];
+            eprintln!(
+                "note: --target-group {}: its port {} is no container's, so its check is put on {}, the one ECR container \
+                 that maps a port (name it to be sure: --target-group {}={})",
+                group.name,
+                group.port.map_or("none".to_owned(), |p| p.to_string()),
+                container.name,
+                container.name,
+                group.name
+            );
+            container.load_balancer = Some(group.check.clone());
+            **https = group.https;
+            fitted = true;
         }
         if !fitted {
             let names: BTreeSet<&str> = containers.iter().map(|(c, _)| c.name.as_str()).collect();

@@ -45,13 +45,19 @@ fn found_in(task: &aws_sdk_ecs::types::TaskDefinition, how: &str) -> Vec<Found> 
         container.task = Some(task.family().unwrap_or_default().to_owned());
     }
     taskdef::link(&mut containers);
+    // The account that registered it: an image in another account's ECR (a shared registry) is
+    // that account's, not a repository of the same name here.
+    let account = task.task_definition_arn().and_then(|arn| arn.split(':').nth(4)).unwrap_or_default().to_owned();
     containers
         .into_iter()
         .map(|container| {
             let image = container.image.clone().unwrap_or_default();
+            let host_account = image.split('.').next().unwrap_or_default();
+            let elsewhere =
+                !account.is_empty() && host_account.bytes().all(|b| b.is_ascii_digit()) && host_account != account;
             Found {
                 location: format!("task definition {family} ({how}), container {}", container.name),
-                kind: stack::classify_image(&image),
+                kind: if elsewhere { stack::Kind::Other } else { stack::classify_image(&image) },
                 image,
                 https: false,
                 container,
@@ -159,7 +165,7 @@ pub async fn pulling(repositories: &[String], config: &aws_config::SdkConfig) ->
                 let ecs = ecs.clone();
                 async move { ecs.describe_task_definition().task_definition(family).send().await }
             })
-            .buffer_unordered(LOOKUPS_AT_ONCE)
+            .buffered(LOOKUPS_AT_ONCE)
             .collect()
             .await;
         for result in described {

@@ -81,7 +81,14 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     let mut outcomes = Vec::new();
     for standing in &standings {
         let containers = services::judge(&registry, std::slice::from_ref(standing)).await;
-        let (action, detail) = decide(&containers);
+        let (mut action, mut detail) = decide(&containers);
+        // Someone else's deployment (the pipeline's own) is under way: not ours to race.
+        if action == Action::WouldHandOver && standing.deployments.len() > 1 {
+            (action, detail) = (
+                Action::Skipped,
+                format!("{} deployments are under way: run handover once they end", standing.deployments.len()),
+            );
+        }
         let mut outcome = Outcome { service: standing.service.label(), action, detail, containers };
         if outcome.action == Action::WouldHandOver && !args.dry_run {
             match hand_over(&target.config, &registry, standing, args.wait_timeout).await {
@@ -122,8 +129,10 @@ fn decide(containers: &[Where]) -> (Action, String) {
         return (Action::Skipped, "no container from this account's ECR".to_owned());
     }
     let each = |next: Next| containers.iter().filter(move |w| w.next == next);
-    if let Some(unknown) = each(Next::Unknown).next() {
-        return (Action::Skipped, format!("container {}: {}", unknown.container, unknown.next.says(&unknown.tag)));
+    // A new deployment re-resolves every container's tag: one that cannot be pulled, or cannot be
+    // read, would take the service down with it.
+    if let Some(stuck) = containers.iter().find(|w| matches!(w.next, Next::Unknown | Next::Publish | Next::Starting)) {
+        return (Action::Skipped, format!("container {}: {}", stuck.container, stuck.next.says(&stuck.tag)));
     }
     let ready: Vec<String> = each(Next::Handover)
         .map(|w| format!("{} (:{} now {})", w.container, w.tag, w.tag_digest.as_deref().unwrap_or("?")))
@@ -195,6 +204,13 @@ async fn hand_over(
         if line != said {
             eprintln!("[{}] {line}", service.label());
             said = line;
+        }
+        let back = now.events.iter().any(|e| e.contains("rolling back to deployment"));
+        if mine.is_none() && !back {
+            let primary = now.deployments.iter().find(|d| d.status == "PRIMARY").map_or("another", |d| d.id.as_str());
+            bail!(
+                "deployment {ours} was replaced by deployment {primary} before it rolled out (someone else deployed): not followed further"
+            );
         }
         let rolled_back = mine.is_none() || mine.is_some_and(|d| d.rollout == "FAILED");
         if rolled_back {

@@ -30,6 +30,9 @@ pub(super) struct Look {
     pub(super) mutability: Mutability,
     /// Immutable tags `--fill-immutable` names: the pipeline never pushes there.
     pub(super) fill_immutable: Vec<String>,
+    /// A real image the repository holds at another tag (`:v1.4.2 (sha256:...)`), where one of
+    /// the tags to fill is empty: the repository is a live service's.
+    pub(super) real_elsewhere: Option<String>,
     /// The stack that owns the repository (`--from stack:NAME`), which publish never creates,
     /// tags or gives a lifecycle policy.
     pub(super) owner: Option<String>,
@@ -87,14 +90,32 @@ impl Look {
             }
             return step;
         }
+        // The empty tags a placeholder would block the pipeline's push at, with one way out for all.
+        let frozen_empty: Vec<&str> = self
+            .tags
+            .iter()
+            .filter(|(tag, state)| matches!(state, TagState::Absent) && self.frozen(tag))
+            .map(|(tag, _)| tag.as_str())
+            .collect();
         for (tag, state) in &self.tags {
             let frozen = self.mutability.immutable(tag);
             match state {
                 TagState::Ours => {}
-                TagState::Absent if frozen && !self.fill_immutable.contains(tag) => {
-                    step.skipped.push((tag.clone(), self.frozen_tag(tag)));
+                TagState::Absent if self.frozen(tag) => {
+                    step.skipped.push((tag.clone(), self.frozen_tag(tag, &frozen_empty)));
                     step.left_empty.push(tag.clone());
                 }
+                // A placeholder at a new tag of a live repository would be deployed over the real
+                // service by a deployment that comes before the pipeline's push.
+                TagState::Absent if !force && self.real_elsewhere.is_some() => step.skipped.push((
+                    tag.clone(),
+                    format!(
+                        ":{tag} is empty, but the repository already holds a real image ({}): a placeholder at :{tag} would be \
+                         deployed over the running service if a deployment pulled :{tag} before the pipeline pushes it, so none \
+                         was put there; --force puts it there",
+                        self.real_elsewhere.as_deref().unwrap_or_default()
+                    ),
+                )),
                 TagState::Absent => step.push.push(tag.clone()),
                 TagState::Placeholder(digest) if frozen => step.skipped.push((
                     tag.clone(),
@@ -121,15 +142,22 @@ impl Look {
         step
     }
 
-    /// Why an empty immutable tag gets no placeholder, and the ways out.
-    fn frozen_tag(&self, tag: &str) -> String {
+    /// An empty tag that is immutable here, and not named by `--fill-immutable`.
+    fn frozen(&self, tag: &str) -> bool {
+        self.mutability.immutable(tag) && !self.fill_immutable.iter().any(|t| t == tag)
+    }
+
+    /// Why an empty immutable tag gets no placeholder, and the ways out (one for all of `frozen`).
+    fn frozen_tag(&self, tag: &str, frozen: &[&str]) -> String {
+        let latest =
+            if tag == "latest" { " (or, where no definition pulls :latest, leave it out: --no-latest)" } else { "" };
         format!(
             ":{tag} is immutable in this repository ({}): a placeholder there would make the pipeline's push of its real image at \
              :{tag} fail (ImageTagAlreadyExistsException), so none was put there, and a service pulling :{tag} cannot start yet. \
              Exclude the tag from immutability and publish again: {}; or, for a tag the pipeline never pushes, --fill-immutable \
-             {tag}. Later, `cargo xtask teardown --images --containers {}` takes the placeholder off again",
+             {tag}{latest}. While no task runs it, `cargo xtask teardown --images --containers {}` takes a placeholder off again",
             self.mutability.describe(),
-            self.mutability.exclusion_command(&self.name, tag),
+            self.mutability.way_out(&self.name, frozen),
             self.name
         )
     }
@@ -203,6 +231,16 @@ pub(super) async fn resolve(place: Place<'_>, raw: Raw, images: &ImageSet) -> Re
         };
         tags.push((tag, state));
     }
+    let mut real_elsewhere = tags.iter().find_map(|(tag, state)| match state {
+        TagState::Real(digest) => Some(format!(":{tag} ({digest})")),
+        _ => None,
+    });
+    // Only where a tag is to be filled in a repository that exists is its other tags' content
+    // worth the reads.
+    let empty = tags.iter().any(|(_, state)| matches!(state, TagState::Absent));
+    if real_elsewhere.is_none() && empty && raw.uri.is_some() {
+        real_elsewhere = real_at_another_tag(&place, &raw.name, &tags).await?;
+    }
     Ok(Look {
         name: raw.name,
         uri: raw.uri,
@@ -210,9 +248,26 @@ pub(super) async fn resolve(place: Place<'_>, raw: Raw, images: &ImageSet) -> Re
         tags,
         mutability: raw.mutability,
         fill_immutable: raw.fill_immutable,
+        real_elsewhere,
         owner: raw.owner,
         warnings: raw.warnings,
     })
+}
+
+/// At most this many of a repository's other tags are read for a real image.
+const OTHER_TAGS: usize = 10;
+
+/// A real image at one of the repository's other tags, if any (`:v1.4.2 (sha256:...)`).
+async fn real_at_another_tag(place: &Place<'_>, name: &str, ours: &[(String, TagState)]) -> Result<Option<String>> {
+    let others = place.registry.tags(name).await.with_context(|| format!("listing the tags of {name}"))?;
+    for tag in others.iter().filter(|t| !ours.iter().any(|(o, _)| o == *t)).take(OTHER_TAGS) {
+        if let Some(image) = place.registry.inspect(name, tag).await.with_context(|| format!("reading :{tag}"))?
+            && !image.placeholder
+        {
+            return Ok(Some(format!(":{tag} ({})", image.digest)));
+        }
+    }
+    Ok(None)
 }
 
 /// `--dry-run`: the step each repository would get.
@@ -352,6 +407,7 @@ mod tests {
             tags: tags.into_iter().map(|(tag, state)| (tag.to_owned(), state)).collect(),
             mutability: Mutability { mode: mode.into(), filters: filters.iter().map(|f| f.to_string()).collect() },
             fill_immutable: fill.iter().map(|t| t.to_string()).collect(),
+            real_elsewhere: None,
             owner: None,
             warnings: Vec::new(),
         }
@@ -386,5 +442,15 @@ mod tests {
         assert_eq!((held.push, held.skipped.len(), held.left_empty.len()), (vec!["latest".to_owned()], 1, 0));
         let real = look("MUTABLE", &[], &[], vec![("latest", TagState::Real("sha256:b".into()))]);
         assert!(real.step(false).push.is_empty() && real.step(true).push == ["latest"]);
+    }
+
+    #[test]
+    fn a_new_tag_of_a_live_repository_gets_no_placeholder_unless_forced() {
+        let mut live = look("MUTABLE", &[], &[], vec![("v1.5.0", TagState::Absent)]);
+        live.real_elsewhere = Some(":v1.4.2 (sha256:c)".into());
+        let step = live.step(false);
+        assert!(step.push.is_empty() && step.left_empty.is_empty(), "the real image is the pipeline's to push");
+        assert!(step.skipped[0].1.contains("already holds a real image (:v1.4.2 (sha256:c))"), "{:?}", step.skipped);
+        assert_eq!(live.step(true).push, ["v1.5.0"]);
     }
 }

@@ -76,6 +76,21 @@ pub(super) struct Planned {
 pub(super) async fn plan(args: &Args, request: &Request, timings: &mut Timings) -> Result<Planned> {
     let started = Instant::now();
     let asked = asked(args)?;
+    if request.specs.len() > 1 {
+        if args.containers.is_some() && !args.no_lookup {
+            eprintln!(
+                "note: with several targets, publish does not look for the registered task definitions that pull the \
+                 --containers repositories (each account registers its own): give a definition (--task-definition FILE) \
+                 for the tags and ports they name"
+            );
+        }
+        if !asked.registered.is_empty() || !args.target_groups.is_empty() {
+            eprintln!(
+                "note: registered task definitions and target groups are read in the first target ({}) and baked for every target",
+                request.specs[0].label()
+            );
+        }
+    }
     let loaded = from::load_asked(&asked, &args.aws, request.wait).await?;
     if asked.names_aws() || !args.from.is_empty() {
         timings.add("read the --from sources, registered definitions and target groups", started.elapsed());
@@ -86,10 +101,11 @@ pub(super) async fn plan(args: &Args, request: &Request, timings: &mut Timings) 
         ));
     }
     let mut found = loaded.found;
+    let mut targets = targets(args, &mut found, &loaded.groups)?;
+    // After the target groups are put on their containers: the table shows their checks.
     if request.dry_run && request.output == OutputFormat::Text && !found.is_empty() {
         stack::print_table(&found);
     }
-    let mut targets = targets(args, &mut found, &loaded.groups)?;
     for (repository, why) in &loaded.not_found {
         if let Some(target) = targets.iter_mut().find(|t| &t.name == repository && t.pulled_by.is_empty()) {
             target.notes.push(why.clone());
@@ -185,6 +201,22 @@ pub(super) fn targets(
         ));
     }
     for target in &mut targets {
+        // One name, two tasks: where `api` maps a port in one that a sidecar beside `api` maps in
+        // another, its placeholder gets the port in both (names are all the server has to go by).
+        for (name, held) in &target.held {
+            let own = target
+                .containers
+                .get(name)
+                .map(|ports| held.intersection(ports).copied().collect::<Vec<u16>>())
+                .unwrap_or_default();
+            for port in own {
+                target.notes.push(format!(
+                    "container {name} maps port {port} in one task definition, and another container maps it beside {name} in \
+                     another: the placeholder listens on it in both; give the containers different names, or publish each task \
+                     definition to its own repository"
+                ));
+            }
+        }
         // Containers that agree on their ports need no names; where they differ, each keeps to
         // its own (on Fargate they may share one network namespace).
         match container_ports(&target.containers, &target.given_ports, &target.held) {

@@ -70,6 +70,8 @@ pub(super) async fn act_all(
         .filter(|w| w.known.as_ref().is_ok_and(|look| !look.step(request.force).push.is_empty()))
         .map(|w| &targets[w.target].recipe)
         .collect();
+    // From here on a first Ctrl-C finishes the steps in progress and starts nothing new.
+    let interrupted = on_interrupt();
     let mut proofs = Vec::new();
     if !pushed.is_empty() && !request.no_smoke {
         let started = Instant::now();
@@ -78,7 +80,6 @@ pub(super) async fn act_all(
         timings.add("smoke test", started.elapsed());
     }
     let started = Instant::now();
-    let interrupted = on_interrupt();
     let blobs: BTreeSet<&str> = built.sets.values().flat_map(ImageSet::blobs).map(|b| b.digest.as_str()).collect();
     let per_target = destinations
         .iter()

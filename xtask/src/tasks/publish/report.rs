@@ -94,9 +94,13 @@ impl Done {
         }
     }
 
-    /// A tag left empty is a service that cannot start: never a success.
+    /// A tag left empty that a service pulls is a service that cannot start: never a success.
+    /// Where definitions were read, only the tags they pull count (not a `:latest` none pulls).
     pub(super) fn failed(&self, replication: &[replicate::Change]) -> bool {
-        self.outcomes.iter().any(|o| o.action == Action::Failed || !o.left_empty.is_empty())
+        let pulled = |o: &Outcome, tag: &str| {
+            o.pulled_by.is_empty() || o.pulled_by.iter().any(|p| p.ends_with(&format!(" pulls :{tag}")))
+        };
+        self.outcomes.iter().any(|o| o.action == Action::Failed || o.left_empty.iter().any(|t| pulled(o, t)))
             || replication.iter().any(|c| c.result == "failed")
     }
 }

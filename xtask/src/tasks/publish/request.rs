@@ -81,7 +81,9 @@ impl Request {
 pub(super) fn asked(args: &Args) -> Result<from::Asked<'_>> {
     let registered = from::registered(&args.task_definitions);
     let mut lookup = Vec::new();
-    if let Some(list) = args.containers.as_deref().filter(|_| !args.no_lookup) {
+    // Each account registers its own definitions: what one target's say is no guide to another's.
+    let one_target = args.aws.specs().is_ok_and(|specs| specs.len() == 1);
+    if let Some(list) = args.containers.as_deref().filter(|_| !args.no_lookup && one_target) {
         let in_files: BTreeSet<String> = args
             .task_definitions
             .iter()

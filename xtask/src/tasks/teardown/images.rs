@@ -1,8 +1,9 @@
 //! `cargo xtask teardown --images`: the placeholder's images out of repositories that keep living
 //! (a stack's own, or one whose tags now hold real images; an immutable tag the pipeline is to
-//! push), the repositories and every real image kept. An image a running task runs, or a tag a
-//! service that is not yet running all its tasks pulls, is never removed: the services of every
-//! cluster in the region are read first, and where they cannot be read nothing is removed.
+//! push), the repositories and every real image kept. An image a running task runs (its index or
+//! any of its platforms' manifests), or a tag a service not running all its tasks names, is never
+//! removed: the services of every cluster in the region are read first, and where they cannot be
+//! read nothing is removed.
 
 use std::collections::BTreeSet;
 
@@ -62,7 +63,9 @@ pub(super) fn in_use(standings: &[Standing], repository: &str) -> InUse {
                 }
             }
         }
-        if standing.running < standing.desired {
+        // Not every task running (or none, a service scaled to 0): a task it starts pulls the
+        // definition's tag, at the digest its deployment resolved.
+        if standing.running < standing.desired || standing.tasks.is_empty() {
             for (_, image) in standing.containers.iter().filter(|(_, image)| ours(image)) {
                 uses = true;
                 used.tags.insert(tag_of(image));

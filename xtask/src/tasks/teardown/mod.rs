@@ -348,9 +348,16 @@ async fn inventory(ecr_client: &aws_sdk_ecr::Client, registry: &Registry, name: 
         if held.iter().any(|h| h.digests.iter().any(|d| d == digest)) {
             continue;
         }
-        let placeholder = registry.inspect(name, digest).await?.is_some_and(|image| image.placeholder);
-        held.push(Held { name: digest.to_owned(), tags: Vec::new(), digests: vec![digest.to_owned()], placeholder });
+        // An untagged index still names its platforms' manifests, which ECR lists on their own.
+        let (digests, placeholder) = match registry.inspect(name, digest).await? {
+            Some(image) => (std::iter::once(image.digest).chain(image.children).collect(), image.placeholder),
+            None => (vec![digest.to_owned()], false),
+        };
+        held.push(Held { name: digest.to_owned(), tags: Vec::new(), digests, placeholder });
     }
+    // A manifest an index names is part of that index: never an image of its own to remove.
+    let named: Vec<String> = held.iter().flat_map(|h| h.digests.iter().skip(1).cloned()).collect();
+    held.retain(|h| !named.contains(&h.digests[0]));
     Ok(Some(held))
 }
 
