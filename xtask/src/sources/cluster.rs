@@ -10,7 +10,7 @@ use anyhow::{Result, bail};
 use crate::base::Usage;
 use crate::base::service::Service;
 use crate::clients::aws::{error_code, service_call_failed};
-use crate::sources::stack::{self, Found};
+use crate::sources::stack::Found;
 use crate::sources::taskdef::{self, Container, LoadBalancerCheck};
 use crate::sources::{balancer, registered};
 
@@ -102,7 +102,7 @@ pub async fn load(
                 let image = container.image.clone().unwrap_or_default();
                 found.push(Found {
                     location: format!("ecs:{cluster}/{name} (task definition {family}, container {})", container.name),
-                    kind: stack::classify_image(&image),
+                    kind: registered::classify_in(task, &image),
                     image,
                     https,
                     container,

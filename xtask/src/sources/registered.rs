@@ -45,25 +45,29 @@ fn found_in(task: &aws_sdk_ecs::types::TaskDefinition, how: &str) -> Vec<Found> 
         container.task = Some(task.family().unwrap_or_default().to_owned());
     }
     taskdef::link(&mut containers);
-    // The account that registered it: an image in another account's ECR (a shared registry) is
-    // that account's, not a repository of the same name here.
-    let account = task.task_definition_arn().and_then(|arn| arn.split(':').nth(4)).unwrap_or_default().to_owned();
     containers
         .into_iter()
         .map(|container| {
             let image = container.image.clone().unwrap_or_default();
-            let host_account = image.split('.').next().unwrap_or_default();
-            let elsewhere =
-                !account.is_empty() && host_account.bytes().all(|b| b.is_ascii_digit()) && host_account != account;
             Found {
                 location: format!("task definition {family} ({how}), container {}", container.name),
-                kind: if elsewhere { stack::Kind::Other } else { stack::classify_image(&image) },
+                kind: classify_in(task, &image),
                 image,
                 https: false,
                 container,
             }
         })
         .collect()
+}
+
+/// What an image of a registered task definition is: an image in another account's ECR (a shared
+/// registry) is that account's, not a repository of the same name in the account that registered
+/// the definition.
+pub fn classify_in(task: &aws_sdk_ecs::types::TaskDefinition, image: &str) -> stack::Kind {
+    let account = task.task_definition_arn().and_then(|arn| arn.split(':').nth(4)).unwrap_or_default();
+    let host_account = image.split('.').next().unwrap_or_default();
+    let elsewhere = !account.is_empty() && host_account.bytes().all(|b| b.is_ascii_digit()) && host_account != account;
+    if elsewhere { stack::Kind::Other } else { stack::classify_image(image) }
 }
 
 /// `--target-group [CONTAINER=]NAME|ARN`: the groups, each with the container it is for when the
@@ -246,6 +250,18 @@ pub fn container(definition: &ContainerDefinition) -> Container {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_image_in_another_accounts_ecr_is_that_accounts() {
+        let task = aws_sdk_ecs::types::TaskDefinition::builder()
+            .task_definition_arn("arn:aws:ecs:eu-west-1:111111111111:task-definition/api:3")
+            .build();
+        let kind = |image: &str| classify_in(&task, image);
+        assert_eq!(kind("111111111111.dkr.ecr.eu-west-1.amazonaws.com/api:1"), stack::Kind::Ecr("api".into()));
+        assert_eq!(kind("222222222222.dkr.ecr.eu-west-1.amazonaws.com/api:1"), stack::Kind::Other);
+        assert_eq!(kind("${AWS_ACCOUNT_ID}.dkr.ecr.eu-west-1.amazonaws.com/api:1"), stack::Kind::Ecr("api".into()));
+        assert_eq!(kind("nginx:1.27"), stack::Kind::Other);
+    }
 
     #[test]
     fn families_named_like_repositories() {
