@@ -37,7 +37,6 @@ fn path_with_cargo(dir: &Path) -> String {
     );
     let shim = dir.join("cargo");
     std::fs::write(&shim, script).unwrap();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut std::fs::metadata(&shim).unwrap().permissions(), 0o755);
     std::fs::set_permissions(&shim, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let venv = Path::new(ROOT).join(".venv/bin");
     format!("{}:{}:{}", dir.display(), venv.display(), std::env::var("PATH").unwrap_or_default())

@@ -1,5 +1,8 @@
 //! An ECS service, as `--from stack:` and `--from ecs:` find them and `publish --wait` follows them.
 
+/// DescribeServices takes at most this many services a call.
+pub const SERVICES_PER_CALL: usize = 10;
+
 /// An ECS service to follow.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Service {

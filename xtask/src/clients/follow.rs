@@ -11,13 +11,12 @@ use anyhow::Result;
 use aws_sdk_ecs::types::{DesiredStatus, Service as EcsService};
 use tokio::time::Instant;
 
-use crate::base::service::Service;
+use crate::base::service::{SERVICES_PER_CALL, Service};
 use crate::clients::aws::service_call_failed;
+use crate::clients::services;
 
 /// How often ECS is asked; its own events come no faster.
 const POLL: Duration = Duration::from_secs(5);
-/// DescribeServices takes at most this many services a call.
-const SERVICES_PER_CALL: usize = 10;
 
 /// How the watching ended.
 #[derive(Debug, PartialEq)]
@@ -118,36 +117,10 @@ async fn look_all(
 
 /// Why the service's most recently stopped task stopped: its reason and its containers' own.
 async fn last_stopped(ecs: &aws_sdk_ecs::Client, cluster: &str, service: &str) -> Result<Option<String>> {
-    let listed = ecs
-        .list_tasks()
-        .cluster(cluster)
-        .service_name(service)
-        .desired_status(DesiredStatus::Stopped)
-        .send()
-        .await
-        .map_err(|e| service_call_failed("ECS", "ListTasks", e))?;
-    if listed.task_arns().is_empty() {
-        return Ok(None);
-    }
-    let tasks = ecs
-        .describe_tasks()
-        .cluster(cluster)
-        .set_tasks(Some(listed.task_arns().to_vec()))
-        .send()
-        .await
-        .map_err(|e| service_call_failed("ECS", "DescribeTasks", e))?;
-    let newest = tasks.tasks().iter().max_by_key(|t| t.stopped_at().map(|s| s.secs()).unwrap_or(0));
-    Ok(newest.map(|task| {
-        let mut why = vec![task.stopped_reason().unwrap_or("stopped").to_owned()];
-        for container in task.containers() {
-            if let Some(reason) = container.reason() {
-                why.push(format!("{}: {reason}", container.name().unwrap_or("container")));
-            } else if let Some(code) = container.exit_code().filter(|c| *c != 0) {
-                why.push(format!("{} exited {code}", container.name().unwrap_or("container")));
-            }
-        }
-        why.join("; ")
-    }))
+    let service = Service { cluster: cluster.to_owned(), name: service.to_owned() };
+    let stopped = services::tasks(ecs, &service, DesiredStatus::Stopped).await?;
+    let newest = stopped.into_iter().max_by_key(|t| t.stopped_at.unwrap_or(0));
+    Ok(newest.map(|task| task.stopped_reason.unwrap_or_else(|| "stopped".to_owned())))
 }
 
 /// The load balancer's view: `1 healthy, 1 unhealthy (Target.FailedHealthChecks)`.

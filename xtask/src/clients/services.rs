@@ -10,12 +10,11 @@ use anyhow::Result;
 use aws_sdk_ecs::types::DesiredStatus;
 
 use crate::base::image_ref;
-use crate::base::service::Service;
+use crate::base::service::{SERVICES_PER_CALL, Service};
 use crate::clients::aws::{error_code, service_call_failed};
 use crate::clients::registry::Registry;
 
-/// DescribeServices and DescribeTasks take at most this many a call.
-const PER_CALL: usize = 10;
+/// DescribeTasks takes at most this many a call.
 const TASKS_PER_CALL: usize = 100;
 
 /// One service as it stands.
@@ -52,7 +51,10 @@ pub struct Task {
     pub started_by: String,
     /// (container name, image, digest it runs)
     pub containers: Vec<(String, String, Option<String>)>,
+    /// Why it stopped: its own reason, and each container's reason or exit code.
     pub stopped_reason: Option<String>,
+    /// When it stopped, in seconds since the epoch.
+    pub stopped_at: Option<i64>,
 }
 
 /// What an image in a task or at a tag is.
@@ -116,7 +118,7 @@ pub async fn read(ecs: &aws_sdk_ecs::Client, services: &[Service]) -> Result<Vec
     let mut standing = Vec::new();
     let mut definitions: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
     for (cluster, wanted) in by_cluster {
-        for chunk in wanted.chunks(PER_CALL) {
+        for chunk in wanted.chunks(SERVICES_PER_CALL) {
             let described = ecs
                 .describe_services()
                 .cluster(cluster)
@@ -217,8 +219,11 @@ pub async fn tasks(ecs: &aws_sdk_ecs::Client, service: &Service, status: Desired
                 reasons.push(reason.to_owned());
             }
             for container in task.containers() {
+                let name = container.name().unwrap_or("container");
                 if let Some(reason) = container.reason().filter(|r| !reasons.iter().any(|known| known == r)) {
-                    reasons.push(format!("{}: {reason}", container.name().unwrap_or("container")));
+                    reasons.push(format!("{name}: {reason}"));
+                } else if let Some(code) = container.exit_code().filter(|c| *c != 0 && task.stopped_at().is_some()) {
+                    reasons.push(format!("{name} exited {code}"));
                 }
             }
             tasks.push(Task {
@@ -235,6 +240,7 @@ pub async fn tasks(ecs: &aws_sdk_ecs::Client, service: &Service, status: Desired
                     })
                     .collect(),
                 stopped_reason: (!reasons.is_empty()).then(|| reasons.join("; ")),
+                stopped_at: task.stopped_at().map(|t| t.secs()),
             });
         }
     }

@@ -8,14 +8,11 @@ use std::collections::HashMap;
 use anyhow::{Result, bail};
 
 use crate::base::Usage;
-use crate::base::service::Service;
+use crate::base::service::{SERVICES_PER_CALL, Service};
 use crate::clients::aws::{error_code, service_call_failed};
 use crate::sources::stack::Found;
 use crate::sources::taskdef::{self, Container, LoadBalancerCheck};
 use crate::sources::{balancer, registered};
-
-/// DescribeServices takes at most this many services a call.
-const SERVICES_PER_CALL: usize = 10;
 
 /// The containers of `services` in `cluster` (every service of the cluster when none is named),
 /// and the services themselves.

@@ -10,8 +10,9 @@ use crate::base::Usage;
 pub use crate::base::service::Service;
 use crate::clients::aws;
 use crate::clients::aws::AwsArgs;
-use crate::sources::balancer::Group;
+use crate::sources::balancer::{self, Group};
 use crate::sources::stack::{self, Found};
+use crate::sources::taskdef::{self, Container};
 use crate::sources::{cluster, deployed, registered};
 
 #[derive(Clone, Debug, PartialEq)]
@@ -82,6 +83,37 @@ pub fn is_registered(value: &str) -> bool {
 /// The `--task-definition` values that name registered task definitions, not files.
 pub fn registered(values: &[PathBuf]) -> Vec<String> {
     values.iter().map(|t| t.to_string_lossy().into_owned()).filter(|t| is_registered(t)).collect()
+}
+
+/// A container of a `--task-definition` file, and whether its target group checks over HTTPS.
+pub struct InFile {
+    pub file: PathBuf,
+    pub container: Container,
+    pub https: bool,
+}
+
+/// Every container of the `--task-definition` values that are files (registered ones are read
+/// from AWS with the other sources). A file that is no task definition is bad input.
+pub fn definition_files(values: &[PathBuf]) -> Result<Vec<InFile>> {
+    let mut files = Vec::new();
+    for file in values.iter().filter(|f| !is_registered(&f.to_string_lossy())) {
+        for container in taskdef::load(file).map_err(|e| Usage(format!("{e:#}")))? {
+            files.push(InFile { file: file.clone(), container, https: false });
+        }
+    }
+    Ok(files)
+}
+
+/// Puts each `--target-group` check on the container it checks, whichever definition (a file's
+/// or a source's) that is in.
+pub fn attach_groups(files: &mut [InFile], found: &mut [Found], groups: &[(Option<String>, Group)]) -> Result<()> {
+    balancer::attach(
+        files
+            .iter_mut()
+            .map(|f| (&mut f.container, &mut f.https))
+            .chain(found.iter_mut().map(|f| (&mut f.container, &mut f.https))),
+        groups,
+    )
 }
 
 /// Whether any of `values` names what AWS holds (`stack:`, `ecs:`) rather than a file.

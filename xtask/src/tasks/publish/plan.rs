@@ -11,9 +11,8 @@ use crate::image::oci::{self, Recipe};
 use crate::sources::stack;
 use crate::sources::taskdef;
 
-use crate::sources::balancer::{self, Group};
 use crate::sources::containers::container_specs;
-use crate::sources::from;
+use crate::sources::from::{self, InFile};
 
 use std::time::Instant;
 
@@ -32,9 +31,9 @@ pub(super) struct Target {
     pub(super) tags: Vec<String>,
     /// The deployed stack that owns the repository, where one does.
     pub(super) owner: Option<String>,
-    /// Each container definition read that runs the image, and the tag it pulls
-    /// (`Api/web pulls :1.0.0`): empty where only `--containers` names the repository.
-    pub(super) pulled_by: Vec<String>,
+    /// Each container definition read that runs the image, and the tag it pulls: empty where
+    /// only `--containers` names the repository.
+    pub(super) pulled_by: Vec<Pull>,
     /// Each container that runs the image, by name, with its ports.
     containers: BTreeMap<String, BTreeSet<u16>>,
     /// Ports `--containers NAME:PORT` gives: for every container of the image.
@@ -75,7 +74,8 @@ pub(super) struct Planned {
 /// does not exist, `--wait` with no service to follow) is a usage error before anything changes.
 pub(super) async fn plan(args: &Args, request: &Request, timings: &mut Timings) -> Result<Planned> {
     let started = Instant::now();
-    let asked = asked(args)?;
+    let mut files = from::definition_files(&args.task_definitions)?;
+    let asked = asked(args, &files)?;
     if request.specs.len() > 1 {
         if args.containers.is_some() && !args.no_lookup {
             eprintln!(
@@ -101,7 +101,8 @@ pub(super) async fn plan(args: &Args, request: &Request, timings: &mut Timings) 
         ));
     }
     let mut found = loaded.found;
-    let mut targets = targets(args, &mut found, &loaded.groups)?;
+    from::attach_groups(&mut files, &mut found, &loaded.groups)?;
+    let mut targets = targets(args, &files, &found)?;
     // After the target groups are put on their containers: the table shows their checks.
     if request.dry_run && request.output == OutputFormat::Text && !found.is_empty() {
         stack::print_table(&found);
@@ -116,11 +117,7 @@ pub(super) async fn plan(args: &Args, request: &Request, timings: &mut Timings) 
 
 /// The repositories to publish: `--containers`, and the ECR repositories of every container in
 /// `--task-definition` files and `--from` stacks, each with the recipe its definitions need.
-pub(super) fn targets(
-    args: &Args,
-    found: &mut [stack::Found],
-    groups: &[(Option<String>, Group)],
-) -> Result<Vec<Target>> {
+pub(super) fn targets(args: &Args, files: &[InFile], found: &[stack::Found]) -> Result<Vec<Target>> {
     let mut targets: Vec<Target> = Vec::new();
     let entry = |targets: &mut Vec<Target>, name: &str| -> usize {
         match targets.iter().position(|t| t.name == name) {
@@ -138,21 +135,7 @@ pub(super) fn targets(
             targets[i].recipe.ports.extend(ports);
         }
     }
-    let mut files = Vec::new();
-    for file in args.task_definitions.iter().filter(|f| !from::is_registered(&f.to_string_lossy())) {
-        for container in taskdef::load(file).map_err(|e| Usage(format!("{e:#}")))? {
-            files.push((file, container, false));
-        }
-    }
-    // `--target-group` on the container it checks, whichever definition that is in.
-    balancer::attach(
-        files
-            .iter_mut()
-            .map(|(_, container, https)| (container, https))
-            .chain(found.iter_mut().map(|f| (&mut f.container, &mut f.https))),
-        groups,
-    )?;
-    for (file, container, https) in &files {
+    for InFile { file, container, https } in files {
         let Some(repository) = container.image.as_deref().and_then(image_ref::ecr_repository) else {
             eprintln!(
                 "{}: container {} uses {}: {}, left alone",
@@ -169,7 +152,7 @@ pub(super) fn targets(
         if *https {
             targets[i].notes.push(https_note(&container.name));
         }
-        targets[i].pulled_by.push(pulls(container, tag.as_deref()));
+        targets[i].pulled_by.push(Pull::of(container, tag.as_deref()));
         targets[i].tags.extend(tag);
     }
     for found in found.iter() {
@@ -181,7 +164,7 @@ pub(super) fn targets(
                 if found.https {
                     targets[i].notes.push(https_note(&found.container.name));
                 }
-                targets[i].pulled_by.push(pulls(&found.container, tag.as_deref()));
+                targets[i].pulled_by.push(Pull::of(&found.container, tag.as_deref()));
                 targets[i].tags.extend(tag);
                 if let Some(owner) = found.owner() {
                     targets[i].owner = Some(owner);
@@ -386,11 +369,26 @@ pub(super) fn bake(target: &mut Target, container: &taskdef::Container) {
     }
 }
 
-/// `Api/web pulls :1.0.0`: which definition runs the image, at which tag.
-fn pulls(container: &taskdef::Container, tag: Option<&str>) -> String {
-    match tag {
-        Some(tag) => format!("{} pulls :{tag}", container.qualified()),
-        None => format!("{} pulls a tag known only once deployed (:latest stands in)", container.qualified()),
+/// Which container definition runs the image, at which tag: `None` for a tag known only once
+/// the stack is deployed (`:latest` stands in).
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub(super) struct Pull {
+    /// `Api/web`: the task definition and the container.
+    pub(super) by: String,
+    pub(super) tag: Option<String>,
+}
+
+impl Pull {
+    fn of(container: &taskdef::Container, tag: Option<&str>) -> Pull {
+        Pull { by: container.qualified(), tag: tag.map(str::to_owned) }
+    }
+
+    /// `Api/web pulls :1.0.0`.
+    pub(super) fn says(&self) -> String {
+        match &self.tag {
+            Some(tag) => format!("{} pulls :{tag}", self.by),
+            None => format!("{} pulls a tag known only once deployed (:latest stands in)", self.by),
+        }
     }
 }
 

@@ -15,7 +15,7 @@ use crate::proof::smoke::Proof;
 use crate::sources::stack;
 
 use super::build::Built;
-use super::plan::{Planned, Target};
+use super::plan::{Planned, Pull, Target};
 use super::request::Request;
 use crate::tasks::OutputFormat;
 
@@ -62,7 +62,7 @@ pub struct Outcome {
     pub tags: Vec<String>,
     /// Each container definition read that runs the image, and the tag it pulls; empty when no
     /// definition was read (names alone).
-    pub pulled_by: Vec<String>,
+    pub pulled_by: Vec<Pull>,
     /// Tags the placeholder was to be put at but was not (a real image, an immutable tag).
     pub unfilled: Vec<String>,
     /// Tags left with no image at all (immutable, and the placeholder would block the pipeline):
@@ -98,7 +98,7 @@ impl Done {
     /// Where definitions were read, only the tags they pull count (not a `:latest` none pulls).
     pub(super) fn failed(&self, replication: &[replicate::Change]) -> bool {
         let pulled = |o: &Outcome, tag: &str| {
-            o.pulled_by.is_empty() || o.pulled_by.iter().any(|p| p.ends_with(&format!(" pulls :{tag}")))
+            o.pulled_by.is_empty() || o.pulled_by.iter().any(|p| p.tag.as_deref() == Some(tag))
         };
         self.outcomes.iter().any(|o| o.action == Action::Failed || o.left_empty.iter().any(|t| pulled(o, t)))
             || replication.iter().any(|c| c.result == "failed")
@@ -269,12 +269,12 @@ fn pulled(o: &Outcome) -> String {
     let each: Vec<String> = o
         .pulled_by
         .iter()
-        .map(|pull| match pull.rsplit_once(" pulls :") {
-            Some((_, tag)) if o.left_empty.iter().any(|t| t == tag) => {
-                format!("{pull}: NOTHING there, so its tasks cannot start (see above)")
+        .map(|pull| match &pull.tag {
+            Some(tag) if o.left_empty.contains(tag) => {
+                format!("{}: NOTHING there, so its tasks cannot start (see above)", pull.says())
             }
-            Some((_, tag)) if o.unfilled.iter().any(|t| t == tag) => format!("{pull}: NOT the placeholder (see above)"),
-            _ => format!("{pull}: the placeholder is there"),
+            Some(tag) if o.unfilled.contains(tag) => format!("{}: NOT the placeholder (see above)", pull.says()),
+            _ => format!("{}: the placeholder is there", pull.says()),
         })
         .collect();
     format!("{}: {}", o.container, each.join("; "))

@@ -13,8 +13,7 @@ use crate::base::platform::{self, Platform};
 use crate::clients::aws::TargetSpec;
 use crate::clients::ecr::{Encryption, Settings};
 use crate::sources::containers::parse_containers;
-use crate::sources::from;
-use crate::sources::taskdef;
+use crate::sources::from::{self, InFile};
 use crate::tasks::OutputFormat;
 
 pub(super) struct Request {
@@ -77,21 +76,15 @@ impl Request {
 
 /// What publish reads beyond the files it is given: `--from`, registered task definitions, target
 /// groups, and the registered definitions that pull the `--containers` repositories (unless
-/// `--no-lookup`, or a definition given already names the repository).
-pub(super) fn asked(args: &Args) -> Result<from::Asked<'_>> {
+/// `--no-lookup`, or a definition given already names the repository: `files`, read already).
+pub(super) fn asked<'a>(args: &'a Args, files: &[InFile]) -> Result<from::Asked<'a>> {
     let registered = from::registered(&args.task_definitions);
     let mut lookup = Vec::new();
     // Each account registers its own definitions: what one target's say is no guide to another's.
     let one_target = args.aws.specs().is_ok_and(|specs| specs.len() == 1);
     if let Some(list) = args.containers.as_deref().filter(|_| !args.no_lookup && one_target) {
-        let in_files: BTreeSet<String> = args
-            .task_definitions
-            .iter()
-            .filter(|t| !from::is_registered(&t.to_string_lossy()))
-            .filter_map(|file| taskdef::load(file).ok())
-            .flatten()
-            .filter_map(|c| c.image.as_deref().and_then(image_ref::ecr_repository))
-            .collect();
+        let in_files: BTreeSet<String> =
+            files.iter().filter_map(|f| f.container.image.as_deref().and_then(image_ref::ecr_repository)).collect();
         lookup = parse_containers(list)?.into_iter().filter(|name| !in_files.contains(name)).collect();
     }
     Ok(from::Asked { from: &args.from, registered, target_groups: &args.target_groups, lookup })

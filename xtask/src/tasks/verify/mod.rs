@@ -35,8 +35,7 @@ use crate::clients::engine::{self, Engine};
 use crate::image::oci::{self, Recipe};
 use crate::image::{self, Plan};
 use crate::proof;
-use crate::sources::balancer;
-use crate::sources::from;
+use crate::sources::from::{self, InFile};
 use crate::sources::stack;
 use crate::sources::taskdef::{self, Container, Matcher};
 use crate::tasks::OutputFormat;
@@ -117,21 +116,10 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     let registered = from::registered(&args.task_definitions);
     let asked = from::Asked { from: &args.from, registered, target_groups: &args.target_groups, lookup: Vec::new() };
     let mut loaded = from::load_asked(&asked, &args.aws, None).await?;
-    let mut files = Vec::new();
-    for file in args.task_definitions.iter().filter(|f| !from::is_registered(&f.to_string_lossy())) {
-        for container in taskdef::load(file).map_err(|e| Usage(format!("{e:#}")))? {
-            files.push((file, container, false));
-        }
-    }
-    balancer::attach(
-        files
-            .iter_mut()
-            .map(|(_, container, https)| (container, https))
-            .chain(loaded.found.iter_mut().map(|f| (&mut f.container, &mut f.https))),
-        &loaded.groups,
-    )?;
+    let mut files = from::definition_files(&args.task_definitions)?;
+    from::attach_groups(&mut files, &mut loaded.found, &loaded.groups)?;
     let mut containers = Vec::new();
-    for (file, container, _) in files {
+    for InFile { file, container, .. } in files {
         {
             // In a task of several containers, one from another registry (a log router, an agent,
             // a proxy) is not the placeholder's to stand in for: it runs beside the others.
