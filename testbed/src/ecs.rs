@@ -19,6 +19,7 @@
 //!   `rolloutState`) and `events` with ECS's wording; `UpdateService` with `forceNewDeployment`
 //!   or a new task definition starts a deployment; `ListTasks` and `DescribeTasks` list the
 //!   service's tasks, running and stopped.
+//! - Every list call paged, and the Describe calls' limits, as `pages.rs` says.
 //!
 //! Images are judged from the test registry: the manifest (or the index's entry for the task's
 //! platform) and its config's entry point and command. Images from other registries (Docker Hub)
@@ -34,6 +35,7 @@ use anyhow::{Context, Result};
 use serde_json::{Value, json};
 
 use crate::faults::{HttpProxy, Request, Verdict, exchange, parse_answer};
+use crate::pages;
 
 const TARGET: &str = "AmazonEC2ContainerServiceV20141113.";
 /// How often a deployment that cannot start its tasks launches another.
@@ -145,6 +147,11 @@ impl Scheduler {
         self.proxy.endpoint()
     }
 
+    /// Its port, for a proxy in front of it (injected faults).
+    pub fn port(&self) -> u16 {
+        self.proxy.port
+    }
+
     /// Every request seen so far, as `METHOD target` and, for ECS, its operation.
     pub fn operations(&self) -> Vec<String> {
         self.state.lock().unwrap().operations.clone()
@@ -179,6 +186,30 @@ fn handle(
     request: &mut Request,
 ) -> Result<Option<(u16, Vec<u8>)>> {
     let input: Value = serde_json::from_slice(&request.body).unwrap_or_default();
+    if let Err((status, body)) = pages::within_limits(operation, &input) {
+        return Ok(Some((status, serde_json::to_vec(&body)?)));
+    }
+    if let Some((field, default)) = pages::paged(operation) {
+        let (status, mut output) = match own_tasks(&state.lock().unwrap(), operation, &input) {
+            Some(output) => (200, output),
+            None => upstream(moto, request)?,
+        };
+        if status != 200 {
+            return Ok(Some((status, serde_json::to_vec(&output)?)));
+        }
+        let mut items = output[field].as_array_mut().map(std::mem::take).unwrap_or_default();
+        pages::order(operation, &input, &mut items);
+        let (page, next) = match pages::page(items, &input, default) {
+            Ok(paged) => paged,
+            Err((status, body)) => return Ok(Some((status, serde_json::to_vec(&body)?))),
+        };
+        output[field] = Value::Array(page);
+        match next {
+            Some(token) => output["nextToken"] = token.into(),
+            None => _ = output.as_object_mut().map(|o| o.remove("nextToken")),
+        }
+        return Ok(Some((200, serde_json::to_vec(&output)?)));
+    }
     match operation {
         "CreateService" | "UpdateService" | "DescribeServices" => {
             let (status, mut output) = upstream(moto, request)?;
@@ -224,17 +255,6 @@ fn handle(
             }
             Ok(Some((200, serde_json::to_vec(&output)?)))
         }
-        "ListTasks" => {
-            let state = state.lock().unwrap();
-            let Some(name) = input["serviceName"].as_str() else { return Ok(None) };
-            let Some(service) = state.services.values().find(|s| s.name == name || s.arn == name) else {
-                return Ok(None);
-            };
-            let stopped = input["desiredStatus"].as_str() == Some("STOPPED");
-            let arns: Vec<&str> =
-                service.tasks.iter().filter(|t| t.stopped.is_some() == stopped).map(|t| t.arn.as_str()).collect();
-            Ok(Some((200, serde_json::to_vec(&json!({ "taskArns": arns }))?)))
-        }
         "DescribeTasks" => {
             let state = state.lock().unwrap();
             let wanted: Vec<&str> = input["tasks"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
@@ -252,6 +272,20 @@ fn handle(
         }
         _ => Ok(None),
     }
+}
+
+/// `ListTasks` of a service the scheduler runs: its tasks, running or (`desiredStatus` STOPPED)
+/// stopped; `None` for any other call.
+fn own_tasks(state: &State, operation: &str, input: &Value) -> Option<Value> {
+    if operation != "ListTasks" {
+        return None;
+    }
+    let name = input["serviceName"].as_str()?;
+    let service = state.services.values().find(|s| s.name == name || s.arn == name)?;
+    let stopped = input["desiredStatus"].as_str() == Some("STOPPED");
+    let arns: Vec<&str> =
+        service.tasks.iter().filter(|t| t.stopped.is_some() == stopped).map(|t| t.arn.as_str()).collect();
+    Some(json!({ "taskArns": arns }))
 }
 
 /// moto's answer to `request`, as JSON.

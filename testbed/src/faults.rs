@@ -150,6 +150,8 @@ fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
 fn serve(mut client: TcpStream, upstream: u16, rule: &Rule, log: &Mutex<Vec<String>>) -> Result<()> {
     while let Some(mut request) = read_request(&mut client)? {
         log.lock().unwrap().push(format!("{} {}", request.method, request.target));
+        // A client that asks to close (another proxy's `exchange`) reads the answer to the end.
+        let last = request.header("connection").is_some_and(|v| v.eq_ignore_ascii_case("close"));
         match rule(&mut request) {
             Verdict::Cut => {
                 let _ = client.shutdown(Shutdown::Both);
@@ -165,6 +167,10 @@ fn serve(mut client: TcpStream, upstream: u16, rule: &Rule, log: &Mutex<Vec<Stri
                 client.write_all(&body)?;
             }
             Verdict::Forward => client.write_all(&exchange(upstream, &request)?)?,
+        }
+        if last {
+            let _ = client.shutdown(Shutdown::Both);
+            return Ok(());
         }
     }
     Ok(())

@@ -17,6 +17,7 @@ use base64::Engine as _;
 
 mod ecs;
 mod faults;
+mod pages;
 mod rules;
 mod terraform;
 pub use ecs::Scheduler;
@@ -335,6 +336,62 @@ impl Moto {
     /// The value for `AWS_ENDPOINT_URL`.
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Registers `count` task definition families nobody publishes to (`service-0000`, ...: one
+    /// container pulling its own repository's tag), as an account that runs many services has
+    /// them. Straight to moto, eight at a time, signed only as far as moto reads a signature (the
+    /// default account's access key and the region).
+    pub fn crowd(&self, count: usize) -> Result<()> {
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let failed = std::sync::Mutex::new(None);
+        std::thread::scope(|scope| {
+            for _ in 0..8 {
+                scope.spawn(|| {
+                    loop {
+                        let n = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        if n >= count {
+                            break;
+                        }
+                        if let Err(e) = self.register_crowd_member(n) {
+                            *failed.lock().unwrap() = Some(e);
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        match failed.into_inner().unwrap() {
+            Some(e) => Err(e.context(format!("registering {count} task definition families in moto"))),
+            None => Ok(()),
+        }
+    }
+
+    fn register_crowd_member(&self, n: usize) -> Result<()> {
+        let body = serde_json::json!({
+            "family": format!("service-{n:04}"),
+            "containerDefinitions": [{
+                "name": "app", "memory": 256, "portMappings": [{ "containerPort": 3000 }],
+                "image": format!("123456789012.dkr.ecr.eu-west-1.amazonaws.com/service-{n:04}:1.0.{n}"),
+            }],
+        })
+        .to_string();
+        let request = faults::Request {
+            method: "POST".into(),
+            target: "/".into(),
+            headers: "Host: 127.0.0.1\r\nContent-Type: application/x-amz-json-1.1\r\n\
+                      X-Amz-Target: AmazonEC2ContainerServiceV20141113.RegisterTaskDefinition\r\n\
+                      Authorization: AWS4-HMAC-SHA256 Credential=testing/20260101/eu-west-1/ecs/aws4_request, \
+                      SignedHeaders=host, Signature=0\r\n"
+                .into(),
+            body: body.into_bytes(),
+        };
+        let answer = faults::exchange(self.port, &request)?;
+        match faults::parse_answer(&answer) {
+            Some((200, _)) => Ok(()),
+            Some((status, body)) => bail!("RegisterTaskDefinition: {status} {}", String::from_utf8_lossy(&body)),
+            None => bail!("RegisterTaskDefinition: moto's answer is not HTTP"),
+        }
     }
 
     /// Environment for a process that talks to this moto: endpoint, region and dummy credentials.

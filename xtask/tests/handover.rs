@@ -10,8 +10,6 @@ mod common;
 use aws_sdk_ecs::types::{ContainerDefinition, DeploymentCircuitBreaker, DeploymentConfiguration, PortMapping};
 use common::*;
 
-const ECR: &str = "123456789012.dkr.ecr.eu-west-1.amazonaws.com";
-
 /// A cluster with one service of `count` tasks pulling `repository:tag`, with the circuit
 /// breaker and its rollback on, made through the scheduler as Terraform or the console would.
 async fn service(endpoint: &str, cluster: &str, repository: &str, tag: &str, count: i32) {

@@ -1,54 +1,12 @@
 //! Registered task definitions and target groups as sources (`--task-definition FAMILY[:REV]|ARN`,
-//! `--target-group`), the lookup `--containers NAME` makes in them, and a port another container
-//! of the task maps left to that container on every path that reads definitions. Against moto's
+//! `--target-group`), and a port another container of the task maps left to that container on
+//! every path that reads definitions. Against moto's
 //! ECS and ELBv2, with the images run as ECS would run them (`verify`).
 
 mod common;
 
-use aws_sdk_ecs::types::{ContainerDefinition, HealthCheck, PortMapping};
+use aws_sdk_ecs::types::{ContainerDefinition, HealthCheck};
 use common::*;
-
-const ECR: &str = "123456789012.dkr.ecr.eu-west-1.amazonaws.com";
-
-async fn vpc(bed: &Bed) -> String {
-    let ec2 = aws_sdk_cloudformation::Client::new(&bed.aws().await);
-    ec2.create_stack()
-        .stack_name("Network")
-        .template_body("Resources:\n  Vpc:\n    Type: AWS::EC2::VPC\n    Properties:\n      CidrBlock: 10.1.0.0/16\n")
-        .send()
-        .await
-        .unwrap();
-    let resources = ec2.list_stack_resources().stack_name("Network").send().await.unwrap();
-    resources.stack_resource_summaries()[0].physical_resource_id().unwrap().to_owned()
-}
-
-/// A target group on `port` whose health check asks `path` on `check_port` (`traffic-port` for the
-/// target's own port); its ARN.
-async fn target_group(bed: &Bed, vpc: &str, name: &str, port: i32, check_port: &str, path: &str) -> String {
-    use aws_sdk_elasticloadbalancingv2::types::{ProtocolEnum, TargetTypeEnum};
-    let elbv2 = aws_sdk_elasticloadbalancingv2::Client::new(&bed.aws().await);
-    let group = elbv2
-        .create_target_group()
-        .name(name)
-        .protocol(ProtocolEnum::Http)
-        .port(port)
-        .vpc_id(vpc)
-        .target_type(TargetTypeEnum::Ip)
-        .health_check_port(check_port)
-        .health_check_path(path)
-        .send()
-        .await
-        .unwrap();
-    group.target_groups()[0].target_group_arn().unwrap().to_owned()
-}
-
-fn web(name: &str, image: &str, port: i32) -> aws_sdk_ecs::types::builders::ContainerDefinitionBuilder {
-    ContainerDefinition::builder()
-        .name(name)
-        .image(image)
-        .memory(256)
-        .port_mappings(PortMapping::builder().container_port(port).build())
-}
 
 /// A frontend on 80 whose target group checks the backend on 5000, both from ECR, as one Fargate
 /// task (they share one network namespace).
@@ -75,11 +33,6 @@ async fn register_shop(bed: &Bed) {
         .send()
         .await
         .unwrap();
-}
-
-/// The PORTS column of a container's row in publish's table.
-fn ports(stdout: &str, container: &str) -> String {
-    row(stdout, container).split_whitespace().nth(4).unwrap_or_default().to_owned()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -135,124 +88,6 @@ async fn a_registered_definition_and_its_target_group_are_published_as_the_servi
         assert_eq!(code, 2, "{all:?}\n{stdout}\n{stderr}");
         assert!(stderr.trim().lines().last().unwrap_or_default().contains(says), "{all:?}: {stderr}");
     }
-}
-
-/// Registers `count` families nobody publishes to, as an account that runs many services has them.
-async fn crowd(bed: &Bed, count: usize) {
-    let ecs = aws_sdk_ecs::Client::new(&bed.aws().await);
-    let registered = futures_util::future::join_all((0..count).map(|n| {
-        let ecs = ecs.clone();
-        async move {
-            ecs.register_task_definition()
-                .family(format!("service-{n:03}"))
-                .container_definitions(web("app", &format!("{ECR}/service-{n:03}:1.0.{n}"), 3000).build())
-                .send()
-                .await
-        }
-    }))
-    .await;
-    assert!(registered.iter().all(Result::is_ok));
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn names_alone_find_the_registered_definitions_that_pull_them() {
-    let bed = bed();
-    crowd(&bed, 300).await;
-    let ecs = aws_sdk_ecs::Client::new(&bed.aws().await);
-    ecs.register_task_definition()
-        .family("payments-api")
-        .container_definitions(
-            web("api", &format!("{ECR}/payments:v1.4.2"), 8081)
-                .health_check(
-                    HealthCheck::builder()
-                        .command("CMD-SHELL")
-                        .command("curl -f http://localhost:8081/ready || exit 1")
-                        .build()
-                        .unwrap(),
-                )
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
-    // A family named like no repository: found by reading the rest.
-    ecs.register_task_definition()
-        .family("nightly")
-        .container_definitions(web("job", &format!("{ECR}/reports:2026.11"), 9000).build())
-        .send()
-        .await
-        .unwrap();
-
-    // Count what publish asks ECS, by operation, through a proxy in front of moto.
-    let operations = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
-    let seen = operations.clone();
-    let proxy = testbed::HttpProxy::start(bed.moto.port, move |request| {
-        let operation =
-            request.header("x-amz-target").and_then(|t| t.rsplit('.').next()).unwrap_or_default().to_owned();
-        seen.lock().unwrap().push(operation);
-        testbed::Verdict::Forward
-    })
-    .unwrap();
-    let env = with(bed.env(), "AWS_ENDPOINT_URL", proxy.endpoint());
-    let count =
-        |from: usize, operation: &str| operations.lock().unwrap()[from..].iter().filter(|o| *o == operation).count();
-    let (code, stdout, stderr) = xtask(&["publish", "--containers", "payments"], &env);
-    assert_eq!(code, 0, "{stdout}\n{stderr}");
-    assert!(stderr.contains("[payments] from the registered task definition payments-api:1"), "{stderr}");
-    assert_eq!(registry_tags(&bed, "payments").await, ["latest", "v1.4.2"], "the tag the definition pulls");
-    assert_eq!(ports(&stdout, "payments"), "8081", "{stdout}");
-    assert!(stdout.contains("payments: payments-api/api pulls :v1.4.2: the placeholder is there"), "{stdout}");
-    // The common case reads the one family named like the repository, not the 301 others.
-    assert_eq!(count(0, "DescribeTaskDefinition"), 1);
-    assert!(count(0, "ListTaskDefinitionFamilies") >= 1);
-
-    let (code, stdout, stderr) = xtask(&["publish", "--containers", "reports,ghost", "--dry-run"], &env);
-    assert_eq!(code, 0, "{stdout}\n{stderr}");
-    assert!(stderr.contains("[reports] from the registered task definition nightly:1"), "{stderr}");
-    assert!(row(&stdout, "reports").contains("2026.11,latest"), "{stdout}");
-    assert!(
-        stderr
-            .contains("[ghost] note: no registered task definition pulls it (302 of 302 task definition families read"),
-        "{stderr}"
-    );
-
-    let (code, stdout, stderr) = xtask(&["publish", "--containers", "ghost"], &env);
-    assert_eq!(code, 0, "{stdout}\n{stderr}");
-    assert!(stdout.contains("ghost: the placeholder is at :latest; no task definition was read for it, so one that names another tag will not find it"), "{stdout}");
-
-    // --no-lookup: names alone, as typed, and no ECS call at all.
-    let before = operations.lock().unwrap().len();
-    let (code, stdout, stderr) = xtask(&["publish", "--containers", "payments-copy", "--no-lookup"], &env);
-    assert_eq!(code, 0, "{stdout}\n{stderr}");
-    assert!(stderr.lines().all(|l| !l.contains("registered task definition")), "{stderr}");
-    let asked = operations.lock().unwrap()[before..].to_vec();
-    assert!(asked.iter().any(|o| o == "CreateRepository"), "{asked:?}");
-    assert!(!asked.iter().any(|o| o.contains("TaskDefinition")), "{asked:?}");
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn without_the_permission_to_look_publish_says_how_to_give_the_definition() {
-    let bed = bed();
-    let denied = testbed::FaultyEcr::start(
-        bed.moto.port,
-        vec![testbed::Fault {
-            operation: "ListTaskDefinitionFamilies",
-            repository: None,
-            status: 400,
-            error_type: "AccessDeniedException",
-            message: "User: arn:aws:iam::123456789012:user/ci is not authorized to perform: ecs:ListTaskDefinitionFamilies",
-            times: None,
-        }],
-    )
-    .unwrap();
-    let env = with(bed.env(), "AWS_ENDPOINT_URL", denied.endpoint());
-    let (code, stdout, stderr) = xtask(&["publish", "--containers", "billing:8080"], &env);
-    assert_eq!(code, 0, "{stdout}\n{stderr}");
-    assert!(row(&stdout, "billing").contains("created"), "{stdout}");
-    let line =
-        stderr.lines().find(|l| l.starts_with("[billing] note: could not look")).unwrap_or_else(|| panic!("{stderr}"));
-    assert!(line.contains("AccessDeniedException") || line.contains("not authorized"), "{line}");
-    assert!(stdout.contains("give the definition (--task-definition FAMILY|FILE, --from STACK)"), "{stdout}");
 }
 
 /// The shop task as CloudFormation has it: the service puts the frontend behind a target group

@@ -113,7 +113,7 @@ pub async fn load(
 
 /// What each load-balanced container's target group checks, by container name, and whether it
 /// checks over HTTPS.
-async fn target_group_checks(
+pub async fn target_group_checks(
     elbv2: &aws_sdk_elasticloadbalancingv2::Client,
     balancers: &[aws_sdk_ecs::types::LoadBalancer],
 ) -> Result<HashMap<String, (LoadBalancerCheck, bool)>> {

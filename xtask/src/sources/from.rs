@@ -13,7 +13,7 @@ use crate::clients::aws::AwsArgs;
 use crate::sources::balancer::{self, Group};
 use crate::sources::stack::{self, Found};
 use crate::sources::taskdef::{self, Container};
-use crate::sources::{cluster, deployed, registered};
+use crate::sources::{cluster, deployed, lookup, registered};
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Source {
@@ -235,18 +235,14 @@ pub async fn load_asked(asked: &Asked<'_>, aws_args: &AwsArgs, wait: Option<std:
 }
 
 /// `--containers NAME`: the registered task definitions that pull NAME, used as `--task-definition`
-/// would use them, each named; where none does, or publish may not look, it says so.
+/// would use them, each named; where none does, or publish may not look, it says so in one line
+/// with what was read and what was not.
 async fn look_up(loaded: &mut Loaded, repositories: &[String], config: &aws_config::SdkConfig) {
-    let lookup = registered::pulling(repositories, config).await;
-    let read = format!(
-        "{} of {} task definition families read in {:.1} s",
-        lookup.read,
-        lookup.families,
-        lookup.took.as_secs_f64()
-    );
+    let lookup = lookup::pulling(repositories, config).await;
+    let read = format!("in {:.1} s, {}", lookup.took.as_secs_f64(), lookup.read);
     for found in &lookup.found {
         eprintln!(
-            "[{}] from the registered {}: its tag, ports and checks are baked in ({read})",
+            "[{}] from the registered {}: its tag, ports and checks are baked in",
             found.repository().unwrap_or_default(),
             found.location
         );
@@ -255,12 +251,14 @@ async fn look_up(loaded: &mut Loaded, repositories: &[String], config: &aws_conf
         if lookup.found.iter().any(|f| f.repository() == Some(repository.as_str())) {
             continue;
         }
-        let why = match &lookup.failed {
-            Some(error) => format!("could not look for a registered task definition that pulls it ({error})"),
-            None if lookup.read < lookup.families => {
-                format!("none of the registered task definitions read pulls it ({read}; the rest were not read)")
-            }
-            None => format!("no registered task definition pulls it ({read})"),
+        let why = match lookup.problems.as_slice() {
+            [] => format!(
+                "no registered task definition that publish read pulls it ({read}); if one is registered, name it: --task-definition FAMILY"
+            ),
+            problems => format!(
+                "could not look for every registered task definition that pulls it ({}; {read}); if one is registered, name it: --task-definition FAMILY",
+                problems.join("; ")
+            ),
         };
         loaded.not_found.push((repository.clone(), why));
     }

@@ -1,14 +1,9 @@
 //! `--task-definition FAMILY[:REVISION]` (or its ARN) and `--target-group NAME|ARN`: a task
 //! definition as ECS holds it once registered, which Terraform and every deploy tool do before
-//! they create the service that runs it, and the target group that service will sit behind. Also
-//! the lookup `--containers NAME` makes: the registered definitions that pull NAME's repository.
-
-use std::collections::BTreeSet;
-use std::time::Instant;
+//! they create the service that runs it, and the target group that service will sit behind.
 
 use anyhow::{Result, bail};
 use aws_sdk_ecs::types::ContainerDefinition;
-use futures_util::StreamExt;
 
 use crate::base::Usage;
 use crate::clients::aws::{error_code, service_call_failed};
@@ -38,7 +33,7 @@ pub async fn load(name: &str, config: &aws_config::SdkConfig) -> Result<Vec<Foun
 }
 
 /// Each container of a registered task definition, as a stack's would be found.
-fn found_in(task: &aws_sdk_ecs::types::TaskDefinition, how: &str) -> Vec<Found> {
+pub fn found_in(task: &aws_sdk_ecs::types::TaskDefinition, how: &str) -> Vec<Found> {
     let family = format!("{}:{}", task.family().unwrap_or_default(), task.revision());
     let mut containers: Vec<Container> = task.container_definitions().iter().map(container).collect();
     for container in &mut containers {
@@ -104,108 +99,6 @@ pub async fn target_groups(values: &[String], config: &aws_config::SdkConfig) ->
     Ok(groups)
 }
 
-/// What `--containers NAME` found registered: the definitions that pull each repository.
-pub struct Lookup {
-    pub found: Vec<Found>,
-    /// Families read, of those registered, and how long it took.
-    pub read: usize,
-    pub families: usize,
-    pub took: std::time::Duration,
-    /// Why it could not look, when it could not (no permission).
-    pub failed: Option<String>,
-}
-
-/// At most this many families are read when none is named like the repository: an account with
-/// thousands is better told to name the definition than made to wait.
-const SCAN_LIMIT: usize = 1000;
-const LOOKUPS_AT_ONCE: usize = 10;
-
-/// The latest ACTIVE revision of every task definition family whose containers pull one of
-/// `repositories`. Families named like a repository (`api` for `api`, `api-task`, `team-api-prod`)
-/// are read first, and when those answer for every repository no other is read; otherwise the
-/// rest, up to `SCAN_LIMIT`.
-pub async fn pulling(repositories: &[String], config: &aws_config::SdkConfig) -> Lookup {
-    let started = Instant::now();
-    // A help, not a step: an endpoint that does not answer is not waited on through the run's
-    // patient retries (publish reports it when it connects to ECR).
-    let ecs = aws_sdk_ecs::Client::from_conf(
-        aws_sdk_ecs::config::Builder::from(config)
-            .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(2))
-            .timeout_config(
-                aws_config::timeout::TimeoutConfig::builder()
-                    .connect_timeout(std::time::Duration::from_secs(3))
-                    .build(),
-            )
-            .build(),
-    );
-    let mut lookup = Lookup { found: Vec::new(), read: 0, families: 0, took: Default::default(), failed: None };
-    let mut families = Vec::new();
-    let mut pages = ecs
-        .list_task_definition_families()
-        .status(aws_sdk_ecs::types::TaskDefinitionFamilyStatus::Active)
-        .into_paginator()
-        .send();
-    while let Some(page) = pages.next().await {
-        match page {
-            Ok(page) => families.extend(page.families().iter().cloned()),
-            Err(e) => {
-                lookup.failed = Some(format!("{:#}", service_call_failed("ECS", "ListTaskDefinitionFamilies", e)));
-                lookup.took = started.elapsed();
-                return lookup;
-            }
-        }
-    }
-    lookup.families = families.len();
-    let (named, others): (Vec<String>, Vec<String>) =
-        families.into_iter().partition(|family| repositories.iter().any(|r| named_like(family, r)));
-    let mut missing: BTreeSet<String> = repositories.iter().cloned().collect();
-    for (round, batch) in [named, others].into_iter().enumerate() {
-        if missing.is_empty() {
-            break;
-        }
-        let batch: Vec<String> = if round == 0 { batch } else { batch.into_iter().take(SCAN_LIMIT).collect() };
-        let described: Vec<_> = futures_util::stream::iter(batch)
-            .map(|family| {
-                let ecs = ecs.clone();
-                async move { ecs.describe_task_definition().task_definition(family).send().await }
-            })
-            .buffered(LOOKUPS_AT_ONCE)
-            .collect()
-            .await;
-        for result in described {
-            lookup.read += 1;
-            let task = match result {
-                Ok(output) => output.task_definition,
-                Err(e) => {
-                    lookup.failed = Some(format!("{:#}", service_call_failed("ECS", "DescribeTaskDefinition", e)));
-                    continue;
-                }
-            };
-            let Some(task) = task else { continue };
-            let found = found_in(&task, "registered, pulls the repository");
-            let pulls = |f: &Found| f.repository().is_some_and(|r| repositories.iter().any(|name| name == r));
-            if found.iter().any(pulls) {
-                for f in found.iter().filter(|f| pulls(f)) {
-                    missing.remove(f.repository().unwrap_or_default());
-                }
-                // The whole task, so its other containers are known as the placeholder's sidecars.
-                lookup.found.extend(found.into_iter().filter(pulls));
-            }
-        }
-    }
-    lookup.took = started.elapsed();
-    lookup
-}
-
-/// Whether a family is named like a repository: one contains the other's last path segment,
-/// ignoring case and separators (`team/api` and `api-service`, `my_svc` and `MySvcTask`).
-fn named_like(family: &str, repository: &str) -> bool {
-    let plain =
-        |s: &str| s.chars().filter(char::is_ascii_alphanumeric).map(|c| c.to_ascii_lowercase()).collect::<String>();
-    let (family, repository) = (plain(family), plain(repository.rsplit('/').next().unwrap_or(repository)));
-    !repository.is_empty() && (family.contains(&repository) || repository.contains(&family) && family.len() >= 3)
-}
-
 /// A container definition as ECS holds it, as the placeholder must meet it.
 pub fn container(definition: &ContainerDefinition) -> Container {
     let list = |items: &[String]| (!items.is_empty()).then(|| items.to_vec());
@@ -261,15 +154,5 @@ mod tests {
         assert_eq!(kind("222222222222.dkr.ecr.eu-west-1.amazonaws.com/api:1"), stack::Kind::Other);
         assert_eq!(kind("${AWS_ACCOUNT_ID}.dkr.ecr.eu-west-1.amazonaws.com/api:1"), stack::Kind::Ecr("api".into()));
         assert_eq!(kind("nginx:1.27"), stack::Kind::Other);
-    }
-
-    #[test]
-    fn families_named_like_repositories() {
-        assert!(named_like("api", "api"));
-        assert!(named_like("api-task", "team/api"));
-        assert!(named_like("MySvcTaskDef", "my-svc"));
-        assert!(named_like("shop", "shop-api"));
-        assert!(!named_like("web", "api"));
-        assert!(!named_like("a", "shop-api"), "too short to count");
     }
 }

@@ -355,3 +355,55 @@ pub async fn image_files(docker: &Docker, image: &str) -> std::collections::BTre
     }
     files
 }
+
+// ---------------------------------------------------------------- ECS and ELBv2 in moto
+
+/// The account and region every bed's ECR images are in.
+pub const ECR: &str = "123456789012.dkr.ecr.eu-west-1.amazonaws.com";
+
+/// A VPC, made the way a stack makes one; its id.
+pub async fn vpc(bed: &Bed) -> String {
+    let ec2 = aws_sdk_cloudformation::Client::new(&bed.aws().await);
+    ec2.create_stack()
+        .stack_name("Network")
+        .template_body("Resources:\n  Vpc:\n    Type: AWS::EC2::VPC\n    Properties:\n      CidrBlock: 10.1.0.0/16\n")
+        .send()
+        .await
+        .unwrap();
+    let resources = ec2.list_stack_resources().stack_name("Network").send().await.unwrap();
+    resources.stack_resource_summaries()[0].physical_resource_id().unwrap().to_owned()
+}
+
+/// A target group on `port` whose health check asks `path` on `check_port` (`traffic-port` for the
+/// target's own port); its ARN.
+pub async fn target_group(bed: &Bed, vpc: &str, name: &str, port: i32, check_port: &str, path: &str) -> String {
+    use aws_sdk_elasticloadbalancingv2::types::{ProtocolEnum, TargetTypeEnum};
+    let elbv2 = aws_sdk_elasticloadbalancingv2::Client::new(&bed.aws().await);
+    let group = elbv2
+        .create_target_group()
+        .name(name)
+        .protocol(ProtocolEnum::Http)
+        .port(port)
+        .vpc_id(vpc)
+        .target_type(TargetTypeEnum::Ip)
+        .health_check_port(check_port)
+        .health_check_path(path)
+        .send()
+        .await
+        .unwrap();
+    group.target_groups()[0].target_group_arn().unwrap().to_owned()
+}
+
+/// A container on `port` with 256 MiB, to build on.
+pub fn web(name: &str, image: &str, port: i32) -> aws_sdk_ecs::types::builders::ContainerDefinitionBuilder {
+    aws_sdk_ecs::types::ContainerDefinition::builder()
+        .name(name)
+        .image(image)
+        .memory(256)
+        .port_mappings(aws_sdk_ecs::types::PortMapping::builder().container_port(port).build())
+}
+
+/// The PORTS column of a container's row in publish's table.
+pub fn ports(stdout: &str, container: &str) -> String {
+    row(stdout, container).split_whitespace().nth(4).unwrap_or_default().to_owned()
+}

@@ -325,3 +325,110 @@ done"#;
     }
     Ok(elapsed)
 }
+
+/// Figures from the big-account section for the goals: one repository, fresh, in the crowded
+/// account over the empty one, and the peer's time for one repository over publish's there.
+pub(super) struct AccountRatios {
+    pub(super) crowded_over_empty: f64,
+    pub(super) peer_over_crowded: f64,
+    pub(super) families: usize,
+}
+
+/// `publish --containers` (no definition given, so names are looked up) of 1 and 20 new
+/// repositories, fresh and no-op, in an empty account and in one holding `families` unrelated
+/// task definition families, each through the test bed's ECS (its list calls paged as AWS pages
+/// them), with what the lookup read.
+pub(super) fn account_section(
+    report: &mut String,
+    settings: &Settings,
+    aws_cli: &Path,
+    peer_1: Option<f64>,
+) -> Result<AccountRatios> {
+    let families = if settings.publish_runs > 1 { 2000 } else { 200 };
+    let counts: &[usize] = if settings.publish_counts.contains(&20) { &[1, 20] } else { &[1] };
+    let xtask = std::env::current_exe()?;
+    writeln!(report, "\n## Publish in a big account: names alone, with the lookup\n")?;
+    writeln!(
+        report,
+        "| task definition families in the account | repositories | publish, fresh | publish, no-op re-run | what the lookup read (one repository, fresh) |\n|---|---|---|---|---|"
+    )?;
+    let mut fresh_one = [0.0; 2];
+    let mut peer = None;
+    for (n, size) in [0, families].into_iter().enumerate() {
+        let mut read = String::new();
+        for &count in counts {
+            let (mut fresh, mut noop) = (Vec::new(), Vec::new());
+            for run in 0..settings.publish_runs {
+                let bed = testbed::Bed::start()?;
+                let ecs = bed.scheduler()?;
+                bed.moto.crowd(size)?;
+                let names: Vec<String> = (1..=count).map(|i| format!("account-{count}-{run}-{i:03}")).collect();
+                let mut env = warm(&bed);
+                env.retain(|(key, _)| *key != "AWS_ENDPOINT_URL");
+                env.push(("AWS_ENDPOINT_URL", ecs.endpoint()));
+                // moto loads each service's backend at its first call (most of a second for ECS),
+                // which AWS does not: one untimed dry run warms every backend the runs use.
+                Command::new(&xtask)
+                    .args(["publish", "--containers", "warm-up", "--dry-run"])
+                    .envs(env.clone())
+                    .output()?;
+                let publish = || -> Result<(f64, String)> {
+                    let started = Instant::now();
+                    let output = Command::new(&xtask)
+                        .args(["publish", "--containers", &names.join(",")])
+                        .envs(env.clone())
+                        .output()?;
+                    if !output.status.success() {
+                        bail!(
+                            "publish of {count} in an account of {size} families failed: {}",
+                            String::from_utf8_lossy(&output.stderr)
+                        );
+                    }
+                    Ok((started.elapsed().as_secs_f64(), String::from_utf8_lossy(&output.stderr).into_owned()))
+                };
+                let (seconds, stderr) = publish()?;
+                fresh.push(seconds);
+                noop.push(publish()?.0);
+                if count == 1 && read.is_empty() {
+                    read = stderr
+                        .lines()
+                        .find_map(|l| {
+                            l.split_once("pulls it (").map(|(_, rest)| rest.rsplit_once(')').map_or(rest, |(r, _)| r))
+                        })
+                        .unwrap_or("-")
+                        .to_owned();
+                }
+                if count == 1 && n == 1 && peer.is_none() && peer_1.is_none() {
+                    // The peer copies from a repository holding the placeholder, put there untimed.
+                    let output = Command::new(&xtask)
+                        .args(["publish", "--containers", "bench-source", "--no-lookup"])
+                        .envs(warm(&bed))
+                        .output()?;
+                    if !output.status.success() {
+                        bail!("publishing the peer's source failed: {}", String::from_utf8_lossy(&output.stderr));
+                    }
+                    peer = Some(peer_way(&bed, &[format!("{}-peer", names[0])], aws_cli)?);
+                }
+            }
+            let (fresh, noop) = (Sample(fresh), Sample(noop));
+            if count == 1 {
+                fresh_one[n] = fresh.median();
+            }
+            let what = if count == 1 { read.as_str() } else { "" };
+            writeln!(report, "| {size} | {count} | {} | {} | {what} |", fresh.show("s", 2), noop.show("s", 2))?;
+        }
+    }
+    let peer = peer_1.or(peer).unwrap_or(f64::NAN);
+    writeln!(
+        report,
+        "\nEach run on a fresh moto and registry, the families registered before publish starts (`service-NNNN`, none \
+         named like the repositories), publish as a user types it (`--containers NAME`, no port, no definition), from an \
+         unchanged checkout. The lookup reads the families named like each repository (`ListTaskDefinitionFamilies` with \
+         `familyPrefix`) and the services being deployed, at a bounded number of calls, never the account's other families."
+    )?;
+    Ok(AccountRatios {
+        crowded_over_empty: fresh_one[1] / fresh_one[0],
+        peer_over_crowded: peer / fresh_one[1],
+        families,
+    })
+}
