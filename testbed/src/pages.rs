@@ -12,8 +12,9 @@
 //!   registered. `familyPrefix` there is "the full family name" (moto does that).
 //! - `ListTaskDefinitionFamilies`: families whose names begin with `familyPrefix` (moto does that),
 //!   in name order.
-//! - `DescribeServices` takes at most 10 services and `DescribeTasks` at most 100
-//!   (`InvalidParameterException` beyond).
+//! - `DescribeServices` takes at most 10 services, `DescribeTasks` at most 100, and
+//!   `DescribeServiceDeployments` and `DescribeServiceRevisions` at most 20 ARNs ("You can specify
+//!   a maximum of 20 ARNs"), `InvalidParameterException` beyond.
 
 use serde_json::{Value, json};
 
@@ -83,6 +84,8 @@ pub fn within_limits(operation: &str, input: &Value) -> Result<(), Refused> {
     let (field, limit) = match operation {
         "DescribeServices" => ("services", 10),
         "DescribeTasks" => ("tasks", 100),
+        "DescribeServiceDeployments" => ("serviceDeploymentArns", 20),
+        "DescribeServiceRevisions" => ("serviceRevisionArns", 20),
         _ => return Ok(()),
     };
     let count = input[field].as_array().map_or(0, Vec::len);

@@ -61,7 +61,7 @@ async fn a_service_is_handed_over_to_the_real_image_and_nothing_is_left_behind()
     let env = with(bed.env(), "AWS_ENDPOINT_URL", scheduler.endpoint());
     service(&scheduler.endpoint(), "shop", "api", "v1", 2).await;
 
-    let (code, stdout, stderr) = xtask(&["publish", "--from", "ecs:shop"], &env);
+    let (code, stdout, stderr) = xtask(&["publish", "--from", "ecs:shop", "--wait"], &env);
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     let (code, stdout, stderr) = xtask(&["status", "--from", "ecs:shop"], &env);
     assert_eq!(code, 0, "{stdout}\n{stderr}");
@@ -133,7 +133,7 @@ async fn a_failed_real_deploy_rolls_back_to_the_placeholder_and_handover_says_wh
     let scheduler = bed.scheduler().unwrap();
     let env = with(bed.env(), "AWS_ENDPOINT_URL", scheduler.endpoint());
     service(&scheduler.endpoint(), "web", "web", "v1", 1).await;
-    let (code, stdout, stderr) = xtask(&["publish", "--from", "ecs:web"], &env);
+    let (code, stdout, stderr) = xtask(&["publish", "--from", "ecs:web", "--wait"], &env);
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     let (_, placeholder) = bed.registry_json("web/manifests/v1").await.unwrap();
     let (_, stdout, _) = xtask(&["status", "--from", "ecs:web"], &env);
@@ -146,8 +146,10 @@ async fn a_failed_real_deploy_rolls_back_to_the_placeholder_and_handover_says_wh
     let (code, stdout, stderr) = xtask(&["handover", "--from", "ecs:web", "--wait-timeout", "60s"], &env);
     assert_eq!(code, 1, "a rollback is a failure:\n{stdout}\n{stderr}");
     let line = stdout.lines().find(|l| l.starts_with("web/web: failed: ")).unwrap_or_else(|| panic!("{stdout}"));
-    assert!(line.contains("back on the placeholder") && line.contains("rolling back to deployment"), "{line}");
+    assert!(line.contains("failed and rolled back (ROLLBACK_SUCCESSFUL"), "{line}");
+    assert!(line.contains(&format!("where web runs the placeholder {placeholder}")), "{line}");
     assert!(line.contains("CannotStartContainerError"), "why its tasks stopped: {line}");
+    assert_eq!(scheduler.deployment_statuses("web"), ["SUCCESSFUL", "ROLLBACK_SUCCESSFUL"]);
     assert_eq!(
         scheduler.running_digests("web", "web"),
         [Some(placeholder.clone())],
@@ -162,7 +164,7 @@ async fn a_failed_real_deploy_rolls_back_to_the_placeholder_and_handover_says_wh
     // Its tasks run the placeholder: teardown leaves it.
     let (code, stdout, stderr) = xtask(&["teardown", "--images", "--containers", "web", "--yes"], &env);
     assert_eq!(code, 0, "{stdout}\n{stderr}");
-    assert!(stdout.contains("web: unchanged") && stdout.contains("a running task of web/web runs it"), "{stdout}");
+    assert!(stdout.contains("web: unchanged") && stdout.contains("web/web can start tasks from it"), "{stdout}");
     assert_eq!(bed.registry_json(&format!("web/manifests/{placeholder}")).await.map(|(_, d)| d), Some(placeholder));
 }
 

@@ -1,8 +1,9 @@
-//! ECS services as they stand: their deployments, the task definition each rolls out, and what
-//! their tasks run (`DescribeTasks` gives each container's `imageDigest`: since software version
-//! consistency, July 2024, the digest the deployment resolved its tag to), each image told apart as
-//! the placeholder or a real one through the registry. For `status`, `handover` and
-//! `teardown --images`.
+//! ECS services as they stand: their status and deployment controller, their deployments, the
+//! task definition each rolls out, what their tasks run (`DescribeTasks` gives each container's
+//! `imageDigest`: since software version consistency, July 2024, the digest the deployment resolved
+//! its tag to), and what ECS records of their deployments and revisions (`deployments.rs`), each
+//! image told apart as the placeholder or a real one through the registry. For `status`,
+//! `handover` and `teardown --images`.
 
 use std::collections::BTreeMap;
 
@@ -12,6 +13,7 @@ use aws_sdk_ecs::types::DesiredStatus;
 use crate::base::image_ref;
 use crate::base::service::{SERVICES_PER_CALL, Service};
 use crate::clients::aws::{error_code, service_call_failed};
+use crate::clients::deployments::{self, Records};
 use crate::clients::registry::Registry;
 
 /// DescribeTasks takes at most this many a call.
@@ -21,18 +23,31 @@ const TASKS_PER_CALL: usize = 100;
 #[derive(Clone, Debug)]
 pub struct Standing {
     pub service: Service,
+    /// `ACTIVE`, `DRAINING` (being deleted) or `INACTIVE` (deleted).
+    pub status: String,
+    /// Who deploys it: `ECS`, `CODE_DEPLOY` or `EXTERNAL`.
+    pub controller: String,
+    /// `ROLLING`, `BLUE_GREEN`, ...
+    pub strategy: String,
     pub desired: i32,
     pub running: i32,
     /// PRIMARY first.
     pub deployments: Vec<Deployment>,
     /// The containers of the PRIMARY deployment's task definition: (name, image).
     pub containers: Vec<(String, String)>,
-    /// Its running tasks.
+    /// Its tasks that are not stopped: running, and starting (PROVISIONING, PENDING, ACTIVATING).
     pub tasks: Vec<Task>,
-    /// Its newest events, newest first.
-    pub events: Vec<String>,
     /// The load balancer's target groups.
     pub target_groups: Vec<String>,
+    /// What ECS records of its deployments and revisions, or why they could not be read.
+    pub records: std::result::Result<Records, String>,
+}
+
+/// The services asked for: those ECS knows, and those it answered MISSING.
+#[derive(Clone, Debug, Default)]
+pub struct Read {
+    pub standings: Vec<Standing>,
+    pub missing: Vec<Service>,
 }
 
 #[derive(Clone, Debug)]
@@ -49,6 +64,8 @@ pub struct Deployment {
 pub struct Task {
     /// The deployment that started it (`ecs-svc/...`).
     pub started_by: String,
+    /// `RUNNING`, `PENDING`, `STOPPED`, ...
+    pub last_status: String,
     /// (container name, image, digest it runs)
     pub containers: Vec<(String, String, Option<String>)>,
     /// Why it stopped: its own reason, and each container's reason or exit code.
@@ -57,12 +74,21 @@ pub struct Task {
     pub stopped_at: Option<i64>,
 }
 
+impl Task {
+    /// Not running yet: provisioning, pending or activating, with no `imageDigest` to read.
+    pub fn starting(&self) -> bool {
+        matches!(self.last_status.as_str(), "PROVISIONING" | "PENDING" | "ACTIVATING")
+    }
+}
+
 /// What an image in a task or at a tag is.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Holds {
     Placeholder(String),
     Real(String),
     Missing,
+    /// Tasks are starting and none runs yet: what they will run is not reported until they do.
+    Starting,
     /// Not in this account's ECR (another registry), or not readable.
     Unknown(String),
 }
@@ -73,6 +99,7 @@ impl Holds {
             Holds::Placeholder(_) => "placeholder",
             Holds::Real(_) => "real image",
             Holds::Missing => "missing",
+            Holds::Starting => "starting",
             Holds::Unknown(_) => "unknown",
         }
     }
@@ -109,13 +136,13 @@ pub async fn everywhere(ecs: &aws_sdk_ecs::Client) -> Result<Vec<Service>> {
     Ok(services)
 }
 
-/// Each of `services` as it stands; a service ECS does not know is left out.
-pub async fn read(ecs: &aws_sdk_ecs::Client, services: &[Service]) -> Result<Vec<Standing>> {
+/// Each of `services` as it stands, and those ECS answers MISSING.
+pub async fn read(ecs: &aws_sdk_ecs::Client, services: &[Service]) -> Result<Read> {
     let mut by_cluster: BTreeMap<&str, Vec<&Service>> = BTreeMap::new();
     for service in services {
         by_cluster.entry(service.cluster.as_str()).or_default().push(service);
     }
-    let mut standing = Vec::new();
+    let mut read = Read::default();
     let mut definitions: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
     for (cluster, wanted) in by_cluster {
         for chunk in wanted.chunks(SERVICES_PER_CALL) {
@@ -126,6 +153,13 @@ pub async fn read(ecs: &aws_sdk_ecs::Client, services: &[Service]) -> Result<Vec
                 .send()
                 .await
                 .map_err(|e| service_call_failed("ECS", "DescribeServices", e))?;
+            for failure in described.failures() {
+                let arn = failure.arn().unwrap_or_default();
+                let name = arn.rsplit('/').next().unwrap_or(arn);
+                if let Some(service) = chunk.iter().find(|s| s.name == name || arn.ends_with(&format!("/{}", s.name))) {
+                    read.missing.push((*service).clone());
+                }
+            }
             for found in described.services() {
                 let name = found.service_name().unwrap_or_default().to_owned();
                 let deployments: Vec<Deployment> = found
@@ -163,25 +197,49 @@ pub async fn read(ecs: &aws_sdk_ecs::Client, services: &[Service]) -> Result<Vec
                     definitions.insert(definition.clone(), containers);
                 }
                 let service = Service { cluster: cluster.to_owned(), name };
-                let tasks = tasks(ecs, &service, DesiredStatus::Running).await?;
-                standing.push(Standing {
+                let status = found.status().unwrap_or("ACTIVE").to_owned();
+                let active = status == "ACTIVE";
+                let tasks = if active { tasks(ecs, &service, DesiredStatus::Running).await? } else { Vec::new() };
+                let current_revisions: Vec<String> =
+                    found.current_service_revisions().iter().filter_map(|r| r.arn().map(str::to_owned)).collect();
+                let records = match active {
+                    true => deployments::records(
+                        ecs,
+                        &service.cluster,
+                        &service.name,
+                        found.current_service_deployment(),
+                        &current_revisions,
+                    )
+                    .await
+                    .map_err(|e| format!("{e:#}")),
+                    false => Ok(Records::default()),
+                };
+                read.standings.push(Standing {
+                    status,
+                    controller: found
+                        .deployment_controller()
+                        .map_or("ECS".to_owned(), |c| c.r#type().as_str().to_owned()),
+                    strategy: found
+                        .deployment_configuration()
+                        .and_then(|c| c.strategy())
+                        .map_or("ROLLING".to_owned(), |s| s.as_str().to_owned()),
                     desired: found.desired_count(),
                     running: found.running_count(),
                     deployments,
                     containers: definitions.get(&definition).cloned().unwrap_or_default(),
                     tasks,
-                    events: found.events().iter().take(20).filter_map(|e| e.message().map(str::to_owned)).collect(),
                     target_groups: found
                         .load_balancers()
                         .iter()
                         .filter_map(|b| b.target_group_arn().map(str::to_owned))
                         .collect(),
+                    records,
                     service,
                 });
             }
         }
     }
-    Ok(standing)
+    Ok(read)
 }
 
 /// The service's tasks that ECS wants `status` (running, or stopped).
@@ -228,6 +286,7 @@ pub async fn tasks(ecs: &aws_sdk_ecs::Client, service: &Service, status: Desired
             }
             tasks.push(Task {
                 started_by: task.started_by().unwrap_or_default().to_owned(),
+                last_status: task.last_status().unwrap_or_default().to_owned(),
                 containers: task
                     .containers()
                     .iter()
@@ -259,14 +318,20 @@ pub async fn holds(registry: &Registry, image: &str, reference: &str) -> Holds {
     }
 }
 
-/// What a service's running tasks run for `container`: the placeholder, a real image, or (none
-/// running) missing. A task whose container reports no `imageDigest` (`versionConsistency:
-/// disabled`, an older agent) cannot be told apart by its tag, which may have moved since it
-/// started: unknown.
+/// What a service's running tasks run for `container`: the placeholder, a real image, starting
+/// (tasks start and none runs yet), or (none running) missing. A running task whose container
+/// reports no `imageDigest` (`versionConsistency: disabled`, an older agent) cannot be told apart
+/// by its tag, which may have moved since it started: unknown.
 pub async fn running(registry: &Registry, standing: &Standing, container: &str) -> Holds {
     let mut verdict = Holds::Missing;
     for task in &standing.tasks {
         for (_, image, digest) in task.containers.iter().filter(|(name, _, _)| name == container) {
+            if task.starting() {
+                if verdict == Holds::Missing {
+                    verdict = Holds::Starting;
+                }
+                continue;
+            }
             let Some(digest) = digest else {
                 return Holds::Unknown("a task reports no imageDigest, so what it runs cannot be told".to_owned());
             };
@@ -274,7 +339,7 @@ pub async fn running(registry: &Registry, standing: &Standing, container: &str) 
                 // One task on a placeholder is enough to say the service still serves it.
                 found @ Holds::Placeholder(_) => return found,
                 found @ Holds::Real(_) => verdict = found,
-                found if verdict == Holds::Missing => verdict = found,
+                found if matches!(verdict, Holds::Missing | Holds::Starting) => verdict = found,
                 _ => {}
             }
         }
@@ -298,7 +363,7 @@ pub struct Where {
     pub at_tag: &'static str,
     pub tag_digest: Option<String>,
     pub next: Next,
-    /// The service's last deployment failed and rolled back, as its events say.
+    /// The service's current deployment rolled back, as ECS records it: which, to what, and why.
     pub rolled_back: Option<String>,
 }
 
@@ -315,6 +380,12 @@ pub enum Next {
     Done,
     /// No task runs yet, and the tag holds an image: the deployment is under way.
     Starting,
+    /// Its desired count is 0: no task starts, whatever the tag holds.
+    ScaledToZero,
+    /// The service is being deleted (DRAINING) or is deleted (INACTIVE).
+    Deleted,
+    /// The definition names a digest, not a tag: no push changes what it runs.
+    Pinned,
     /// What runs or what the tag holds cannot be read.
     Unknown,
 }
@@ -336,15 +407,33 @@ impl Next {
                 "nothing: the tasks run a real image (`cargo xtask teardown --images` removes the placeholder's images)"
                     .to_owned()
             }
-            Next::Starting => format!("wait: no task runs yet, and :{tag} holds an image"),
+            Next::Starting => format!("wait: its tasks are starting, and :{tag} holds an image"),
+            Next::ScaledToZero => format!(
+                "scale it up: its desired count is 0, so no task starts whatever :{tag} holds (aws ecs update-service \
+                 --desired-count N; a deployment then pulls the tag)"
+            ),
+            Next::Deleted => "nothing: the service is being deleted or is deleted, so it starts no task".to_owned(),
+            Next::Pinned => format!(
+                "register a new revision: the definition pins {tag}, and a push never changes a pinned digest; name the \
+                 tag (or the real image's digest) in a new revision of the task definition and deploy it"
+            ),
             Next::Unknown => "look: what runs or what the tag holds could not be read".to_owned(),
         }
     }
 }
 
-/// The newest rollback among a service's recent events.
-fn rollback_event(standing: &Standing) -> Option<String> {
-    standing.events.iter().find(|e| e.contains("rolling back to deployment")).cloned()
+/// The service's current deployment, where ECS records that it rolled back: which, to which
+/// revision, and why.
+fn rollback_record(standing: &Standing) -> Option<String> {
+    let current = standing.records.as_ref().ok()?.current.as_ref().filter(|c| c.rolled_back())?;
+    let (revision, why) = current.rolled_back_to.clone().unwrap_or_default();
+    Some(format!(
+        "service deployment {} is {}, back to revision {}: {}",
+        current.arn,
+        current.status,
+        revision.rsplit('/').next().unwrap_or_default(),
+        if why.is_empty() { &current.reason } else { &why }
+    ))
 }
 
 /// Where each ECR container of each service stands.
@@ -358,15 +447,20 @@ pub async fn judge(registry: &Registry, standings: &[Standing]) -> Vec<Where> {
             let tag = match image_ref::image_tag(image) {
                 image_ref::TagRef::Tag(tag) | image_ref::TagRef::Unknown(tag) | image_ref::TagRef::Digest(tag) => tag,
             };
+            let pinned = matches!(image_ref::image_tag(image), image_ref::TagRef::Digest(_));
             let running = running(registry, standing, container).await;
             let at_tag = holds(registry, image, &tag).await;
             let next = match (&running, &at_tag) {
+                _ if standing.status != "ACTIVE" => Next::Deleted,
+                _ if standing.desired == 0 => Next::ScaledToZero,
                 (Holds::Unknown(_), _) | (_, Holds::Unknown(_)) => Next::Unknown,
                 (Holds::Real(_), _) => Next::Done,
+                _ if pinned => Next::Pinned,
                 (_, Holds::Missing) => Next::Publish,
                 (Holds::Placeholder(_), Holds::Real(_)) => Next::Handover,
                 (Holds::Placeholder(_), Holds::Placeholder(_)) => Next::WaitForPipeline,
-                (Holds::Missing, _) => Next::Starting,
+                // Nothing runs yet (at_tag is never `Starting`: that is only said of tasks).
+                _ => Next::Starting,
             };
             all.push(Where {
                 service: standing.service.label(),
@@ -378,9 +472,7 @@ pub async fn judge(registry: &Registry, standings: &[Standing]) -> Vec<Where> {
                 at_tag: at_tag.word(),
                 tag_digest: at_tag.digest().map(str::to_owned),
                 next,
-                // Still on the placeholder with the real image at the tag, after a rollback: the
-                // real image's deployment failed.
-                rolled_back: if next == Next::Handover { rollback_event(standing) } else { None },
+                rolled_back: rollback_record(standing),
             });
         }
     }

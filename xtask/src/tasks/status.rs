@@ -130,27 +130,31 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     let repositories = statuses.iter().filter(|s| s.container != "*").count();
     let summary = format!("{placeholders} of {repositories} repositories still serve the placeholder");
     // The services `--from` names: what their tasks run, and what their definitions' tags hold.
-    let standing = match (services.is_empty(), destinations.first()) {
+    let (standing, missing) = match (services.is_empty(), destinations.first()) {
         (false, Some(target)) => {
             let ecs = aws_sdk_ecs::Client::new(&target.aws.config);
-            let standings = services::read(&ecs, &services).await?;
-            services::judge(&target.registry, &standings).await
+            let read = services::read(&ecs, &services).await?;
+            let missing: Vec<String> = read.missing.iter().map(|s| s.label()).collect();
+            (services::judge(&target.registry, &read.standings).await, missing)
         }
-        _ => Vec::new(),
+        _ => (Vec::new(), Vec::new()),
     };
     match args.output {
         OutputFormat::Json => println!(
             "{}",
-            serde_json::to_string_pretty(
-                &serde_json::json!({ "repositories": statuses, "placeholders": placeholders, "services": standing })
-            )?
+            serde_json::to_string_pretty(&serde_json::json!({
+                "repositories": statuses, "placeholders": placeholders, "services": standing, "missing_services": missing
+            }))?
         ),
         OutputFormat::Text => {
             print_text(&statuses, &summary);
             print_services(&standing);
+            for service in &missing {
+                println!("{service}: ECS has no such service (DescribeServices answers MISSING)");
+            }
         }
     }
-    let missing = statuses.iter().any(|s| !s.exists && s.error.is_none());
+    let missing = statuses.iter().any(|s| !s.exists && s.error.is_none()) || !missing.is_empty();
     let errors = statuses.iter().any(|s| s.error.is_some());
     Ok(if missing || errors { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
@@ -348,11 +352,12 @@ fn print_services(standing: &[Where]) {
     }
     for w in standing {
         println!("{}: {}", label(w), w.next.says(&w.tag));
-        if let Some(event) = &w.rolled_back {
-            println!(
-                "{}: its last deployment of the real image failed and rolled back to the placeholder ({event}): cargo xtask handover says why",
-                label(w)
-            );
+        if let Some(record) = &w.rolled_back {
+            let back = match w.running {
+                "placeholder" => "its last deployment of the real image failed and rolled back to the placeholder",
+                _ => "its last deployment failed and rolled back",
+            };
+            println!("{}: {back} ({record}): cargo xtask handover says why", label(w));
         }
     }
 }

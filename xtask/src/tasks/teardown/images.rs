@@ -1,9 +1,12 @@
 //! `cargo xtask teardown --images`: the placeholder's images out of repositories that keep living
 //! (a stack's own, or one whose tags now hold real images; an immutable tag the pipeline is to
-//! push), the repositories and every real image kept. An image a running task runs (its index or
-//! any of its platforms' manifests), or a tag a service not running all its tasks names, is never
-//! removed: the services of every cluster in the region are read first, and where they cannot be
-//! read nothing is removed.
+//! push), the repositories and every real image kept. An image any service can still start a task
+//! from is never removed, whatever its tags say: ECS starts later tasks, scale-ups and rollbacks
+//! from the digest each deployment resolved, so every digest a running task runs, every digest a
+//! service revision that can still start tasks resolved (its current ones, what its current
+//! deployment moves between, and the last successful one a rollback returns to), and every digest
+//! a definition pins is kept. The services of every cluster in the region are read first; where
+//! they, or a service's records, cannot be read, nothing of the repository is removed.
 
 use std::collections::BTreeSet;
 
@@ -25,13 +28,15 @@ pub(super) struct Plan {
     pub(super) keep: Vec<String>,
 }
 
-/// What the services use of `repository`: the digests their running tasks run, and the tags of
-/// services not yet running all their tasks (a task they start must still pull it).
+/// What the services use of `repository`: the digests they can start tasks from, the tags a
+/// deployment still resolving will pull, and why nothing may go where that could not be read.
 #[derive(Default)]
 pub(super) struct InUse {
     digests: BTreeSet<String>,
     tags: BTreeSet<String>,
     by: Vec<String>,
+    /// Services using the repository whose revisions could not be read, and why.
+    unread: Vec<String>,
 }
 
 /// Every service in the target's region, or those `--from` named, as they stand.
@@ -41,13 +46,14 @@ pub(super) async fn standings(target: &aws::Target, named: &[Service]) -> Result
         true => services::everywhere(&ecs).await?,
         false => named.to_vec(),
     };
-    services::read(&ecs, &services).await
+    Ok(services::read(&ecs, &services).await?.standings)
 }
 
 pub(super) fn in_use(standings: &[Standing], repository: &str) -> InUse {
     let mut used = InUse::default();
     let ours = |image: &str| image_ref::ecr_repository(image).as_deref() == Some(repository);
-    for standing in standings {
+    // A service being deleted starts no task.
+    for standing in standings.iter().filter(|s| s.status == "ACTIVE") {
         let mut uses = false;
         for task in &standing.tasks {
             for (_, image, digest) in task.containers.iter().filter(|(_, image, _)| ours(image)) {
@@ -63,13 +69,28 @@ pub(super) fn in_use(standings: &[Standing], repository: &str) -> InUse {
                 }
             }
         }
-        // Not every task running (or none, a service scaled to 0): a task it starts pulls the
-        // definition's tag, at the digest its deployment resolved.
-        if standing.running < standing.desired || standing.tasks.is_empty() {
-            for (_, image) in standing.containers.iter().filter(|(_, image)| ours(image)) {
-                uses = true;
-                used.tags.insert(tag_of(image));
+        for (_, image) in standing.containers.iter().filter(|(_, image)| ours(image)) {
+            uses = true;
+            // A pinned digest is what every task of the definition pulls.
+            if let image_ref::TagRef::Digest(digest) = image_ref::image_tag(image) {
+                used.digests.insert(digest);
             }
+        }
+        match &standing.records {
+            Ok(records) => {
+                for revision in &records.revisions {
+                    for (_, image, digest) in revision.images.iter().filter(|(_, image, _)| ours(image)) {
+                        uses = true;
+                        match digest {
+                            Some(digest) => used.digests.insert(digest.clone()),
+                            // Not resolved yet: the deployment will pull the tag.
+                            None => used.tags.insert(tag_of(image)),
+                        };
+                    }
+                }
+            }
+            Err(why) if uses => used.unread.push(format!("{}: {why}", standing.service.label())),
+            Err(_) => {}
         }
         if uses {
             used.by.push(standing.service.label());
@@ -90,8 +111,19 @@ pub(super) fn plan(held: Vec<Held>, used: &InUse) -> Plan {
     for image in held {
         if !image.placeholder {
             plan.keep.push(format!("{}: a real image", image.name));
+        } else if !used.unread.is_empty() {
+            plan.keep.push(format!(
+                "{}: what {} can start tasks from could not be read ({})",
+                image.name,
+                used.by.join(", "),
+                used.unread.join("; ")
+            ));
         } else if image.digests.iter().any(|d| used.digests.contains(d)) {
-            plan.keep.push(format!("{}: a running task of {} runs it", image.name, used.by.join(", ")));
+            plan.keep.push(format!(
+                "{}: {} can start tasks from it (a running task, a service revision, a rollback's or a pinned digest)",
+                image.name,
+                used.by.join(", ")
+            ));
         } else if image.tags.iter().any(|t| used.tags.contains(t)) {
             plan.keep.push(format!("{}: {} is still starting tasks that pull it", image.name, used.by.join(", ")));
         } else {
