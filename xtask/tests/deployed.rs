@@ -136,7 +136,10 @@ async fn a_deployed_stack_gets_its_own_repository_filled_at_the_tag_it_names() {
         assert!(assert_healthy(&stdout, "worker").contains("health check"), "{stdout}");
     }
 
-    let (code, stdout, stderr) = xtask(&["status", "--from", "stack:Shop"], &bed.env());
+    // ECS as AWS answers it: the stack's service and what ECS records of its deployments.
+    let scheduler = bed.scheduler().unwrap();
+    let (code, stdout, stderr) =
+        xtask(&["status", "--from", "stack:Shop"], &with(bed.env(), "AWS_ENDPOINT_URL", scheduler.endpoint()));
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     assert!(stdout.contains("shop-api: belongs to stack Shop (Resources.Repo)"), "{stdout}");
     assert!(stdout.contains("shop-api: :2.0.0 (a definition names it): placeholder"), "{stdout}");
