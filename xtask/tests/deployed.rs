@@ -275,3 +275,41 @@ async fn what_cannot_be_read_is_one_line_exit_2_and_nothing_changed() {
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("--wait follows ECS services"), "{stderr}");
 }
+
+/// `cdk deploy` creates a change set, then executes it: between the two the stack is
+/// REVIEW_IN_PROGRESS, with an id but no template or resources. Publish says so and changes
+/// nothing; with `--wait` it waits for the change set to run.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stack_whose_change_set_is_not_executed_yet_is_waited_for() {
+    use aws_sdk_cloudformation::types::{ChangeSetType, Parameter};
+    let bed = bed();
+    let scheduler = bed.scheduler().unwrap();
+    let env = with(bed.env(), "AWS_ENDPOINT_URL", scheduler.endpoint());
+    let cloudformation = aws_sdk_cloudformation::Client::new(&bed.aws().await);
+    cloudformation
+        .create_change_set()
+        .stack_name("Later")
+        .change_set_name("first")
+        .change_set_type(ChangeSetType::Create)
+        .template_body(SHOP)
+        .parameters(Parameter::builder().parameter_key("Tag").parameter_value("2.0.0").build())
+        .send()
+        .await
+        .unwrap();
+
+    let (code, stdout, stderr) = xtask(&["publish", "--from", "stack:Later"], &env);
+    assert_eq!(code, 2, "{stdout}\n{stderr}");
+    assert!(stderr.contains("stack Later is REVIEW_IN_PROGRESS: its change set has not been executed"), "{stderr}");
+    assert!(bed.repository_names().await.is_empty(), "nothing created");
+
+    let waiting = {
+        let env = env.clone();
+        std::thread::spawn(move || xtask(&["publish", "--from", "stack:Later", "--wait"], &env))
+    };
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    cloudformation.execute_change_set().stack_name("Later").change_set_name("first").send().await.unwrap();
+    let (code, stdout, stderr) = waiting.join().unwrap();
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(stderr.contains("stack Later has a change set not executed yet (REVIEW_IN_PROGRESS)"), "{stderr}");
+    assert_eq!(registry_tags(&bed, "shop-api").await, ["2.0.0", "latest"]);
+}

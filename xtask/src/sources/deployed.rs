@@ -39,6 +39,15 @@ pub async fn load(name: &str, config: &aws_config::SdkConfig, wait: Option<Durat
     loop {
         let waiting = deadline.is_some_and(|d| Instant::now() + POLL < d);
         let why = match read(name, config).await {
+            // A change set created and not executed yet (`cdk deploy` between the two steps): the
+            // stack has an id but no template or resources ("Stack status codes": REVIEW_IN_PROGRESS).
+            Ok(loaded) if loaded.status == "REVIEW_IN_PROGRESS" && waiting => {
+                "has a change set not executed yet (REVIEW_IN_PROGRESS)".to_owned()
+            }
+            Ok(loaded) if loaded.status == "REVIEW_IN_PROGRESS" => bail!(Usage(format!(
+                "stack {name} is REVIEW_IN_PROGRESS: its change set has not been executed, so it has no template or \
+                 resources yet; run publish once the deploy executes it, or add --wait to wait for that"
+            ))),
             Ok(loaded) if loaded.pending.is_empty() || !waiting => return Ok(loaded),
             Ok(loaded) => format!("has not created repository {} yet", loaded.pending.join(", ")),
             Err(e) if waiting && e.downcast_ref::<Usage>().is_some() => "does not exist yet".to_owned(),
