@@ -66,7 +66,7 @@ const TARGET: &str = "AmazonEC2ContainerServiceV20141113.";
 /// How often a deployment that cannot start its tasks launches another.
 const RETRY: Duration = Duration::from_millis(700);
 /// How long a launched task is PENDING before it runs, unless a test sets it (`slow_pulls`).
-const PENDING_FOR: Duration = Duration::from_millis(1500);
+const PENDING_FOR: Duration = Duration::from_millis(500);
 /// How long a minute of blue/green bake time lasts in the test bed.
 const MINUTE: Duration = Duration::from_secs(1);
 /// How long a deleted service is DRAINING before it is INACTIVE.

@@ -339,10 +339,10 @@ async fn blue_green_is_followed_through_bake_time_services_at_once_and_a_deadlin
             .await
             .unwrap();
     }
-    let (code, stdout, stderr) = xtask(&["handover", "--from", "ecs:bg/long", "--wait-timeout", "4s"], &env);
+    let (code, stdout, stderr) = xtask(&["handover", "--from", "ecs:bg/long", "--wait-timeout", "3s"], &env);
     assert_eq!(code, 1, "{stdout}\n{stderr}");
     let long = line(&stdout, "bg/long: ");
-    assert!(long.contains("had not finished within 4s") && long.contains("goes on unwatched"), "{long}");
+    assert!(long.contains("had not finished within 3s") && long.contains("goes on unwatched"), "{long}");
     assert!(long.contains("aws ecs stop-service-deployment --service-deployment-arn arn:aws:ecs:eu-west-1:123456789012:service-deployment/bg/long/"), "{long}");
     assert_eq!(scheduler.deployment_statuses("long").last().map(String::as_str), Some("IN_PROGRESS"));
     let (code, stdout, _) = xtask(&["handover", "--from", "ecs:bg/long"], &env);
@@ -353,7 +353,7 @@ async fn blue_green_is_followed_through_bake_time_services_at_once_and_a_deadlin
     );
 
     let (code, stdout, stderr) =
-        xtask(&["handover", "--from", "ecs:bg/longer", "--wait-timeout", "4s", "--stop-on-timeout"], &env);
+        xtask(&["handover", "--from", "ecs:bg/longer", "--wait-timeout", "3s", "--stop-on-timeout"], &env);
     assert_eq!(code, 1, "{stdout}\n{stderr}");
     assert!(line(&stdout, "bg/longer: ").contains("stopped it (StopServiceDeployment, ROLLBACK)"), "{stdout}");
     let last = scheduler.deployment_statuses("longer").last().cloned().unwrap_or_default();
