@@ -394,32 +394,18 @@ fn handle(
             let tasks: Vec<Value> = ours.iter().map(|(service, task)| task.describe(service)).collect();
             answer(Ok(json!({ "tasks": tasks, "failures": [] })))
         }
-        "DescribeServiceDeployments" => {
-            let state = state.lock().unwrap();
-            let (mut found, mut failures) = (Vec::new(), Vec::new());
-            for arn in input["serviceDeploymentArns"].as_array().into_iter().flatten().filter_map(Value::as_str) {
-                let record =
-                    state.services.values().find_map(|s| s.records.iter().find(|r| r.arn == arn).map(|r| (s, r)));
-                match record {
-                    Some((service, record)) => found.push(record.describe(service)),
-                    None => failures.push(json!({ "arn": arn, "reason": "MISSING" })),
-                }
-            }
-            answer(Ok(json!({ "serviceDeployments": found, "failures": failures })))
-        }
-        "DescribeServiceRevisions" => {
-            let state = state.lock().unwrap();
-            let (mut found, mut failures) = (Vec::new(), Vec::new());
-            for arn in input["serviceRevisionArns"].as_array().into_iter().flatten().filter_map(Value::as_str) {
-                let revision =
-                    state.services.values().find_map(|s| s.revisions.iter().find(|r| r.arn == arn).map(|r| (s, r)));
-                match revision {
-                    Some((service, revision)) => found.push(revision.describe(service)),
-                    None => failures.push(json!({ "arn": arn, "reason": "MISSING" })),
-                }
-            }
-            answer(Ok(json!({ "serviceRevisions": found, "failures": failures })))
-        }
+        "DescribeServiceDeployments" => answer(Ok(describe_by_arn(
+            &state.lock().unwrap(),
+            &input["serviceDeploymentArns"],
+            "serviceDeployments",
+            |service, arn| service.records.iter().find(|r| r.arn == arn).map(|r| r.describe(service)),
+        ))),
+        "DescribeServiceRevisions" => answer(Ok(describe_by_arn(
+            &state.lock().unwrap(),
+            &input["serviceRevisionArns"],
+            "serviceRevisions",
+            |service, arn| service.revisions.iter().find(|r| r.arn == arn).map(|r| r.describe(service)),
+        ))),
         "StopServiceDeployment" => {
             let mut state = state.lock().unwrap();
             let arn = input["serviceDeploymentArn"].as_str().unwrap_or_default().to_owned();
@@ -434,6 +420,19 @@ fn handle(
         }
         _ => Ok(None),
     }
+}
+
+/// A Describe call's answer for `arns`: under `field` what `find` finds in some service, and a
+/// MISSING failure for each ARN it does not.
+fn describe_by_arn(state: &State, arns: &Value, field: &str, find: impl Fn(&Service, &str) -> Option<Value>) -> Value {
+    let (mut found, mut failures) = (Vec::new(), Vec::new());
+    for arn in arns.as_array().into_iter().flatten().filter_map(Value::as_str) {
+        match state.services.values().find_map(|service| find(service, arn)) {
+            Some(described) => found.push(described),
+            None => failures.push(json!({ "arn": arn, "reason": "MISSING" })),
+        }
+    }
+    json!({ field: found, "failures": failures })
 }
 
 /// `UpdateService` refused as AWS refuses it: on a service that is not ACTIVE, and a new

@@ -39,7 +39,11 @@ pub struct Standing {
     pub tasks: Vec<Task>,
     /// The load balancer's target groups.
     pub target_groups: Vec<String>,
-    /// What ECS records of its deployments and revisions, or why they could not be read.
+    /// The service deployment and revisions it names as its current ones.
+    current_deployment: Option<String>,
+    current_revisions: Vec<String>,
+    /// What ECS records of its deployments and revisions, or why they could not be read (or
+    /// that they were not asked for: `read_with_records`).
     pub records: std::result::Result<Records, String>,
 }
 
@@ -156,7 +160,7 @@ pub async fn read(ecs: &aws_sdk_ecs::Client, services: &[Service]) -> Result<Rea
             for failure in described.failures() {
                 let arn = failure.arn().unwrap_or_default();
                 let name = arn.rsplit('/').next().unwrap_or(arn);
-                if let Some(service) = chunk.iter().find(|s| s.name == name || arn.ends_with(&format!("/{}", s.name))) {
+                if let Some(service) = chunk.iter().find(|s| s.name == name) {
                     read.missing.push((*service).clone());
                 }
             }
@@ -200,20 +204,6 @@ pub async fn read(ecs: &aws_sdk_ecs::Client, services: &[Service]) -> Result<Rea
                 let status = found.status().unwrap_or("ACTIVE").to_owned();
                 let active = status == "ACTIVE";
                 let tasks = if active { tasks(ecs, &service, DesiredStatus::Running).await? } else { Vec::new() };
-                let current_revisions: Vec<String> =
-                    found.current_service_revisions().iter().filter_map(|r| r.arn().map(str::to_owned)).collect();
-                let records = match active {
-                    true => deployments::records(
-                        ecs,
-                        &service.cluster,
-                        &service.name,
-                        found.current_service_deployment(),
-                        &current_revisions,
-                    )
-                    .await
-                    .map_err(|e| format!("{e:#}")),
-                    false => Ok(Records::default()),
-                };
                 read.standings.push(Standing {
                     status,
                     controller: found
@@ -233,11 +223,40 @@ pub async fn read(ecs: &aws_sdk_ecs::Client, services: &[Service]) -> Result<Rea
                         .iter()
                         .filter_map(|b| b.target_group_arn().map(str::to_owned))
                         .collect(),
-                    records,
+                    current_deployment: found.current_service_deployment().map(str::to_owned),
+                    current_revisions: found
+                        .current_service_revisions()
+                        .iter()
+                        .filter_map(|r| r.arn().map(str::to_owned))
+                        .collect(),
+                    // A service being deleted starts no task: nothing of it to read.
+                    records: match active {
+                        true => Err("its deployment records were not read".to_owned()),
+                        false => Ok(Records::default()),
+                    },
                     service,
                 });
             }
         }
+    }
+    Ok(read)
+}
+
+/// The same, with what ECS records of each ACTIVE service's deployments and revisions: for what
+/// decides on a service (`status`, `handover`, `teardown --images`), not for following one.
+pub async fn read_with_records(ecs: &aws_sdk_ecs::Client, services: &[Service]) -> Result<Read> {
+    let mut read = read(ecs, services).await?;
+    for standing in read.standings.iter_mut().filter(|s| s.status == "ACTIVE") {
+        let service = &standing.service;
+        standing.records = deployments::records(
+            ecs,
+            &service.cluster,
+            &service.name,
+            standing.current_deployment.as_deref(),
+            &standing.current_revisions,
+        )
+        .await
+        .map_err(|e| format!("{e:#}"));
     }
     Ok(read)
 }

@@ -252,14 +252,13 @@ async fn look_up(loaded: &mut Loaded, repositories: &[String], config: &aws_conf
             continue;
         }
         let why = match lookup.problems.as_slice() {
-            [] => format!(
-                "no registered task definition that publish read pulls it ({read}); if one is registered, name it: --task-definition FAMILY"
-            ),
+            [] => format!("no registered task definition that publish read pulls it ({read})"),
             problems => format!(
-                "could not look for every registered task definition that pulls it ({}; {read}); if one is registered, name it: --task-definition FAMILY",
+                "could not look for every registered task definition that pulls it ({}; {read})",
                 problems.join("; ")
             ),
         };
+        let why = format!("{why}; if one is registered, name it: --task-definition FAMILY");
         loaded.not_found.push((repository.clone(), why));
     }
     loaded.found.extend(lookup.found);

@@ -133,7 +133,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     let (standing, missing) = match (services.is_empty(), destinations.first()) {
         (false, Some(target)) => {
             let ecs = aws_sdk_ecs::Client::new(&target.aws.config);
-            let read = services::read(&ecs, &services).await?;
+            let read = services::read_with_records(&ecs, &services).await?;
             let missing: Vec<String> = read.missing.iter().map(|s| s.label()).collect();
             (services::judge(&target.registry, &read.standings).await, missing)
         }

@@ -86,7 +86,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         true => services::everywhere(&ecs).await?,
         false => loaded.services,
     };
-    let read = services::read(&ecs, &services).await?;
+    let read = services::read_with_records(&ecs, &services).await?;
     let mut outcomes: Vec<Outcome> = read
         .missing
         .iter()
@@ -130,7 +130,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
                 Err(error) => (Action::Failed, format!("{error:#}")),
             };
             // What runs now, after the new deployment.
-            let after = services::read(&ecs, std::slice::from_ref(&standing.service)).await?;
+            let after = services::read_with_records(&ecs, std::slice::from_ref(&standing.service)).await?;
             outcome.containers = services::judge(&registry, &after.standings).await;
         }
     }

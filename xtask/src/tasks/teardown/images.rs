@@ -46,7 +46,7 @@ pub(super) async fn standings(target: &aws::Target, named: &[Service]) -> Result
         true => services::everywhere(&ecs).await?,
         false => named.to_vec(),
     };
-    Ok(services::read(&ecs, &services).await?.standings)
+    Ok(services::read_with_records(&ecs, &services).await?.standings)
 }
 
 pub(super) fn in_use(standings: &[Standing], repository: &str) -> InUse {
